@@ -1,0 +1,34 @@
+"""Publishing JSON messages to Pub/Sub topics (the emulator locally, Pub/Sub in Google Cloud)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from google.cloud import pubsub_v1
+
+from shared.config import Settings, get_settings
+
+
+@lru_cache(maxsize=1)
+def _publisher_client() -> pubsub_v1.PublisherClient:
+    return pubsub_v1.PublisherClient()
+
+
+class Publisher:
+    """Publishes a dict as a JSON message; attributes are strings. Waits for the server's ack so a
+    caller that returns normally knows the message is stored (and raises otherwise, so Pub/Sub
+    redelivers the event that caused it)."""
+
+    def __init__(self, settings: Settings | None = None, client: pubsub_v1.PublisherClient | None = None):
+        self._settings = settings or get_settings()
+        self._client = client or _publisher_client()
+
+    def topic_path(self, topic: str) -> str:
+        return self._client.topic_path(self._settings.project_id, topic)
+
+    def publish(self, topic: str, payload: dict[str, Any], timeout: float = 30.0, **attributes: str) -> str:
+        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        future = self._client.publish(self.topic_path(topic), data, **attributes)
+        return future.result(timeout=timeout)
