@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Key of the HMAC that turns a NIK into a storage key / log token. In Google Cloud it comes
     # from Secret Manager through the function's environment. The default is for the local stack only.
     nik_hash_key: SecretStr = SecretStr("local-development-key-not-a-secret")
+    # Bearer token the FHIR server's rest-hook Subscription sends to the subscription-relay function.
+    relay_token: SecretStr = SecretStr("local-relay-token")
 
     # --- Pub/Sub topics ----------------------------------------------------------------------
     topic_patient_changes: str = "patient-changes"

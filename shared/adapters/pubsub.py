@@ -30,5 +30,8 @@ class Publisher:
 
     def publish(self, topic: str, payload: dict[str, Any], timeout: float = 30.0, **attributes: str) -> str:
         data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return self.publish_bytes(topic, data, timeout=timeout, **attributes)
+
+    def publish_bytes(self, topic: str, data: bytes, timeout: float = 30.0, **attributes: str) -> str:
         future = self._client.publish(self.topic_path(topic), data, **attributes)
         return future.result(timeout=timeout)
