@@ -219,16 +219,22 @@ def if_match_header(version_id: str) -> str:
     return f'W/"{version_id}"'
 
 
-def _path(resource_type: str, *ids: str) -> str:
-    """``Type/id[/_history/vid]``, refusing anything that is not a FHIR type or id (a stray ``?`` or
-    ``/`` would silently turn a read into a search or another resource). The value is not echoed:
-    a caller's bug might pass patient data."""
+def _path(resource_type: str, id: str | None = None, version_id: str | None = None) -> str:
+    """``Type``, ``Type/id`` or ``Type/id/_history/vid``, refusing anything that is not a FHIR type or
+    id (a stray ``?`` or ``/`` would silently turn a read into a search or into another resource).
+    The value is not echoed: a caller's bug might pass patient data."""
     if not _RESOURCE_TYPE.fullmatch(resource_type):
         raise ValueError("not a FHIR resource type")
-    for id_ in ids:
-        if not isinstance(id_, str) or not _FHIR_ID.fullmatch(id_):
+    parts = [resource_type]
+    for value in (id, version_id):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not _FHIR_ID.fullmatch(value):
             raise ValueError("not a FHIR id")
-    return "/".join([resource_type, *ids])
+        parts.append(value)
+    if version_id is not None:
+        parts.insert(2, "_history")
+    return "/".join(parts)
 
 
 def _operation_outcome(response: httpx.Response) -> dict | None:
@@ -336,7 +342,7 @@ class FhirClient:
         return self._json(self._request("GET", _path(resource_type, id)))
 
     def vread(self, resource_type: str, id: str, version_id: str) -> dict:
-        return self._json(self._request("GET", _path(resource_type, id, "_history", version_id)))
+        return self._json(self._request("GET", _path(resource_type, id, version_id)))
 
     def search_bundles(self, resource_type: str, params: Params | None = None) -> Iterator[dict]:
         """Search bundles page by page, following ``next`` links to the end. ``_count`` defaults to
@@ -355,7 +361,7 @@ class FhirClient:
 
     def history(self, resource_type: str, id: str) -> list[dict]:
         """Every stored version (newest first, as servers send them); deletions carry no resource."""
-        response = self._request("GET", _path(resource_type, id, "_history"))
+        response = self._request("GET", f"{_path(resource_type, id)}/_history")
         return [resource for bundle in self._pages(response) for resource in _bundle_resources(bundle)]
 
     def capability(self) -> dict:
