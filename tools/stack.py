@@ -1,0 +1,593 @@
+"""The local stack: Firestore emulator, Pub/Sub emulator and a FHIR server (sekmet) on free ports.
+
+Used by the test fixtures (``tests/conftest.py``), the main job and by hand::
+
+    python -m tools.stack up            # starts in the background, writes .stack/env, returns
+    source .stack/env                   # FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST, DEDUP_*
+    python -m tools.stack status
+    python -m tools.stack down
+
+Every process is started in its own session (process group) and stopped by killing that group, so
+wrappers never leave a Java process behind. Only processes started here are ever signalled. On Linux
+each child also gets a parent-death signal, so a killed test run does not leave servers running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import typer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FHIR_VENV = REPO_ROOT / ".venv-fhir"
+SEKMET_REQUIREMENT = "sekmet-fhir==0.1.1"
+STATE_DIR = REPO_ROOT / ".stack"
+DEFAULT_PROJECT_ID = "dedup-local"
+HOST = "127.0.0.1"
+READY_TIMEOUT_SECONDS = 60.0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the OS picks it). A start that loses the race retries."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:
+    # Runs in the child between fork and exec: ask the kernel to SIGTERM the child when the
+    # thread that started it dies, so even a SIGKILLed parent leaves no server behind.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class ManagedProcess:
+    """One server process in its own process group, with its log file and readiness probe."""
+
+    name: str
+    port: int
+    popen: subprocess.Popen
+    log_path: Path
+    startup_seconds: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def terminate(self) -> None:
+        """Asks the process group to stop without waiting (``stop`` waits)."""
+        if self.popen.poll() is None:
+            _signal_group(self.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            _signal_group(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.pid, signal.SIGKILL)
+                self.popen.wait(timeout=timeout)
+        # The leader may be gone while a child of its group lives on (a wrapper script): kill the rest.
+        _signal_group(self.pid, signal.SIGKILL)
+        _registry.discard(self)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Registry:
+    """Everything started by this Python process, stopped at exit or on SIGTERM/SIGHUP."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: list[ManagedProcess] = []
+        self._hooks_installed = False
+
+    def add(self, proc: ManagedProcess) -> None:
+        with self._lock:
+            self._processes.append(proc)
+            if not self._hooks_installed:
+                self._install_hooks()
+
+    def discard(self, proc: ManagedProcess) -> None:
+        with self._lock:
+            if proc in self._processes:
+                self._processes.remove(proc)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            processes = list(reversed(self._processes))
+        for proc in processes:
+            proc.stop()
+
+    def _install_hooks(self) -> None:
+        atexit.register(self.stop_all)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                # Leave a handler somebody else installed alone; turn the default (die at once,
+                # skipping atexit) into a normal exit that runs the clean-up.
+                if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                    signal.signal(sig, _exit_on_signal)
+        self._hooks_installed = True
+
+
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+_registry = _Registry()
+
+
+def launch(name: str, command: list[str], port: int, log_path: Path, cwd: Path | None = None,
+           env: dict[str, str] | None = None) -> ManagedProcess:
+    """Start ``command`` in a new session. Call from a long-lived thread (the parent-death signal
+    fires when the starting *thread* ends)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+            env=env, start_new_session=True, preexec_fn=_child_setup if sys.platform == "linux" else None,
+        )
+    proc = ManagedProcess(name=name, port=port, popen=popen, log_path=log_path)
+    _registry.add(proc)
+    return proc
+
+
+def wait_until_ready(proc: ManagedProcess, probe: Callable[[], bool], started_at: float,
+                     timeout: float = READY_TIMEOUT_SECONDS) -> float:
+    """Polls ``probe`` until it answers True; returns the seconds since ``started_at``."""
+    deadline = started_at + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise StackError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        if probe():
+            proc.startup_seconds = time.monotonic() - started_at
+            return proc.startup_seconds
+        time.sleep(0.05)
+    proc.stop()
+    raise StackError(f"{proc.name} not ready after {timeout:.0f}s:\n{proc.log_tail()}")
+
+
+def _http_probe(url: str, expect_text: str | None = None) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            response = httpx.get(url, timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        if response.status_code != 200:
+            return False
+        return expect_text is None or response.text.strip() == expect_text
+
+    return probe
+
+
+# --------------------------------------------------------------------------------------------
+# components
+
+
+@functools.lru_cache(maxsize=1)
+def sdk_root() -> Path:
+    """The Google Cloud SDK root, which holds the emulator jars under ``platform/``."""
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        # <root>/bin/gcloud in the usual installs; asking `gcloud info` costs about 2 s.
+        beside = Path(gcloud).resolve().parent.parent
+        if (beside / "platform").is_dir():
+            return beside
+        try:
+            out = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+            if out and Path(out, "platform").is_dir():
+                return Path(out)
+        except (subprocess.SubprocessError, OSError):
+            pass
+    return Path("/usr/lib/google-cloud-sdk")
+
+
+def ensure_fhir_venv(venv: Path = FHIR_VENV) -> Path:
+    """Returns the ``sekmet`` executable, creating the FHIR server's own virtualenv if missing."""
+    sekmet = venv / "bin" / "sekmet"
+    if not sekmet.exists():
+        print(f"creating {venv} with {SEKMET_REQUIREMENT} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", SEKMET_REQUIREMENT], check=True)
+    return sekmet
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise StackError("java not found on PATH (the emulators need Java 17+)")
+    return java
+
+
+def _emulator_commands(sdk: Path, port: int) -> dict[str, list[str]]:
+    pubsub_jars = sorted((sdk / "platform" / "pubsub-emulator" / "lib").glob("cloud-pubsub-emulator-*-all.jar"))
+    firestore_jar = sdk / "platform" / "cloud-firestore-emulator" / "cloud-firestore-emulator.jar"
+    if not pubsub_jars or not firestore_jar.exists():
+        raise StackError(f"emulator jars not found under {sdk}/platform (install the gcloud emulator components)")
+    return {
+        "firestore": [_java(), "-cp", str(firestore_jar), "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+                      "start", f"--host={HOST}", f"--port={port}"],
+        "pubsub": [_java(), "-jar", str(pubsub_jars[-1]), f"--host={HOST}", f"--port={port}"],
+    }
+
+
+@dataclass
+class FhirServer:
+    """A sekmet FHIR server with its own temporary data directory (an empty store)."""
+
+    process: ManagedProcess
+    base_url: str
+    work_dir: Path
+    keep_work_dir: bool = False
+
+    @property
+    def startup_seconds(self) -> float | None:
+        return self.process.startup_seconds
+
+    def stop(self) -> None:
+        self.process.stop()
+        if not self.keep_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> FhirServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _launch_fhir(work_dir: Path, port: int) -> tuple[ManagedProcess, str]:
+    sekmet = ensure_fhir_venv()
+    base_url = f"http://{HOST}:{port}/fhir"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    config = work_dir / "settings.yaml"
+    # JSON is valid YAML; paths are absolute so nothing lands in the working directory.
+    config.write_text(json.dumps({
+        "base_url": base_url, "host": HOST, "port": port,
+        "data_dir": str(work_dir / "data"),
+        "own_private_key_path": str(work_dir / "keys" / "sekmet_private.pem"),
+        "simulator": {"enabled": False},
+        "log_inbound": False,
+    }, indent=2))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
+    proc = launch("fhir", [str(sekmet), "serve", "-c", str(config)], port, work_dir / "fhir.log", cwd=work_dir, env=env)
+    return proc, base_url
+
+
+def _start_with_retries(start: Callable[[int], tuple[ManagedProcess, Callable[[], bool], object]],
+                        attempts: int = 3):
+    """Starts on a fresh free port; if the server dies at once (port taken meanwhile), tries again."""
+    last_error: StackError | None = None
+    for _ in range(attempts):
+        began = time.monotonic()
+        proc, probe, result = start(free_port())
+        try:
+            wait_until_ready(proc, probe, began)
+            return result
+        except StackError as error:
+            proc.stop()
+            last_error = error
+    raise last_error  # type: ignore[misc]
+
+
+def start_fhir_server(work_dir: Path | None = None) -> FhirServer:
+    """Starts an extra, empty FHIR server (about a second) and waits until it answers."""
+    own_dir = work_dir is None
+    work_dir = Path(tempfile.mkdtemp(prefix="dedup-fhir-")) if own_dir else work_dir
+
+    def start(port: int):
+        proc, base_url = _launch_fhir(work_dir, port)
+        return proc, _http_probe(f"{base_url}/metadata"), FhirServer(proc, base_url, work_dir, not own_dir)
+
+    try:
+        return _start_with_retries(start)
+    except BaseException:
+        if own_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# the stack
+
+
+@dataclass
+class LocalStack:
+    """Both emulators and one FHIR server. ``start()`` launches all three at once and waits for each."""
+
+    project_id: str = DEFAULT_PROJECT_ID
+    work_dir: Path | None = None
+    firestore: ManagedProcess | None = field(default=None, init=False)
+    pubsub: ManagedProcess | None = field(default=None, init=False)
+    fhir: FhirServer | None = field(default=None, init=False)
+    _own_work_dir: bool = field(default=False, init=False)
+
+    def start(self) -> LocalStack:
+        if self.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="dedup-stack-"))
+            self._own_work_dir = True
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        sdk = sdk_root()
+        ensure_fhir_venv()
+        try:
+            # Launch everything first (they boot in parallel), then wait for each in turn.
+            pending = []
+            for name in ("firestore", "pubsub"):
+                pending.append((name, time.monotonic(), self._launch_emulator(sdk, name)))
+            fhir_began = time.monotonic()
+            fhir_port = free_port()
+            fhir_proc, fhir_url = _launch_fhir(self.work_dir / "fhir", fhir_port)
+            for name, began, proc in pending:
+                setattr(self, name, self._await_emulator(sdk, name, proc, began))
+            try:
+                wait_until_ready(fhir_proc, _http_probe(f"{fhir_url}/metadata"), fhir_began)
+                self.fhir = FhirServer(fhir_proc, fhir_url, self.work_dir / "fhir", keep_work_dir=True)
+            except StackError:
+                fhir_proc.stop()
+                self.fhir = start_fhir_server(self.work_dir / "fhir")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch_emulator(self, sdk: Path, name: str) -> ManagedProcess:
+        port = free_port()
+        return launch(name, _emulator_commands(sdk, port)[name], port, self.work_dir / f"{name}.log")
+
+    def _await_emulator(self, sdk: Path, name: str, proc: ManagedProcess, began: float) -> ManagedProcess:
+        try:
+            wait_until_ready(proc, _http_probe(f"http://{HOST}:{proc.port}/", "Ok"), began)
+            return proc
+        except StackError:
+            proc.stop()
+
+            def start(port: int):
+                retry = launch(name, _emulator_commands(sdk, port)[name], port, self.work_dir / f"{name}.log")
+                return retry, _http_probe(f"http://{HOST}:{port}/", "Ok"), retry
+
+            return _start_with_retries(start, attempts=2)
+
+    def stop(self) -> None:
+        parts = [part for part in (self.fhir, self.pubsub, self.firestore) if part is not None]
+        for proc in self.processes.values():
+            proc.terminate()  # all at once: each JVM takes a moment to shut down
+        for part in parts:
+            part.stop()
+        if self._own_work_dir and self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start_fhir_server(self) -> FhirServer:
+        return start_fhir_server()
+
+    @property
+    def processes(self) -> dict[str, ManagedProcess]:
+        parts = {"firestore": self.firestore, "pubsub": self.pubsub, "fhir": self.fhir.process if self.fhir else None}
+        return {name: proc for name, proc in parts.items() if proc is not None}
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.processes.items()}
+
+    @property
+    def startup_seconds(self) -> dict[str, float]:
+        return {name: proc.startup_seconds for name, proc in self.processes.items()
+                if proc.startup_seconds is not None}
+
+    @property
+    def env(self) -> dict[str, str]:
+        if not (self.firestore and self.pubsub and self.fhir):
+            raise StackError("the stack is not running")
+        return {
+            "FIRESTORE_EMULATOR_HOST": f"{HOST}:{self.firestore.port}",
+            "PUBSUB_EMULATOR_HOST": f"{HOST}:{self.pubsub.port}",
+            "DEDUP_FHIR_BASE_URL": self.fhir.base_url,
+            "DEDUP_PROJECT_ID": self.project_id,
+        }
+
+    def describe(self) -> str:
+        lines = [f"{name:<10} pid {proc.pid:<8} port {proc.port:<6} ready in {proc.startup_seconds or 0:.2f}s"
+                 for name, proc in self.processes.items()]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# command line (state of a background stack lives in .stack/)
+
+
+def _state_path() -> Path:
+    return STATE_DIR / "state.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_state() -> dict | None:
+    try:
+        return json.loads(_state_path().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(stack: LocalStack, supervisor_pid: int) -> None:
+    STATE_DIR.mkdir(exist_ok=True)
+    state = {"supervisor_pid": supervisor_pid, "pids": stack.pids,
+             "ports": {name: proc.port for name, proc in stack.processes.items()},
+             "startup_seconds": stack.startup_seconds, "env": stack.env}
+    _state_path().write_text(json.dumps(state, indent=2))
+    env_lines = [f"export {key}={value}" for key, value in stack.env.items()]
+    (STATE_DIR / "env").write_text("\n".join(env_lines) + "\n")
+
+
+def _clear_state() -> None:
+    for name in ("state.json", "env"):
+        (STATE_DIR / name).unlink(missing_ok=True)
+
+
+def _run_foreground(project_id: str) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    began = time.monotonic()
+    stack = LocalStack(project_id=project_id, work_dir=STATE_DIR / "run")
+    # Fresh data on every start: the FHIR store of a previous run would otherwise come back.
+    shutil.rmtree(STATE_DIR / "run", ignore_errors=True)
+    try:
+        stack.start()
+        _write_state(stack, os.getpid())
+        print(stack.describe(), flush=True)
+        print(f"stack ready in {time.monotonic() - began:.2f}s (components start in parallel)", flush=True)
+        print(f"environment: source {STATE_DIR / 'env'}", flush=True)
+        while not stop.is_set() and all(proc.alive() for proc in stack.processes.values()):
+            stop.wait(0.5)
+        for name, proc in stack.processes.items():
+            if not proc.alive():
+                print(f"{name} exited unexpectedly:\n{proc.log_tail()}", file=sys.stderr, flush=True)
+    finally:
+        stack.stop()
+        _clear_state()
+
+
+app = typer.Typer(add_completion=False, help="Local emulators and FHIR server for development and tests.")
+
+
+@app.command()
+def up(foreground: bool = typer.Option(False, help="run in this terminal until Ctrl+C"),
+       project_id: str = typer.Option(DEFAULT_PROJECT_ID, help="DEDUP_PROJECT_ID written to .stack/env")):
+    """Start the stack and write .stack/env; returns once everything answers."""
+    state = _read_state()
+    if state and _pid_alive(state["supervisor_pid"]):
+        typer.echo(f"already running (supervisor pid {state['supervisor_pid']}); source {STATE_DIR / 'env'}")
+        raise typer.Exit(0)
+    _clear_state()
+    if foreground:
+        _run_foreground(project_id)
+        return
+    STATE_DIR.mkdir(exist_ok=True)
+    log_path = STATE_DIR / "stack.log"
+    with open(log_path, "wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "tools.stack", "up", "--foreground", "--project-id", project_id],
+            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS * 2
+    while time.monotonic() < deadline:
+        if (STATE_DIR / "env").exists():
+            typer.echo(log_path.read_text().strip())
+            return
+        if supervisor.poll() is not None:
+            typer.echo(log_path.read_text(), err=True)
+            raise typer.Exit(1)
+        time.sleep(0.1)
+    _signal_group(supervisor.pid, signal.SIGTERM)
+    typer.echo(f"stack did not come up in time; see {log_path}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def down():
+    """Stop the stack that `up` started."""
+    state = _read_state()
+    if not state:
+        typer.echo("not running")
+        return
+    supervisor = state["supervisor_pid"]
+    if _pid_alive(supervisor):
+        os.kill(supervisor, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _pid_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    # If the supervisor is gone but left servers (it was SIGKILLed), stop their groups.
+    for name, pid in state["pids"].items():
+        if _pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+    _clear_state()
+    typer.echo("stopped")
+
+
+@app.command()
+def env():
+    """Print the environment of the running stack (as `export` lines)."""
+    path = STATE_DIR / "env"
+    if not path.exists():
+        typer.echo("not running; start it with: python -m tools.stack up", err=True)
+        raise typer.Exit(1)
+    typer.echo(path.read_text().strip())
+
+
+@app.command()
+def status():
+    """Show each component's pid, port, start-up time and whether it answers."""
+    state = _read_state()
+    if not state:
+        typer.echo("not running")
+        raise typer.Exit(1)
+    healthy = True
+    for name, port in state["ports"].items():
+        url = f"http://{HOST}:{port}/fhir/metadata" if name == "fhir" else f"http://{HOST}:{port}/"
+        ok = _http_probe(url)()
+        healthy &= ok
+        typer.echo(f"{name:<10} pid {state['pids'][name]:<8} port {port:<6} "
+                   f"started in {state['startup_seconds'].get(name, 0):.2f}s  {'ok' if ok else 'NOT ANSWERING'}")
+    raise typer.Exit(0 if healthy else 1)
+
+
+if __name__ == "__main__":
+    app()
