@@ -1,0 +1,325 @@
+"""Indonesian personal names: normalise, compare, and read from a FHIR Patient. Pure.
+
+Normalising removes what varies between records of one person and says nothing about who they are:
+case, accents, punctuation, honorifics and academic titles, baby-name boilerplate, and spelling
+variants (old Dutch-era spelling, common transliterations of Arabic names). The tables below are the
+whole policy; ``tools/calibrate_names.py`` measures it on ``tests/data/name_pairs.csv``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rapidfuzz import fuzz
+
+# --- titles ---------------------------------------------------------------------------------
+# Written the usual way; matched on the letters only, so "S.Kom", "S. Kom", "SKom" and "s.kom." agree.
+# Honorifics and prefix titles are removed only at the start of a name (several in a row are common:
+# "Ny. Hj. Dra. Siti"), degrees only at the end or after a comma.
+PREFIX_TITLES = (
+    "Tn.", "Tuan", "Ny.", "Nyonya", "Nn.", "Nona", "Sdr.", "Sdri.", "Saudara", "Saudari", "Bpk.", "Bapak",
+    "Ibu", "Bu", "Pak", "H.", "Hj.", "Haji", "Hajjah", "K.H.", "Ust.", "Ustadz", "Ustazah", "dr.", "drg.",
+    "Drs.", "Dra.", "Ir.", "Prof.", "Ns.", "Bd.", "apt.", "Alm.", "Almh.", "Mr.", "Mrs.", "Ms.",
+)
+SUFFIX_TITLES = (
+    "S.Kom", "S.Pd", "S.Pd.I", "S.E.", "S.H.", "S.H.I", "S.Ag", "S.Sos", "S.IP", "S.Si", "S.T.", "S.Psi",
+    "S.Ked", "S.Kep", "S.Farm", "S.Gz", "S.Tr.Keb", "S.Keb", "S.Kes", "S.ST", "S.P.", "SKM", "M.Kes", "M.Farm",
+    "M.M.", "M.Pd", "M.Si", "M.T.", "M.H.", "M.Kom", "M.Ag", "MBA", "M.Sc", "B.Sc", "Ph.D", "M.A.", "Amd",
+    "A.Md", "Amd.Keb", "A.Md.Keb", "Amd.Kep", "A.Md.Kep", "Amd.Kes", "A.Md.Kes", "AMK", "Sp.OG", "Sp.PD",
+    "Sp.A", "Sp.B", "Sp.JP", "Sp.M", "Sp.THT", "Sp.KK", "Sp.S", "Sp.An", "Sp.Rad", "Ners", "Apt",
+)
+# Too short or too name-like to remove unless written with a dot ("An." = anak, but "An Nisa").
+DOTTED_ONLY_TITLES = frozenset({"an", "ma", "si", "st", "sp"})
+PREFIX_TITLES_EXTRA_DOTTED = ("An.",)
+BABY_WORDS = frozenset({"by", "bayi", "bby", "baby"})
+BABY_MOTHER_WORDS = frozenset({"ny", "nyonya", "ibu", "bu", "dari", "nn", "sdri", "an"})
+BABY_SEX_WORDS = {"laki": "l", "lk": "l", "l": "l", "perempuan": "p", "pr": "p", "p": "p"}
+ROMAN_ORDER = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
+TWIN_WORDS = frozenset({"kembar", "twin"})
+BALINESE_MARKERS = frozenset({"i", "ni"})  # "I Made", "Ni Luh": sex markers, often left out
+
+# --- spelling ---------------------------------------------------------------------------------
+# Old (pre-1972) spelling letters that never occur in current spelling: a token holding one is written
+# the old way, so its other "j" is a current "y" ("Soejono" = "Suyono"). A bare "j" is left alone: in
+# current spelling "Juli" and "Yuli" are different names (measured in the calibration set).
+OLD_SPELLING_MARKERS = ("oe", "dj", "tj", "sj")
+# Applied in order to every token (after the old-spelling step); both sides of a comparison get the same.
+SPELLING_RULES = (
+    (r"ch", "kh"),   # Achmad, Chairul (Arabic kh written ch)
+    (r"kh", "h"),    # Khairul / Hairul, Akhmad / Ahmad
+    (r"sy", "s"),    # Syaiful / Saiful, Syamsul / Samsul
+    (r"dh", "d"),    # Ramadhan / Ramadan, Widhi / Widi
+    (r"th", "t"),    # Fathimah / Fatimah
+    (r"q", "k"),     # Rizqi / Rizki, Iqbal / Ikbal
+    (r"ae", "ai"),   # Zaenal / Zainal
+    (r"(.)\1+", r"\1"),  # doubled letters: Muhammad / Muhamad, Sitti / Siti, Ferry / Fery
+    (r"(?<=[^aeiou])y$", "i"),  # final y: Sity / Siti, Rudy / Rudi
+)
+# Whole-token variants the rules do not reach, written naturally: variant -> canonical form.
+NAME_VARIANTS = {
+    "muhammad": ("muhammad", "muhamad", "mohammad", "mohamad", "mohammed", "muhammed", "mochammad",
+                 "mochamad", "muchammad", "muchamad", "mukhammad", "moehammad", "mohamed", "muhamed",
+                 "moh", "moch", "mochd", "muh", "much", "mhd", "mohd", "mukhamad"),
+    "ahmad": ("ahmad", "ahmat", "achmat", "ahmed", "akhmat"),
+    "abdul": ("abdul", "abd", "abdoel"),
+    "yusuf": ("yusuf", "yusup", "jusuf", "jusup", "yusup"),
+    "yahya": ("yahya", "jahja", "yahja"),
+    "yakub": ("yakub", "jakub", "yaqub"),
+    "hidayat": ("hidayat", "hidajat"),
+    "wahyu": ("wahyu", "wahju"),
+    "wahyudi": ("wahyudi", "wahjudi"),
+    "khairul": ("khairul", "khoirul", "choirul", "chairul"),
+    "candra": ("candra", "chandra", "tjandra"),
+    "fitri": ("fitri", "pitri"),
+    "fatimah": ("fatimah", "patimah", "fatimah"),
+    "arif": ("arif", "arip"),
+    "rizki": ("rizki", "rezki", "riski", "rizqy"),
+    "nyoman": ("nyoman", "njoman"),
+    "ketut": ("ketut", "ktut"),
+    "putri": ("putri", "puteri"),
+    "putra": ("putra", "putera"),
+    "slamet": ("slamet", "selamet"),
+    "lim": ("lim", "liem"),
+    "kurniawan": ("kurniawan", "kurniawan"),
+}
+MUHAMMAD_INITIAL = "m"  # "M. Yusuf": a leading single M stands for Muhammad
+
+
+@dataclass(frozen=True)
+class NormalisedName:
+    text: str
+    tokens: tuple[str, ...]
+    is_baby: bool
+    mother: str | None
+
+
+def _letters(title: str) -> str:
+    return re.sub(r"[^a-z]", "", title.lower())
+
+
+def _is_old_spelling(token: str) -> bool:
+    return any(marker in token for marker in OLD_SPELLING_MARKERS)
+
+
+def _respell(token: str, old_spelling: bool | None = None) -> str:
+    """Token in current spelling; ``old_spelling`` says the whole name was written the old way."""
+    if old_spelling or _is_old_spelling(token):
+        token = token.replace("dj", "\0").replace("tj", "c").replace("sj", "sy").replace("oe", "u")
+        token = token.replace("j", "y").replace("\0", "j")
+    for pattern, replacement in SPELLING_RULES:
+        token = re.sub(pattern, replacement, token)
+    return token
+
+
+_VARIANT_LOOKUP = {_respell(variant): _respell(canonical)
+                   for canonical, variants in NAME_VARIANTS.items() for variant in variants}
+_PREFIX_ANY = frozenset(_letters(t) for t in PREFIX_TITLES) - DOTTED_ONLY_TITLES
+_PREFIX_DOTTED = frozenset(_letters(t) for t in PREFIX_TITLES + PREFIX_TITLES_EXTRA_DOTTED)
+_SUFFIX_ANY = frozenset(_letters(t) for t in SUFFIX_TITLES) - DOTTED_ONLY_TITLES
+_SUFFIX_DOTTED = frozenset(_letters(t) for t in SUFFIX_TITLES)
+_MAX_TITLE_PIECES = 4
+
+
+def canonical_token(token: str, old_spelling: bool | None = None) -> str:
+    respelled = _respell(token, old_spelling)
+    return _VARIANT_LOOKUP.get(respelled, respelled)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    dotted: bool  # written with a dot right after it: "H." vs "H"
+
+
+def _pieces(raw: str) -> list[_Piece]:
+    text = unicodedata.normalize("NFKD", raw)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"['`\u2018\u2019\u02bc]", "", text)  # Ma'ruf = Maruf
+    pieces = []
+    for match in re.finditer(r"([a-z0-9]+)(\s*\.)?", text):
+        pieces.append(_Piece(match.group(1), match.group(2) is not None))
+    return pieces
+
+
+def _title_run(pieces: list[_Piece], any_titles: frozenset, dotted_titles: frozenset, *, from_end: bool) -> int:
+    """How many pieces at the start (or end) form one title; 0 if none."""
+    for size in range(min(_MAX_TITLE_PIECES, len(pieces)), 0, -1):
+        run = pieces[-size:] if from_end else pieces[:size]
+        letters = "".join(p.text for p in run)
+        if letters in any_titles or (letters in dotted_titles and any(p.dotted for p in run)):
+            return size
+    return 0
+
+
+def _strip_titles(pieces: list[_Piece]) -> list[_Piece]:
+    pieces = list(pieces)
+    while len(pieces) > 1 and (n := _title_run(pieces, _PREFIX_ANY, _PREFIX_DOTTED, from_end=False)):
+        if n >= len(pieces):
+            break
+        pieces = pieces[n:]
+    while len(pieces) > 1 and (n := _title_run(pieces, _SUFFIX_ANY, _SUFFIX_DOTTED, from_end=True)):
+        if n >= len(pieces):
+            break
+        pieces = pieces[:-n]
+    return pieces
+
+
+def _canonical_tokens(pieces: list[_Piece]) -> list[str]:
+    tokens = [p.text for p in pieces]
+    if len(tokens) > 2 and tokens[0] in BALINESE_MARKERS:
+        tokens = tokens[1:]
+    # One token in old spelling ("Sity Noer Hajati") means the whole name was written the old way.
+    old_spelling = any(_is_old_spelling(token) for token in tokens)
+    out = []
+    for position, token in enumerate(tokens):
+        if token == MUHAMMAD_INITIAL and position == 0 and len(tokens) > 1:
+            token = "muhammad"
+        if token.isdigit():
+            out.append(str(int(token)))
+        else:
+            out.extend(canonical_token(token, old_spelling).split())
+    return out
+
+
+def _birth_markers(pieces: list[_Piece]) -> tuple[list[_Piece], list[str]]:
+    """Split twin order ("1", "II", "kembar 2") and sex words off a baby name's remaining pieces."""
+    kept, markers = [], []
+    for index, piece in enumerate(pieces):
+        text = piece.text
+        at_edge = index == 0 or index == len(pieces) - 1
+        if text.isdigit():
+            markers.append(str(int(text)))
+        elif text in TWIN_WORDS:
+            continue
+        elif text in BABY_SEX_WORDS and (len(text) > 1 or at_edge):
+            markers.append(BABY_SEX_WORDS[text])
+        elif text in ROMAN_ORDER and at_edge and len(pieces) > 1:
+            markers.append(ROMAN_ORDER[text])
+        else:
+            kept.append(piece)
+    # "laki laki" written with a space or hyphen gives two sex words; keep one.
+    deduped = []
+    for marker in markers:
+        if marker not in deduped:
+            deduped.append(marker)
+    return kept, sorted(deduped)
+
+
+def _strip_leading_titles(pieces: list[_Piece]) -> list[_Piece]:
+    while pieces and (n := _title_run(pieces, _PREFIX_ANY, _PREFIX_DOTTED, from_end=False)):
+        pieces = pieces[n:]
+    return pieces
+
+
+@lru_cache(maxsize=65536)
+def normalise_name(raw: str) -> NormalisedName:
+    """Comparable form of a name as written in any legacy system (see module doc)."""
+    if not isinstance(raw, str):
+        return NormalisedName("", (), False, None)
+    pieces = _strip_leading_titles(_pieces(raw)) or _pieces(raw)
+    if pieces and pieces[0].text in BABY_WORDS and len(pieces) > 1:
+        rest = pieces[1:]
+        rest, markers = _birth_markers(rest)
+        while rest and rest[0].text in BABY_MOTHER_WORDS | _PREFIX_ANY | _PREFIX_DOTTED:
+            rest = rest[1:]
+        mother_tokens = _canonical_tokens(_strip_titles(rest)) if rest else []
+        mother = " ".join(mother_tokens) or None
+        tokens = ("bayi", *mother_tokens, *markers)
+        return NormalisedName(" ".join(tokens), tokens, True, mother)
+    tokens = tuple(_canonical_tokens(_strip_titles(pieces)))
+    return NormalisedName(" ".join(tokens), tokens, False, None)
+
+
+# --- comparison -------------------------------------------------------------------------------
+INITIAL_SIMILARITY = 0.8     # "S." against "Santoso"
+MIN_TOKEN_SIMILARITY = 0.5   # below this two tokens are not a pair at all
+
+
+def token_similarity(a: str, b: str) -> float:
+    """0..1 similarity of two canonical tokens; initials match the tokens they can stand for."""
+    if a == b:
+        return 1.0
+    if a.isdigit() or b.isdigit():
+        return 0.0
+    if len(a) == 1 or len(b) == 1:
+        return INITIAL_SIMILARITY if a[0] == b[0] else 0.0
+    similarity = fuzz.ratio(a, b) / 100.0
+    return similarity if similarity >= MIN_TOKEN_SIMILARITY else 0.0
+
+
+def aligned_token_score(a: tuple[str, ...], b: tuple[str, ...], similarity=token_similarity) -> float:
+    """0..100: pairs tokens one-to-one (best first, order ignored), then averages two views.
+
+    The symmetric view (matched weight over all tokens) penalises tokens only one side has; the
+    coverage view (over the shorter name) forgives a missing middle name. A name written without
+    spaces ("Nurhayati" / "Nur Hayati") is compared as one string as well.
+    """
+    if not a or not b:
+        return 0.0
+    pairs = sorted(((similarity(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
+    used_a, used_b, matched = set(), set(), 0.0
+    for score, i, j in pairs:
+        if score <= 0.0 or i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        matched += score
+    symmetric = 2 * matched / (len(a) + len(b))
+    coverage = matched / min(len(a), len(b))
+    score = 100.0 * (symmetric + coverage) / 2
+    if len(a) != len(b):
+        score = max(score, fuzz.ratio("".join(a), "".join(b)))
+    return score
+
+
+def _baby_parts(name: NormalisedName) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    mother_len = len(name.mother.split()) if name.mother else 0
+    return name.tokens[1:1 + mother_len], name.tokens[1 + mother_len:]
+
+
+def name_similarity(a: str, b: str) -> float:
+    """0..100 similarity of two names as written; the calibrated scorer (README, "Name matching").
+
+    A baby's generic name ("By. Ny. Sari") never resembles an adult's name (the mother's, above all),
+    and twins whose order markers differ ("Bayi 1" / "Bayi 2") score 0.
+    """
+    first, second = normalise_name(a), normalise_name(b)
+    if first.is_baby != second.is_baby:
+        return 0.0
+    if first.is_baby:
+        (mother_a, markers_a), (mother_b, markers_b) = _baby_parts(first), _baby_parts(second)
+        if markers_a and markers_b and markers_a != markers_b:
+            return 0.0
+        return aligned_token_score(mother_a + markers_a, mother_b + markers_b)
+    return aligned_token_score(first.tokens, second.tokens)
+
+
+# --- FHIR -------------------------------------------------------------------------------------
+def _pick_human_name(names: list) -> dict | None:
+    names = [n for n in names if isinstance(n, dict)]
+    for use in ("official", "usual"):
+        for name in names:
+            if name.get("use") == use:
+                return name
+    return names[0] if names else None
+
+
+def patient_name(patient: dict) -> str:
+    """Display text of a Patient's name: the official HumanName (else usual, else first); "" if none.
+
+    ``text`` wins when present; otherwise given names and family are joined (prefixes and suffixes
+    left out, they are titles).
+    """
+    name = _pick_human_name((patient or {}).get("name") or [])
+    if name is None:
+        return ""
+    text = name.get("text")
+    if isinstance(text, str) and text.strip():
+        return " ".join(text.split())
+    parts = [g for g in name.get("given") or [] if isinstance(g, str)]
+    if isinstance(name.get("family"), str):
+        parts.append(name["family"])
+    return " ".join(" ".join(parts).split())
