@@ -1,0 +1,136 @@
+"""Merge jobs and their journal in Firestore (docs/DESIGN.md, "Firestore layout").
+
+- ``merge_jobs/{job_id}`` (job_id = request_id): the request, the per-type task states, the outbox
+  flag ``finalise_published`` and the job status. Every change that others may race with is one
+  transaction over this document.
+- ``merge_jobs/{job_id}/journal/{Type}__{id}``: one entry per resource the merge wrote, with the
+  version before and after, so an unmerge can put back exactly what was there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from google.cloud import firestore
+
+from shared.config import Settings
+
+TRANSACTION_ATTEMPTS = 40
+FIRESTORE_BATCH_LIMIT = 500
+OPEN_TASK_STATES = frozenset({"pending", "failed"})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def journal_key(resource_type: str, resource_id: str) -> str:
+    return f"{resource_type}__{resource_id}"
+
+
+def remaining_tasks(job: dict) -> int:
+    return sum(1 for t in (job.get("types") or {}).values() if t.get("status") in OPEN_TASK_STATES)
+
+
+class MergeJobs:
+    def __init__(self, db: firestore.Client, settings: Settings):
+        self._db = db
+        self._jobs = db.collection(settings.collection("merge_jobs"))
+
+    # --- the job document -------------------------------------------------------------------
+    def _ref(self, job_id: str):
+        return self._jobs.document(job_id)
+
+    def get(self, job_id: str) -> dict | None:
+        snapshot = self._ref(job_id).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def _transact(self, job_id: str, change: Callable[[dict | None], tuple[dict | None, Any]]) -> Any:
+        """Runs ``change(current doc) -> (doc to write or None, result)`` in one transaction."""
+        ref = self._ref(job_id)
+
+        @firestore.transactional
+        def run(transaction):
+            snapshot = ref.get(transaction=transaction)
+            new_doc, result = change(snapshot.to_dict() if snapshot.exists else None)
+            if new_doc is not None:
+                transaction.set(ref, new_doc)
+            return result
+
+        return run(self._db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+
+    def create(self, job: dict) -> tuple[dict, bool]:
+        """Stores ``job`` unless a job with its id exists; returns (the stored job, created?)."""
+
+        def change(current):
+            if current is not None:
+                return None, (current, False)
+            doc = {**job, "remaining": remaining_tasks(job), "finalise_published": False,
+                   "created_at": _now(), "updated_at": _now()}
+            return doc, (doc, True)
+
+        return self._transact(job["job_id"], change)
+
+    def record_task(self, job_id: str, resource_type: str, result: dict) -> dict:
+        """Merges ``result`` into ``types[resource_type]`` and recounts ``remaining``; counts are
+        added up over deliveries (``rewritten`` / ``found``) so a redelivery that finds nothing left
+        does not erase the first delivery's numbers."""
+
+        def change(current):
+            if current is None:
+                raise KeyError(f"merge job {job_id} not found")
+            task = dict(current["types"].get(resource_type) or {})
+            for counter in ("rewritten", "found", "conflicts"):
+                if counter in result:
+                    task[counter] = task.get(counter, 0) + result[counter]
+            task.update({k: v for k, v in result.items() if k not in ("rewritten", "found", "conflicts")})
+            current["types"][resource_type] = task
+            current["remaining"] = remaining_tasks(current)
+            current["updated_at"] = _now()
+            return current, current
+
+        return self._transact(job_id, change)
+
+    def claim_finalise(self, job_id: str) -> bool:
+        """Outbox flag: True for exactly one caller once every task is done; that caller publishes
+        the finalise message (and calls ``release_finalise`` if publishing fails)."""
+
+        def change(current):
+            if (current is None or current.get("finalise_published") or current.get("remaining")
+                    or current.get("status") != "running"):
+                return None, False
+            current.update(finalise_published=True, status="finalising", updated_at=_now())
+            return current, True
+
+        return self._transact(job_id, change)
+
+    def release_finalise(self, job_id: str) -> None:
+        def change(current):
+            if current is None or current.get("status") != "finalising":
+                return None, None
+            current.update(finalise_published=False, status="running", updated_at=_now())
+            return current, None
+
+        self._transact(job_id, change)
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        self._ref(job_id).update({**fields, "updated_at": _now()})
+
+    # --- the journal ----------------------------------------------------------------------------
+    def _journal(self, job_id: str):
+        return self._ref(job_id).collection("journal")
+
+    def journal_put(self, job_id: str, entries: Iterable[dict], *, merge: bool = False) -> None:
+        """Writes entries (each with ``resource_type`` and ``id``) in batched writes."""
+        entries = list(entries)
+        for start in range(0, len(entries), FIRESTORE_BATCH_LIMIT):
+            batch = self._db.batch()
+            for entry in entries[start:start + FIRESTORE_BATCH_LIMIT]:
+                ref = self._journal(job_id).document(journal_key(entry["resource_type"], entry["id"]))
+                batch.set(ref, entry, merge=merge)
+            batch.commit()
+
+    def journal_entries(self, job_id: str) -> list[dict]:
+        return [snapshot.to_dict() for snapshot in self._journal(job_id).stream()]

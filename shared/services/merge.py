@@ -1,0 +1,488 @@
+"""The merge pipeline: fan-out -> one worker task per resource type -> finaliser; unmerge; preview.
+
+Every step is safe to run twice (Pub/Sub delivers at least once) and after a crash half-way:
+- the fan-out finds the existing job and only re-publishes tasks not done yet;
+- a worker re-searches: whatever it already rewrote no longer matches, so nothing is written twice;
+- writes use ``ifMatch`` with the version read, and a 412 means "read again and rewrite", never
+  "overwrite"; each rewritten resource is journaled (pending before the write, completed after) so
+  an unmerge can restore it exactly;
+- the task that completes the last type flips the job's ``finalise_published`` flag in a
+  transaction, so exactly one finalise message is published;
+- the finaliser's patient updates and Provenance are idempotent (a second run finds nothing to do).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.adapters.merge_jobs import MergeJobs
+from shared.adapters.patient_index import PatientIndex
+from shared.adapters.pubsub import Publisher
+from shared.config import Settings
+from shared.domain.survivorship import (
+    build_provenance,
+    fill_master,
+    link_duplicate,
+    revert_duplicate,
+    revert_master,
+)
+from shared.fhir.client import FhirClient, FhirError, PreconditionFailed, run_concurrently
+from shared.fhir.compartment import reference_search_plan
+from shared.fhir.references import references_any, rewrite_patient_references, without_meta
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+# A search that keeps finding new references after this many rewrite rounds means someone keeps
+# writing references to a duplicate; the task fails visibly instead of looping.
+MAX_SEARCH_ROUNDS = 5
+# How often one resource is re-read and rewritten after a 412 or a failed entry.
+MAX_ENTRY_ATTEMPTS = 5
+# Duplicates per search value, to keep URLs short.
+SEARCH_CHUNK = 20
+
+
+class MergeTaskFailed(RuntimeError):
+    """A task or finaliser could not complete; the job records why (ids and statuses only)."""
+
+
+@dataclass
+class MergeDeps:
+    settings: Settings
+    fhir: FhirClient
+    jobs: MergeJobs
+    index: PatientIndex
+    publisher: Publisher
+
+
+@dataclass
+class TypeResult:
+    found: int = 0
+    rewritten: int = 0
+    conflicts: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+def decode_pubsub_message(cloud_event_data: dict) -> dict:
+    """The JSON body of a Pub/Sub CloudEvent (``data.message.data``, base64)."""
+    return json.loads(base64.b64decode(cloud_event_data["message"]["data"]))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _version(resource: dict) -> str | None:
+    return (resource.get("meta") or {}).get("versionId")
+
+
+def _etag_version(etag: str | None) -> str | None:
+    if not etag:
+        return None
+    return etag.removeprefix("W/").strip('"')
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _put_entry(resource: dict, version: str | None) -> dict:
+    request = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+    if version is not None:
+        request["ifMatch"] = f'W/"{version}"'
+    return {"resource": resource, "request": request}
+
+
+# --- searching ------------------------------------------------------------------------------------
+def find_referencing(fhir: FhirClient, settings: Settings, resource_type: str, params: list[str],
+                     patient_ids: list[str], exclude: set[str] = frozenset()) -> tuple[int, dict[str, dict]]:
+    """(resources the searches returned, {id: resource} of those that really reference one of
+    ``patient_ids``). One search per param for all ids at once, every page read before any write."""
+    found: dict[str, dict] = {}
+    for param in params:
+        for chunk in _chunks(sorted(patient_ids), SEARCH_CHUNK):
+            value = ",".join(f"Patient/{pid}" for pid in chunk)
+            for resource in fhir.search(resource_type, [(param, value), ("_count", str(settings.fhir_page_size))]):
+                if resource.get("resourceType") == resource_type:
+                    found[resource["id"]] = resource
+    # A server that ignored the parameter would return everything: only real references count.
+    referencing = {rid: r for rid, r in found.items() if rid not in exclude and references_any(r, patient_ids)}
+    return len(found), referencing
+
+
+# --- rewriting one type ----------------------------------------------------------------------------
+def _journal_entry(job_id: str, resource: dict, changes, status: str) -> dict:
+    return {
+        "resource_type": resource["resourceType"],
+        "id": resource["id"],
+        "kind": "reference",
+        "version_before": _version(resource),
+        "version_after": None,
+        "duplicate": changes[0].duplicate,
+        "duplicates": sorted({c.duplicate for c in changes}),
+        "paths": [c.as_dict()["path"] for c in changes],
+        "status": status,
+        "job_id": job_id,
+    }
+
+
+def _write_rewrites(deps: MergeDeps, job: dict, resources: list[dict]) -> TypeResult:
+    """Rewrites and writes ``resources`` (all referencing a duplicate) with batch bundles."""
+    job_id, master, duplicates = job["job_id"], job["master"], job["duplicates"]
+    replacements = {d: master for d in duplicates}
+    result = TypeResult()
+    planned = {}
+    for resource in resources:
+        rewritten, changes = rewrite_patient_references(resource, replacements)
+        planned[resource["id"]] = (resource, rewritten, changes)
+    deps.jobs.journal_put(job_id, [_journal_entry(job_id, r, c, "pending") for r, _, c in planned.values()])
+
+    completed: list[dict] = []
+    retry: dict[str, int] = {}
+    for chunk in _chunks(list(planned), deps.settings.merge_batch_size):
+        outcomes = deps.fhir.batch([_put_entry(planned[rid][1], _version(planned[rid][0])) for rid in chunk])
+        for rid, outcome in zip(chunk, outcomes):
+            if outcome.ok:
+                after = _version(outcome.resource or {}) or _etag_version(outcome.etag)
+                completed.append({"resource_type": planned[rid][0]["resourceType"], "id": rid,
+                                  "version_after": after, "status": "done"})
+            else:
+                retry[rid] = outcome.status
+    if completed:
+        deps.jobs.journal_put(job_id, completed, merge=True)
+    result.rewritten += len(completed)
+
+    # Failed entries one by one: re-read, and rewrite what is there now (never the stale copy).
+    for rid, status in retry.items():
+        resource_type = planned[rid][0]["resourceType"]
+        if status == 412:
+            result.conflicts += 1
+        outcome_status = _retry_alone(deps, job, resource_type, rid, planned[rid][1])
+        if outcome_status == "done":
+            result.rewritten += 1
+        elif outcome_status != "not-needed":
+            result.failures.append({"resource_type": resource_type, "id": rid, "status": outcome_status})
+    return result
+
+
+def _retry_alone(deps: MergeDeps, job: dict, resource_type: str, rid: str, intended: dict) -> str:
+    job_id, master, duplicates = job["job_id"], job["master"], job["duplicates"]
+    status: str = "unknown"
+    for _ in range(MAX_ENTRY_ATTEMPTS):
+        try:
+            current = deps.fhir.read(resource_type, rid)
+        except FhirError as error:
+            status = str(error.status)
+            continue
+        if not references_any(current, duplicates):
+            # Either an earlier (replayed) write of ours landed, or someone else removed the reference.
+            if without_meta(current) == without_meta(intended):
+                deps.jobs.journal_put(job_id, [{"resource_type": resource_type, "id": rid,
+                                                "version_after": _version(current), "status": "done"}], merge=True)
+                return "done"
+            deps.jobs.journal_put(job_id, [{"resource_type": resource_type, "id": rid, "status": "not-needed"}],
+                                  merge=True)
+            return "not-needed"
+        rewritten, changes = rewrite_patient_references(current, {d: master for d in duplicates})
+        deps.jobs.journal_put(job_id, [_journal_entry(job_id, current, changes, "pending")])
+        intended = rewritten
+        try:
+            written = deps.fhir.update(rewritten, if_match=_version(current))
+        except PreconditionFailed:
+            status = "412"
+            continue
+        except FhirError as error:
+            status = str(error.status)
+            continue
+        deps.jobs.journal_put(job_id, [{"resource_type": resource_type, "id": rid,
+                                        "version_after": _version(written), "status": "done"}], merge=True)
+        return "done"
+    return status
+
+
+def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[str]) -> TypeResult:
+    """Search, rewrite, write, and search again until a search finds nothing left to rewrite."""
+    exclude = {job["master"], *job["duplicates"]} if resource_type == "Patient" else set()
+    total = TypeResult()
+    for _ in range(MAX_SEARCH_ROUNDS):
+        found, referencing = find_referencing(deps.fhir, deps.settings, resource_type, params,
+                                              job["duplicates"], exclude)
+        total.found += found
+        if not referencing:
+            return total
+        result = _write_rewrites(deps, job, list(referencing.values()))
+        total.rewritten += result.rewritten
+        total.conflicts += result.conflicts
+        total.failures += result.failures
+        if result.failures:
+            return total
+    total.failures.append({"resource_type": resource_type, "id": None, "status": "still-referenced"})
+    return total
+
+
+# --- fan-out -------------------------------------------------------------------------------------
+def _publish_finalise_once(deps: MergeDeps, job_id: str) -> bool:
+    if not deps.jobs.claim_finalise(job_id):
+        return False
+    try:
+        deps.publisher.publish(deps.settings.topic_merge_finalise, {"job_id": job_id})
+    except Exception:
+        deps.jobs.release_finalise(job_id)
+        raise
+    log.info("merge_finalise_published", job_id=job_id)
+    return True
+
+
+def fan_out(message: dict, deps: MergeDeps) -> dict | None:
+    """merge-requests -> claim the request, create (or find) the job, publish one task per type."""
+    request_id = message["request_id"]
+    group = message.get("group") or f"nik_index/{message['nik_token']}"
+    job = deps.jobs.get(request_id)
+    if job is None:
+        request = deps.index.claim_request(group, request_id)
+        if request is None:
+            log.info("merge_request_not_claimable", request_id=request_id)
+            return None
+        plan, skipped = reference_search_plan(deps.fhir.capability())
+        types = {t: {"status": "pending", "params": params} for t, params in plan.items()}
+        types.update({t: {"status": "skipped", "reason": why} for t, why in skipped.items() if "." not in t})
+        job, created = deps.jobs.create({
+            "job_id": request_id,
+            "request_id": request_id,
+            "group": group,
+            "nik_token": request.get("nik_token"),
+            "master": request["master"],
+            "duplicates": list(request["duplicates"]),
+            "reason": request.get("reason"),
+            "requested_by": request.get("requested_by"),
+            "evidence": request.get("evidence") or {},
+            "types": types,
+            "skipped_params": {k: v for k, v in skipped.items() if "." in k},
+            "status": "running",
+        })
+        log.info("merge_job_created" if created else "merge_job_found", job_id=request_id,
+                 nik_token=job.get("nik_token"), tasks=len(plan))
+    if job["status"] != "running":
+        return job
+    for resource_type, task in sorted(job["types"].items()):
+        if task.get("status") in ("pending", "failed"):
+            deps.publisher.publish(deps.settings.topic_merge_tasks,
+                                   {"job_id": request_id, "resource_type": resource_type})
+    if not job.get("remaining"):
+        _publish_finalise_once(deps, request_id)
+    return job
+
+
+# --- worker ----------------------------------------------------------------------------------------
+def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
+    """merge-tasks -> rewrite every reference to a duplicate in one resource type."""
+    job_id, resource_type = message["job_id"], message["resource_type"]
+    job = deps.jobs.get(job_id)
+    if job is None or resource_type not in job["types"]:
+        log.warning("merge_task_unknown", job_id=job_id, resource_type=resource_type)
+        return None
+    task = job["types"][resource_type]
+    if job["status"] == "running" and task.get("status") in ("pending", "failed"):
+        result = rewrite_type(deps, job, resource_type, task["params"])
+        status = "failed" if result.failures else "done"
+        deps.jobs.record_task(job_id, resource_type, {
+            "status": status, "found": result.found, "rewritten": result.rewritten,
+            "conflicts": result.conflicts, "failures": result.failures[:100], "finished_at": _now()})
+        log.info("merge_task_finished", job_id=job_id, resource_type=resource_type, status=status,
+                 rewritten=result.rewritten, conflicts=result.conflicts, failures=len(result.failures))
+        if result.failures:
+            raise MergeTaskFailed(f"merge job {job_id}: {len(result.failures)} {resource_type} resource(s) "
+                                  f"could not be rewritten (see the job document)")
+    else:
+        result = None
+    # Also on a redelivery of a done task: the first delivery may have crashed before publishing.
+    if job["status"] in ("running", "finalising"):
+        _publish_finalise_once(deps, job_id)
+    return result
+
+
+# --- finaliser -------------------------------------------------------------------------------------
+def _merge_patients(deps: MergeDeps, job: dict) -> None:
+    """Duplicates -> inactive + replaced-by; master <- replaces links, golden tag, survivorship.
+    Journals each patient's version before and after; a second run finds nothing to change."""
+    settings, master_id, job_id = deps.settings, job["master"], job["job_id"]
+    ids = [master_id, *job["duplicates"]]
+    for _ in range(MAX_ENTRY_ATTEMPTS):
+        current = {pid: deps.fhir.read("Patient", pid) for pid in ids}
+        duplicates = [current[pid] for pid in job["duplicates"]]
+        new_master, added = fill_master(current[master_id], duplicates,
+                                        golden_tag_system=settings.golden_tag_system, nik_system=settings.nik_system)
+        wanted = {master_id: new_master, **{d["id"]: link_duplicate(d, master_id) for d in duplicates}}
+        changed = [pid for pid in ids if without_meta(wanted[pid]) != without_meta(current[pid])]
+        if not changed:
+            return
+        deps.jobs.journal_put(job_id, [{
+            "resource_type": "Patient", "id": pid, "kind": "patient",
+            "role": "master" if pid == master_id else "duplicate",
+            "version_before": _version(current[pid]), "version_after": None,
+            "added": added if pid == master_id else {}, "status": "pending", "job_id": job_id,
+        } for pid in changed])
+        outcomes = deps.fhir.batch([_put_entry(wanted[pid], _version(current[pid])) for pid in changed])
+        done = [{"resource_type": "Patient", "id": pid, "status": "done",
+                 "version_after": _version(o.resource or {}) or _etag_version(o.etag)}
+                for pid, o in zip(changed, outcomes) if o.ok]
+        if done:
+            deps.jobs.journal_put(job_id, done, merge=True)
+        failed = [(pid, o.status) for pid, o in zip(changed, outcomes) if not o.ok]
+        if not failed:
+            return
+        if any(status != 412 for _, status in failed):
+            log.warning("merge_patient_write_failed", job_id=job_id,
+                        statuses=[status for _, status in failed])
+    raise MergeTaskFailed(f"merge job {job_id}: patients could not be updated")
+
+
+def finalise(message: dict, deps: MergeDeps) -> dict | None:
+    """merge-finalise -> sweep every type again, link the patients, Provenance, index."""
+    job_id = message["job_id"]
+    job = deps.jobs.get(job_id)
+    if job is None or job["status"] in ("done", "unmerged"):
+        return job
+    pending = [t for t, task in job["types"].items() if task.get("status") not in ("done", "skipped")]
+    if pending:
+        raise MergeTaskFailed(f"merge job {job_id}: finalise before {len(pending)} task(s) are done")
+
+    # Resources created or changed while the tasks ran are caught here (and journaled).
+    swept_types = [(t, task["params"]) for t, task in sorted(job["types"].items()) if task.get("status") == "done"]
+    results = run_concurrently(lambda item: (item[0], rewrite_type(deps, job, item[0], item[1])),
+                               swept_types, deps.settings.fhir_concurrency)
+    failures = [f for _, r in results for f in r.failures]
+    swept = {t: r.rewritten for t, r in results if r.rewritten}
+    if failures:
+        deps.jobs.update(job_id, status="finalising", finalise_failures=failures[:100])
+        raise MergeTaskFailed(f"merge job {job_id}: {len(failures)} resource(s) still reference a duplicate")
+    deps.jobs.update(job_id, verified_at=_now(), swept=swept)
+
+    _merge_patients(deps, job)
+
+    if not job.get("provenance_id"):
+        before = {e["id"]: e["version_before"] for e in deps.jobs.journal_entries(job_id) if e.get("kind") == "patient"}
+        master = deps.fhir.read("Patient", job["master"])
+        duplicate_versions = {d: before.get(d) or _version(deps.fhir.read("Patient", d)) for d in job["duplicates"]}
+        provenance = deps.fhir.create(build_provenance(
+            master_id=job["master"], master_version=_version(master), duplicate_versions=duplicate_versions,
+            activity="merge", reason=job.get("reason") or "merge", requested_by=job.get("requested_by"),
+            evidence=job.get("evidence"), job_id=job_id))
+        deps.jobs.update(job_id, provenance_id=provenance["id"])
+
+    follow_up = deps.index.complete_request(job["group"], job["request_id"], job["master"], job["duplicates"])
+    if follow_up:
+        deps.publisher.publish(deps.settings.topic_merge_requests, follow_up)
+        deps.index.mark_published(job["group"], follow_up["request_id"])
+    deps.jobs.update(job_id, status="done", completed_at=_now())
+    log.info("merge_done", job_id=job_id, nik_token=job.get("nik_token"), duplicates=len(job["duplicates"]))
+    return deps.jobs.get(job_id)
+
+
+# --- unmerge ---------------------------------------------------------------------------------------
+@dataclass
+class UnmergeReport:
+    job_id: str
+    restored: int = 0
+    patients: int = 0
+    conflicts: list[dict] = field(default_factory=list)   # changed since the merge: reported, not clobbered
+    provenance_id: str | None = None
+
+
+def _resolve_version_after(deps: MergeDeps, job: dict, entry: dict, current: dict) -> str | None:
+    """A journal entry left pending by a crash between the write and the journal update: the
+    current version is ours if it is exactly the rewrite of the version before."""
+    before = deps.fhir.vread(entry["resource_type"], entry["id"], entry["version_before"])
+    intended, _ = rewrite_patient_references(before, {d: job["master"] for d in job["duplicates"]})
+    return _version(current) if without_meta(intended) == without_meta(current) else None
+
+
+def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
+    job = deps.jobs.get(job_id)
+    if job is None:
+        raise KeyError(f"merge job {job_id} not found")
+    report = UnmergeReport(job_id)
+    if job["status"] == "unmerged":
+        report.provenance_id = job.get("unmerge_provenance_id")
+        return report
+    entries = [e for e in deps.jobs.journal_entries(job_id) if e.get("status") in ("done", "pending")]
+    references = [e for e in entries if e.get("kind") != "patient"]
+    patients = [e for e in entries if e.get("kind") == "patient"]
+
+    def plan_restore(entry: dict):
+        current = deps.fhir.read(entry["resource_type"], entry["id"])
+        after = entry.get("version_after") or _resolve_version_after(deps, job, entry, current)
+        if after is None or _version(current) != after:
+            return entry, None, current
+        before = deps.fhir.vread(entry["resource_type"], entry["id"], entry["version_before"])
+        return entry, before, current
+
+    planned = run_concurrently(plan_restore, references, deps.settings.fhir_concurrency)
+    writable = []
+    for entry, before, current in planned:
+        if before is None:
+            report.conflicts.append({"resource_type": entry["resource_type"], "id": entry["id"],
+                                     "reason": "changed-since-merge"})
+        else:
+            restored = without_meta(before)
+            writable.append((entry, _put_entry(restored, _version(current))))
+    for chunk in _chunks(writable, deps.settings.merge_batch_size):
+        outcomes = deps.fhir.batch([put for _, put in chunk])
+        for (entry, _), outcome in zip(chunk, outcomes):
+            if outcome.ok:
+                report.restored += 1
+            else:
+                report.conflicts.append({"resource_type": entry["resource_type"], "id": entry["id"],
+                                         "reason": f"status-{outcome.status}"})
+
+    # Patients: the pre-merge version when untouched since, else take out exactly what was added.
+    puts = []
+    for entry in patients:
+        current = deps.fhir.read("Patient", entry["id"])
+        before = deps.fhir.vread("Patient", entry["id"], entry["version_before"])
+        if entry.get("version_after") and _version(current) == entry["version_after"]:
+            wanted = without_meta(before)
+        elif entry["role"] == "master":
+            wanted = revert_master(current, entry.get("added") or {})
+        else:
+            wanted = revert_duplicate(current, before, job["master"])
+        puts.append((entry, _put_entry(wanted, _version(current))))
+    outcomes = deps.fhir.batch([put for _, put in puts]) if puts else []
+    for (entry, _), outcome in zip(puts, outcomes):
+        if outcome.ok:
+            report.patients += 1
+        else:
+            report.conflicts.append({"resource_type": "Patient", "id": entry["id"],
+                                     "reason": f"status-{outcome.status}"})
+
+    master = deps.fhir.read("Patient", job["master"])
+    provenance = deps.fhir.create(build_provenance(
+        master_id=job["master"], master_version=_version(master),
+        duplicate_versions={d: _version(deps.fhir.read("Patient", d)) for d in job["duplicates"]},
+        activity="unmerge", reason=f"unmerge of {job_id}", requested_by=None, evidence=None, job_id=job_id))
+    report.provenance_id = provenance["id"]
+    deps.jobs.update(job_id, status="unmerged", unmerged_at=_now(), unmerge_provenance_id=provenance["id"],
+                     unmerge_conflicts=report.conflicts[:100])
+    log.info("merge_unmerged", job_id=job_id, restored=report.restored, conflicts=len(report.conflicts))
+    return report
+
+
+# --- preview ---------------------------------------------------------------------------------------
+def preview(master: str, duplicates: list[str], deps: MergeDeps) -> dict[str, int]:
+    """{resource type: resources a merge would rewrite}, without writing anything."""
+    plan, _ = reference_search_plan(deps.fhir.capability())
+    exclude = {master, *duplicates}
+
+    def count(item):
+        resource_type, params = item
+        _, referencing = find_referencing(deps.fhir, deps.settings, resource_type, params, duplicates,
+                                          exclude if resource_type == "Patient" else set())
+        return resource_type, len(referencing)
+
+    counts = run_concurrently(count, sorted(plan.items()), deps.settings.fhir_concurrency)
+    return {t: n for t, n in counts if n}
