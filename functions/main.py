@@ -4,3 +4,4 @@ the `functions` package; the deployed source holds this file at its root beside 
 `shared/`, so the same package imports work there and in the repo."""
 
 from functions.relay import subscription_relay  # noqa: F401
+from functions.merge import merge_fanout, merge_finaliser, merge_worker  # noqa: F401
