@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     collection_prefix: str = ""
 
     # --- matching thresholds (rapidfuzz scores, 0..100; calibrated, see README) --------------
-    name_match_threshold: float = 85.0
-    name_review_threshold: float = 60.0
+    name_match_threshold: float = 97.0
+    name_review_threshold: float = 70.0
     demographic_auto_merge_threshold: float = 97.0
     demographic_auto_merge_enabled: bool = True
 

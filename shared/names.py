@@ -40,11 +40,17 @@ BABY_SEX_WORDS = {"laki": "l", "lk": "l", "l": "l", "perempuan": "p", "pr": "p",
 ROMAN_ORDER = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
 TWIN_WORDS = frozenset({"kembar", "twin"})
 BALINESE_MARKERS = frozenset({"i", "ni"})  # "I Made", "Ni Luh": sex markers, often left out
+BALINESE_NAME_WORDS = frozenset({"wayan", "putu", "gede", "made", "kadek", "nengah", "nyoman", "komang",
+                                 "ketut", "luh", "gusti", "ayu", "kompyang"})
+# "Abdurrahman" = "Abdul Rahman": the Arabic article assimilates to a following r, s, n, z, d or t.
+ABDUL_ASSIMILATED = re.compile(r"^abd(?:ul|u)?([rsnzdt])\1?([aeiou][a-z]{2,})$")
 
 # --- spelling ---------------------------------------------------------------------------------
 # Old (pre-1972) spelling letters that never occur in current spelling: a token holding one is written
-# the old way, so its other "j" is a current "y" ("Soejono" = "Suyono"). A bare "j" is left alone: in
-# current spelling "Juli" and "Yuli" are different names (measured in the calibration set).
+# the old way, so its other "j" is a current "y" ("Soejono" = "Suyono"). This is decided per token:
+# current given names beside an old-spelled family name are common ("Joko Soesilo"). A bare "j" is left
+# alone: in current spelling "Juli" and "Yuli" are different names; the scorer treats j/y as close
+# (``J_FOR_Y_SIMILARITY``), which sends "Hajati" / "Hayati" to review rather than auto-merge.
 OLD_SPELLING_MARKERS = ("oe", "dj", "tj", "sj")
 # Applied in order to every token (after the old-spelling step); both sides of a comparison get the same.
 SPELLING_RULES = (
@@ -104,9 +110,9 @@ def _is_old_spelling(token: str) -> bool:
     return any(marker in token for marker in OLD_SPELLING_MARKERS)
 
 
-def _respell(token: str, old_spelling: bool | None = None) -> str:
-    """Token in current spelling; ``old_spelling`` says the whole name was written the old way."""
-    if old_spelling or _is_old_spelling(token):
+def _respell(token: str) -> str:
+    """Token in current spelling (see ``OLD_SPELLING_MARKERS`` and ``SPELLING_RULES``)."""
+    if _is_old_spelling(token):
         token = token.replace("dj", "\0").replace("tj", "c").replace("sj", "sy").replace("oe", "u")
         token = token.replace("j", "y").replace("\0", "j")
     for pattern, replacement in SPELLING_RULES:
@@ -123,8 +129,8 @@ _SUFFIX_DOTTED = frozenset(_letters(t) for t in SUFFIX_TITLES)
 _MAX_TITLE_PIECES = 4
 
 
-def canonical_token(token: str, old_spelling: bool | None = None) -> str:
-    respelled = _respell(token, old_spelling)
+def canonical_token(token: str) -> str:
+    respelled = _respell(token)
     return _VARIANT_LOOKUP.get(respelled, respelled)
 
 
@@ -169,18 +175,18 @@ def _strip_titles(pieces: list[_Piece]) -> list[_Piece]:
 
 def _canonical_tokens(pieces: list[_Piece]) -> list[str]:
     tokens = [p.text for p in pieces]
-    if len(tokens) > 2 and tokens[0] in BALINESE_MARKERS:
-        tokens = tokens[1:]
-    # One token in old spelling ("Sity Noer Hajati") means the whole name was written the old way.
-    old_spelling = any(_is_old_spelling(token) for token in tokens)
+    # "I"/"Ni" before a Balinese name word are sex markers, often left out or moved by order swaps.
+    tokens = [t for i, t in enumerate(tokens)
+              if not (t in BALINESE_MARKERS and i + 1 < len(tokens) and tokens[i + 1] in BALINESE_NAME_WORDS)]
     out = []
     for position, token in enumerate(tokens):
         if token == MUHAMMAD_INITIAL and position == 0 and len(tokens) > 1:
             token = "muhammad"
         if token.isdigit():
             out.append(str(int(token)))
-        else:
-            out.extend(canonical_token(token, old_spelling).split())
+            continue
+        token = ABDUL_ASSIMILATED.sub(r"abdul \1\2", token)
+        out.extend(canonical_token(part) for part in token.split())
     return out
 
 
@@ -235,7 +241,11 @@ def normalise_name(raw: str) -> NormalisedName:
 
 # --- comparison -------------------------------------------------------------------------------
 INITIAL_SIMILARITY = 0.8     # "S." against "Santoso"
+J_FOR_Y_SIMILARITY = 0.9
 MIN_TOKEN_SIMILARITY = 0.5   # below this two tokens are not a pair at all
+# Respelling can change a first letter ("C." for Chaniago -> haniago, "D." for Djoko -> joko), so an
+# initial also stands for the letters the rules turn it into.
+INITIAL_ALIASES = {"c": "ch", "k": "kh", "d": "dj", "t": "tc", "j": "jy", "q": "k", "s": "s"}
 
 
 def token_similarity(a: str, b: str) -> float:
@@ -245,9 +255,16 @@ def token_similarity(a: str, b: str) -> float:
     if a.isdigit() or b.isdigit():
         return 0.0
     if len(a) == 1 or len(b) == 1:
-        return INITIAL_SIMILARITY if a[0] == b[0] else 0.0
+        initial, other = (a, b) if len(a) == 1 else (b, a)
+        return INITIAL_SIMILARITY if other[0] in INITIAL_ALIASES.get(initial, initial) else 0.0
     similarity = fuzz.ratio(a, b) / 100.0
+    if "j" in a or "j" in b:
+        # Old "j" is current "y" ("Hajati" / "Hayati"), but "Juli" and "Yuli" are two names: close, not equal.
+        similarity = max(similarity, J_FOR_Y_SIMILARITY * fuzz.ratio(a.replace("j", "y"), b.replace("j", "y")) / 100)
     return similarity if similarity >= MIN_TOKEN_SIMILARITY else 0.0
+
+
+_DOUBLED = re.compile(r"(.)\1+")
 
 
 def aligned_token_score(a: tuple[str, ...], b: tuple[str, ...], similarity=token_similarity) -> float:
@@ -271,7 +288,8 @@ def aligned_token_score(a: tuple[str, ...], b: tuple[str, ...], similarity=token
     coverage = matched / min(len(a), len(b))
     score = 100.0 * (symmetric + coverage) / 2
     if len(a) != len(b):
-        score = max(score, fuzz.ratio("".join(a), "".join(b)))
+        joined_a, joined_b = (_DOUBLED.sub(r"\1", "".join(tokens)) for tokens in (a, b))
+        score = max(score, fuzz.ratio(joined_a, joined_b))
     return score
 
 
