@@ -1,0 +1,45 @@
+# The two commands: `make demo` (the main job) and `make test` (the whole test suite).
+# Both create or refresh the virtualenvs first: .venv from requirements-dev.txt, .venv-fhir with the
+# local FHIR server. Stamp files record what was installed, so a changed requirements file reinstalls.
+
+PYTHON ?= python3
+VENV := .venv
+FHIR_VENV := .venv-fhir
+SEKMET := sekmet-fhir==0.1.1
+PYTEST_ARGS ?=
+
+VENV_STAMP := $(VENV)/.installed
+FHIR_STAMP := $(FHIR_VENV)/.installed-$(SEKMET)
+
+.PHONY: test demo stack-up stack-down stack-status venv clean-venv
+
+test: $(VENV_STAMP) $(FHIR_STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: $(VENV_STAMP) $(FHIR_STAMP)
+	$(VENV)/bin/python -m tools.demo
+
+stack-up: $(VENV_STAMP) $(FHIR_STAMP)
+	$(VENV)/bin/python -m tools.stack up
+
+stack-down: $(VENV_STAMP)
+	$(VENV)/bin/python -m tools.stack down
+
+stack-status: $(VENV_STAMP)
+	$(VENV)/bin/python -m tools.stack status
+
+venv: $(VENV_STAMP) $(FHIR_STAMP)
+
+$(VENV_STAMP): requirements-dev.txt requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(FHIR_STAMP):
+	test -x $(FHIR_VENV)/bin/python || $(PYTHON) -m venv $(FHIR_VENV)
+	$(FHIR_VENV)/bin/python -m pip install -q --disable-pip-version-check '$(SEKMET)'
+	rm -f $(FHIR_VENV)/.installed-*
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV) $(FHIR_VENV)
