@@ -1,0 +1,194 @@
+"""The merge pipeline on the real emulators and FHIR server: merge, unmerge, redelivery, crashes,
+concurrent clinical updates, a large merge. The pipeline is driven in process: call the service,
+pull the messages it published, hand them to the next service."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import pytest
+
+from shared.adapters.merge_jobs import MergeJobs
+from shared.adapters.patient_index import PatientIndex
+from shared.fhir.references import references_any, without_meta
+from shared.fhir.references import rewrite_patient_references
+from shared.services.merge import MergeDeps, fan_out, finalise, preview, run_task, unmerge
+
+NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
+
+
+def make_deps(settings, fhir, firestore_db, publisher) -> MergeDeps:
+    return MergeDeps(settings=settings, fhir=fhir, jobs=MergeJobs(firestore_db, settings),
+                     index=PatientIndex(firestore_db, settings), publisher=publisher)
+
+
+def _patient(tag: str, nik: str, **extra) -> dict:
+    return {"resourceType": "Patient", "id": f"{tag}-{uuid.uuid4().hex[:10]}",
+            "identifier": [{"system": NIK_SYSTEM, "value": nik}, {"system": f"urn:src:{tag}", "value": tag.upper()}],
+            "name": [{"text": "Test Person"}], **extra}
+
+
+def clinical_resources(d1: str, d2: str, d3: str, master: str, other: str, base_url: str) -> list[dict]:
+    """References to the duplicates in 19 resource types, many outside ``subject``, in every form."""
+    code = {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
+    P = lambda pid: {"reference": f"Patient/{pid}"}  # noqa: E731
+    return [
+        {"resourceType": "Observation", "status": "final", "code": code, "subject": P(d1),
+         "performer": [P(d2)],
+         "extension": [{"url": "urn:test:about", "valueReference": {"reference": f"Patient/{d3}"}}]},
+        {"resourceType": "Observation", "status": "final", "code": code,
+         "subject": {"reference": f"Patient/{d2}/_history/1"}},
+        {"resourceType": "Observation", "status": "final", "code": code,
+         "subject": {"reference": f"{base_url}/Patient/{d3}"}},
+        {"resourceType": "Encounter", "status": "finished",
+         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}, "subject": P(d1)},
+        {"resourceType": "Condition", "subject": P(d2), "asserter": P(d3), "code": code},
+        {"resourceType": "Procedure", "status": "completed", "subject": P(d3), "performer": [{"actor": P(d1)}]},
+        {"resourceType": "AllergyIntolerance", "patient": P(d1), "recorder": P(d2), "asserter": P(d3)},
+        {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+         "medicationCodeableConcept": {"text": "paracetamol"}, "subject": P(d2)},
+        {"resourceType": "DiagnosticReport", "status": "final", "code": code, "subject": P(d3)},
+        {"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "BCG"},
+         "patient": P(d1), "occurrenceDateTime": "2020-01-01"},
+        {"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": P(d2)},
+        {"resourceType": "Flag", "status": "active", "code": {"text": "fall risk"}, "subject": P(d3)},
+        {"resourceType": "EpisodeOfCare", "status": "active", "patient": P(d1)},
+        {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": P(d2),
+         "performer": [P(d3)]},
+        {"resourceType": "Communication", "status": "completed", "subject": P(d1), "recipient": [P(d2)]},
+        {"resourceType": "Coverage", "status": "active", "beneficiary": P(d3), "payor": [P(d1)]},
+        {"resourceType": "Appointment", "status": "booked",
+         "participant": [{"actor": P(d2), "status": "accepted"}]},
+        {"resourceType": "Group", "type": "person", "actual": True, "member": [{"entity": P(d3)}]},
+        {"resourceType": "RelatedPerson", "patient": P(d1)},
+        {"resourceType": "Specimen", "subject": P(d2)},
+        # Must stay untouched: only the master or someone else.
+        {"resourceType": "Observation", "status": "final", "code": code, "subject": P(master)},
+        {"resourceType": "Encounter", "status": "finished",
+         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}, "subject": P(other)},
+    ]
+
+
+def seed_nik(fhir, base_url: str, extra_per_duplicate: int = 0) -> dict:
+    """A NIK with a master and 3 duplicates (plus an unrelated patient) and their clinical data."""
+    nik = f"3171{uuid.uuid4().int % 10**12:012d}"
+    master = _patient("m", nik, telecom=[{"system": "phone", "value": "0811"}], gender="female")
+    dups = [
+        _patient("d1", nik, birthDate="1990-01-02", telecom=[{"system": "phone", "value": "0822"}]),
+        _patient("d2", nik, birthDate="1990-01-02", address=[{"city": "Bogor"}]),
+        _patient("d3", nik, active=True),
+    ]
+    other = _patient("x", f"3172{uuid.uuid4().int % 10**12:012d}")
+    patients = [fhir.update(p) for p in [master, *dups, other]]
+    ids = [p["id"] for p in patients]
+    resources = clinical_resources(ids[1], ids[2], ids[3], ids[0], ids[4], base_url)
+    resources += [{"resourceType": "Observation", "status": "final", "code": {"text": f"bulk {i}"},
+                   "subject": {"reference": f"Patient/{ids[1]}"}} for i in range(extra_per_duplicate)]
+    created = []
+    for start in range(0, len(resources), 200):
+        outcomes = fhir.batch([{"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
+                               for r in resources[start:start + 200]])
+        assert all(o.ok for o in outcomes), [o.status for o in outcomes if not o.ok][:5]
+        created += [o.resource for o in outcomes]
+    return {"nik": nik, "master": ids[0], "duplicates": ids[1:4], "other": ids[4],
+            "patients": {p["id"]: p for p in patients}, "resources": created}
+
+
+def open_request(deps: MergeDeps, seeded: dict) -> dict:
+    """Opens the request the way matching does, with the master already golden so claim keeps it."""
+    group = f"nik_index/tok-{uuid.uuid4().hex[:16]}"
+
+    def make_golden(doc, _transaction):
+        doc["members"][seeded["master"]] = {"status": "master", "golden": True, "active": True}
+
+    deps.index.transact_group(group, make_golden)
+    request = deps.index.open_request(group, seeded["master"], seeded["duplicates"], "nik-exact", "matching",
+                                      {"rule": "nik-exact", "score": 100})
+    return {"request_id": request["id"], "group": group, "nik_token": group.split("/", 1)[1],
+            "master": request["master"], "duplicates": request["duplicates"], "reason": "nik-exact",
+            "requested_by": "matching", "evidence": {"rule": "nik-exact"}}
+
+
+def run_merge(deps: MergeDeps, topics, message: dict, *, deliver_twice: bool = False) -> dict:
+    """Drives fan-out -> tasks -> finaliser by pulling the topics in process."""
+    settings = deps.settings
+    job = fan_out(message, deps)
+    expected = sum(1 for t in job["types"].values() if t["status"] == "pending")
+    tasks = topics.pull(settings.topic_merge_tasks, timeout=20, count=expected)
+    assert len(tasks) == expected
+    for task in tasks:
+        run_task(task, deps)
+        if deliver_twice:
+            run_task(task, deps)
+    finals = topics.pull(settings.topic_merge_finalise, timeout=10, count=1)
+    assert len(finals) == 1
+    finalise(finals[0], deps)
+    if deliver_twice:
+        finalise(finals[0], deps)
+    return deps.jobs.get(message["request_id"])
+
+
+def snapshot(fhir, resources: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["resourceType"], r["id"]): fhir.read(r["resourceType"], r["id"]) for r in resources}
+
+
+def assert_merged(fhir, settings, seeded: dict, before: dict) -> None:
+    """No resource references a duplicate; each is otherwise unchanged; patients linked; Provenance."""
+    master, dups = seeded["master"], seeded["duplicates"]
+    replacements = {d: master for d in dups}
+    for key, original in before.items():
+        now = fhir.read(*key)
+        assert not references_any(now, dups), key
+        expected, _ = rewrite_patient_references(original, replacements)
+        assert without_meta(now) == without_meta(expected), key
+    for dup in dups:
+        patient = fhir.read("Patient", dup)
+        assert patient["active"] is False
+        assert {"other": {"reference": f"Patient/{master}"}, "type": "replaced-by"} in patient["link"]
+    golden = fhir.read("Patient", master)
+    assert {"system": settings.golden_tag_system, "code": master} in golden["meta"]["tag"]
+    assert {f"Patient/{d}" for d in dups} <= {link["other"]["reference"] for link in golden["link"]
+                                            if link["type"] == "replaces"}
+    assert golden["birthDate"] == "1990-01-02" and golden["gender"] == "female"
+    assert {"system": "urn:src:d1", "value": "D1", "use": "old"} in golden["identifier"]
+    provenances = list(fhir.search("Provenance", [("target", f"Patient/{master}")]))
+    merges = [p for p in provenances if p["activity"]["coding"][0]["code"] == "merge"]
+    assert len(merges) == 1
+    assert sorted(e["what"]["reference"].split("/_history")[0] for e in merges[0]["entity"]) == \
+        sorted(f"Patient/{d}" for d in dups)
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+
+@pytest.fixture
+def deps(settings, fhir, firestore_db, publisher):
+    return make_deps(settings, fhir, firestore_db, publisher)
+
+
+def test_merge_then_unmerge_restores_everything(deps, fhir, settings, topics):
+    seeded = seed_nik(fhir, settings.fhir_base_url)
+    referencing = [r for r in seeded["resources"] if references_any(r, seeded["duplicates"])]
+    assert len({r["resourceType"] for r in referencing}) >= 12
+    before = snapshot(fhir, seeded["resources"])
+    patients_before = {pid: fhir.read("Patient", pid) for pid in seeded["patients"]}
+
+    assert preview(seeded["master"], seeded["duplicates"], deps) == dict(
+        Counter(r["resourceType"] for r in referencing))
+
+    job = run_merge(deps, topics, open_request(deps, seeded))
+    assert job["status"] == "done"
+    assert sum(t.get("rewritten", 0) for t in job["types"].values()) == len(referencing)
+    assert job["types"]["Provenance"]["status"] == "skipped"
+    assert_merged(fhir, settings, seeded, before)
+    group = deps.index.read_group(job["group"])
+    assert group["request"]["status"] == "done"
+
+    report = unmerge(job["job_id"], deps)
+    assert report.conflicts == [] and report.restored == len(referencing) and report.patients == 4
+    for key, original in before.items():
+        assert without_meta(fhir.read(*key)) == without_meta(original), key
+    for pid, original in patients_before.items():
+        assert without_meta(fhir.read("Patient", pid)) == without_meta(original), pid
+    assert deps.jobs.get(job["job_id"])["status"] == "unmerged"
