@@ -1,0 +1,295 @@
+"""Matching decisions over index records (``shared.domain.patient.member_record`` dicts). Pure.
+
+Two levels:
+- ``compare_nik_pair`` / ``compare_demographic_pair``: one pair -> a ``Decision`` (merge, review or
+  no-match) with the rule that fired and evidence (scores, which fields agreed/conflicted/were
+  missing; never a raw value).
+- ``plan_nik_group`` / ``plan_demographic_group``: what one incoming member means for its group:
+  which members to merge into which master, which pairs go to review, each member's new status.
+
+A wrong merge is worse than a missed one: every rule that is not sure sends the pair to review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.config import Settings
+from shared.domain.master import select_master
+from shared.names import name_similarity
+
+MERGE, REVIEW, NO_MATCH = "merge", "review", "no-match"
+# Statuses of members that can still take part in matching (merged/deleted ones cannot).
+LIVE_STATUSES = frozenset({"active", "master", "duplicate", "pending", "review"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # merge | review | no-match
+    reason: str  # the rule that fired, e.g. "nik-match", "nik-conflict", "twins"
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass
+class ReviewProposal:
+    patient_ids: tuple[str, ...]
+    reason: str
+    evidence: dict
+
+
+@dataclass
+class GroupPlan:
+    master: str | None = None  # merge target (None: no merge)
+    duplicates: list[str] = field(default_factory=list)
+    reason: str | None = None
+    evidence: dict = field(default_factory=dict)
+    reviews: list[ReviewProposal] = field(default_factory=list)
+    statuses: dict[str, tuple[str, str]] = field(default_factory=dict)  # pid -> (status, reason)
+    decisions: dict[str, Decision] = field(default_factory=dict)  # other pid -> decision vs incoming
+
+
+def pair_key(a: str, b: str) -> str:
+    return "|".join(sorted((a, b)))
+
+
+def is_live(member: Mapping | None) -> bool:
+    return bool(member) and member.get("status", "active") in LIVE_STATUSES and member.get("active", True) is not False
+
+
+def _field_agreement(a: Mapping, b: Mapping, name: str) -> str:
+    va, vb = a.get(name), b.get(name)
+    if va is None or vb is None:
+        return "missing"
+    return "agree" if va == vb else "conflict"
+
+
+def _nik_issues(member: Mapping) -> set[str]:
+    return {i for i in member.get("nik_issues") or [] if not i.startswith("invalid-nik")}
+
+
+def _baby_rules(a: Mapping, b: Mapping, score: float, settings: Settings, confirmed: bool,
+                evidence: dict) -> Decision | None:
+    """Newborn rules, which no score and no human confirmation can override."""
+    a_baby, b_baby = bool(a.get("is_baby")), bool(b.get("is_baby"))
+    if not (a_baby or b_baby):
+        return None
+    birth, gender = _field_agreement(a, b, "birth_date"), _field_agreement(a, b, "gender")
+    if a_baby != b_baby:
+        # A newborn on the mother's NIK is never the mother. The same child later registered under
+        # its own name (same birth date and gender, NIK consistent with both) goes to a human.
+        baby, other = (a, b) if a_baby else (b, a)
+        if (birth == "agree" and gender != "conflict" and baby.get("kind") != "nik-ibu"
+                and not _nik_issues(other)):
+            return Decision(REVIEW, "possible-baby-duplicate", evidence)
+        return Decision(NO_MATCH, "baby-vs-adult", evidence)
+    ma, mb = a.get("multiple_birth"), b.get("multiple_birth")
+    if ma is not None and mb is not None and ma != mb:
+        return Decision(NO_MATCH, "twins", evidence)
+    if birth == "conflict" or gender == "conflict":
+        return Decision(NO_MATCH, "different-babies", evidence)
+    if confirmed:
+        return Decision(MERGE, "human-confirmed", evidence)
+    if score >= settings.name_review_threshold:
+        return Decision(REVIEW, "possible-baby-duplicate", evidence)
+    return Decision(NO_MATCH, "different-babies", evidence)
+
+
+def _evidence(a: Mapping, b: Mapping, score: float) -> dict:
+    fields = {"name": "missing" if not a.get("name") or not b.get("name") else
+              ("agree" if score >= 100.0 else "similar" if score > 0 else "conflict")}
+    for name in ("birth_date", "gender", "multiple_birth"):
+        fields[name] = _field_agreement(a, b, name)
+    shared = set(a.get("corroborators") or []) & set(b.get("corroborators") or [])
+    return {
+        "name_score": round(score, 1),
+        "fields": fields,
+        "corroborating": sorted({c.split(":", 1)[0] for c in shared}),
+        "nik_issues": sorted(set(a.get("nik_issues") or []) | set(b.get("nik_issues") or [])),
+        "babies": [bool(a.get("is_baby")), bool(b.get("is_baby"))],
+    }
+
+
+def _score(a: Mapping, b: Mapping) -> float:
+    if not a.get("name") or not b.get("name"):
+        return 0.0
+    return float(name_similarity(a["name"], b["name"]))
+
+
+def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
+                     rejected: bool = False) -> Decision:
+    """Two members of one NIK group (same NIK token)."""
+    score = _score(a, b)
+    evidence = _evidence(a, b, score)
+    if rejected:
+        return Decision(NO_MATCH, "do-not-match", evidence | {"rule": "do-not-match"})
+    baby = _baby_rules(a, b, score, settings, confirmed, evidence)
+    if baby:
+        return Decision(baby.outcome, baby.reason, evidence | {"rule": baby.reason})
+
+    def decide(outcome: str, reason: str) -> Decision:
+        return Decision(outcome, reason, evidence | {"rule": reason})
+
+    if confirmed:
+        return decide(MERGE, "human-confirmed")
+    if not a.get("name") or not b.get("name"):
+        return decide(REVIEW, "name-mismatch")
+    if score < settings.name_review_threshold:
+        return decide(REVIEW, "nik-conflict")
+    # The NIK encodes birth date and sex: when it agrees with one record and not the other, one of
+    # them carries someone else's (or a mistyped) NIK.
+    issues_a, issues_b = _nik_issues(a), _nik_issues(b)
+    if issues_a != issues_b:
+        return decide(REVIEW, "nik-birthdate-mismatch")
+    if evidence["fields"]["birth_date"] == "conflict":
+        return decide(REVIEW, "birthdate-conflict")
+    if evidence["fields"]["gender"] == "conflict":
+        return decide(REVIEW, "gender-conflict")
+    if score < settings.name_match_threshold:
+        return decide(REVIEW, "name-mismatch")
+    return decide(MERGE, "nik-match")
+
+
+def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
+                             rejected: bool = False) -> Decision:
+    """Two members of one demographic block (same birth date and gender); at least one has no NIK."""
+    score = _score(a, b)
+    evidence = _evidence(a, b, score)
+
+    def decide(outcome: str, reason: str) -> Decision:
+        return Decision(outcome, reason, evidence | {"rule": reason})
+
+    if rejected:
+        return decide(NO_MATCH, "do-not-match")
+    if a.get("nik_token") and b.get("nik_token") and a["nik_token"] != b["nik_token"]:
+        return decide(NO_MATCH, "different-nik")
+    baby = _baby_rules(a, b, score, settings, confirmed, evidence)
+    if baby:
+        return decide(baby.outcome, baby.reason)
+    if confirmed:
+        return decide(MERGE, "human-confirmed")
+    if score < settings.name_review_threshold:
+        return decide(NO_MATCH, "different-name")
+    corroborated = bool(evidence["corroborating"])
+    nik_doubt = bool(_nik_issues(a) or _nik_issues(b))
+    if (settings.demographic_auto_merge_enabled and score >= settings.demographic_auto_merge_threshold
+            and corroborated and not nik_doubt):
+        return decide(MERGE, "demographic-match")
+    return decide(REVIEW, "weak-evidence")
+
+
+def _flags(doc: Mapping, a: str, b: str) -> dict:
+    key = pair_key(a, b)
+    return {"confirmed": key in (doc.get("confirmed") or []), "rejected": key in (doc.get("do_not_match") or [])}
+
+
+def _reference(doc: Mapping, live: dict[str, Mapping], settings: Settings) -> str | None:
+    """The record an adult newcomer is compared with: the group's master when it is live,
+    otherwise the best live adult by master selection (so arrival order does not decide)."""
+    master = doc.get("master")
+    if master in live and not live[master].get("is_baby"):
+        return master
+    adults = [pid for pid, m in live.items() if not m.get("is_baby")]
+    return select_master(live, adults, settings.source_priority) if adults else None
+
+
+def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
+    """What the (already stored) incoming member means for its NIK group."""
+    members = doc.get("members") or {}
+    # Members without a NIK joined through a demographic match are never compared here.
+    live = {pid: m for pid, m in members.items() if is_live(m) and m.get("kind") != "none"}
+    plan = GroupPlan()
+    newcomer = members.get(incoming)
+    if not is_live(newcomer) or incoming not in live:
+        return plan
+    has_master = doc.get("master") in live
+
+    if newcomer.get("is_baby"):
+        # Babies are compared with every other member: adults give no-match (never the mother),
+        # babies give review / twins / different babies; only a human confirmation merges.
+        for pid, other in sorted(live.items()):
+            if pid == incoming:
+                continue
+            decision = compare_nik_pair(newcomer, other, settings, **_flags(doc, incoming, pid))
+            plan.decisions[pid] = decision
+            if decision.outcome == REVIEW:
+                plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
+                                                   decision.evidence))
+            elif decision.outcome == MERGE and not plan.master:
+                plan.master, plan.duplicates = pid, [incoming]
+                plan.reason, plan.evidence = "human-confirmed", decision.evidence
+        status = "duplicate" if plan.master else "review" if plan.reviews else "active"
+        plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews else None)
+        return plan
+
+    reference = _reference(doc, live, settings)
+    if reference is None:
+        return plan
+    if reference != incoming:
+        pairs = [(incoming, reference)]
+    elif not has_master:
+        # The newcomer is the best record: every waiting adult is compared with it.
+        pairs = [(pid, incoming) for pid, m in sorted(live.items())
+                 if pid != incoming and not m.get("is_baby") and m.get("status", "active") in ("active", "review")]
+    else:
+        pairs = []  # the master itself changed: nothing to decide
+    for member_id, target in pairs:
+        member = live[member_id]
+        if member.get("status") in ("duplicate", "pending"):
+            continue  # already on its way into this master
+        decision = compare_nik_pair(member, live[target], settings, **_flags(doc, member_id, target))
+        plan.decisions[member_id if target == incoming else target] = decision
+        if decision.outcome == MERGE:
+            plan.master = target
+            plan.duplicates.append(member_id)
+            plan.reason = plan.reason or "nik-match"
+            plan.evidence.setdefault("pairs", []).append({"patients": sorted((member_id, target)),
+                                                          **decision.evidence})
+        elif decision.outcome == REVIEW:
+            plan.reviews.append(ReviewProposal(tuple(sorted((member_id, target))), decision.reason,
+                                               decision.evidence))
+            plan.statuses[member_id] = ("review", decision.reason)
+        else:
+            plan.statuses.setdefault(member_id, ("active", decision.reason))
+    if reference == incoming and incoming not in plan.statuses and not plan.master:
+        plan.statuses[incoming] = ("active", None)
+    if plan.master and plan.evidence:
+        plan.reason = "human-confirmed" if all(
+            p.get("rule") == "human-confirmed" for p in plan.evidence["pairs"]) else "nik-match"
+    return plan
+
+
+def plan_demographic_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
+    """What the incoming member means for its demographic block: pairs where at least one side has
+    no NIK. A single strong candidate merges; several different strong candidates go to review."""
+    members = doc.get("members") or {}
+    live = {pid: m for pid, m in members.items() if is_live(m)}
+    plan = GroupPlan()
+    newcomer = members.get(incoming)
+    if not is_live(newcomer):
+        return plan
+    strong: list[tuple[str, Decision]] = []
+    for pid, other in sorted(live.items()):
+        if pid == incoming or (newcomer.get("nik_token") and other.get("nik_token")):
+            continue
+        decision = compare_demographic_pair(newcomer, other, settings, **_flags(doc, incoming, pid))
+        plan.decisions[pid] = decision
+        if decision.outcome == MERGE:
+            strong.append((pid, decision))
+        elif decision.outcome == REVIEW:
+            plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
+                                               decision.evidence))
+    # Several strong candidates are one person only when they all carry the same NIK.
+    strong_niks = {live[pid].get("nik_token") for pid, _ in strong}
+    if len(strong) == 1 or (len(strong_niks) == 1 and None not in strong_niks):
+        target, decision = strong[0]
+        plan.master, plan.duplicates = target, [incoming]
+        plan.reason = "human-confirmed" if decision.reason == "human-confirmed" else "demographic-match"
+        plan.evidence = {"pairs": [{"patients": sorted((incoming, target)), **decision.evidence}]}
+    elif strong:
+        ids = tuple(sorted({incoming, *(pid for pid, _ in strong)}))
+        plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
+                                           {"rule": "ambiguous-match", "candidates": len(strong)}))
+    status = "review" if plan.reviews and not plan.master else "active"
+    plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews and not plan.master else None)
+    return plan

@@ -1,0 +1,239 @@
+"""Facts matching needs, extracted from a FHIR Patient. Pure.
+
+``patient_facts`` reads a Patient resource once; ``member_record`` turns the facts into the index
+record kept in Firestore (see docs/DESIGN.md). The record holds the normalised name, birth date and
+gender (matching cannot work without them) and *keyed tokens* of everything else it compares
+(NIK, phone, address, other identifiers) — never a raw NIK, phone number or address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.config import Settings
+from shared.names import normalise_name, patient_name
+from shared.nik import NikError, nik_consistency, nik_token, parse_nik
+
+_SOURCE = re.compile(r"^urn:source:([A-Za-z0-9_.\-]+)")
+_NON_DIGIT = re.compile(r"\D+")
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    patient_id: str
+    version: str | None
+    last_updated: str | None
+    active: bool
+    kind: str  # "nik" | "nik-ibu" (newborn on the mother's NIK) | "none"
+    nik_token: str | None  # token of the NIK (or of the mother's NIK for kind "nik-ibu")
+    nik_issues: tuple[str, ...]  # nik_consistency results, or ("invalid-nik:<reason>",)
+    name: str  # normalised text, "" when none
+    is_baby: bool
+    birth_date: str | None
+    gender: str | None
+    multiple_birth: int | None
+    corroborators: tuple[str, ...]  # keyed tokens "phone:..", "addr:..", "id:.."
+    golden: bool  # carries the self-referencing golden tag
+    replaced_by: str | None  # master id from a replaced-by link (a merged duplicate)
+    source: str | None
+    score: float  # completeness, see ``completeness``
+    has_name: bool = field(default=False)
+
+
+def _keyed(kind: str, value: str, key: str) -> str:
+    return kind + ":" + hmac.new(key.encode(), f"{kind}|{value}".encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def blocking_token(birth_date: str, gender: str, settings: Settings) -> str:
+    """Demographic block key: keyed HMAC of birth date + gender (no birth date in a document id)."""
+    key = settings.nik_hash_key.get_secret_value()
+    return hmac.new(key.encode(), f"block|{birth_date}|{gender}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def normalise_phone(raw: str) -> str | None:
+    digits = _NON_DIGIT.sub("", raw or "")
+    if digits.startswith("62"):
+        digits = "0" + digits[2:]
+    elif digits and not digits.startswith("0"):
+        digits = "0" + digits
+    return digits if len(digits) >= 8 else None
+
+
+def normalise_address(raw: str) -> str | None:
+    text = _NON_WORD.sub(" ", (raw or "").lower()).split()
+    # Common Indonesian abbreviations, so "Jl. Merdeka No. 5" equals "jalan merdeka nomor 5".
+    canonical = {"jl": "jalan", "jln": "jalan", "no": "nomor", "gg": "gang", "rt": "rt", "rw": "rw"}
+    words = [canonical.get(w, w) for w in text]
+    return " ".join(words) if len(words) >= 2 else None
+
+
+def _gender(resource: dict) -> str | None:
+    gender = resource.get("gender")
+    return gender if gender in ("male", "female") else None
+
+
+def _birth_date(resource: dict) -> str | None:
+    value = resource.get("birthDate")
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _multiple_birth(resource: dict) -> int | None:
+    value = resource.get("multipleBirthInteger")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _identifier_values(resource: dict, system: str) -> list[str]:
+    return [i["value"] for i in resource.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") == system and isinstance(i.get("value"), str)]
+
+
+def _source(resource: dict) -> str | None:
+    match = _SOURCE.match(str((resource.get("meta") or {}).get("source") or ""))
+    return match.group(1).lower() if match else None
+
+
+def _reference_id(reference: str | None) -> str | None:
+    if not isinstance(reference, str) or "Patient/" not in reference:
+        return None
+    return reference.rsplit("Patient/", 1)[1].split("/")[0] or None
+
+
+def completeness(*, has_name: bool, birth_date: str | None, gender: str | None, has_telecom: bool,
+                 has_address: bool, nik_consistent: bool) -> float:
+    """One point per field present; a NIK that agrees with birthDate/gender counts as one more."""
+    return float(sum((has_name, bool(birth_date), bool(gender), has_telecom, has_address, nik_consistent)))
+
+
+def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
+    key = settings.nik_hash_key.get_secret_value()
+    patient_id = str(resource.get("id") or "")
+    meta = resource.get("meta") or {}
+    birth_date, gender = _birth_date(resource), _gender(resource)
+    display_name = patient_name(resource) or ""
+    normalised = normalise_name(display_name) if display_name.strip() else None
+    is_baby = bool(normalised and normalised.is_baby)
+
+    kind, token, issues = "none", None, ()
+    for raw in _identifier_values(resource, settings.nik_system):
+        try:
+            nik = parse_nik(raw)
+        except NikError as error:
+            issues = (f"invalid-nik:{error.reason}",)
+            continue
+        kind, token, issues = "nik", nik_token(nik.value, key), tuple(nik_consistency(nik, birth_date, gender))
+        # A baby registered on a NIK whose decoded birth date is not the baby's: that is the
+        # mother's NIK put in the wrong system, so the record belongs to the mother's group as a newborn.
+        if is_baby and "nik-birthdate-mismatch" in issues:
+            kind = "nik-ibu"
+        break
+    if kind == "none":
+        for raw in _identifier_values(resource, settings.nik_ibu_system):
+            try:
+                nik = parse_nik(raw)
+            except NikError as error:
+                issues = (f"invalid-nik:{error.reason}",)
+                continue
+            kind, token, issues, is_baby = "nik-ibu", nik_token(nik.value, key), (), True
+            break
+
+    corroborators: set[str] = set()
+    has_telecom = has_address = False
+    for telecom in resource.get("telecom") or []:
+        if isinstance(telecom, dict) and telecom.get("system") in ("phone", "sms", None):
+            phone = normalise_phone(str(telecom.get("value") or ""))
+            if phone:
+                has_telecom = True
+                corroborators.add(_keyed("phone", phone, key))
+    for address in resource.get("address") or []:
+        if isinstance(address, dict):
+            line = normalise_address(" ".join(str(x) for x in address.get("line") or []))
+            if line:
+                has_address = True
+                corroborators.add(_keyed("addr", line, key))
+    skip_systems = {settings.nik_system, settings.nik_ibu_system}
+    for identifier in resource.get("identifier") or []:
+        if (isinstance(identifier, dict) and identifier.get("system") not in skip_systems
+                and identifier.get("system") and identifier.get("value")):
+            corroborators.add(_keyed("id", f"{identifier['system']}|{identifier['value']}", key))
+
+    golden = any(isinstance(t, dict) and t.get("system") == settings.golden_tag_system
+                 and t.get("code") == patient_id for t in meta.get("tag") or [])
+    replaced_by = next((_reference_id((link.get("other") or {}).get("reference"))
+                        for link in resource.get("link") or []
+                        if isinstance(link, dict) and link.get("type") == "replaced-by"), None)
+    has_name = bool(normalised and normalised.text)
+    version = meta.get("versionId")
+    return PatientFacts(
+        patient_id=patient_id,
+        version=str(version) if version is not None else None,
+        last_updated=meta.get("lastUpdated"),
+        active=resource.get("active") is not False,
+        kind=kind,
+        nik_token=token,
+        nik_issues=issues,
+        name=normalised.text if normalised else "",
+        is_baby=is_baby,
+        birth_date=birth_date,
+        gender=gender,
+        multiple_birth=_multiple_birth(resource),
+        corroborators=tuple(sorted(corroborators)),
+        golden=golden,
+        replaced_by=replaced_by,
+        source=_source(resource),
+        score=completeness(has_name=has_name, birth_date=birth_date, gender=gender, has_telecom=has_telecom,
+                           has_address=has_address, nik_consistent=kind == "nik" and not issues),
+        has_name=has_name,
+    )
+
+
+def member_record(facts: PatientFacts) -> dict:
+    """The index record of one patient (status is set by the matching decision)."""
+    return {
+        "version": facts.version,
+        "last_updated": facts.last_updated,
+        "kind": facts.kind,
+        "nik_token": facts.nik_token,
+        "nik_issues": list(facts.nik_issues),
+        "name": facts.name,
+        "is_baby": facts.is_baby,
+        "birth_date": facts.birth_date,
+        "gender": facts.gender,
+        "multiple_birth": facts.multiple_birth,
+        "corroborators": list(facts.corroborators),
+        "active": facts.active,
+        "golden": facts.golden,
+        "replaced_by": facts.replaced_by,
+        "source": facts.source,
+        "score": facts.score,
+    }
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def is_newer(version: str | None, last_updated: str | None, stored: dict | None) -> bool:
+    """Whether an incoming state is newer than the indexed one. Numeric versionIds (HAPI, sekmet)
+    compare as numbers; opaque ones (Healthcare API) fall back to meta.lastUpdated. Unknown -> newer,
+    so a state is never dropped for lack of information (processing it twice changes nothing)."""
+    if not stored or stored.get("version") is None and not stored.get("last_updated"):
+        return True
+    stored_version = stored.get("version")
+    if version is not None and stored_version is not None and version.isdigit() and str(stored_version).isdigit():
+        return int(version) > int(stored_version)
+    if version is not None and stored_version is not None and version == str(stored_version):
+        return False
+    incoming_time, stored_time = _timestamp(last_updated), _timestamp(stored.get("last_updated"))
+    if incoming_time and stored_time:
+        return incoming_time > stored_time
+    return True
