@@ -1,0 +1,2 @@
+bucket = "dedup-terraform-state"
+prefix = "dedup/kabupaten-sleman"

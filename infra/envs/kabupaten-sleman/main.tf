@@ -1,0 +1,46 @@
+# Kabupaten Sleman: a regency running its own HAPI FHIR server. Only the topics and functions are
+# created; the server's rest-hook Subscription calls subscription-relay (README, "Deploying a district").
+# State: gs://<state bucket>/dedup/kabupaten-sleman (backend.hcl).
+
+terraform {
+  required_version = ">= 1.5"
+  backend "gcs" {}
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.0, < 8.0"
+    }
+  }
+}
+
+variable "source_object" {
+  description = "Source zip uploaded by Cloud Build (infra/package_source.py)."
+  type        = string
+}
+
+provider "google" {
+  project = "dedup-kabupaten-sleman"
+  region  = "asia-southeast2"
+}
+
+module "district" {
+  source        = "../../modules/district"
+  project_id    = "dedup-kabupaten-sleman"
+  district      = "kabupaten-sleman"
+  source_object = var.source_object
+
+  fhir_mode                  = "external"
+  external_fhir_base_url     = "http://10.20.0.5:8080/fhir"
+  external_fhir_token_secret = "dedup-fhir-token"
+  vpc_connector              = "projects/dedup-kabupaten-sleman/locations/asia-southeast2/connectors/dedup-fhir"
+  relay_invoker_members      = ["serviceAccount:hapi-fhir@dedup-kabupaten-sleman.iam.gserviceaccount.com"]
+
+  # Regency data comes mostly from puskesmas (SIMPUS) and carries more typing noise.
+  source_priority       = ["simpus", "simrs", "sikda", "pcare", "lab"]
+  name_review_threshold = 65
+  alert_emails          = ["dedup-alerts@example.org"]
+}
+
+output "district" {
+  value = module.district
+}

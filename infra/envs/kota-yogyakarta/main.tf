@@ -1,0 +1,42 @@
+# Kota Yogyakarta: a city district with its own Healthcare API FHIR store, created here.
+# State: gs://<state bucket>/dedup/kota-yogyakarta (backend.hcl).
+
+terraform {
+  required_version = ">= 1.5"
+  backend "gcs" {}
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.0, < 8.0"
+    }
+  }
+}
+
+variable "source_object" {
+  description = "Source zip uploaded by Cloud Build (infra/package_source.py)."
+  type        = string
+}
+
+provider "google" {
+  project = "dedup-kota-yogyakarta"
+  region  = "asia-southeast2"
+}
+
+module "district" {
+  source        = "../../modules/district"
+  project_id    = "dedup-kota-yogyakarta"
+  district      = "kota-yogyakarta"
+  source_object = var.source_object
+
+  fhir_mode    = "create"
+  fhir_dataset = "satusehat-kota-yogyakarta"
+  fhir_store   = "patients"
+
+  nik_system           = "https://fhir.kemkes.go.id/id/nik"
+  name_match_threshold = 85
+  alert_emails         = ["dedup-alerts@example.org"]
+}
+
+output "district" {
+  value = module.district
+}

@@ -1,0 +1,197 @@
+# Everything one district needs. An environment folder under infra/envs/ calls this module once.
+
+variable "project_id" {
+  description = "The district's own Google Cloud project."
+  type        = string
+}
+
+variable "district" {
+  description = "Short district name used in labels and alert titles, e.g. kota-yogyakarta."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,39}$", var.district))
+    error_message = "Use lower-case letters, digits and hyphens."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, Pub/Sub push endpoints and Firestore (Jakarta by default)."
+  type        = string
+  default     = "asia-southeast2"
+}
+
+# --- FHIR server -----------------------------------------------------------------------------------
+
+variable "fhir_mode" {
+  description = <<-EOT
+    create: a new Healthcare API dataset and FHIR R4 store publishing to patient-changes.
+    existing-healthcare: a Healthcare API store that already exists (existing_fhir_store_id); its
+      notification config is pointed at patient-changes by hand (README), Terraform grants the IAM.
+    external: another FHIR server (HAPI, ...) whose rest-hook Subscription calls subscription-relay.
+  EOT
+  type        = string
+  default     = "create"
+  validation {
+    condition     = contains(["create", "existing-healthcare", "external"], var.fhir_mode)
+    error_message = "fhir_mode is create, existing-healthcare or external."
+  }
+}
+
+variable "healthcare_location" {
+  description = "Healthcare API location; defaults to region."
+  type        = string
+  default     = null
+}
+
+variable "fhir_dataset" {
+  type    = string
+  default = "dedup"
+}
+
+variable "fhir_store" {
+  type    = string
+  default = "patients"
+}
+
+variable "existing_fhir_store_id" {
+  description = "projects/P/locations/L/datasets/D/fhirStores/S, for fhir_mode = existing-healthcare."
+  type        = string
+  default     = null
+}
+
+variable "external_fhir_base_url" {
+  description = "Base URL of the FHIR server, for fhir_mode = external."
+  type        = string
+  default     = null
+}
+
+variable "vpc_connector" {
+  description = "Serverless VPC Access connector id when the FHIR server is on private addresses (external mode)."
+  type        = string
+  default     = null
+}
+
+variable "external_fhir_token_secret" {
+  description = "Secret Manager secret id holding the bearer token for the external FHIR server (null: no auth)."
+  type        = string
+  default     = null
+}
+
+# --- district conventions and matching thresholds (shared/config.py) -------------------------------
+
+variable "nik_system" {
+  type    = string
+  default = "https://fhir.kemkes.go.id/id/nik"
+}
+
+variable "nik_ibu_system" {
+  type    = string
+  default = "https://fhir.kemkes.go.id/id/nik-ibu"
+}
+
+variable "golden_tag_system" {
+  type    = string
+  default = "http://terminology.kemkes.go.id/sp-replaced-by"
+}
+
+variable "source_priority" {
+  description = "Legacy systems in order of preference as master (DEDUP_SOURCE_PRIORITY)."
+  type        = list(string)
+  default     = ["simrs", "simpus", "sikda", "pcare", "lab"]
+}
+
+variable "name_match_threshold" {
+  type    = number
+  default = 85
+}
+
+variable "name_review_threshold" {
+  type    = number
+  default = 60
+}
+
+variable "demographic_auto_merge_threshold" {
+  type    = number
+  default = 97
+}
+
+variable "demographic_auto_merge_enabled" {
+  type    = bool
+  default = true
+}
+
+variable "extra_settings" {
+  description = "Further DEDUP_* settings for every function (names from shared/config.py)."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for k in keys(var.extra_settings) : startswith(k, "DEDUP_")])
+    error_message = "Settings are named DEDUP_<FIELD>."
+  }
+}
+
+# --- storage and secrets -----------------------------------------------------------------------------
+
+variable "firestore_database" {
+  type    = string
+  default = "(default)"
+}
+
+variable "create_firestore_database" {
+  description = "False when the project's Firestore database already exists."
+  type        = bool
+  default     = true
+}
+
+variable "nik_hash_key_secret" {
+  description = "Secret Manager secret id of the NIK HMAC key. Terraform creates the secret, never its value."
+  type        = string
+  default     = "dedup-nik-hash-key"
+}
+
+variable "source_bucket" {
+  description = "Bucket for the functions' source zips; defaults to <project>-dedup-source."
+  type        = string
+  default     = null
+}
+
+variable "source_object" {
+  description = "Object name of the source zip uploaded by Cloud Build (infra/package_source.py)."
+  type        = string
+}
+
+# --- access, scaling, alerting -----------------------------------------------------------------------
+
+variable "relay_ingress" {
+  description = "Ingress of subscription-relay: ALLOW_INTERNAL_ONLY (FHIR server in the project's VPC) or ALLOW_INTERNAL_AND_GCLB (behind a load balancer)."
+  type        = string
+  default     = "ALLOW_INTERNAL_ONLY"
+}
+
+variable "relay_invoker_members" {
+  description = "Principals allowed to call subscription-relay, e.g. the HAPI server's service account."
+  type        = list(string)
+  default     = []
+}
+
+variable "function_limits" {
+  description = "Per-function overrides of max_instances and concurrency (defaults in main.tf, with reasons)."
+  type        = map(object({ max_instances = number, concurrency = number }))
+  default     = {}
+}
+
+variable "alert_emails" {
+  type    = list(string)
+  default = []
+}
+
+variable "error_threshold_per_5m" {
+  type    = number
+  default = 10
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one message before it is dead-lettered."
+  type        = number
+  default     = 10
+}
