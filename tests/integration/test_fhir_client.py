@@ -11,31 +11,14 @@ import pytest
 
 from shared.fhir.client import FhirClient, FhirError, PreconditionFailed, RetriesExhausted, run_concurrently
 from tools.fault_proxy import Fault, FaultProxy
-from tools.stack import start_fhir_server
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fhir_base_url():
-    """An empty FHIR server of this module's own, so counts below are exact."""
-    server = start_fhir_server()
-    try:
-        yield server.base_url
-    finally:
-        server.stop()
+# An empty server of this module's own, so the counts below are exact.
+pytestmark = [pytest.mark.integration, pytest.mark.fresh_fhir]
 
 
 @pytest.fixture
-def client(fhir_base_url):
-    with FhirClient(fhir_base_url, timeout=10, max_attempts=4, retry_budget_seconds=20) as fhir:
-        yield fhir
-
-
-@pytest.fixture
-def proxy(fhir_base_url):
-    with FaultProxy(fhir_base_url) as running:
-        yield running
+def proxy(fault_proxy):
+    return fault_proxy()
 
 
 def quick_client(base_url: str, **options) -> FhirClient:
@@ -61,63 +44,63 @@ def create_patients(client: FhirClient, system: str, count: int) -> list[str]:
     return ids
 
 
-def test_search_pages_through_250_results_returning_each_once(client):
+def test_search_pages_through_250_results_returning_each_once(fhir):
     system = new_system()
-    created = create_patients(client, system, 250)
-    bundles = list(client.search_bundles("Patient", {"identifier": f"{system}|", "_count": "40"}))
+    created = create_patients(fhir, system, 250)
+    bundles = list(fhir.search_bundles("Patient", {"identifier": f"{system}|", "_count": "40"}))
     found = [entry["resource"]["id"] for bundle in bundles for entry in bundle.get("entry", [])]
     assert len(bundles) == 7
     assert len(found) == 250 and set(found) == set(created)
-    assert sorted(p["id"] for p in client.search("Patient", [("identifier", f"{system}|")])) == sorted(created)
+    assert sorted(p["id"] for p in fhir.search("Patient", [("identifier", f"{system}|")])) == sorted(created)
 
 
-def test_batch_with_a_stale_if_match_next_to_successful_entries(client):
+def test_batch_with_a_stale_if_match_next_to_successful_entries(fhir):
     system = new_system()
-    ids = create_patients(client, system, 3)
-    changed = client.read("Patient", ids[1])
+    ids = create_patients(fhir, system, 3)
+    changed = fhir.read("Patient", ids[1])
     changed["gender"] = "female"
-    assert client.update(changed, if_match="1")["meta"]["versionId"] == "2"
+    assert fhir.update(changed, if_match="1")["meta"]["versionId"] == "2"
 
     entries = [{"resource": {"resourceType": "Patient", "id": id_, "gender": "male",
                              "identifier": [{"system": system, "value": "x"}]},
                 "request": {"method": "PUT", "url": f"Patient/{id_}", "ifMatch": 'W/"1"'}} for id_ in ids]
-    outcomes = client.batch(entries)
+    outcomes = fhir.batch(entries)
     assert [o.status for o in outcomes] == [200, 412, 200]
     assert [o.ok for o in outcomes] == [True, False, True]
     assert outcomes[0].etag == 'W/"2"' and outcomes[0].resource["id"] == ids[0]
     assert outcomes[1].resource is None and outcomes[1].outcome["resourceType"] == "OperationOutcome"
-    assert client.read("Patient", ids[1])["gender"] == "female"  # the stale write did not land
+    assert fhir.read("Patient", ids[1])["gender"] == "female"  # the stale write did not land
     with pytest.raises(PreconditionFailed):
-        client.update(entries[1]["resource"], if_match="1")
+        fhir.update(entries[1]["resource"], if_match="1")
 
 
-def test_reads_writes_history_and_conditional_update(client):
+def test_reads_writes_history_and_conditional_update(fhir):
     system = new_system()
-    created = client.create({"resourceType": "Patient", "identifier": [{"system": system, "value": "1"}]})
+    created = fhir.create({"resourceType": "Patient", "identifier": [{"system": system, "value": "1"}]})
     assert created["meta"]["versionId"] == "1"
-    updated = client.conditional_update("Patient", f"identifier={system}|1",
+    updated = fhir.conditional_update("Patient", f"identifier={system}|1",
                                         {**created, "gender": "female"})
     assert updated["id"] == created["id"] and updated["meta"]["versionId"] == "2"
-    assert client.vread("Patient", created["id"], "1").get("gender") is None
-    assert [v["meta"]["versionId"] for v in client.history("Patient", created["id"])] == ["2", "1"]
-    assert client.capability()["resourceType"] == "CapabilityStatement"
+    assert fhir.vread("Patient", created["id"], "1").get("gender") is None
+    assert [v["meta"]["versionId"] for v in fhir.history("Patient", created["id"])] == ["2", "1"]
+    assert fhir.capability()["resourceType"] == "CapabilityStatement"
 
 
-def test_many_types_searched_at_once(client):
+def test_many_types_searched_at_once(fhir):
     system = new_system()
-    create_patients(client, system, 5)
+    create_patients(fhir, system, 5)
     types = ["Patient", "Observation", "Encounter", "Condition", "Procedure", "MedicationRequest"]
     results = run_concurrently(
-        lambda t: len(list(client.search(t, {"identifier": f"{system}|"}))) if t == "Patient"
-        else len(list(client.search(t, {"subject": "Patient/none"}))), types, max_workers=6)
+        lambda t: len(list(fhir.search(t, {"identifier": f"{system}|"}))) if t == "Patient"
+        else len(list(fhir.search(t, {"subject": "Patient/none"}))), types, max_workers=6)
     assert results[0] == 5 and len(results) == len(types)
 
 
 # --- retries through the fault proxy --------------------------------------------------------------
 
 
-def test_rate_limited_read_waits_for_retry_after(client, proxy):
-    patient = client.create({"resourceType": "Patient"})
+def test_rate_limited_read_waits_for_retry_after(fhir, proxy):
+    patient = fhir.create({"resourceType": "Patient"})
     proxy.inject(Fault.rate_limited(retry_after=1), method="GET")
     with quick_client(proxy.base_url) as through_proxy:
         started = time.monotonic()
@@ -131,15 +114,15 @@ def test_rate_limited_read_waits_for_retry_after(client, proxy):
     [Fault.unavailable(503), Fault.unavailable(502), Fault.drop(), Fault.delay(2.0)],
     ids=["503", "502", "dropped-connection", "timeout"],
 )
-def test_transient_failures_end_in_success(client, proxy, fault):
+def test_transient_failures_end_in_success(fhir, proxy, fault):
     system = new_system()
-    create_patients(client, system, 60)
+    create_patients(fhir, system, 60)
     proxy.inject(fault, times=2, method="GET")
     with quick_client(proxy.base_url, timeout=0.8) as through_proxy:
         found = list(through_proxy.search("Patient", {"identifier": f"{system}|", "_count": "25"}))
     assert len(found) == 60 and len({p["id"] for p in found}) == 60
     assert proxy.pending_faults == 0
-    # A delayed request is recorded when the proxy finally forwards it, after the client gave up on it.
+    # A delayed request is recorded when the proxy finally forwards it, after the fhir gave up on it.
     deadline = time.monotonic() + 5
     while proxy.count(method="GET") < 3 + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -160,9 +143,9 @@ def test_persistent_failure_gives_up_quickly_with_a_clear_message(proxy):
     assert caught.value.status == 503
 
 
-def test_replayed_batch_of_updates_reports_412_for_what_the_lost_attempt_applied(client, proxy):
+def test_replayed_batch_of_updates_reports_412_for_what_the_lost_attempt_applied(fhir, proxy):
     system = new_system()
-    ids = create_patients(client, system, 2)
+    ids = create_patients(fhir, system, 2)
     entries = [{"resource": {"resourceType": "Patient", "id": id_, "gender": "male"},
                 "request": {"method": "PUT", "url": f"Patient/{id_}", "ifMatch": 'W/"1"'}} for id_ in ids]
     # The server applies the batch, then the connection drops before the answer arrives.
@@ -172,26 +155,26 @@ def test_replayed_batch_of_updates_reports_412_for_what_the_lost_attempt_applied
     assert proxy.count(method="POST") == 2
     assert [o.status for o in outcomes] == [412, 412]
     # What callers do with a 412: re-read and compare with what they meant to write.
-    assert all(client.read("Patient", id_)["gender"] == "male" for id_ in ids)
+    assert all(fhir.read("Patient", id_)["gender"] == "male" for id_ in ids)
 
 
-def test_create_is_not_replayed_when_the_server_may_have_stored_it(client, proxy):
+def test_create_is_not_replayed_when_the_server_may_have_stored_it(fhir, proxy):
     system = new_system()
     proxy.inject(Fault.drop(forward_first=True), method="POST")
     with quick_client(proxy.base_url) as through_proxy:
         with pytest.raises(FhirError, match="not retried"):
             through_proxy.create({"resourceType": "Patient", "identifier": [{"system": system, "value": "1"}]})
     assert proxy.count(method="POST") == 1
-    assert len(list(client.search("Patient", {"identifier": f"{system}|"}))) == 1
+    assert len(list(fhir.search("Patient", {"identifier": f"{system}|"}))) == 1
 
 
-def test_create_is_retried_after_a_rate_limit(client, proxy):
+def test_create_is_retried_after_a_rate_limit(fhir, proxy):
     system = new_system()
     proxy.inject(Fault.rate_limited(retry_after=0), method="POST")
     with quick_client(proxy.base_url) as through_proxy:
         through_proxy.create({"resourceType": "Patient", "identifier": [{"system": system, "value": "1"}]})
     assert proxy.count(method="POST") == 2
-    assert len(list(client.search("Patient", {"identifier": f"{system}|"}))) == 1
+    assert len(list(fhir.search("Patient", {"identifier": f"{system}|"}))) == 1
 
 
 # --- Healthcare API style paging ------------------------------------------------------------------
@@ -235,9 +218,9 @@ class HealthcareStylePaging(httpx.BaseTransport):
         self._inner.close()
 
 
-def test_healthcare_api_style_next_links_are_followed_to_the_end(client, fhir_base_url):
+def test_healthcare_api_style_next_links_are_followed_to_the_end(fhir, fhir_base_url):
     system = new_system()
-    created = create_patients(client, system, 130)
+    created = create_patients(fhir, system, 130)
     transport = HealthcareStylePaging(fhir_base_url)
     with FhirClient(fhir_base_url, transport=transport, page_size=30) as healthcare_like:
         found = [p["id"] for p in healthcare_like.search("Patient", {"identifier": f"{system}|"})]
