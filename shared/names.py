@@ -26,7 +26,8 @@ PREFIX_TITLES = (
 )
 SUFFIX_TITLES = (
     "S.Kom", "S.Pd", "S.Pd.I", "S.E.", "S.H.", "S.H.I", "S.Ag", "S.Sos", "S.IP", "S.Si", "S.T.", "S.Psi",
-    "S.Ked", "S.Kep", "S.Farm", "S.Gz", "S.Tr.Keb", "S.Keb", "S.Kes", "S.ST", "S.P.", "SKM", "M.Kes", "M.Farm",
+    "S.Ked", "S.Kep", "S.Farm", "S.Gz", "S.Tr.Keb", "S.Keb", "S.Kes", "S.ST", "S.P.", "SKM", "M.Kes",
+    "M.Farm",
     "M.M.", "M.Pd", "M.Si", "M.T.", "M.H.", "M.Kom", "M.Ag", "MBA", "M.Sc", "B.Sc", "Ph.D", "M.A.", "Amd",
     "A.Md", "Amd.Keb", "A.Md.Keb", "Amd.Kep", "A.Md.Kep", "Amd.Kes", "A.Md.Kes", "AMK", "Sp.OG", "Sp.PD",
     "Sp.A", "Sp.B", "Sp.JP", "Sp.M", "Sp.THT", "Sp.KK", "Sp.S", "Sp.An", "Sp.Rad", "Ners", "Apt",
@@ -150,7 +151,8 @@ def _pieces(raw: str) -> list[_Piece]:
     return pieces
 
 
-def _title_run(pieces: list[_Piece], any_titles: frozenset, dotted_titles: frozenset, *, from_end: bool) -> int:
+def _title_run(pieces: list[_Piece], any_titles: frozenset, dotted_titles: frozenset, *,
+               from_end: bool) -> int:
     """How many pieces at the start (or end) form one title; 0 if none."""
     for size in range(min(_MAX_TITLE_PIECES, len(pieces)), 0, -1):
         run = pieces[-size:] if from_end else pieces[:size]
@@ -260,7 +262,8 @@ def token_similarity(a: str, b: str) -> float:
     similarity = fuzz.ratio(a, b) / 100.0
     if "j" in a or "j" in b:
         # Old "j" is current "y" ("Hajati" / "Hayati"), but "Juli" and "Yuli" are two names: close, not equal.
-        similarity = max(similarity, J_FOR_Y_SIMILARITY * fuzz.ratio(a.replace("j", "y"), b.replace("j", "y")) / 100)
+        as_y = fuzz.ratio(a.replace("j", "y"), b.replace("j", "y")) / 100.0
+        similarity = max(similarity, J_FOR_Y_SIMILARITY * as_y)
     return similarity if similarity >= MIN_TOKEN_SIMILARITY else 0.0
 
 

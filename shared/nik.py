@@ -3,7 +3,7 @@
 Layout of the 16 digits: ``PP KK CC DDMMYY SSSS`` = province, regency/city, district where the NIK was
 first registered, birth date (women add 40 to the day), serial.
 
-Decisions (see also README "NIK handling"):
+Decisions:
 - Formatting noise from legacy systems is removed: whitespace, ``.``, ``-``, ``/``, ``_``, a ``NIK``
   prefix (any case, optional ``:``/``.``/``=``), surrounding quotes and Excel's text apostrophe.
 - Numbers that went through a float (``3201014501900001.0``, ``3.201014501900001E+15``) are accepted

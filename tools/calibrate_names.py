@@ -162,9 +162,12 @@ def _different_pairs(rng: random.Random) -> list[Pair]:
         ("By. Ny. Sari", "Sari"), ("Bayi Ny. Dewi Lestari", "Dewi Lestari"),
         ("Lim Swie Hong", "Lim Swie Liang"), ("I Wayan Sudarsana", "I Made Sudarsana"),
         ("Andi Baso Amir", "Andi Baso Amri"), ("Rahmat Hidayat", "Rahmat Hidayah"),
-        ("Nur Hidayah", "Nurul Hidayah"), ("Yuli Astuti", "Juli Astuti"), ("Ni Made Sukerti", "Ni Made Sukarti"),
-        ("Ahmad Fauzi", "Ahmad Fauzan"), ("Siti Fatimah", "Siti Fatimah Azzahra"), ("Agus Salim", "Agus Halim"),
-        ("Eka Putri", "Eko Putra"), ("Budi Santoso", "Budi Susanto"), ("Hendra Wijaya", "Hendra Wijayakusuma"),
+        ("Nur Hidayah", "Nurul Hidayah"), ("Yuli Astuti", "Juli Astuti"),
+        ("Ni Made Sukerti", "Ni Made Sukarti"),
+        ("Ahmad Fauzi", "Ahmad Fauzan"), ("Siti Fatimah", "Siti Fatimah Azzahra"),
+        ("Agus Salim", "Agus Halim"),
+        ("Eka Putri", "Eko Putra"), ("Budi Santoso", "Budi Susanto"),
+        ("Hendra Wijaya", "Hendra Wijayakusuma"),
         ("Sri Wahyuni", "Sri Wahyuningsih"), ("Dewi Sartika", "Dewi Kartika"), ("Sumarni", "Sumarno"),
     ]
     pairs += [Pair(a, b, "different", "hand-picked") for a, b in hand_picked]
@@ -233,7 +236,8 @@ def candidate_scorers() -> dict[str, Callable[[str, str], float]]:
         candidates[f"{name} / raw"] = scorer
         candidates[f"{name} / normalised"] = (
             lambda a, b, s=scorer: s(normalise_name(a).text, normalise_name(b).text))
-    candidates["aligned tokens / raw"] = lambda a, b: aligned_token_score(_simple_tokens(a), _simple_tokens(b))
+    candidates["aligned tokens / raw"] = lambda a, b: aligned_token_score(
+        _simple_tokens(a), _simple_tokens(b))
     candidates["aligned tokens, JW / normalised"] = lambda a, b: aligned_token_score(
         normalise_name(a).tokens, normalise_name(b).tokens, _jw_token_similarity)
     candidates["name_similarity (chosen)"] = name_similarity

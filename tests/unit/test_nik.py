@@ -68,7 +68,8 @@ def test_decodes_a_man():
     ("3201013102900001", "impossible-date"),  # 31 February
     ("3201017104900001", "impossible-date"),  # a woman born 31 April
     ("3201012902010001", "impossible-date"),  # 29 Feb 1901 / 2001: no leap year either way
-    ("0101011501900001", "bad-region"), ("1001011501900001", "bad-region"), ("2001011501900001", "bad-region"),
+    ("0101011501900001", "bad-region"), ("1001011501900001", "bad-region"),
+    ("2001011501900001", "bad-region"),
     ("5401011501900001", "bad-region"),  # East Timor's old code
     ("9701011501900001", "bad-region"), ("9901011501900001", "bad-region"),
     ("3200011501900001", "bad-region"),  # regency 00
