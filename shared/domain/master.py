@@ -4,7 +4,7 @@ Members are the index records of ``shared.domain.patient.member_record`` (plain 
 
 1. An active member already carrying the self-referencing golden tag wins: once a master, always the
    master, so a second run never moves references back and forth.
-2. Otherwise the highest ``score`` (completeness: name, birthDate, gender, telecom, address, a NIK
+2. Otherwise an active member before an inactive one, then the highest ``score`` (completeness: name, birthDate, gender, telecom, address, a NIK
    consistent with birthDate/gender — one point each, see ``patient.completeness``),
 3. then the preferred source (``settings.source_priority``, earlier is better, unknown last),
 4. then the most recently updated (``meta.lastUpdated``),
@@ -29,6 +29,7 @@ def master_sort_key(patient_id: str, member: Mapping, source_priority: Sequence[
     # negating is not possible for strings, hence the two-step sort in select_master.
     return (
         0 if golden else 1,
+        0 if member.get("active", True) is not False else 1,  # an inactive record is a poor master
         -float(member.get("score") or 0.0),
         _source_rank(member.get("source"), source_priority),
     )

@@ -1,0 +1,307 @@
+"""Matching rules over real patient facts (pure: no servers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings
+from shared.domain.master import select_master
+from shared.domain.matching import (MERGE, NO_MATCH, REVIEW, compare_demographic_pair, compare_nik_pair,
+                                    plan_demographic_group, plan_nik_group)
+from shared.domain.patient import is_newer, member_record, patient_facts
+
+SETTINGS = Settings()
+# 32 01 01 | 15 05 90 | 0001 : a man born 1990-05-15; women add 40 to the day.
+NIK_MAN = "3201011505900001"
+NIK_WOMAN = "3201015505900002"  # a woman born 1990-05-15
+NIK_MOTHER = "3201014103880003"  # a woman born 1988-03-01
+
+
+def patient(pid, name="Budi Santoso", birth="1990-05-15", gender="male", nik=NIK_MAN, *, nik_ibu=None,
+            multiple=None, phone=None, address=None, version="1", updated="2024-01-01T00:00:00Z",
+            source=None, golden=False, replaced_by=None, active=True, other_id=None):
+    resource = {"resourceType": "Patient", "id": pid, "active": active,
+                "meta": {"versionId": version, "lastUpdated": updated}}
+    if name:
+        resource["name"] = [{"text": name}]
+    if birth:
+        resource["birthDate"] = birth
+    if gender:
+        resource["gender"] = gender
+    identifiers = []
+    if nik:
+        identifiers.append({"system": SETTINGS.nik_system, "value": nik})
+    if nik_ibu:
+        identifiers.append({"system": SETTINGS.nik_ibu_system, "value": nik_ibu})
+    if other_id:
+        identifiers.append({"system": "urn:simrs:mrn", "value": other_id})
+    if identifiers:
+        resource["identifier"] = identifiers
+    if multiple is not None:
+        resource["multipleBirthInteger"] = multiple
+    if phone:
+        resource["telecom"] = [{"system": "phone", "value": phone}]
+    if address:
+        resource["address"] = [{"line": [address]}]
+    if source:
+        resource["meta"]["source"] = f"urn:source:{source}"
+    if golden:
+        resource["meta"]["tag"] = [{"system": SETTINGS.golden_tag_system, "code": pid}]
+    if replaced_by:
+        resource["link"] = [{"other": {"reference": f"Patient/{replaced_by}"}, "type": "replaced-by"}]
+    return resource
+
+
+def record(resource, status="active"):
+    return {**member_record(patient_facts(resource, SETTINGS)), "status": status}
+
+
+def group(*records_by_id, master=None, **extra):
+    return {"members": dict(records_by_id), "master": master, "request": None, **extra}
+
+
+# --- facts --------------------------------------------------------------------------------
+def test_facts_keep_no_raw_nik_phone_or_address():
+    facts = patient_facts(patient("a", phone="+62 812-3456-7890", address="Jl. Merdeka No. 5"), SETTINGS)
+    flat = repr(member_record(facts))
+    assert NIK_MAN not in flat and "812" not in flat and "merdeka" not in flat.lower()
+    assert facts.kind == "nik" and facts.nik_issues == () and facts.score == 6.0
+
+
+def test_invalid_nik_is_no_nik_with_reason():
+    facts = patient_facts(patient("a", nik="3201011505"), SETTINGS)
+    assert facts.kind == "none" and facts.nik_token is None
+    assert facts.nik_issues == ("invalid-nik:wrong-length",)
+
+
+def test_noisy_nik_gives_same_token():
+    a = patient_facts(patient("a", nik="NIK: 3201.0115.0590.0001"), SETTINGS)
+    b = patient_facts(patient("b"), SETTINGS)
+    assert a.nik_token == b.nik_token
+
+
+def test_baby_named_on_mothers_nik_is_a_newborn_of_that_group():
+    facts = patient_facts(patient("b", name="By. Ny. Siti Aminah", birth="2024-02-01", gender="male",
+                                  nik=NIK_MOTHER), SETTINGS)
+    assert facts.kind == "nik-ibu" and facts.is_baby
+
+
+def test_phone_and_address_normalisation_corroborate():
+    a = record(patient("a", phone="+62 812 3456 7890", address="Jl. Merdeka No. 5"))
+    b = record(patient("b", phone="0812-3456-7890", address="jalan merdeka nomor 5"))
+    assert set(a["corroborators"]) == set(b["corroborators"])
+
+
+@pytest.mark.parametrize("incoming,stored,newer", [
+    ("2", {"version": "1"}, True), ("1", {"version": "1"}, False), ("1", {"version": "3"}, False),
+    ("10", {"version": "9"}, True), (None, {"version": "1"}, True), ("x", None, True),
+])
+def test_version_order_is_numeric(incoming, stored, newer):
+    assert is_newer(incoming, None, stored) is newer
+
+
+def test_opaque_versions_fall_back_to_last_updated():
+    stored = {"version": "MTY4", "last_updated": "2024-01-02T00:00:00+00:00"}
+    assert not is_newer("MTY3", "2024-01-01T00:00:00Z", stored)
+    assert is_newer("MTY5", "2024-01-03T00:00:00Z", stored)
+    assert not is_newer("MTY4", "2024-01-02T00:00:00Z", stored)
+
+
+# --- NIK pair rules -----------------------------------------------------------------------
+def test_same_person_with_name_noise_merges_with_evidence_and_no_values():
+    decision = compare_nik_pair(record(patient("a", name="Tn. MUHAMMAD Budi Santoso")),
+                                record(patient("b", name="Moh. Budi Santoso")), SETTINGS)
+    assert decision.outcome == MERGE and decision.reason == "nik-match"
+    assert decision.evidence["fields"]["birth_date"] == "agree"
+    assert "1990" not in repr(decision.evidence) and "santoso" not in repr(decision.evidence).lower()
+
+
+def test_mistyped_nik_collision_with_different_name_is_nik_conflict():
+    decision = compare_nik_pair(record(patient("a")), record(patient("b", name="Agus Wijaya")), SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-conflict")
+
+
+def test_in_between_name_is_name_mismatch():
+    decision = compare_nik_pair(record(patient("a", name="Budi Santoso")), record(patient("b", name="Budi")),
+                                SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "name-mismatch")
+
+
+def test_birthdate_contradicting_the_nik_on_one_side():
+    decision = compare_nik_pair(record(patient("a")), record(patient("b", birth="1991-07-02")), SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-birthdate-mismatch")
+
+
+def test_both_inconsistent_but_different_birthdates_is_birthdate_conflict():
+    decision = compare_nik_pair(record(patient("a", birth="1990-05-16")),
+                                record(patient("b", birth="1990-05-17")), SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "birthdate-conflict")
+
+
+def test_gender_conflict():
+    # Both contradict the NIK's sex the same way, so only the gender differs between them.
+    a = record(patient("a", gender="male", nik=NIK_WOMAN))
+    b = record(patient("b", gender="other", nik=NIK_WOMAN))
+    b["gender"] = "female"
+    b["nik_issues"] = a["nik_issues"]
+    decision = compare_nik_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "gender-conflict")
+
+
+def test_missing_birthdate_and_gender_still_merge_on_nik_and_name():
+    decision = compare_nik_pair(record(patient("a")), record(patient("b", birth=None, gender=None)), SETTINGS)
+    assert decision.outcome == MERGE
+    assert decision.evidence["fields"]["birth_date"] == "missing"
+
+
+def test_baby_on_mothers_nik_never_merges_into_mother():
+    mother = record(patient("m", name="Siti Aminah", birth="1988-03-01", gender="female", nik=NIK_MOTHER))
+    baby = record(patient("b", name="By. Ny. Siti Aminah", birth="2024-02-01", gender="female", nik=None,
+                          nik_ibu=NIK_MOTHER))
+    for confirmed in (False, True):
+        decision = compare_nik_pair(baby, mother, SETTINGS, confirmed=confirmed)
+        assert (decision.outcome, decision.reason) == (NO_MATCH, "baby-vs-adult")
+
+
+def test_twins_never_merge_even_when_confirmed():
+    one = record(patient("t1", name="Bayi Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=None,
+                         nik_ibu=NIK_MOTHER, multiple=1))
+    two = record(patient("t2", name="Bayi Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=None,
+                         nik_ibu=NIK_MOTHER, multiple=2))
+    assert compare_nik_pair(one, two, SETTINGS, confirmed=True).reason == "twins"
+    assert compare_demographic_pair(one, two, SETTINGS, confirmed=True).outcome == NO_MATCH
+
+
+def test_same_baby_twice_goes_to_review_never_auto_merge():
+    one = record(patient("b1", name="By. Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=None,
+                         nik_ibu=NIK_MOTHER))
+    two = record(patient("b2", name="Bayi Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=None,
+                         nik_ibu=NIK_MOTHER))
+    decision = compare_nik_pair(one, two, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "possible-baby-duplicate")
+    assert compare_nik_pair(one, two, SETTINGS, confirmed=True).outcome == MERGE
+
+
+def test_rejected_pair_is_never_proposed_and_confirmed_overrides_name():
+    a, b = record(patient("a")), record(patient("b", name="Agus Wijaya"))
+    assert compare_nik_pair(a, b, SETTINGS, rejected=True).outcome == NO_MATCH
+    assert compare_nik_pair(a, b, SETTINGS, confirmed=True).outcome == MERGE
+
+
+# --- demographic pair rules ---------------------------------------------------------------
+def test_demographic_needs_high_name_score_and_corroboration():
+    a = record(patient("a", nik=None, phone="081234567890"))
+    b = record(patient("b", nik=None, phone="+62 812 3456 7890"))
+    assert compare_demographic_pair(a, b, SETTINGS).reason == "demographic-match"
+    c = record(patient("c", nik=None))
+    assert compare_demographic_pair(a, c, SETTINGS).reason == "weak-evidence"
+
+
+def test_demographic_auto_merge_can_be_switched_off():
+    a = record(patient("a", nik=None, phone="081234567890"))
+    b = record(patient("b", nik=None, phone="081234567890"))
+    off = Settings(demographic_auto_merge_enabled=False)
+    assert compare_demographic_pair(a, b, off).reason == "weak-evidence"
+
+
+def test_demographic_never_merges_two_different_niks():
+    a = record(patient("a", phone="081234567890"))
+    b = record(patient("b", nik="3201011505900009", phone="081234567890"))
+    assert compare_demographic_pair(a, b, SETTINGS).reason == "different-nik"
+
+
+def test_demographic_different_names_no_match():
+    a = record(patient("a", nik=None, phone="081234567890"))
+    b = record(patient("b", name="Agus Wijaya", nik=None, phone="081234567890"))
+    assert compare_demographic_pair(a, b, SETTINGS).outcome == NO_MATCH
+
+
+# --- master selection ---------------------------------------------------------------------
+def test_master_golden_wins_then_completeness_source_recency_id():
+    members = {
+        "a": record(patient("a", phone="0812345678", address="Jl. Merdeka 5")),
+        "b": record(patient("b", golden=True)),
+        "c": record(patient("c", phone="0812345678", address="Jl. Merdeka 5", source="simrs")),
+        "d": record(patient("d", phone="0812345678", address="Jl. Merdeka 5", source="lab",
+                            updated="2025-01-01T00:00:00Z")),
+    }
+    assert select_master(members, ["a", "b", "c", "d"], SETTINGS.source_priority) == "b"
+    assert select_master(members, ["a", "c", "d"], SETTINGS.source_priority) == "c"
+    assert select_master(members, ["a", "d"], SETTINGS.source_priority) == "d"
+    members["e"] = dict(members["a"])
+    assert select_master(members, ["e", "a"], SETTINGS.source_priority) == "a"
+    assert select_master(members, ["a", "e"], SETTINGS.source_priority) == "a"
+
+
+def test_inactive_golden_does_not_win():
+    members = {"a": record(patient("a")), "b": record(patient("b", golden=True, active=False))}
+    members["a"]["score"] = 0.0
+    assert select_master(members, ["b", "a"], SETTINGS.source_priority) == "a"
+
+
+# --- group plans --------------------------------------------------------------------------
+def test_nik_group_plan_is_independent_of_arrival_order():
+    records = {pid: record(patient(pid, name=name, updated=f"2024-01-0{i + 1}T00:00:00Z"))
+               for i, (pid, name) in enumerate([("p1", "Budi Santoso"), ("p2", "BUDI SANTOSO"),
+                                                 ("p3", "Tn. Budi Santoso")])}
+    masters = set()
+    for incoming in records:
+        doc = group(*records.items())
+        plan = plan_nik_group(doc, incoming, SETTINGS)
+        masters.add(plan.master)
+    assert len(masters) == 1
+
+
+def test_nik_group_joins_existing_master_and_reviews_collision():
+    master = record(patient("m"), status="master")
+    dup = record(patient("d", name="Budi Santoso, S.Kom"))
+    plan = plan_nik_group(group(("m", master), ("d", dup), master="m"), "d", SETTINGS)
+    assert (plan.master, plan.duplicates, plan.reason) == ("m", ["d"], "nik-match")
+    other = record(patient("x", name="Agus Wijaya"))
+    plan = plan_nik_group(group(("m", master), ("x", other), master="m"), "x", SETTINGS)
+    assert plan.master is None and plan.reviews[0].reason == "nik-conflict"
+    assert plan.statuses["x"][0] == "review"
+
+
+def test_mistyped_record_arriving_first_does_not_block_the_real_pair():
+    # x carries this NIK by mistake: its birth date contradicts it, so the real owner is preferred
+    # as reference and the owner's duplicate still merges.
+    x = record(patient("x", name="Agus Wijaya", birth="1975-01-02"))
+    owner = record(patient("o"))
+    owner2 = record(patient("o2", name="BUDI SANTOSO"))
+    plan = plan_nik_group(group(("x", x), ("o", owner), ("o2", owner2)), "o2", SETTINGS)
+    assert plan.master in ("o", "o2") and set(plan.duplicates) == {"o", "o2"} - {plan.master}
+    assert "x" not in plan.duplicates
+    # and when x itself is (re)evaluated, it goes to review against the owner
+    plan = plan_nik_group(group(("x", x), ("o", owner)), "x", SETTINGS)
+    assert plan.master is None and [r.reason for r in plan.reviews] == ["nik-conflict"]
+
+
+def test_baby_in_group_with_mother_only_reviews_other_babies():
+    mother = record(patient("m", name="Siti Aminah", birth="1988-03-01", gender="female", nik=NIK_MOTHER))
+    baby1 = record(patient("b1", name="By. Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=NIK_MOTHER))
+    baby2 = record(patient("b2", name="Bayi Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=None,
+                           nik_ibu=NIK_MOTHER))
+    plan = plan_nik_group(group(("m", mother), ("b1", baby1), ("b2", baby2)), "b2", SETTINGS)
+    assert plan.master is None
+    assert [(r.patient_ids, r.reason) for r in plan.reviews] == [(("b1", "b2"), "possible-baby-duplicate")]
+    assert plan.decisions["m"].reason == "baby-vs-adult"
+    plan = plan_nik_group(group(("m", mother), ("b1", baby1)), "m", SETTINGS)
+    assert plan.master is None and not plan.reviews
+
+
+def test_demographic_plan_single_strong_candidate_merges_several_go_to_review():
+    a = record(patient("a", nik=None, phone="081234567890"))
+    b = record(patient("b", phone="081234567890"))
+    plan = plan_demographic_group(group(("a", a), ("b", b)), "a", SETTINGS)
+    assert (plan.master, plan.duplicates, plan.reason) == ("b", ["a"], "demographic-match")
+    c = record(patient("c", nik="3201011505900009", phone="081234567890"))
+    plan = plan_demographic_group(group(("a", a), ("b", b), ("c", c)), "a", SETTINGS)
+    assert plan.master is None and plan.reviews[-1].reason == "ambiguous-match"
+
+
+def test_demographic_plan_nik_bearing_newcomer_finds_nikless_twin():
+    a = record(patient("a", nik=None, phone="081234567890"))
+    b = record(patient("b", phone="081234567890"))
+    plan = plan_demographic_group(group(("a", a), ("b", b)), "b", SETTINGS)
+    assert (plan.master, plan.duplicates) == ("a", ["b"])  # the service redirects to b's NIK group
