@@ -123,6 +123,7 @@ def _respell(token: str) -> str:
 
 _VARIANT_LOOKUP = {_respell(variant): _respell(canonical)
                    for canonical, variants in NAME_VARIANTS.items() for variant in variants}
+_BALINESE_NAME_TOKENS = frozenset(_VARIANT_LOOKUP.get(_respell(w), _respell(w)) for w in BALINESE_NAME_WORDS)
 _PREFIX_ANY = frozenset(_letters(t) for t in PREFIX_TITLES) - DOTTED_ONLY_TITLES
 _PREFIX_DOTTED = frozenset(_letters(t) for t in PREFIX_TITLES + PREFIX_TITLES_EXTRA_DOTTED)
 _SUFFIX_ANY = frozenset(_letters(t) for t in SUFFIX_TITLES) - DOTTED_ONLY_TITLES
@@ -179,7 +180,8 @@ def _canonical_tokens(pieces: list[_Piece]) -> list[str]:
     tokens = [p.text for p in pieces]
     # "I"/"Ni" before a Balinese name word are sex markers, often left out or moved by order swaps.
     tokens = [t for i, t in enumerate(tokens)
-              if not (t in BALINESE_MARKERS and i + 1 < len(tokens) and tokens[i + 1] in BALINESE_NAME_WORDS)]
+              if not (t in BALINESE_MARKERS and i + 1 < len(tokens)
+                      and canonical_token(tokens[i + 1]) in _BALINESE_NAME_TOKENS)]
     out = []
     for position, token in enumerate(tokens):
         if token == MUHAMMAD_INITIAL and position == 0 and len(tokens) > 1:

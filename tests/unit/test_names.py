@@ -195,3 +195,14 @@ def test_patient_name_uses_text_when_present():
 @pytest.mark.parametrize("patient", [{}, {"name": []}, {"name": [{}]}, {"name": None}, None])
 def test_patient_name_is_empty_without_a_name(patient):
     assert patient_name(patient) == ""
+
+
+def test_normalising_twice_changes_nothing_so_stored_normalised_names_compare_the_same():
+    # The matching index stores normalised text and compares it with name_similarity later.
+    for pair in read_pairs(PAIRS_PATH):
+        for raw in (pair.a, pair.b):
+            once = normalise_name(raw)
+            twice = normalise_name(once.text)
+            assert (twice.text, twice.is_baby, twice.mother) == (once.text, once.is_baby, once.mother), raw
+        assert name_similarity(normalise_name(pair.a).text, normalise_name(pair.b).text) == pytest.approx(
+            name_similarity(pair.a, pair.b))
