@@ -192,3 +192,192 @@ def test_merge_then_unmerge_restores_everything(deps, fhir, settings, topics):
     for pid, original in patients_before.items():
         assert without_meta(fhir.read("Patient", pid)) == without_meta(original), pid
     assert deps.jobs.get(job["job_id"])["status"] == "unmerged"
+
+
+def test_every_message_delivered_twice(deps, fhir, settings, topics):
+    seeded = seed_nik(fhir, settings.fhir_base_url)
+    before = snapshot(fhir, seeded["resources"])
+    message = open_request(deps, seeded)
+    job = run_merge(deps, topics, message, deliver_twice=True)
+    assert job["status"] == "done"
+    assert_merged(fhir, settings, seeded, before)
+    # the finalise message went out once; a replayed request re-publishes nothing
+    assert topics.pull(settings.topic_merge_finalise, timeout=2, count=None) == []
+    fan_out(message, deps)
+    assert topics.pull(settings.topic_merge_tasks, timeout=2, count=None) == []
+    provenances = list(fhir.search("Provenance", [("target", f"Patient/{seeded['master']}")]))
+    assert len(provenances) == 1
+
+
+class Crash(RuntimeError):
+    """An injected crash of the process at one step."""
+
+
+class CrashOnce:
+    """Wraps an adapter; the n-th call of ``method`` crashes once, before or after doing its work."""
+
+    def __init__(self, inner, method: str, call: int = 1, after: bool = False, when=None):
+        self._inner, self._method, self._call, self._after, self._when = inner, method, call, after, when
+        self.calls = 0
+        self.crashed = False
+
+    def __getattr__(self, name):
+        attribute = getattr(self._inner, name)
+        if name != self._method:
+            return attribute
+
+        def wrapped(*args, **kwargs):
+            if self._when is None or self._when(*args, **kwargs):
+                self.calls += 1
+            fire = not self.crashed and self.calls == self._call and (self._when is None or self._when(*args, **kwargs))
+            if fire and not self._after:
+                self.crashed = True
+                raise Crash(f"before {name}")
+            result = attribute(*args, **kwargs)
+            if fire:
+                self.crashed = True
+                raise Crash(f"after {name}")
+            return result
+
+        return wrapped
+
+
+def _deliver(fn, message, deps):
+    """Pub/Sub redelivers a message whose handler raised."""
+    for _ in range(5):
+        try:
+            return fn(message, deps)
+        except Crash:
+            continue
+    raise AssertionError("still crashing after 5 deliveries")
+
+
+def _is_patient_batch(entries):
+    return bool(entries) and entries[0]["request"]["url"].startswith("Patient/")
+
+
+def _is_observation_batch(entries):
+    return bool(entries) and entries[0]["request"]["url"].startswith("Observation/")
+
+
+CRASHES = {
+    "fanout-publish-task": ("publisher", "publish", dict(call=3)),
+    "fanout-claim": ("index", "claim_request", dict(after=True)),
+    "worker-after-fhir-write": ("fhir", "batch", dict(after=True, when=_is_observation_batch)),
+    "worker-before-journal-done": ("jobs", "journal_put", dict(call=2)),
+    "worker-before-task-done": ("jobs", "record_task", dict()),
+    "worker-publish-finalise": ("publisher", "publish", dict(when=lambda topic, *_a, **_k: topic == "merge-finalise")),
+    "finaliser-after-patient-write": ("fhir", "batch", dict(after=True, when=_is_patient_batch)),
+    "finaliser-provenance": ("fhir", "create", dict(after=True)),
+    "finaliser-complete-request": ("index", "complete_request", dict(after=True)),
+}
+
+
+@pytest.mark.parametrize("crash", sorted(CRASHES))
+def test_crash_at_each_step_then_redelivery(crash, deps, fhir, settings, topics):
+    seeded = seed_nik(fhir, settings.fhir_base_url)
+    before = snapshot(fhir, seeded["resources"])
+    patients_before = {pid: fhir.read("Patient", pid) for pid in seeded["patients"]}
+    message = open_request(deps, seeded)
+    attribute, method, options = CRASHES[crash]
+    faulty = CrashOnce(getattr(deps, attribute), method, **options)
+    setattr(deps, attribute, faulty)
+
+    job = _deliver(fan_out, message, deps)
+    expected = sum(1 for t in job["types"].values() if t["status"] == "pending")
+    tasks = topics.pull(settings.topic_merge_tasks, timeout=20, count=expected)
+    assert {t["resource_type"] for t in tasks} == {t for t, s in job["types"].items() if s["status"] == "pending"}
+    for task in tasks:
+        _deliver(run_task, task, deps)
+    finals = topics.pull(settings.topic_merge_finalise, timeout=10, count=1)
+    assert len(finals) == 1
+    _deliver(finalise, finals[0], deps)
+    assert faulty.crashed, "the injected crash did not happen"
+    job = deps.jobs.get(message["request_id"])
+    assert job["status"] == "done"
+    assert_merged(fhir, settings, seeded, before)
+    # also if the provenance crash left a second one behind, the unmerge below must still be exact
+    report = unmerge(job["job_id"], deps)
+    assert report.conflicts == []
+    for key, original in before.items():
+        assert without_meta(fhir.read(*key)) == without_meta(original), key
+    for pid, original in patients_before.items():
+        assert without_meta(fhir.read("Patient", pid)) == without_meta(original), pid
+
+
+class UpdateBeforeFirstWrite:
+    """A clinician edits a resource between the worker's search (read) and its batch write."""
+
+    def __init__(self, inner, target: dict):
+        self._inner, self._target, self.done = inner, target, False
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def batch(self, entries):
+        urls = {e["request"]["url"] for e in entries}
+        if not self.done and f"{self._target['resourceType']}/{self._target['id']}" in urls:
+            current = self._inner.read(self._target["resourceType"], self._target["id"])
+            current["note"] = [{"text": "clinical update during the merge"}]
+            self._inner.update(current)
+            self.done = True
+        return self._inner.batch(entries)
+
+
+def test_clinical_update_between_read_and_write_is_not_lost(deps, fhir, settings, topics):
+    seeded = seed_nik(fhir, settings.fhir_base_url)
+    target = next(r for r in seeded["resources"] if r["resourceType"] == "Observation"
+                  and references_any(r, seeded["duplicates"]))
+    deps.fhir = UpdateBeforeFirstWrite(fhir, target)
+    job = run_merge(deps, topics, open_request(deps, seeded))
+    assert deps.fhir.done and job["status"] == "done"
+    now = fhir.read("Observation", target["id"])
+    assert now["note"] == [{"text": "clinical update during the merge"}]
+    assert not references_any(now, seeded["duplicates"])
+    assert job["types"]["Observation"]["conflicts"] >= 1
+    # unmerge restores the version the merge rewrote (with the clinician's note), not an older one
+    unmerge(job["job_id"], deps)
+    restored = fhir.read("Observation", target["id"])
+    assert restored["note"] == now["note"]
+    assert restored["subject"] == target["subject"]
+
+
+def test_unmerge_reports_resources_changed_since_the_merge(deps, fhir, settings, topics):
+    seeded = seed_nik(fhir, settings.fhir_base_url)
+    job = run_merge(deps, topics, open_request(deps, seeded))
+    changed = next(r for r in seeded["resources"] if r["resourceType"] == "Condition")
+    current = fhir.read("Condition", changed["id"])
+    current["note"] = [{"text": "edited after the merge"}]
+    fhir.update(current)
+    report = unmerge(job["job_id"], deps)
+    assert report.conflicts == [{"resource_type": "Condition", "id": changed["id"], "reason": "changed-since-merge"}]
+    assert fhir.read("Condition", changed["id"])["note"] == current["note"]
+
+
+@pytest.mark.slow
+def test_large_merge_counts_requests_and_time(deps, settings, topics, fault_proxy, capsys):
+    """2,000 references to one duplicate; FHIR requests counted by a proxy in front of the server."""
+    import time
+
+    from shared.fhir.client import FhirClient
+
+    proxy = fault_proxy()
+    with FhirClient(proxy.base_url) as counted:
+        seeded = seed_nik(counted, settings.fhir_base_url, extra_per_duplicate=1980)
+        referencing = [r for r in seeded["resources"] if references_any(r, seeded["duplicates"])]
+        assert len(referencing) >= 2000
+        deps.fhir = counted
+        message = open_request(deps, seeded)
+        proxy.reset_counts()
+        began = time.monotonic()
+        job = run_merge(deps, topics, message)
+        seconds = time.monotonic() - began
+        requests = proxy.total
+        by_kind = Counter(method for method, _ in proxy.counts_by().elements())
+    assert job["status"] == "done"
+    assert sum(t.get("rewritten", 0) for t in job["types"].values()) == len(referencing)
+    leftovers = [r for r in deps.fhir.search("Observation", [("subject", f"Patient/{seeded['duplicates'][0]}")])]
+    assert leftovers == []
+    with capsys.disabled():
+        print(f"\nMERGE METRICS: {len(referencing)} rewritten resources, 3 duplicates, "
+              f"{len(job['types'])} types planned: {requests} FHIR requests ({dict(by_kind)}), {seconds:.1f} s wall")
