@@ -1,0 +1,1 @@
+"""Synthetic district dataset: generator (``generate``) and FHIR loader (``load``); CLI in ``__main__``."""
