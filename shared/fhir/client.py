@@ -359,6 +359,11 @@ class FhirClient:
         for bundle in self.search_bundles(resource_type, params):
             yield from _bundle_resources(bundle)
 
+    def get_path(self, path: str) -> dict:
+        """GET a path relative to the base (e.g. a saved ``next_link_path``) and return its JSON;
+        resumable jobs use it to continue paging from a checkpoint."""
+        return self._json(self._request("GET", path))
+
     def history(self, resource_type: str, id: str) -> list[dict]:
         """Every stored version (newest first, as servers send them); deletions carry no resource."""
         response = self._request("GET", f"{_path(resource_type, id)}/_history")

@@ -1,0 +1,302 @@
+"""`python -m ops`: the district ops team's command-line tool.
+
+Works against the local stack by default (it reads `.stack/env` written by `make stack-up` when no
+project is configured) and against a real district with `--project`/`--fhir-url` or the `DEDUP_*`
+environment variables. Output never contains a NIK; patient details appear only on request
+(`review show --details`), on the operator's terminal, never in a log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared.config import Settings
+
+app = typer.Typer(help="Patient deduplication: ops commands.", no_args_is_help=True, add_completion=False)
+review_app = typer.Typer(help="Uncertain matches waiting for a human decision.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+console = Console()
+err_console = Console(stderr=True)
+
+STACK_ENV = Path(__file__).resolve().parent.parent / ".stack" / "env"
+
+
+def _load_local_stack_env() -> None:
+    """Use the running local stack when nothing else is configured."""
+    if os.environ.get("DEDUP_PROJECT_ID") or not STACK_ENV.exists():
+        return
+    for line in STACK_ENV.read_text().splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            os.environ.setdefault(key, value.strip().strip("'\""))
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    project: str | None = typer.Option(None, help="Google Cloud project (default: DEDUP_PROJECT_ID or the local stack)"),
+    fhir_url: str | None = typer.Option(None, help="FHIR base URL (default: DEDUP_FHIR_BASE_URL or the local stack)"),
+):
+    _load_local_stack_env()
+    overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
+    ctx.obj = Settings(**overrides)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+# --- force-merge -----------------------------------------------------------------------------------
+@app.command("force-merge")
+def force_merge(
+    ctx: typer.Context,
+    nik: str = typer.Argument("-", help="The NIK, or '-' to read it from standard input (keeps it out of shell history)"),
+    reason: str = typer.Option(..., help="Why (kept in the audit trail)"),
+    requested_by: str = typer.Option(..., "--by", help="Who asks (kept in the audit trail)"),
+    patient_id: list[str] = typer.Option([], "--patient-id", help="Patient ids a human confirmed are this person"),
+):
+    """Publish a NIK to the ops topic: every patient with it is indexed and merged by the rules
+    (named --patient-id ones as human-confirmed). The NIK is never printed."""
+    from shared.adapters.pubsub import Publisher
+    from shared.nik import NikError, nik_token, parse_nik
+
+    settings = _settings(ctx)
+    raw = sys.stdin.readline().strip() if nik == "-" else nik
+    try:
+        parsed = parse_nik(raw)
+    except NikError as error:
+        _fail(f"not a valid NIK ({error.reason}); nothing was published")
+    message = {"nik": parsed.value, "reason": reason, "requested_by": requested_by, "patient_ids": patient_id}
+    message_id = Publisher(settings).publish(settings.topic_ops_force_merge, message)
+    console.print(f"published force-merge for NIK token [bold]{nik_token(parsed.value, settings.nik_hash_key)}[/bold]"
+                  f" (message {message_id})")
+
+
+# --- backfill --------------------------------------------------------------------------------------
+@app.command()
+def backfill(
+    ctx: typer.Context,
+    run_id: str | None = typer.Option(None, help="Resume this run (default: a new run id is printed)"),
+    page_size: int = typer.Option(1000, min=1, max=1000, help="Patients per FHIR page"),
+    workers: int = typer.Option(8, min=1, max=64, help="Threads indexing a page"),
+    max_pages: int | None = typer.Option(None, help="Stop after this many pages (resume later)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+):
+    """Index every Patient in the store and send merges for the duplicates already there.
+    Resumable: run again with the same --run-id after a crash or Ctrl-C."""
+    from shared.adapters.firestore import firestore_client
+    from shared.bootstrap import fhir_client, matching_service
+    from shared.services.backfill import BackfillCheckpoints, run_backfill
+
+    settings = _settings(ctx)
+    run_id = run_id or f"backfill-{uuid.uuid4().hex[:12]}"
+    fhir = fhir_client(settings)
+    total = _patient_count(fhir)
+    err_console.print(f"backfill run [bold]{run_id}[/bold] (resume with --run-id {run_id})")
+    with Progress(TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[rate]:.0f} patients/s"), console=err_console,
+                  disable=not err_console.is_terminal and os.environ.get("CI") == "true") as bar:
+        task = bar.add_task("patients", total=total, rate=0.0)
+
+        def on_page(progress):
+            bar.update(task, completed=progress.patients, rate=progress.patients_per_second)
+
+        progress = run_backfill(run_id=run_id, settings=settings, fhir=fhir, matching=matching_service(settings),
+                                checkpoints=BackfillCheckpoints(firestore_client(settings), settings),
+                                page_size=page_size, workers=workers, max_pages=max_pages, on_page=on_page)
+    summary = {"run_id": run_id, "status": progress.status, "patients": progress.patients, "pages": progress.pages,
+               "seconds": round(progress.seconds, 1), "patients_per_second": round(progress.patients_per_second, 1),
+               "results": dict(progress.results), "merge_requests_published": progress.requests_published,
+               "review_items_proposed": progress.reviews_proposed}
+    if as_json:
+        console.print_json(json.dumps(summary))
+    else:
+        _print_mapping("backfill summary", summary)
+
+
+def _patient_count(fhir) -> int | None:
+    try:
+        bundle = fhir.get_path("Patient?_summary=count")
+        return bundle.get("total")
+    except Exception:  # a server without _summary=count: the bar runs without a total
+        return None
+
+
+# --- review ----------------------------------------------------------------------------------------
+def _review_service(settings: Settings):
+    from shared.adapters.firestore import firestore_client
+    from shared.bootstrap import fhir_client, matching_service, patient_index
+    from shared.services.review import ReviewService
+
+    return ReviewService(settings, firestore_client(settings), patient_index(settings), matching_service(settings),
+                         fhir_client(settings))
+
+
+@review_app.command("list")
+def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help="Only this reason"),
+                limit: int = typer.Option(200), as_json: bool = typer.Option(False, "--json")):
+    """Pending review items: id, reason, patients, evidence (no patient details)."""
+    items = _review_service(_settings(ctx)).pending(reason, limit)
+    if as_json:
+        console.print_json(json.dumps(items, default=str))
+        return
+    table = Table(title=f"{len(items)} pending review item(s)")
+    for column in ("id", "reason", "patients", "rule / scores"):
+        table.add_column(column)
+    for item in items:
+        evidence = item.get("evidence") or {}
+        scores = {k: v for k, v in evidence.items() if isinstance(v, (int, float, str)) and k != "nik_token"}
+        table.add_row(item["id"], item["reason"], "\n".join(item["patient_ids"]), json.dumps(scores)[:120])
+    console.print(table)
+
+
+@review_app.command("show")
+def review_show(ctx: typer.Context, item_id: str,
+                details: bool = typer.Option(False, "--details", help="Also show names, birth dates, identifiers")):
+    """One item with its evidence; --details reads the patients from FHIR for you to compare."""
+    service = _review_service(_settings(ctx))
+    item = _or_fail(lambda: service.get(item_id))
+    console.print_json(json.dumps(item, default=str))
+    if details:
+        table = Table(title="patients (confidential)")
+        for column in ("id", "name", "birthDate", "gender", "identifiers", "active", "source"):
+            table.add_column(column)
+        for d in service.patient_details(item):
+            table.add_row(d["id"], d.get("name", ""), str(d.get("birthDate") or ""), str(d.get("gender") or ""),
+                          "\n".join(d.get("identifiers") or []), str(d.get("active", "")), str(d.get("source") or ""))
+        console.print(table)
+
+
+@review_app.command("approve")
+def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer")):
+    """Merge the item's patients (the newborn and twin rules still apply)."""
+    result = _or_fail(lambda: _review_service(_settings(ctx)).approve(item_id, by))
+    console.print(f"approved {item_id}: merge request(s) {result['published'] or 'already open'}"
+                  + (f"; refused by rule: {result['refused']}" if result["refused"] else ""))
+
+
+@review_app.command("reject")
+def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer")):
+    """Not the same person: remembered, never proposed again."""
+    _or_fail(lambda: _review_service(_settings(ctx)).reject(item_id, by))
+    console.print(f"rejected {item_id}: remembered as do-not-match")
+
+
+def _or_fail(action):
+    from shared.services.review import ReviewAlreadyDecided, ReviewItemNotFound
+
+    try:
+        return action()
+    except (ReviewItemNotFound, ReviewAlreadyDecided, KeyError) as error:
+        _fail(str(error).strip("'"))
+
+
+# --- merge jobs ------------------------------------------------------------------------------------
+@app.command()
+def status(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")):
+    """A merge job: state, master, duplicates, per-type progress."""
+    from shared.bootstrap import merge_deps
+
+    job = merge_deps(_settings(ctx)).jobs.get(job_id)
+    if job is None:
+        _fail(f"no merge job {job_id}")
+    if as_json:
+        console.print_json(json.dumps(job, default=str))
+        return
+    _print_mapping(f"merge job {job_id}", {k: job.get(k) for k in (
+        "status", "master", "duplicates", "reason", "requested_by", "remaining", "created_at", "provenance_id")})
+    table = Table(title="resource types")
+    for column in ("type", "status", "found", "rewritten", "conflicts"):
+        table.add_column(column)
+    for resource_type, task in sorted((job.get("types") or {}).items()):
+        table.add_row(resource_type, task.get("status", ""), str(task.get("found", "")),
+                      str(task.get("rewritten", "")), str(task.get("conflicts", "")))
+    console.print(table)
+
+
+@app.command()
+def unmerge(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Undo a merge exactly from its journal; resources changed since are reported, not overwritten."""
+    from shared.bootstrap import merge_deps
+    from shared.services.merge import unmerge as unmerge_job
+
+    report = _or_fail(lambda: unmerge_job(job_id, merge_deps(_settings(ctx))))
+    summary = {"job_id": report.job_id, "restored": report.restored, "patients": report.patients,
+               "conflicts": report.conflicts, "provenance_id": report.provenance_id}
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+    else:
+        _print_mapping(f"unmerge {job_id}", summary)
+
+
+@app.command()
+def preview(ctx: typer.Context, master: str, duplicates: list[str],
+            as_json: bool = typer.Option(False, "--json")):
+    """What merging DUPLICATES into MASTER would rewrite, per resource type. Writes nothing."""
+    from shared.bootstrap import merge_deps
+    from shared.services.merge import preview as preview_merge
+
+    counts = preview_merge(master, duplicates, merge_deps(_settings(ctx)))
+    if as_json:
+        console.print_json(json.dumps(counts))
+    else:
+        _print_mapping(f"preview: {sum(counts.values())} resource(s) would change", counts)
+
+
+# --- report ----------------------------------------------------------------------------------------
+@app.command()
+def report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """Patients seen, NIKs with duplicates, merges, references rewritten, review by reason, per source."""
+    from shared.adapters.firestore import firestore_client
+    from shared.services.report import build_report
+
+    settings = _settings(ctx)
+    data = build_report(firestore_client(settings), settings)
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    print_report(data)
+
+
+def print_report(data: dict) -> None:
+    _print_mapping("deduplication report", {
+        "patients seen": data["patients_seen"], "NIKs indexed": data["niks_indexed"],
+        "NIKs with duplicates": data["niks_with_duplicates"], "merges done": data["merges"]["done"],
+        "merges in progress": data["merges"]["in_progress"], "merges failed": data["merges"]["failed"],
+        "merges undone": data["merges"]["unmerged"], "resources rewritten": data["resources_rewritten"]})
+    if data["review_pending_by_reason"]:
+        _print_mapping("review items pending, by reason", data["review_pending_by_reason"])
+    if data["by_source"]:
+        table = Table(title="per source system")
+        for column in ("source", "patients", "merged away", "in review"):
+            table.add_column(column, justify="right" if column != "source" else "left")
+        for source, counts in data["by_source"].items():
+            table.add_row(source, str(counts.get("patients", 0)), str(counts.get("merged_away", 0)),
+                          str(counts.get("in_review", 0)))
+        console.print(table)
+    if data["resources_rewritten_by_type"]:
+        _print_mapping("resources rewritten, by type", data["resources_rewritten_by_type"])
+
+
+def _print_mapping(title: str, mapping: dict) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in mapping.items():
+        table.add_row(str(key), value if isinstance(value, str) else json.dumps(value, default=str))
+    console.print(table)
