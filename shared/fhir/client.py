@@ -347,10 +347,10 @@ class FhirClient:
     def search_bundles(self, resource_type: str, params: Params | None = None) -> Iterator[dict]:
         """Search bundles page by page, following ``next`` links to the end. ``_count`` defaults to
         the client's page size."""
-        items = list(params.items()) if isinstance(params, Mapping) else list(params or [])
+        items = _param_items(params)
         if not any(name == "_count" for name, _ in items):
             items.append(("_count", str(self.page_size)))
-        response = self._request("GET", _path(resource_type), params=[(k, str(v)) for k, v in items])
+        response = self._request("GET", _path(resource_type), params=items)
         yield from self._pages(response)
 
     def search(self, resource_type: str, params: Params | None = None) -> Iterator[dict]:
@@ -555,6 +555,17 @@ class FhirClient:
                 f"{described} failed ({_failure_kind(error)}); not retried because the request may have "
                 "reached the server and replaying it is not safe"
             ) from error
+
+
+def _param_items(params: Params | None) -> list[tuple[str, str]]:
+    """Search parameters as (name, value) pairs; a list value in a mapping repeats the parameter
+    (``{"_id": ["a", "b"]}`` -> ``_id=a&_id=b``, which FHIR reads as AND)."""
+    pairs = params.items() if isinstance(params, Mapping) else (params or [])
+    items: list[tuple[str, str]] = []
+    for name, value in pairs:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        items += [(name, str(v)) for v in values]
+    return items
 
 
 def _bundle_resources(bundle: Mapping[str, Any]) -> Iterator[dict]:

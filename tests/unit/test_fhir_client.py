@@ -616,3 +616,15 @@ def test_auth_and_client_from_settings():
     with FhirClient.from_settings(settings) as client:
         assert str(client.base_url) == "http://127.0.0.1:1/fhir/"
         assert (client.page_size, client.max_attempts, client.retry_budget_seconds) == (40, 2, 3.0)
+
+
+def test_search_parameters_may_repeat():
+    seen = []
+
+    def handler(request):
+        seen.append(request.url.params.multi_items())
+        return httpx.Response(200, json=bundle([]))
+
+    client = make_client(handler, page_size=10)
+    list(client.search("Observation", {"date": ["ge2024-01-01", "lt2025-01-01"], "subject": "Patient/1"}))
+    assert seen[0] == [("date", "ge2024-01-01"), ("date", "lt2025-01-01"), ("subject", "Patient/1"), ("_count", "10")]
