@@ -342,6 +342,17 @@ def _merge_patients(deps: MergeDeps, job: dict) -> None:
     raise MergeTaskFailed(f"merge job {job_id}: patients could not be updated")
 
 
+def _find_provenance(deps: MergeDeps, job: dict, activity: str) -> dict | None:
+    """The job's Provenance for ``activity`` if a crashed earlier run already wrote it (one search
+    instead of a second Provenance)."""
+    marker = f"(merge job {job['job_id']})"
+    for provenance in deps.fhir.search("Provenance", [("target", f"Patient/{job['master']}")]):
+        codes = {c.get("code") for c in (provenance.get("activity") or {}).get("coding", [])}
+        if activity in codes and any(marker in (r.get("text") or "") for r in provenance.get("reason", [])):
+            return provenance
+    return None
+
+
 def finalise(message: dict, deps: MergeDeps) -> dict | None:
     """merge-finalise -> sweep every type again, link the patients, Provenance, index."""
     job_id = message["job_id"]
@@ -366,13 +377,17 @@ def finalise(message: dict, deps: MergeDeps) -> dict | None:
     _merge_patients(deps, job)
 
     if not job.get("provenance_id"):
-        before = {e["id"]: e["version_before"] for e in deps.jobs.journal_entries(job_id) if e.get("kind") == "patient"}
-        master = deps.fhir.read("Patient", job["master"])
-        duplicate_versions = {d: before.get(d) or _version(deps.fhir.read("Patient", d)) for d in job["duplicates"]}
-        provenance = deps.fhir.create(build_provenance(
-            master_id=job["master"], master_version=_version(master), duplicate_versions=duplicate_versions,
-            activity="merge", reason=job.get("reason") or "merge", requested_by=job.get("requested_by"),
-            evidence=job.get("evidence"), job_id=job_id))
+        provenance = _find_provenance(deps, job, "merge")
+        if provenance is None:
+            before = {e["id"]: e["version_before"] for e in deps.jobs.journal_entries(job_id)
+                      if e.get("kind") == "patient"}
+            master = deps.fhir.read("Patient", job["master"])
+            duplicate_versions = {d: before.get(d) or _version(deps.fhir.read("Patient", d))
+                                  for d in job["duplicates"]}
+            provenance = deps.fhir.create(build_provenance(
+                master_id=job["master"], master_version=_version(master), duplicate_versions=duplicate_versions,
+                activity="merge", reason=job.get("reason") or "merge", requested_by=job.get("requested_by"),
+                evidence=job.get("evidence"), job_id=job_id))
         deps.jobs.update(job_id, provenance_id=provenance["id"])
 
     follow_up = deps.index.complete_request(job["group"], job["request_id"], job["master"], job["duplicates"])
@@ -460,11 +475,13 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
             report.conflicts.append({"resource_type": "Patient", "id": entry["id"],
                                      "reason": f"status-{outcome.status}"})
 
-    master = deps.fhir.read("Patient", job["master"])
-    provenance = deps.fhir.create(build_provenance(
-        master_id=job["master"], master_version=_version(master),
-        duplicate_versions={d: _version(deps.fhir.read("Patient", d)) for d in job["duplicates"]},
-        activity="unmerge", reason=f"unmerge of {job_id}", requested_by=None, evidence=None, job_id=job_id))
+    provenance = _find_provenance(deps, job, "unmerge")
+    if provenance is None:
+        master = deps.fhir.read("Patient", job["master"])
+        provenance = deps.fhir.create(build_provenance(
+            master_id=job["master"], master_version=_version(master),
+            duplicate_versions={d: _version(deps.fhir.read("Patient", d)) for d in job["duplicates"]},
+            activity="unmerge", reason="unmerge", requested_by=None, evidence=None, job_id=job_id))
     report.provenance_id = provenance["id"]
     deps.jobs.update(job_id, status="unmerged", unmerged_at=_now(), unmerge_provenance_id=provenance["id"],
                      unmerge_conflicts=report.conflicts[:100])
