@@ -28,7 +28,7 @@ variable "source_bucket" {
 }
 
 variable "source_object" {
-  description = "Zip made by infra/package_source.py (functions/ contents + shared/ + requirements.txt)."
+  description = "Zip made by infra/package_source.py (main.py, functions/, shared/, requirements.txt)."
   type        = string
 }
 
