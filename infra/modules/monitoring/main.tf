@@ -38,7 +38,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Messages for ${each.key} exhausted their retries. Inspect the function's error logs (resource ids and NIK tokens only), fix the cause, then replay the dead letters with the ops tool."
+    content   = "Messages for ${each.key} exhausted their retries. Read the function's error logs (resource ids and NIK tokens only), fix the cause, then replay: gcloud pubsub subscriptions seek ${each.key}-trigger --time=<before the failures> (topics keep 7 days; handlers are idempotent). The dead letters stay in ${each.value} for inspection."
   }
 }
 

@@ -159,7 +159,8 @@ resource "google_pubsub_topic" "dead_letter" {
   message_retention_duration = var.message_retention
 }
 
-# Holds dead letters for inspection and replay (python -m ops); alerting watches its backlog.
+# Holds dead letters for inspection; alerting watches its backlog. Replay is a seek of the trigger
+# subscription (the topics keep a week of messages; handlers are idempotent).
 # A subscription on a dead-letter topic has no dead-letter policy of its own: nothing nacks it.
 resource "google_pubsub_subscription" "dead_letter_hold" {
   count                      = local.triggered ? 1 : 0
