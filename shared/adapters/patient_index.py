@@ -17,19 +17,22 @@ write the whole document), so concurrent events for one NIK serialise and see ea
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from google.api_core.exceptions import Aborted
 from google.cloud import firestore
 
 from shared.config import Settings
 from shared.domain.master import golden_members, select_master
 
 GROUP_COLLECTIONS = ("nik_index", "demographic_index")
-# Firestore emulator and server abort a contended transaction after a lock wait; with 8+ events
-# for one NIK arriving together, the default 5 attempts are not enough.
-TRANSACTION_ATTEMPTS = 40
+# Firestore aborts a contended transaction after a lock wait; with 8+ events for one NIK arriving
+# together, a few attempts are not enough.
+TRANSACTION_ATTEMPTS = 30
 
 
 def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
@@ -147,7 +150,17 @@ class PatientIndex:
                 transaction.set(ref, doc)
             return result
 
-        return run(self._db.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        # The client retries an aborted transaction at once; two contenders then abort each other
+        # again and again (seen on the emulator). Retry here with jittered backoff instead.
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                return run(self._db.transaction(max_attempts=1))
+            except (Aborted, ValueError) as error:
+                aborted = isinstance(error, Aborted) or isinstance(error.__cause__, Aborted)
+                if not aborted or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.0, min(2.0, 0.05 * 2 ** attempt)))
+        raise AssertionError("unreachable")
 
     def read_group(self, group: str) -> dict | None:
         snapshot = self.group_ref(group).get()
