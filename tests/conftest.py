@@ -38,6 +38,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Unit tests stay server-free; a fixture chain that reaches the stack is a misplaced test.
+    if TESTS_DIR / "unit" in Path(item.path).parents and "stack" in getattr(item, "fixturenames", ()):
+        pytest.fail("unit tests must not use the local stack (settings/fhir/firestore_db/... need it); "
+                    "move the test to tests/integration or build Settings(...) directly", pytrace=False)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     timings = config.stash.get(_STACK_TIMINGS, None)
     if timings:
