@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # --- matching thresholds (rapidfuzz scores, 0..100; calibrated, see README) --------------
     name_match_threshold: float = 97.0
     name_review_threshold: float = 70.0
+    # Name threshold inside one NIK group when birth date agrees, gender does not conflict and the
+    # NIK agrees with both records: the NIK, birth date and sex already agree, so the name only has
+    # to rule out a colliding (mistyped) NIK of a differently named person. See README "Matching".
+    nik_name_match_threshold: float = 85.0
     demographic_auto_merge_threshold: float = 97.0
     demographic_auto_merge_enabled: bool = True
 

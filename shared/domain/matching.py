@@ -145,7 +145,12 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
         return decide(REVIEW, "birthdate-conflict")
     if evidence["fields"]["gender"] == "conflict":
         return decide(REVIEW, "gender-conflict")
-    if score < settings.name_match_threshold:
+    corroborated_by_nik = (evidence["fields"]["birth_date"] == "agree" and a.get("kind") == b.get("kind") == "nik"
+                           and not issues_a and not issues_b)
+    threshold = min(settings.name_match_threshold, settings.nik_name_match_threshold) if corroborated_by_nik \
+        else settings.name_match_threshold
+    evidence["name_threshold"] = threshold
+    if score < threshold:
         return decide(REVIEW, "name-mismatch")
     return decide(MERGE, "nik-match")
 

@@ -305,3 +305,13 @@ def test_demographic_plan_nik_bearing_newcomer_finds_nikless_twin():
     b = record(patient("b", phone="081234567890"))
     plan = plan_demographic_group(group(("a", a), ("b", b)), "b", SETTINGS)
     assert (plan.master, plan.duplicates) == ("a", ["b"])  # the service redirects to b's NIK group
+
+
+def test_nik_name_threshold_is_lower_only_when_birthdate_and_nik_agree():
+    typo_a, typo_b = patient("a", name="Nabila Oktaviani", gender="female", nik=NIK_WOMAN), \
+        patient("b", name="Nbaila Oktaviani", gender="female", nik=NIK_WOMAN)
+    decision = compare_nik_pair(record(typo_a), record(typo_b), SETTINGS)
+    assert SETTINGS.nik_name_match_threshold <= decision.evidence["name_score"] < SETTINGS.name_match_threshold
+    assert decision.outcome == MERGE
+    typo_b["birthDate"] = None
+    assert compare_nik_pair(record(typo_a), record(typo_b), SETTINGS).reason == "name-mismatch"
