@@ -1,0 +1,235 @@
+"""``python -m tools.bench compare|scale`` — see README "Performance"."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.config import Settings
+from shared.fhir.client import FhirClient
+from tools.bench.check import check_state
+from tools.bench.contenders import ReportDeduplicator, job_profile, report_types, run_pipeline
+from tools.bench.dataset import BenchStore, build_store, clone_server, load_template
+from tools.bench.floor import planned_writes, run_floor
+from tools.fault_proxy import FaultProxy
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="The field report's cleanup as a benchmark.")
+console = Console()
+
+
+def request_kind(method: str, path: str, base_path: str) -> str:
+    """search / read / update / batch / create / metadata, from a proxied request line."""
+    rel, _, query = path.removeprefix(base_path).lstrip("/").partition("?")
+    if method == "GET":
+        return "metadata" if rel == "metadata" else ("search" if "/" not in rel else "read")
+    if method == "POST":
+        return "batch" if rel == "" else "create"
+    return {"PUT": "update", "DELETE": "delete"}.get(method, method.lower())
+
+
+def proxy_counts(proxy: FaultProxy) -> Counter:
+    base_path = "/" + proxy.base_url.split("/", 3)[3] if proxy.base_url.count("/") >= 3 else ""
+    return Counter(request_kind(r.method, r.path, base_path) for r in list(proxy.requests))
+
+
+def _emulator_env(stack) -> dict[str, str]:
+    import shared.adapters.firestore as firestore_adapter
+    import shared.adapters.pubsub as pubsub_adapter
+
+    for key in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+        os.environ[key] = stack.env[key]
+    firestore_adapter._client.cache_clear()
+    pubsub_adapter._publisher_client.cache_clear()
+    return stack.env
+
+
+def compare(work: Path, *, niks: int, background: int, resources_per_patient: float, background_resources: float,
+            latency: float, jitter: float, v1_niks: int, threads: int, contenders: list[str], seed: int) -> dict:
+    from tools.stack import LocalStack
+
+    results: dict = {"settings": {"niks": niks, "background_patients": background,
+                                  "resources_per_patient": resources_per_patient, "latency_s": latency,
+                                  "jitter_s": jitter, "v1_niks": v1_niks, "threads_per_function": threads,
+                                  "cpus": os.cpu_count()}, "contenders": {}}
+    began = time.perf_counter()
+    store = build_store(work / "store", niks=niks, background=background, resources_per_patient=resources_per_patient,
+                        background_resources=background_resources, seed=seed)
+    counts = store.counts
+    patients_in_niks = sum(len(v) for v in store.niks.values())
+    results["store"] = {"resources": sum(counts.values()), "patients": counts.get("Patient", 0),
+                        "patients_in_niks": patients_in_niks, "types": len(counts)}
+    console.print(f"store: {sum(counts.values()):,} resources of {len(counts)} types, {counts.get('Patient', 0):,} "
+                  f"patients; {niks} NIKs hold {patients_in_niks} patients (built in {time.perf_counter() - began:.1f} s)")
+    load_seconds, loaded = load_template(store, work / "template")
+    console.print(f"loaded straight into the template server in {load_seconds:.1f} s ({loaded / load_seconds:,.0f}/s)")
+    settings = Settings()
+    nik_list = sorted(store.niks)
+    writes = planned_writes(store, settings)
+    results["store"]["writes_needed"] = len(writes)
+
+    def measured(name: str, run, *, subset: list[str] | None = None, extra_setup=None):
+        server = clone_server(work / "template", work / name)
+        proxy = FaultProxy(server.base_url, latency=latency, jitter=jitter, seed=seed).start()
+        try:
+            outcome = run(server, proxy)
+            kinds = proxy_counts(proxy)
+        finally:
+            proxy.stop()
+        checked_store = store if subset is None else BenchStore(store.directory, {n: store.niks[n] for n in subset})
+        with FhirClient(server.base_url) as direct:
+            state = check_state(direct, checked_store)
+        server.stop()
+        return outcome, kinds, state
+
+    def record(name: str, seconds: float, kinds: Counter, state, done_niks: int, **extra) -> None:
+        total = sum(kinds.values())
+        entry = {"seconds": seconds, "niks_run": done_niks, "requests": total, "requests_by_kind": dict(kinds),
+                 "requests_per_nik": total / done_niks, "state_ok": state.ok, "problems": state.problems[:10],
+                 "problem_count": len(state.problems), "signature": state.signature, "extra_resources": state.extra,
+                 **extra}
+        if done_niks != niks:
+            entry["extrapolated_seconds"] = seconds / done_niks * niks
+            entry["extrapolated_requests"] = total / done_niks * niks
+        results["contenders"][name] = entry
+        console.print(f"[bold]{name}[/bold]: {seconds:.1f} s for {done_niks} NIKs, {total:,} FHIR requests "
+                      f"{dict(kinds)}; state {'OK' if state.ok else 'WRONG: ' + '; '.join(state.problems[:3])}")
+
+    if "floor" in contenders:
+        def floor_run(server, proxy):
+            with FhirClient(proxy.base_url, max_connections=32) as fhir:
+                return run_floor(fhir, writes)
+        floor, kinds, state = measured("floor", floor_run)
+        record("floor", floor.seconds, kinds, state, niks, writes=floor.writes, bundles=floor.bundles,
+               failed_writes=floor.failed)
+
+    for version, name in ((2, "report-v2"), (1, "report-v1")):
+        if name not in contenders:
+            continue
+        subset = nik_list if version == 2 else nik_list[:max(1, min(v1_niks, niks))]
+
+        def report_run(server, proxy, version=version, subset=subset):
+            with FhirClient(proxy.base_url, max_connections=32) as fhir:
+                types = report_types(fhir, counts)
+                proxy.reset_counts()
+                dedup = ReportDeduplicator(fhir, settings, types, version=version)
+                t0 = time.perf_counter()
+                stats = dedup.run(subset)
+                return time.perf_counter() - t0, stats, types
+
+        (seconds, stats, types), kinds, state = measured(name, report_run, subset=subset)
+        results["report_types"] = types
+        record(name, seconds, kinds, state, len(subset), resources_updated=stats.resources_updated,
+               failed_writes=len(stats.failures))
+
+    if "ours" in contenders:
+        stack = LocalStack(work_dir=work / "stack").start()
+        try:
+            stack_env = _emulator_env(stack)
+
+            def ours_run(server, proxy):
+                settings_ours = Settings(project_id=f"bench-{uuid.uuid4().hex[:8]}", fhir_base_url=proxy.base_url)
+                return run_pipeline(settings_ours, stack_env, nik_list, work / "ours-logs",
+                                    threads_per_function=threads, on_start=proxy.reset_counts)
+
+            run, kinds, state = measured("ours", ours_run)
+        finally:
+            stack.stop()
+        statuses = Counter(j.get("status") for j in run.jobs)
+        record("ours", run.seconds, kinds, state, niks, jobs=dict(statuses), profile=job_profile(run.jobs),
+               peak_memory_mib={k: round(v / 1024, 1) for k, v in run.memory_kib.items()},
+               dead_letters=run.dead_letters, log_dir=run.log_dir)
+    return results
+
+
+def summary_table(results: dict) -> Table:
+    entries = results["contenders"]
+    niks = results["settings"]["niks"]
+    ours = entries.get("ours")
+    floor = entries.get("floor")
+
+    def wall(e):
+        return e.get("extrapolated_seconds", e["seconds"])
+
+    table = Table(title=f"{niks} NIKs, {results['settings']['latency_s'] * 1000:.0f} ms ± "
+                        f"{results['settings']['jitter_s'] * 1000:.0f} ms per FHIR round trip")
+    for column in ("contender", "wall time", "FHIR requests", "requests/NIK", "÷ ours (wall)", "state"):
+        table.add_column(column, justify="left" if column in ("contender", "state") else "right")
+    for name in ("report-v1", "report-v2", "ours", "floor"):
+        e = entries.get(name)
+        if not e:
+            continue
+        note = f" (extrapolated from {e['niks_run']} NIKs)" if "extrapolated_seconds" in e else ""
+        requests = e.get("extrapolated_requests", e["requests"])
+        ratio = f"{wall(e) / wall(ours):.1f}x" if ours and wall(ours) == wall(ours) else "-"
+        table.add_row(name, f"{wall(e):,.1f} s{note}", f"{requests:,.0f}", f"{e['requests_per_nik']:.0f}", ratio,
+                      "OK" if e["state_ok"] else f"WRONG ({e['problem_count']})")
+    if ours and floor:
+        table.caption = f"ours / floor = {wall(ours) / wall(floor):.2f}x"
+    return table
+
+
+@app.command("compare")
+def compare_command(
+    niks: int = typer.Option(68, help="benchmark NIKs (2-10 patients each)"),
+    background: int = typer.Option(2000, help="single (non-duplicate) patients around them"),
+    resources_per_patient: float = typer.Option(30.0, help="mean clinical resources per duplicate patient"),
+    background_resources: float = typer.Option(10.0, help="mean clinical resources per background patient"),
+    latency: float = typer.Option(0.150, help="added round-trip delay per FHIR request, seconds"),
+    jitter: float = typer.Option(0.050, help="uniform jitter around the delay, seconds"),
+    v1_niks: int = typer.Option(8, help="run the sequential v1 on this many NIKs and extrapolate to all"),
+    threads: int = typer.Option(8, help="threads per functions-framework process"),
+    only: str = typer.Option("floor,report-v2,ours,report-v1", help="contenders to run, comma-separated"),
+    seed: int = typer.Option(68),
+    work_dir: Optional[Path] = typer.Option(None, help="keep the store, servers' data and logs here"),
+    json_out: Optional[Path] = typer.Option(None, help="write all figures as JSON here"),
+):
+    """The 68-NIK comparison: report v1 and v2, our pipeline and the floor, on the same store."""
+    contenders = [c.strip() for c in only.split(",") if c.strip()]
+    with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
+        work = work_dir or Path(tmp)
+        results = compare(work, niks=niks, background=background, resources_per_patient=resources_per_patient,
+                          background_resources=background_resources, latency=latency, jitter=jitter,
+                          v1_niks=v1_niks, threads=threads, contenders=contenders, seed=seed)
+    console.print(summary_table(results))
+    ours = results["contenders"].get("ours")
+    if ours:
+        console.print("ours, per merge job (from the job documents):", ours.get("profile"))
+        console.print("ours, peak memory per function (MiB, VmHWM):", ours.get("peak_memory_mib"))
+    signatures = {n: e["signature"] for n, e in results["contenders"].items() if "extrapolated_seconds" not in e}
+    same = len(set(signatures.values())) <= 1
+    console.print(f"same end state (modulo master) across {', '.join(signatures)}: {'yes' if same else 'NO'} "
+                  f"{signatures}")
+    results["same_state"] = same
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if not same or not all(e["state_ok"] for e in results["contenders"].values()):
+        raise typer.Exit(1)
+
+
+@app.command("scale")
+def scale_command(
+    patients: str = typer.Option("1000,10000,100000", help="store sizes (patients), comma-separated"),
+    events: int = typer.Option(200, help="patient writes for the incremental-matching measurement"),
+    json_out: Optional[Path] = typer.Option(None),
+):
+    """Backfill patients/s and incremental matching events/s and p95 latency as the store grows."""
+    from tools.bench.scaling import run_scaling
+
+    sizes = [int(s) for s in patients.split(",") if s.strip()]
+    results = run_scaling(sizes, events=events, console=console)
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    app()
