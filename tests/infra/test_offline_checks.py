@@ -39,7 +39,7 @@ def checkov_report(checkov) -> dict:
     completed = subprocess.run(
         [str(checkov), "--directory", str(INFRA_DIR), "--framework", "terraform", "--skip-download",
          "--output", "json"],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        check=False, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     report = json.loads(completed.stdout)
@@ -67,7 +67,7 @@ def test_cloudbuild_matches_the_cloud_build_schema():
     check_jsonschema = Path(sys.executable).parent / "check-jsonschema"
     completed = subprocess.run(
         [str(check_jsonschema), "--builtin-schema", "vendor.cloudbuild", str(REPO_ROOT / "cloudbuild.yaml")],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
@@ -101,14 +101,14 @@ def test_packaged_source_exposes_every_entry_point(tmp_path):
         "assert not missing, missing\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    completed = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
+    completed = subprocess.run([sys.executable, "-c", probe], check=False, cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
 
 
 def test_package_cli_writes_the_hash_named_zip(tmp_path):
     completed = subprocess.run([sys.executable, "infra/package_source.py", "--out", str(tmp_path)],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+                               check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     name = completed.stdout.strip()
     assert re.fullmatch(r"dedup-src-[0-9a-f]{20}\.zip", name)
