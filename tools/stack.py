@@ -119,12 +119,24 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 class _Registry:
-    """Everything started by this Python process, stopped at exit or on SIGTERM/SIGHUP."""
+    """Everything started by this Python process (and its temporary directories), cleaned up at
+    exit or on SIGTERM/SIGHUP."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler runs on the main thread, possibly while it holds the lock.
+        self._lock = threading.RLock()
         self._processes: list[ManagedProcess] = []
+        self._temp_dirs: set[Path] = set()
         self._hooks_installed = False
+
+    def add_temp_dir(self, path: Path) -> None:
+        with self._lock:
+            self._temp_dirs.add(path)
+
+    def remove_temp_dir(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        with self._lock:
+            self._temp_dirs.discard(path)
 
     def add(self, proc: ManagedProcess) -> None:
         with self._lock:
@@ -140,22 +152,30 @@ class _Registry:
     def stop_all(self) -> None:
         with self._lock:
             processes = list(reversed(self._processes))
+            temp_dirs = list(self._temp_dirs)
+        for proc in processes:
+            proc.terminate()
         for proc in processes:
             proc.stop()
+        for path in temp_dirs:
+            self.remove_temp_dir(path)
 
     def _install_hooks(self) -> None:
         atexit.register(self.stop_all)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGHUP):
-                # Leave a handler somebody else installed alone; turn the default (die at once,
-                # skipping atexit) into a normal exit that runs the clean-up.
+                # Leave a handler somebody else installed alone. The default would die at once,
+                # skipping atexit; an exception instead could be swallowed (pytest reports it as a
+                # test error and carries on), so clean up here and then die of the signal.
                 if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                    signal.signal(sig, _exit_on_signal)
+                    signal.signal(sig, _clean_up_then_die)
         self._hooks_installed = True
 
 
-def _exit_on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
+def _clean_up_then_die(signum, _frame):
+    _registry.stop_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 _registry = _Registry()
@@ -272,7 +292,7 @@ class FhirServer:
     def stop(self) -> None:
         self.process.stop()
         if not self.keep_work_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+            _registry.remove_temp_dir(self.work_dir)
 
     def __enter__(self) -> FhirServer:
         return self
@@ -318,7 +338,9 @@ def _start_with_retries(start: Callable[[int], tuple[ManagedProcess, Callable[[]
 def start_fhir_server(work_dir: Path | None = None) -> FhirServer:
     """Starts an extra, empty FHIR server (about a second) and waits until it answers."""
     own_dir = work_dir is None
-    work_dir = Path(tempfile.mkdtemp(prefix="dedup-fhir-")) if own_dir else work_dir
+    if own_dir:
+        work_dir = Path(tempfile.mkdtemp(prefix="dedup-fhir-"))
+        _registry.add_temp_dir(work_dir)
 
     def start(port: int):
         proc, base_url = _launch_fhir(work_dir, port)
@@ -328,7 +350,7 @@ def start_fhir_server(work_dir: Path | None = None) -> FhirServer:
         return _start_with_retries(start)
     except BaseException:
         if own_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            _registry.remove_temp_dir(work_dir)
         raise
 
 
@@ -351,27 +373,34 @@ class LocalStack:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="dedup-stack-"))
             self._own_work_dir = True
+            _registry.add_temp_dir(self.work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         sdk = sdk_root()
         ensure_fhir_venv()
+        launched: list[ManagedProcess] = []
         try:
             # Launch everything first (they boot in parallel), then wait for each in turn.
-            pending = []
+            began: dict[str, float] = {}
             for name in ("firestore", "pubsub"):
-                pending.append((name, time.monotonic(), self._launch_emulator(sdk, name)))
-            fhir_began = time.monotonic()
-            fhir_port = free_port()
-            fhir_proc, fhir_url = _launch_fhir(self.work_dir / "fhir", fhir_port)
-            for name, began, proc in pending:
-                setattr(self, name, self._await_emulator(sdk, name, proc, began))
+                began[name] = time.monotonic()
+                launched.append(self._launch_emulator(sdk, name))
+            began["fhir"] = time.monotonic()
+            fhir_proc, fhir_url = _launch_fhir(self.work_dir / "fhir", free_port())
+            launched.append(fhir_proc)
+            for proc in launched[:2]:
+                setattr(self, proc.name, self._await_emulator(sdk, proc, began[proc.name]))
             try:
-                wait_until_ready(fhir_proc, _http_probe(f"{fhir_url}/metadata"), fhir_began)
+                wait_until_ready(fhir_proc, _http_probe(f"{fhir_url}/metadata"), began["fhir"])
                 self.fhir = FhirServer(fhir_proc, fhir_url, self.work_dir / "fhir", keep_work_dir=True)
             except StackError:
                 fhir_proc.stop()
                 self.fhir = start_fhir_server(self.work_dir / "fhir")
         except BaseException:
+            for proc in launched:
+                proc.terminate()
             self.stop()
+            for proc in launched:
+                proc.stop()
             raise
         return self
 
@@ -379,7 +408,8 @@ class LocalStack:
         port = free_port()
         return launch(name, _emulator_commands(sdk, port)[name], port, self.work_dir / f"{name}.log")
 
-    def _await_emulator(self, sdk: Path, name: str, proc: ManagedProcess, began: float) -> ManagedProcess:
+    def _await_emulator(self, sdk: Path, proc: ManagedProcess, began: float) -> ManagedProcess:
+        name = proc.name
         try:
             wait_until_ready(proc, _http_probe(f"http://{HOST}:{proc.port}/", "Ok"), began)
             return proc
@@ -399,7 +429,7 @@ class LocalStack:
         for part in parts:
             part.stop()
         if self._own_work_dir and self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+            _registry.remove_temp_dir(self.work_dir)
 
     def __enter__(self) -> LocalStack:
         return self.start()
