@@ -312,6 +312,19 @@ class MatchingService:
                  refused=outcome.refused, published=outcome.published, requested_by=command.requested_by)
         return outcome
 
+    def confirm_group(self, group: str, patient_ids: list[str], *, reason: str,
+                      requested_by: str) -> ForceMergeOutcome:
+        """A human confirmed these patients of ``group`` are one person (review approval): the same
+        path as a force-merge naming them, without the FHIR lookup (they are indexed already)."""
+        outcome = ForceMergeOutcome(group.split("/", 1)[1], "done")
+        command = ForceMerge(nik="", reason=reason, requested_by=requested_by, patient_ids=tuple(patient_ids))
+        request = self._index.transact_group(
+            group, lambda doc, _txn: self._confirm(doc, group, list(patient_ids), command, outcome))
+        self._publish_pending(group, request, outcome.published)
+        log.info("group_confirmed", group_token=outcome.nik_token, confirmed=len(patient_ids),
+                 refused=outcome.refused, published=outcome.published, requested_by=requested_by)
+        return outcome
+
     def _confirm(self, doc: dict, group: str, confirmed: list[str], command: ForceMerge,
                  outcome: ForceMergeOutcome) -> dict | None:
         """Human-confirmed ids: recorded as confirmed pairs and merged into one master, except
