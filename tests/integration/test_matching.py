@@ -1,0 +1,219 @@
+"""match_patient / force_merge on the real emulators and FHIR server, with CloudEvents shaped like
+functions-framework delivers Pub/Sub pushes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import uuid
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from functions.matching import force_merge, match_patient
+from shared.adapters.patient_index import PatientIndex
+from shared.domain.patient import patient_facts
+
+STORE = "projects/p/locations/l/datasets/d/fhirStores/s"
+
+
+def push_event(data: bytes, attributes: dict, source: str = "patient-changes") -> CloudEvent:
+    message = {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": uuid.uuid4().hex}
+    return CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished",
+                       "source": f"//pubsub.googleapis.com/projects/p/topics/{source}"},
+                      {"message": message, "subscription": f"projects/p/subscriptions/{source}"})
+
+
+def notify(patient_id: str, version: str | None = None, action: str = "UpdateResource") -> CloudEvent:
+    name = f"{STORE}/fhir/Patient/{patient_id}" + (f"/_history/{version}" if version else "")
+    return push_event(name.encode(), {"action": action, "resourceType": "Patient", "payloadType": "NameOnly",
+                                      "storeName": STORE})
+
+
+def new_nik(day: int = 15, month: int = 5, yy: int = 90, female: bool = False) -> str:
+    return f"320101{day + (40 if female else 0):02d}{month:02d}{yy:02d}{random.randint(1000, 9999)}"
+
+
+def make_patient(fhir, settings, name, nik=None, birth="1990-05-15", gender="male", **extra) -> dict:
+    resource = {"resourceType": "Patient", "active": True, "name": [{"text": name}], **extra}
+    if birth:
+        resource["birthDate"] = birth
+    if gender:
+        resource["gender"] = gender
+    if nik:
+        resource.setdefault("identifier", []).append({"system": settings.nik_system, "value": nik})
+    return fhir.create(resource)
+
+
+def group_doc(firestore_db, settings, resource) -> dict:
+    token = patient_facts(resource, settings).nik_token
+    return PatientIndex(firestore_db, settings).read_group(f"nik_index/{token}") or {}
+
+
+def reviews(firestore_db, settings) -> list[dict]:
+    return [s.to_dict() for s in firestore_db.collection(settings.collection("review_items")).stream()]
+
+
+def test_replayed_event_publishes_one_request(settings, fhir, firestore_db, topics):
+    nik = new_nik()
+    first = make_patient(fhir, settings, "Budi Santoso", nik)
+    second = make_patient(fhir, settings, "Tn. BUDI SANTOSO", nik)
+    match_patient(notify(first["id"]))
+    for _ in range(3):
+        match_patient(notify(second["id"]))
+    messages = topics.pull(settings.topic_merge_requests, timeout=3, count=None)
+    assert len(messages) == 1
+    message = messages[0]
+    assert {message["master"], *message["duplicates"]} == {first["id"], second["id"]}
+    assert message["group"].startswith("nik_index/") and nik not in json.dumps(message)
+    doc = group_doc(firestore_db, settings, first)
+    assert doc["request"]["published"] is True and doc["request"]["id"] == message["request_id"]
+
+
+def test_eight_concurrent_events_for_one_nik(settings, fhir, firestore_db, topics):
+    nik = new_nik()
+    names = ["Budi Santoso", "BUDI SANTOSO", "Tn. Budi Santoso", "Budi Santoso, S.Kom", "Sdr. Budi Santoso",
+             "budi santoso", "Santoso Budi", "Bapak Budi Santoso"]
+    patients = [make_patient(fhir, settings, name, nik) for name in names]
+    errors = []
+
+    def deliver(patient):
+        try:
+            match_patient(notify(patient["id"]))
+        except Exception as error:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver, args=(p,)) for p in patients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    doc = group_doc(firestore_db, settings, patients[0])
+    request = doc["request"]
+    assert {request["master"], *request["duplicates"]} == {p["id"] for p in patients}
+    messages = topics.pull(settings.topic_merge_requests, timeout=3, count=None)
+    assert {m["request_id"] for m in messages} == {request["id"]}
+    claimed = PatientIndex(firestore_db, settings).claim_request(f"nik_index/{messages[0]['nik_token']}",
+                                                                 request["id"])
+    assert len(claimed["duplicates"]) == 7
+
+
+def test_out_of_order_versions_keep_the_newest(settings, fhir, firestore_db, topics):
+    nik = new_nik()
+    patient = make_patient(fhir, settings, "Agus Wijaya", nik)
+    updated = fhir.update({**patient, "name": [{"text": "Agus Wijaya Kusuma"}]})
+    match_patient(push_event(json.dumps(updated).encode(), {"action": "UpdateResource", "resourceType": "Patient"}))
+    match_patient(push_event(json.dumps(patient).encode(), {"action": "CreateResource", "resourceType": "Patient"}))
+    match_patient(notify(patient["id"], version=patient["meta"]["versionId"]))
+    member = group_doc(firestore_db, settings, patient)["members"][patient["id"]]
+    assert member["version"] == updated["meta"]["versionId"]
+    assert member["name"] == "agus wijaya kusuma"
+
+
+def test_own_writes_update_the_index_and_start_no_work(settings, fhir, firestore_db, topics):
+    nik = new_nik()
+    master = make_patient(fhir, settings, "Siti Rahayu", nik, birth="1990-05-55".replace("55", "15"))
+    duplicate = make_patient(fhir, settings, "SITI RAHAYU", nik)
+    match_patient(notify(master["id"]))
+    match_patient(notify(duplicate["id"]))
+    assert len(topics.pull(settings.topic_merge_requests, timeout=3)) == 1
+    merged = fhir.update({**duplicate, "active": False,
+                          "link": [{"other": {"reference": f"Patient/{master['id']}"}, "type": "replaced-by"}]})
+    golden = fhir.update({**master, "meta": {"tag": [{"system": settings.golden_tag_system, "code": master["id"]}]},
+                          "link": [{"other": {"reference": f"Patient/{duplicate['id']}"}, "type": "replaces"}]})
+    match_patient(notify(merged["id"], merged["meta"]["versionId"]))
+    match_patient(notify(golden["id"], golden["meta"]["versionId"]))
+    members = group_doc(firestore_db, settings, master)["members"]
+    assert members[duplicate["id"]]["status"] == "merged"
+    assert members[master["id"]]["status"] == "master" and members[master["id"]]["golden"]
+    assert topics.pull(settings.topic_merge_requests, timeout=2, count=None) == []
+
+
+class RecordingLog:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, event, **fields):
+        self.lines.append((event, fields))
+
+    info = warning
+
+
+def test_malformed_and_foreign_messages_are_acked(settings, topics, monkeypatch):
+    import functions.matching
+
+    log = RecordingLog()
+    monkeypatch.setattr(functions.matching, "log", log)
+    match_patient(push_event(b"projects/p/nonsense", {"action": "CreateResource"}))
+    match_patient(push_event(b"", {"source": "fhir-subscription"}))
+    match_patient(push_event(b"x", {"resourceType": "Observation"}))
+    force_merge(push_event(b'{"nik": "3201011505900001", "reason": ', {}, source="ops-force-merge"))
+    assert [(event, fields["reason"]) for event, fields in log.lines] == [
+        ("event_malformed", "bad-resource-name"), ("event_ignored", "ping"), ("event_ignored", "not-patient"),
+        ("event_malformed", "bad-json")]
+    assert "3201011505900001" not in repr(log.lines)
+    assert topics.pull(settings.topic_merge_requests, timeout=2, count=None) == []
+
+
+def test_delete_removes_from_index(settings, fhir, firestore_db, topics):
+    nik = new_nik()
+    patient = make_patient(fhir, settings, "Dewi Lestari", nik, birth="1990-05-15", gender="female")
+    match_patient(notify(patient["id"]))
+    assert patient["id"] in group_doc(firestore_db, settings, patient)["members"]
+    match_patient(notify(patient["id"], action="DeleteResource"))
+    assert patient["id"] not in group_doc(firestore_db, settings, patient)["members"]
+    keys = firestore_db.collection(settings.collection("patient_keys")).document(patient["id"]).get()
+    assert not keys.exists
+
+
+def test_hard_cases(settings, fhir, firestore_db, topics):
+    # mistyped NIK colliding with the owner's: review, no merge
+    nik = new_nik()
+    owner = make_patient(fhir, settings, "Bambang Hartono", nik)
+    collider = make_patient(fhir, settings, "Yusuf Maulana", nik)
+    # baby on the mother's NIK, and twins on it
+    mother_nik = new_nik(day=1, month=3, yy=88, female=True)
+    mother = make_patient(fhir, settings, "Sri Wahyuni", mother_nik, birth="1988-03-01", gender="female")
+    babies = [make_patient(fhir, settings, "By. Ny. Sri Wahyuni", None, birth="2024-02-01", gender="female",
+                           multipleBirthInteger=order,
+                           identifier=[{"system": settings.nik_ibu_system, "value": mother_nik}])
+              for order in (1, 2)]
+    # no NIK, no birth date: unmatched; a NIK-less record of the owner with the same phone: merge request
+    lost = make_patient(fhir, settings, "Tanpa Tanggal", None, birth=None)
+    phone = [{"system": "phone", "value": f"0812{random.randint(10**7, 10**8 - 1)}"}]
+    fhir.update({**owner, "telecom": phone})
+    owner = fhir.read("Patient", owner["id"])
+    nikless = make_patient(fhir, settings, "Bambang Hartono", None, telecom=phone)
+    for patient in (owner, collider, mother, *babies, lost, nikless):
+        match_patient(notify(patient["id"]))
+
+    items = {(tuple(i["patient_ids"]), i["reason"]) for i in reviews(firestore_db, settings)}
+    assert (tuple(sorted((owner["id"], collider["id"]))), "nik-conflict") in items
+    messages = topics.pull(settings.topic_merge_requests, timeout=3, count=None)
+    merged = {pid for m in messages for pid in (m["master"], *m["duplicates"])}
+    assert merged == {owner["id"], nikless["id"]}
+    assert messages[0]["reason"] == "demographic-match"
+    mother_doc = group_doc(firestore_db, settings, mother)
+    assert {mother["id"], *(b["id"] for b in babies)} <= set(mother_doc["members"])
+    assert mother_doc.get("request") is None
+    keys = firestore_db.collection(settings.collection("patient_keys")).document(lost["id"]).get().to_dict()
+    assert keys["status"] == "unmatched"
+
+
+def test_force_merge_indexes_from_fhir_and_honours_confirmation(settings, fhir, firestore_db, topics):
+    nik = new_nik()
+    a = make_patient(fhir, settings, "Hendra Gunawan", nik)
+    b = make_patient(fhir, settings, "Hendra", nik)  # mononym: the rules alone send it to review
+    mother_nik = new_nik(day=1, month=3, yy=88, female=True)
+    make_patient(fhir, settings, "Sri Wahyuni", mother_nik, birth="1988-03-01", gender="female")
+    command = {"nik": nik, "reason": "ticket-1", "requested_by": "ops@district", "patient_ids": [a["id"], b["id"]]}
+    force_merge(push_event(json.dumps(command).encode(), {}, source="ops-force-merge"))
+    messages = topics.pull(settings.topic_merge_requests, timeout=3)
+    assert len(messages) == 1
+    assert {messages[0]["master"], *messages[0]["duplicates"]} == {a["id"], b["id"]}
+    assert messages[0]["requested_by"] == "ops@district"
+    doc = group_doc(firestore_db, settings, a)
+    assert "|".join(sorted((a["id"], b["id"]))) in doc["confirmed"]
