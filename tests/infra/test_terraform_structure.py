@@ -12,13 +12,14 @@ from tests.infra.conftest import ENVS_DIR, INFRA_DIR, REPO_ROOT
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 
-# What each function may touch (docs/DESIGN.md "Functions" + the pipeline's message flow).
+# What each function may touch: its FHIR role, the topics it publishes to (from shared/services:
+# fan-out finalises a job with no work, the finaliser publishes the NIK's follow-up merge request).
 EXPECTED_ACCESS = {
     "match-patient": ("${local.reader}", ["merge_requests"], True),
     "force-merge": ("${local.reader}", ["merge_requests"], True),
-    "merge-fanout": ("${local.reader}", ["merge_tasks"], True),
+    "merge-fanout": ("${local.reader}", ["merge_tasks", "merge_finalise"], True),
     "merge-worker": ("${local.editor}", ["merge_finalise"], True),
-    "merge-finaliser": ("${local.editor}", [], True),
+    "merge-finaliser": ("${local.editor}", ["merge_requests"], True),
     "subscription-relay": (None, ["patient_changes"], False),
 }
 

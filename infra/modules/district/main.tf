@@ -61,11 +61,11 @@ locals {
   #   bursts. 10 x 8 in flight keeps the Healthcare API and hot nik_index documents (transactions
   #   on one NIK serialise) from being flooded; Pub/Sub holds the rest of a burst.
   # - force-merge: ops-only and rare; one at a time.
-  # - merge-fanout: reads one job and publishes a task per resource type; cheap.
+  # - merge-fanout: reads one job and publishes a task per resource type (or finalise when none); cheap.
   # - merge-worker: the heavy step. Each task searches and rewrites one resource type with up to
   #   DEDUP_FHIR_CONCURRENCY parallel requests and batch bundles; 5 x 2 tasks keep the FHIR write
   #   rate within the store's quota. 1 GiB and 9 minutes for large compartments.
-  # - merge-finaliser: updates a handful of patients per job; one at a time per instance.
+  # - merge-finaliser: updates a handful of patients per job and publishes the NIK's next request, if any.
   # - subscription-relay: only republishes notifications; many small requests.
   # trigger / publish name keys of local.topics; fhir: the function talks to the FHIR server.
   function_defaults = {
@@ -83,7 +83,7 @@ locals {
     }
     merge-fanout = {
       entry_point   = "merge_fanout", description = "Opens a merge job and publishes one task per resource type."
-      trigger       = "merge_requests", publish = ["merge_tasks"]
+      trigger       = "merge_requests", publish = ["merge_tasks", "merge_finalise"]
       fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
       max_instances = 3, concurrency = 4, memory = "512Mi", timeout = 120
     }
@@ -95,7 +95,7 @@ locals {
     }
     merge-finaliser = {
       entry_point   = "merge_finaliser", description = "Links duplicates to the master and closes the merge job."
-      trigger       = "merge_finalise", publish = []
+      trigger       = "merge_finalise", publish = ["merge_requests"]
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
       max_instances = 2, concurrency = 1, memory = "512Mi", timeout = 300
     }
