@@ -54,7 +54,10 @@ def _emulator_env(stack) -> dict[str, str]:
 
 
 def compare(work: Path, *, niks: int, background: int, resources_per_patient: float, background_resources: float,
-            latency: float, jitter: float, v1_niks: int, threads: int, contenders: list[str], seed: int) -> dict:
+            latency: float, jitter: float, v1_niks: int, threads: int, contenders: list[str], seed: int,
+            stack_env: dict[str, str] | None = None) -> dict:
+    """Runs the contenders on clones of one store; ``stack_env`` = running emulators (else a
+    LocalStack is started for our pipeline and stopped after it)."""
     from tools.stack import LocalStack
 
     results: dict = {"settings": {"niks": niks, "background_patients": background,
@@ -132,9 +135,9 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
                failed_writes=len(stats.failures))
 
     if "ours" in contenders:
-        stack = LocalStack(work_dir=work / "stack").start()
+        stack = None if stack_env else LocalStack(work_dir=work / "stack").start()
         try:
-            stack_env = _emulator_env(stack)
+            stack_env = stack_env or _emulator_env(stack)
 
             def ours_run(server, proxy):
                 settings_ours = Settings(project_id=f"bench-{uuid.uuid4().hex[:8]}", fhir_base_url=proxy.base_url)
@@ -143,7 +146,8 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
 
             run, kinds, state = measured("ours", ours_run)
         finally:
-            stack.stop()
+            if stack is not None:
+                stack.stop()
         statuses = Counter(j.get("status") for j in run.jobs)
         record("ours", run.seconds, kinds, state, niks, jobs=dict(statuses), profile=job_profile(run.jobs),
                peak_memory_mib={k: round(v / 1024, 1) for k, v in run.memory_kib.items()},

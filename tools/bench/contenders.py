@@ -12,7 +12,8 @@
   naming the master); the master gets its self-referencing golden tag.
 
 The search parameter per type is the one the report would use: ``patient`` where the server has it,
-else ``subject``, else the type's first Patient-compartment parameter (Coverage ``beneficiary``...).
+else ``subject``, else ``beneficiary`` (Coverage: R4's ``patient`` is the beneficiary), else the type's
+first Patient-compartment parameter (Appointment ``actor``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def report_types(fhir: FhirClient, store_counts: dict[str, int]) -> dict[str, st
     out = {}
     for rtype in chosen:
         params = plan[rtype]
-        out[rtype] = "patient" if "patient" in params else "subject" if "subject" in params else params[0]
+        out[rtype] = next((p for p in ("patient", "subject", "beneficiary") if p in params), params[0])
     return out
 
 
