@@ -1,22 +1,28 @@
 """The functions running locally the way Eventarc runs them in Google Cloud.
 
-Each Cloud Function runs in its own `functions-framework` process. Every trigger topic gets a push
-subscription aimed at its function (the emulator's push body is what Eventarc delivers, and
-functions-framework turns it into the same CloudEvent), with the retry and dead-letter policies the
-Terraform module gives the real subscriptions. A rest-hook `Subscription` on the FHIR server calls the
-relay function, which publishes to patient-changes: the path a district running HAPI FHIR uses.
+Each Cloud Function runs in its own `functions-framework` process. Every trigger topic gets a
+subscription with the retry and dead-letter policies the Terraform module gives the real ones, and a
+delivery loop that does what Pub/Sub push does: it POSTs the push body (`{"message": ...,
+"subscription": ...}`) to the function, acks on 2xx and nacks otherwise, so Pub/Sub redelivers with
+backoff and dead-letters after the maximum attempts. (The emulator can push by itself, but then nobody
+can tell when a message is still on its way; the loop counts what is in flight, which is how the main
+job knows the pipeline is quiet.) A rest-hook `Subscription` on the FHIR server calls the relay
+function, which publishes to patient-changes: the path a district running HAPI FHIR uses.
 
 The stack (emulators, FHIR server) is started by `tools.stack`; this module only adds the functions.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,11 +53,12 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("subscription-relay", "subscription_relay", "http", None),
 )
 
-# Same values as infra/modules (subscriptions): after this many deliveries a message is dead-lettered.
-MAX_DELIVERY_ATTEMPTS = 5
+# As in infra/modules/pubsub_function (shorter backoff locally so tests converge quickly): after this
+# many deliveries a message goes to the dead-letter topic.
+MAX_DELIVERY_ATTEMPTS = 10
 RETRY_MIN_BACKOFF_S = 1
 RETRY_MAX_BACKOFF_S = 10
-ACK_DEADLINE_S = 120
+ACK_DEADLINE_S = 300
 
 
 def _free_port() -> int:
@@ -77,6 +84,99 @@ class RunningFunction:
 
 
 @dataclass
+class DeliveryStats:
+    delivered: int = 0
+    acked: int = 0
+    nacked: int = 0
+    in_flight: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+
+
+class _DeliveryLoop:
+    """Pulls one trigger subscription and POSTs each message to its function as Pub/Sub push would."""
+
+    def __init__(self, subscriber: pubsub_v1.SubscriberClient, subscription: str, endpoint: str,
+                 concurrency: int, stats: DeliveryStats, lock: threading.Lock):
+        self._subscriber = subscriber
+        self._subscription = subscription
+        self._endpoint = endpoint
+        self._stats = stats
+        self._lock = lock
+        self._stop = threading.Event()
+        self._slots = threading.Semaphore(concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{subscription[-20:]}")
+        self._http = httpx.Client(timeout=ACK_DEADLINE_S)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._http.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            free = 0
+            while self._slots.acquire(blocking=False):
+                free += 1
+            if not free:
+                time.sleep(0.02)
+                continue
+            try:
+                response = self._subscriber.pull(
+                    request={"subscription": self._subscription, "max_messages": free}, timeout=1.0)
+                received = list(response.received_messages)
+            except (gexc.DeadlineExceeded, gexc.RetryError, gexc.ServiceUnavailable):
+                received = []
+            for _ in range(free - len(received)):
+                self._slots.release()
+            if not received:
+                time.sleep(0.05)
+                continue
+            with self._lock:
+                self._stats.in_flight += len(received)
+                self._stats.last_activity = time.monotonic()
+            for message in received:
+                self._pool.submit(self._deliver, message)
+
+    def _deliver(self, received) -> None:
+        message = received.message
+        body = {
+            "subscription": self._subscription,
+            "message": {
+                "data": base64.b64encode(message.data).decode(),
+                "attributes": dict(message.attributes),
+                "messageId": message.message_id,
+                "publishTime": message.publish_time.isoformat(),
+            },
+            "deliveryAttempt": received.delivery_attempt,
+        }
+        try:
+            ok = self._http.post(self._endpoint, json=body).status_code < 300
+        except httpx.HTTPError:
+            ok = False
+        try:
+            if ok:
+                self._subscriber.acknowledge(request={"subscription": self._subscription,
+                                                      "ack_ids": [received.ack_id]})
+            else:
+                # A nack: Pub/Sub redelivers after the retry policy's backoff, then dead-letters.
+                self._subscriber.modify_ack_deadline(request={"subscription": self._subscription,
+                                                              "ack_ids": [received.ack_id], "ack_deadline_seconds": 0})
+        finally:
+            with self._lock:
+                self._stats.delivered += 1
+                self._stats.acked += ok
+                self._stats.nacked += not ok
+                self._stats.in_flight -= 1
+                self._stats.last_activity = time.monotonic()
+            self._slots.release()
+
+
+@dataclass
 class LocalPipeline:
     """Starts the functions and wires topics to them. `env` is the stack's environment
     (emulator hosts, FHIR base URL, project id)."""
@@ -85,7 +185,14 @@ class LocalPipeline:
     env: dict[str, str]
     log_dir: Path
     threads_per_function: int = 8
+    register_fhir_subscription: bool = True
     functions: dict[str, RunningFunction] = field(default_factory=dict)
+    stats: dict[str, DeliveryStats] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loops: list[_DeliveryLoop] = []
+        self._subscriber: pubsub_v1.SubscriberClient | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "LocalPipeline":
@@ -95,14 +202,22 @@ class LocalPipeline:
                 self.functions[spec.name] = self._start_function(spec)
             for running in self.functions.values():
                 _wait_until_listening(running)
-            self._create_topics_and_push_subscriptions()
-            self._register_fhir_subscription()
+            self._create_topics_and_subscriptions()
+            self._start_delivery()
+            if self.register_fhir_subscription:
+                self._register_fhir_subscription()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        for loop in self._loops:
+            loop.stop()
+        self._loops.clear()
+        if self._subscriber is not None:
+            self._subscriber.close()
+            self._subscriber = None
         for running in self.functions.values():
             if running.process.poll() is None:
                 try:
@@ -127,31 +242,34 @@ class LocalPipeline:
     def relay_url(self) -> str:
         return self.functions["subscription-relay"].url
 
-    # --- quiet detection -----------------------------------------------------------------------
-    def log_sizes(self) -> dict[str, int]:
-        return {name: f.log_path.stat().st_size for name, f in self.functions.items() if f.log_path.exists()}
+    def pids(self) -> dict[str, int]:
+        return {name: f.process.pid for name, f in self.functions.items()}
 
-    def wait_until_quiet(self, *, busy_check=None, idle_seconds: float = 4.0, timeout: float = 600.0,
+    # --- quiet detection -----------------------------------------------------------------------
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(s.in_flight for s in self.stats.values())
+
+    def wait_until_quiet(self, *, busy_check=None, idle_seconds: float = 2.0, timeout: float = 600.0,
                          on_tick=None) -> float:
-        """Waits until no function has written a log line for `idle_seconds` and `busy_check()`
-        (e.g. open merge jobs in Firestore) is false. Returns the seconds waited; raises TimeoutError."""
-        start = last_change = time.monotonic()
-        sizes = self.log_sizes()
+        """Waits until no message has been pulled or delivered for `idle_seconds`, none is in flight,
+        and `busy_check()` (e.g. open merge work in Firestore) is false. Returns the seconds waited."""
+        start = time.monotonic()
         while True:
-            time.sleep(0.5)
-            now = time.monotonic()
-            current = self.log_sizes()
-            if current != sizes:
-                sizes, last_change = current, now
+            time.sleep(0.25)
             for running in self.functions.values():
                 if running.process.poll() is not None:
                     raise RuntimeError(f"function {running.spec.name} exited; see {running.log_path}")
             if on_tick:
                 on_tick()
-            if now - last_change >= idle_seconds and not (busy_check and busy_check()):
+            with self._lock:
+                last = max((s.last_activity for s in self.stats.values()), default=start)
+                in_flight = sum(s.in_flight for s in self.stats.values())
+            now = time.monotonic()
+            if in_flight == 0 and now - last >= idle_seconds and not (busy_check and busy_check()):
                 return now - start
             if now - start > timeout:
-                raise TimeoutError(f"pipeline still busy after {timeout:.0f} s")
+                raise TimeoutError(f"pipeline still busy after {timeout:.0f} s ({in_flight} in flight)")
 
     # --- internals -----------------------------------------------------------------------------
     def _start_function(self, spec: FunctionSpec) -> RunningFunction:
@@ -177,47 +295,55 @@ class LocalPipeline:
         log_file.close()
         return RunningFunction(spec, port, process, log_path)
 
-    def _create_topics_and_push_subscriptions(self) -> None:
+    def _trigger_topics(self) -> list[tuple[FunctionSpec, str]]:
+        return [(spec, getattr(self.settings, spec.trigger_topic_field))
+                for spec in FUNCTIONS if spec.trigger_topic_field is not None]
+
+    def _create_topics_and_subscriptions(self) -> None:
         publisher = pubsub_v1.PublisherClient()
-        subscriber = pubsub_v1.SubscriberClient()
+        self._subscriber = pubsub_v1.SubscriberClient()
         project = self.settings.project_id
-        with subscriber:
-            for spec in FUNCTIONS:
-                if spec.trigger_topic_field is None:
-                    continue
-                topic = getattr(self.settings, spec.trigger_topic_field)
-                for name in (topic, dead_letter_topic(topic)):
-                    try:
-                        publisher.create_topic(name=publisher.topic_path(project, name))
-                    except gexc.AlreadyExists:
-                        pass
-                subscription = subscriber.subscription_path(project, f"{spec.name}-push")
-                request = {
-                    "name": subscription,
-                    "topic": publisher.topic_path(project, topic),
-                    "push_config": {"push_endpoint": f"{self.functions[spec.name].url}/projects/{project}/topics/{topic}"},
-                    "ack_deadline_seconds": ACK_DEADLINE_S,
-                    "retry_policy": {
-                        "minimum_backoff": duration_pb2.Duration(seconds=RETRY_MIN_BACKOFF_S),
-                        "maximum_backoff": duration_pb2.Duration(seconds=RETRY_MAX_BACKOFF_S),
-                    },
-                    "dead_letter_policy": {
-                        "dead_letter_topic": publisher.topic_path(project, dead_letter_topic(topic)),
-                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                    },
-                }
+        for spec, topic in self._trigger_topics():
+            for name in (topic, dead_letter_topic(topic)):
                 try:
-                    subscriber.create_subscription(request=request)
-                except gexc.AlreadyExists:
-                    subscriber.delete_subscription(subscription=subscription)
-                    subscriber.create_subscription(request=request)
-                # A pull subscription on each dead-letter topic keeps what failed for inspection.
-                dl_sub = subscriber.subscription_path(project, f"{dead_letter_topic(topic)}-hold")
-                try:
-                    subscriber.create_subscription(
-                        name=dl_sub, topic=publisher.topic_path(project, dead_letter_topic(topic)))
+                    publisher.create_topic(name=publisher.topic_path(project, name))
                 except gexc.AlreadyExists:
                     pass
+            request = {
+                "name": self._subscriber.subscription_path(project, f"{spec.name}-trigger"),
+                "topic": publisher.topic_path(project, topic),
+                "ack_deadline_seconds": ACK_DEADLINE_S,
+                "retry_policy": {
+                    "minimum_backoff": duration_pb2.Duration(seconds=RETRY_MIN_BACKOFF_S),
+                    "maximum_backoff": duration_pb2.Duration(seconds=RETRY_MAX_BACKOFF_S),
+                },
+                "dead_letter_policy": {
+                    "dead_letter_topic": publisher.topic_path(project, dead_letter_topic(topic)),
+                    "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+                },
+            }
+            try:
+                self._subscriber.create_subscription(request=request)
+            except gexc.AlreadyExists:
+                pass
+            # A subscription on each dead-letter topic keeps what failed for inspection.
+            try:
+                self._subscriber.create_subscription(
+                    name=self._subscriber.subscription_path(project, f"{dead_letter_topic(topic)}-hold"),
+                    topic=publisher.topic_path(project, dead_letter_topic(topic)))
+            except gexc.AlreadyExists:
+                pass
+
+    def _start_delivery(self) -> None:
+        project = self.settings.project_id
+        for spec, topic in self._trigger_topics():
+            self.stats[spec.name] = DeliveryStats()
+            loop = _DeliveryLoop(
+                self._subscriber, self._subscriber.subscription_path(project, f"{spec.name}-trigger"),
+                f"{self.functions[spec.name].url}/projects/{project}/topics/{topic}",
+                self.threads_per_function, self.stats[spec.name], self._lock)
+            loop.start()
+            self._loops.append(loop)
 
     def _register_fhir_subscription(self) -> None:
         """A rest-hook Subscription on every Patient write, carrying the full resource, with the relay's token."""
@@ -238,22 +364,20 @@ class LocalPipeline:
         response.raise_for_status()
 
     def dead_letter_counts(self) -> dict[str, int]:
-        """How many messages each dead-letter topic holds (pulled and left unacknowledged)."""
-        subscriber = pubsub_v1.SubscriberClient()
+        """How many messages each dead-letter topic holds (pulled and released again)."""
         counts: dict[str, int] = {}
-        with subscriber:
-            for spec in FUNCTIONS:
-                if spec.trigger_topic_field is None:
-                    continue
-                topic = getattr(self.settings, spec.trigger_topic_field)
-                sub = subscriber.subscription_path(self.settings.project_id, f"{dead_letter_topic(topic)}-hold")
-                response = subscriber.pull(subscription=sub, max_messages=1000, timeout=5,
-                                           return_immediately=True)
-                counts[topic] = len(response.received_messages)
-                if response.received_messages:
-                    subscriber.modify_ack_deadline(
-                        subscription=sub, ack_ids=[m.ack_id for m in response.received_messages],
-                        ack_deadline_seconds=0)
+        subscriber = self._subscriber
+        for _spec, topic in self._trigger_topics():
+            sub = subscriber.subscription_path(self.settings.project_id, f"{dead_letter_topic(topic)}-hold")
+            try:
+                response = subscriber.pull(request={"subscription": sub, "max_messages": 1000}, timeout=2)
+                received = list(response.received_messages)
+            except (gexc.DeadlineExceeded, gexc.RetryError):
+                received = []
+            counts[topic] = len(received)
+            if received:
+                subscriber.modify_ack_deadline(request={"subscription": sub, "ack_ids": [m.ack_id for m in received],
+                                                        "ack_deadline_seconds": 0})
         return counts
 
 

@@ -73,3 +73,17 @@ def build_report(db: firestore.Client, settings: Settings) -> dict:
         "review_decided": dict(reviews_decided),
         "by_source": {source: dict(counts) for source, counts in sorted(by_source.items())},
     }
+
+
+def work_in_progress(db: firestore.Client, settings: Settings) -> int:
+    """Merge requests not yet finished plus merge jobs still running: 0 when the pipeline has nothing
+    left to do (what `wait until quiet` checks)."""
+    jobs = sum(1 for snap in db.collection(settings.collection("merge_jobs")).stream()
+               if (snap.to_dict() or {}).get("status") in ("running", "finalising"))
+    requests = 0
+    for name in ("nik_index", "demographic_index"):
+        for snap in db.collection(settings.collection(name)).stream():
+            request = (snap.to_dict() or {}).get("request") or {}
+            if request.get("status") in ("open", "running"):
+                requests += 1
+    return jobs + requests
