@@ -3,6 +3,8 @@
 - ``merge_jobs/{job_id}`` (job_id = request_id): the request, the per-type task states, the outbox
   flag ``finalise_published`` and the job status. Every change that others may race with is one
   transaction over this document.
+- ``merge_jobs/{job_id}/tasks/{Type}``: a finished task's result; its existence is what makes
+  ``remaining`` count each type once.
 - ``merge_jobs/{job_id}/journal/{Type}__{id}``: one entry per resource the merge wrote, with the
   version before and after, so an unmerge can put back exactly what was there.
 """
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
 from shared.config import Settings
@@ -74,20 +77,41 @@ class MergeJobs:
         return self._transact(job["job_id"], change)
 
     def record_task(self, job_id: str, resource_type: str, result: dict) -> dict:
-        """Merges ``result`` into ``types[resource_type]`` and recounts ``remaining``; counts are
-        added up over deliveries (``rewritten`` / ``found``) so a redelivery that finds nothing left
-        does not erase the first delivery's numbers."""
+        """Records one task's result and returns the job as it is afterwards.
+
+        A finished task is counted without a transaction on the (hot) job document: one atomic
+        batch creates ``tasks/{Type}`` -- which fails if a duplicate delivery already counted it --
+        and decrements ``remaining``. Dozens of tasks finishing together then do not contend for
+        the job document's lock. A failure is recorded in a transaction that never overwrites a
+        type already done.
+        """
+        ref = self._ref(job_id)
+        counters = {k: result.get(k, 0) for k in ("rewritten", "found", "conflicts")}
+        if result["status"] == "done":
+            batch = self._db.batch()
+            batch.create(ref.collection("tasks").document(resource_type),
+                         {**result, "resource_type": resource_type, "recorded_at": _now()})
+            fields = {f"types.{resource_type}.{k}": firestore.Increment(v) for k, v in counters.items()}
+            fields.update({f"types.{resource_type}.status": "done", "remaining": firestore.Increment(-1),
+                           "updated_at": _now()})
+            fields.update({f"types.{resource_type}.{k}": v for k, v in result.items()
+                           if k not in counters and k != "status"})
+            batch.update(ref, fields)
+            try:
+                batch.commit()
+            except AlreadyExists:
+                pass  # a duplicate delivery: counted once already
+            return self.get(job_id)
 
         def change(current):
             if current is None:
                 raise KeyError(f"merge job {job_id} not found")
-            task = dict(current["types"].get(resource_type) or {})
-            for counter in ("rewritten", "found", "conflicts"):
-                if counter in result:
-                    task[counter] = task.get(counter, 0) + result[counter]
-            task.update({k: v for k, v in result.items() if k not in ("rewritten", "found", "conflicts")})
-            current["types"][resource_type] = task
-            current["remaining"] = remaining_tasks(current)
+            task = current["types"].setdefault(resource_type, {})
+            if task.get("status") == "done":
+                return None, current
+            for k, v in counters.items():
+                task[k] = task.get(k, 0) + v
+            task.update({k: v for k, v in result.items() if k not in counters})
             current["updated_at"] = _now()
             return current, current
 

@@ -44,6 +44,7 @@ MAX_SEARCH_ROUNDS = 5
 MAX_ENTRY_ATTEMPTS = 5
 # Duplicates per search value, to keep URLs short.
 SEARCH_CHUNK = 20
+BATCHES_IN_FLIGHT = 4
 
 
 class MergeTaskFailed(RuntimeError):
@@ -144,8 +145,13 @@ def _write_rewrites(deps: MergeDeps, job: dict, resources: list[dict]) -> TypeRe
 
     completed: list[dict] = []
     retry: dict[str, int] = {}
-    for chunk in _chunks(list(planned), deps.settings.merge_batch_size):
-        outcomes = deps.fhir.batch([_put_entry(planned[rid][1], _version(planned[rid][0])) for rid in chunk])
+    chunks = list(_chunks(list(planned), deps.settings.merge_batch_size))
+
+    def send(chunk: list[str]):
+        return chunk, deps.fhir.batch([_put_entry(planned[rid][1], _version(planned[rid][0])) for rid in chunk])
+
+    # A few batches in flight at once: the server works on one while the next is on the wire.
+    for chunk, outcomes in run_concurrently(send, chunks, min(BATCHES_IN_FLIGHT, deps.settings.fhir_concurrency)):
         for rid, outcome in zip(chunk, outcomes):
             if outcome.ok:
                 after = _version(outcome.resource or {}) or _etag_version(outcome.etag)
@@ -290,7 +296,7 @@ def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
     if job["status"] == "running" and task.get("status") in ("pending", "failed"):
         result = rewrite_type(deps, job, resource_type, task["params"])
         status = "failed" if result.failures else "done"
-        deps.jobs.record_task(job_id, resource_type, {
+        job = deps.jobs.record_task(job_id, resource_type, {
             "status": status, "found": result.found, "rewritten": result.rewritten,
             "conflicts": result.conflicts, "failures": result.failures[:100], "finished_at": _now()})
         log.info("merge_task_finished", job_id=job_id, resource_type=resource_type, status=status,
@@ -301,7 +307,7 @@ def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
     else:
         result = None
     # Also on a redelivery of a done task: the first delivery may have crashed before publishing.
-    if job["status"] in ("running", "finalising"):
+    if job["status"] == "running" and not job.get("remaining") and not job.get("finalise_published"):
         _publish_finalise_once(deps, job_id)
     return result
 
