@@ -64,6 +64,7 @@ SPELLING_RULES = (
     (r"ae", "ai"),   # Zaenal / Zainal
     (r"(.)\1+", r"\1"),  # doubled letters: Muhammad / Muhamad, Sitti / Siti, Ferry / Fery
     (r"(?<=[^aeiou])y$", "i"),  # final y: Sity / Siti, Rudy / Rudi
+    (r"(?<=[^aeiou])ie$", "i"),  # final Dutch-era ie: Wahyunie / Wahyuni, Rudie / Rudi, Swie / Swi
 )
 # Whole-token variants the rules do not reach, written naturally: variant -> canonical form.
 NAME_VARIANTS = {
@@ -129,6 +130,10 @@ _PREFIX_DOTTED = frozenset(_letters(t) for t in PREFIX_TITLES + PREFIX_TITLES_EX
 _SUFFIX_ANY = frozenset(_letters(t) for t in SUFFIX_TITLES) - DOTTED_ONLY_TITLES
 _SUFFIX_DOTTED = frozenset(_letters(t) for t in SUFFIX_TITLES)
 _MAX_TITLE_PIECES = 4
+# Titles written in several parts ("S.Kom", "K.H."): only these may match several pieces, so
+# "H. Aji" stays the title "H." and the name "Aji", never the one-word title "Haji".
+_MULTI_PART_TITLES = frozenset(_letters(t) for t in (*PREFIX_TITLES, *SUFFIX_TITLES)
+                               if len(re.findall(r"[a-z]+", t.lower())) > 1)
 
 
 def canonical_token(token: str) -> str:
@@ -140,6 +145,7 @@ def canonical_token(token: str) -> str:
 class _Piece:
     text: str
     dotted: bool  # written with a dot right after it: "H." vs "H"
+    after_comma: bool = False  # "Ratna, Drs.": what follows a comma may be any title
 
 
 def _pieces(raw: str) -> list[_Piece]:
@@ -147,18 +153,26 @@ def _pieces(raw: str) -> list[_Piece]:
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
     text = re.sub(r"['`\u2018\u2019\u02bc]", "", text)  # Ma'ruf = Maruf
     pieces = []
+    first_comma = text.find(",")
     for match in re.finditer(r"([a-z0-9]+)(\s*\.)?", text):
-        pieces.append(_Piece(match.group(1), match.group(2) is not None))
+        pieces.append(_Piece(match.group(1), match.group(2) is not None, 0 <= first_comma < match.start()))
     return pieces
 
 
 def _title_run(pieces: list[_Piece], any_titles: frozenset, dotted_titles: frozenset, *,
                from_end: bool) -> int:
-    """How many pieces at the start (or end) form one title; 0 if none."""
+    """How many pieces at the start (or end) form one title; 0 if none. At the end, after a comma,
+    a prefix title counts too: some systems write "Ratna, Drs." (name first, titles after)."""
     for size in range(min(_MAX_TITLE_PIECES, len(pieces)), 0, -1):
         run = pieces[-size:] if from_end else pieces[:size]
         letters = "".join(p.text for p in run)
-        if letters in any_titles or (letters in dotted_titles and any(p.dotted for p in run)):
+        if size > 1 and letters not in _MULTI_PART_TITLES:
+            continue
+        dotted = any(p.dotted for p in run)
+        if letters in any_titles or (letters in dotted_titles and dotted):
+            return size
+        if from_end and all(p.after_comma for p in run) and (
+                letters in _PREFIX_ANY or (letters in _PREFIX_DOTTED and dotted)):
             return size
     return 0
 
@@ -246,6 +260,9 @@ def normalise_name(raw: str) -> NormalisedName:
 # --- comparison -------------------------------------------------------------------------------
 INITIAL_SIMILARITY = 0.8     # "S." against "Santoso"
 J_FOR_Y_SIMILARITY = 0.9
+# "y" between a consonant and a vowel is written "i" as often ("Setyawan" / "Setiawan", "Suryani" /
+# "Suriani"). Compared both ways (not rewritten) so a typo near a "y" keeps its usual score.
+_Y_AS_I = re.compile(r"(?<=[^aeiouy])y(?=[aeiou])")
 MIN_TOKEN_SIMILARITY = 0.5   # below this two tokens are not a pair at all
 # Respelling can change a first letter ("C." for Chaniago -> haniago, "D." for Djoko -> joko), so an
 # initial also stands for the letters the rules turn it into.
@@ -262,6 +279,8 @@ def token_similarity(a: str, b: str) -> float:
         initial, other = (a, b) if len(a) == 1 else (b, a)
         return INITIAL_SIMILARITY if other[0] in INITIAL_ALIASES.get(initial, initial) else 0.0
     similarity = fuzz.ratio(a, b) / 100.0
+    if "y" in a or "y" in b:
+        similarity = max(similarity, fuzz.ratio(_Y_AS_I.sub("i", a), _Y_AS_I.sub("i", b)) / 100.0)
     if "j" in a or "j" in b:
         # Old "j" is current "y" ("Hajati" / "Hayati"), but "Juli" and "Yuli" are two names: close, not equal.
         as_y = fuzz.ratio(a.replace("j", "y"), b.replace("j", "y")) / 100.0

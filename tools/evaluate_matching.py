@@ -1,6 +1,6 @@
 """Scores matching against a generated district dataset's ground truth.
 
-    python -m tools.evaluate_matching --patients 1000 --seed 1 [--workers 4] [--dataset DIR]
+    python -m tools.evaluate_matching --patients 1000 --seed 1 [--workers 4] [--dataset DIR] [--explain FILE]
 
 Starts its own local stack (emulators + an empty FHIR server), generates the dataset (or uses DIR),
 loads it, then delivers one Healthcare-API-style notification per Patient (NameOnly, as the
@@ -8,7 +8,14 @@ production store is configured) to the real ``match_patient`` entry point, ``--w
 Reports, over pairs of patient records:
 - precision / recall of the merge decisions (every pair inside one merge request counts as merged),
 - recall on NIK-bearing duplicates (same person, same NIK),
+- every same-person pair as merged / flagged for review (a pending review item connects it, directly
+  or through merges) / missed entirely, for all pairs and for NIK-bearing duplicates,
 - review items by reason, unmatched records, p50/p95 handling time per event and events/s.
+
+``--explain FILE`` writes one JSON line per NIK-bearing duplicate pair that was not merged: patient
+ids, case labels, outcome (review/missed), each member's status and reason in the index, the review
+reasons that connect the pair, and the pair decision of ``compare_nik_pair`` (rule, name score,
+agree/conflict/missing per field, NIK issues). Never a name, NIK or birth date.
 """
 
 from __future__ import annotations
@@ -59,17 +66,50 @@ def pairs_of(groups) -> set[tuple[str, str]]:
     return {tuple(sorted(p)) for group in groups for p in itertools.combinations(sorted(set(group)), 2)}
 
 
-def merged_clusters(db, settings) -> list[list[str]]:
-    """Union of every request (master + duplicates + pending members): the merge decisions taken."""
-    parent: dict[str, str] = {}
+class Clusters:
+    """Union-find over patient ids."""
 
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
         return x
 
+    def join(self, ids) -> None:
+        ids = [i for i in ids if i]
+        for other in ids[1:]:
+            self.parent[self.find(other)] = self.find(ids[0])
+
+    def together(self, a: str, b: str) -> bool:
+        return self.find(a) == self.find(b)
+
+
+MERGED, REVIEW, MISSED = "merged", "review", "missed"
+
+
+def classify_pairs(pairs, merged: set[tuple[str, str]], merge_groups, review_groups,
+                   same_person) -> dict[tuple[str, str], str]:
+    """Each same-person pair: merged (decided), review (not merged, but pending review items unite
+    the two when a reviewer approves the items that name one person twice, as a careful reviewer
+    would, and rejects the rest) or missed."""
+    united = Clusters()
+    for group in merge_groups:
+        united.join(sorted(group))
+    for group in review_groups:
+        for x, y in itertools.combinations(sorted(set(group)), 2):
+            if same_person(x, y):
+                united.join([x, y])
+    return {pair: MERGED if tuple(sorted(pair)) in merged else REVIEW if united.together(*pair) else MISSED
+            for pair in pairs}
+
+
+def merged_clusters(db, settings) -> list[list[str]]:
+    """Union of every request (master + duplicates + pending members): the merge decisions taken."""
+    union = Clusters()
     for collection in ("nik_index", "demographic_index"):
         for snapshot in db.collection(settings.collection(collection)).stream():
             doc = snapshot.to_dict()
@@ -78,12 +118,10 @@ def merged_clusters(db, settings) -> list[list[str]]:
             pending = [pid for pid, m in (doc.get("members") or {}).items() if m.get("status") == "pending"]
             if pending and doc.get("master"):
                 members += [doc["master"], *pending]
-            members = [m for m in members if m]
-            for other in members[1:]:
-                parent[find(other)] = find(members[0])
+            union.join(members)
     clusters = defaultdict(list)
-    for pid in list(parent):
-        clusters[find(pid)].append(pid)
+    for pid in list(union.parent):
+        clusters[union.find(pid)].append(pid)
     return [c for c in clusters.values() if len(c) > 1]
 
 
@@ -93,6 +131,9 @@ def main(
     seed: int = typer.Option(1, "--seed"),
     workers: int = typer.Option(4, "--workers", min=1, help="events handled at once"),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="an existing generated dataset"),
+    explain: Optional[Path] = typer.Option(None, "--explain",
+                                           help="write the NIK-bearing pairs not merged, with rule and evidence "
+                                                "(JSON lines, no patient data)"),
 ):
     from tools.stack import LocalStack
 
@@ -104,7 +145,8 @@ def main(
 
         from functions.matching import match_patient
         from shared.config import get_settings
-        from shared.domain.patient import patient_facts
+        from shared.domain.matching import compare_nik_pair
+        from shared.domain.patient import member_record, patient_facts
         from shared.fhir.client import FhirClient
         from tools.dataset.generate import Params, generate
         from tools.dataset.load import load_dataset
@@ -140,8 +182,9 @@ def main(
         elapsed = time.perf_counter() - started
 
         db = firestore.Client(project=project)
-        predicted = pairs_of(merged_clusters(db, settings))
         person_of = {pid: info["person"] for pid, info in truth["patients"].items()}
+        clusters = merged_clusters(db, settings)
+        predicted = pairs_of(clusters)
         actual = pairs_of(truth["persons"].values())
         facts = {pid: patient_facts(r, settings) for pid, r in resources.items()}
         nik_duplicates = {(a, b) for a, b in actual
@@ -149,7 +192,10 @@ def main(
                           and facts[a].nik_token == facts[b].nik_token}
         true_positive = predicted & actual
         false_merges = sorted(predicted - actual)
-        reviews = Counter(s.to_dict()["reason"] for s in db.collection(settings.collection("review_items")).stream())
+        review_items = [s.to_dict() for s in db.collection(settings.collection("review_items")).stream()]
+        reviews = Counter(item["reason"] for item in review_items)
+        pending = [item["patient_ids"] for item in review_items if item.get("status") == "pending"]
+        outcome = classify_pairs(actual, predicted, clusters, pending, lambda x, y: person_of[x] == person_of[y])
         unmatched = sum(1 for s in db.collection(settings.collection("patient_keys")).stream()
                         if s.to_dict().get("status") == "unmatched")
 
@@ -165,6 +211,10 @@ def main(
         found_nik = nik_duplicates & predicted
         table.add_row("recall, NIK-bearing duplicates", f"{len(found_nik)}/{len(nik_duplicates)} = "
                       f"{len(found_nik) / max(1, len(nik_duplicates)):.4f}")
+        for label, pairs in (("all same-person pairs", actual), ("NIK-bearing duplicates", nik_duplicates)):
+            counts = Counter(outcome[p] for p in pairs)
+            table.add_row(f"{label}: merged / review / missed",
+                          f"{counts[MERGED]} / {counts[REVIEW]} / {counts[MISSED]}")
         table.add_row("false merges (pairs)", str(len(false_merges)))
         for reason, count in sorted(reviews.items()):
             table.add_row(f"review: {reason}", str(count))
@@ -174,13 +224,51 @@ def main(
                       f"{ordered[int(0.95 * (len(ordered) - 1))] * 1000:.0f}")
         table.add_row("events/s", f"{len(ids) / elapsed:.1f}")
         console.print(table)
-        missed = sorted(nik_duplicates - predicted)
         for a, b in false_merges[:20]:
             console.print(f"false merge: {a} ({truth['patients'][a]['case']}) + {b} ({truth['patients'][b]['case']})")
-        for a, b in missed[:20]:
-            console.print(f"missed NIK duplicate: {a} ({truth['patients'][a]['case']}) + {b} "
-                          f"({truth['patients'][b]['case']}) same person={person_of[a] == person_of[b]}")
+
+        not_merged = sorted(p for p in nik_duplicates if outcome[p] != MERGED)
+        if not_merged:
+            groups = {}
+            for a, _ in not_merged:
+                group = f"nik_index/{facts[a].nik_token}"
+                if group not in groups:
+                    snapshot = db.collection(settings.collection("nik_index")).document(facts[a].nik_token).get()
+                    groups[group] = snapshot.to_dict() or {}
+            explanations = [explain_pair(a, b, outcome[(a, b)], truth, facts, groups, review_items,
+                                         settings, compare_nik_pair, member_record) for a, b in not_merged]
+            rules = Counter((e["outcome"], e["pair_decision"]["rule"]) for e in explanations)
+            for (kind, rule), count in sorted(rules.items()):
+                console.print(f"NIK-bearing duplicate pairs {kind}: pair rule {rule}: {count}")
+            for e in explanations:
+                if e["outcome"] == MISSED:
+                    console.print(f"missed NIK duplicate: {e['patients'][0]} + {e['patients'][1]} "
+                                  f"statuses {e['statuses']} pair {e['pair_decision']}")
+            if explain:
+                explain.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in explanations))
+                console.print(f"explanations of {len(explanations)} pairs written to {explain}")
         publisher.stop()
+
+
+def explain_pair(a: str, b: str, outcome: str, truth: dict, facts: dict, groups: dict, review_items: list,
+                 settings, compare_nik_pair, member_record) -> dict:
+    """Why a NIK-bearing duplicate pair was not merged: ids, labels, index statuses, review reasons
+    and the pure pair decision (evidence holds scores and agree/conflict/missing, never values)."""
+    group = groups.get(f"nik_index/{facts[a].nik_token}") or {}
+    members = group.get("members") or {}
+    decision = compare_nik_pair(member_record(facts[a]), member_record(facts[b]), settings)
+    linking = sorted({item["reason"] for item in review_items
+                      if {a, b} & set(item["patient_ids"])})
+    return {
+        "patients": [a, b],
+        "cases": [truth["patients"][a]["case"], truth["patients"][b]["case"]],
+        "outcome": outcome,
+        "statuses": [[(members.get(pid) or {}).get("status"), (members.get(pid) or {}).get("reason")]
+                     for pid in (a, b)],
+        "group_master": group.get("master") or (group.get("request") or {}).get("master"),
+        "review_reasons_touching": linking,
+        "pair_decision": {"outcome": decision.outcome, **decision.evidence},
+    }
 
 
 if __name__ == "__main__":

@@ -198,6 +198,61 @@ def _reference(doc: Mapping, live: dict[str, Mapping], settings: Settings) -> st
     return select_master(live, adults, settings.source_priority) if adults else None
 
 
+def _merged_into(doc: Mapping, target: str, plan: GroupPlan) -> list[str]:
+    """NIK-bearing adult records already decided to be ``target``: its open or running request's
+    duplicates, members pending for it, members merged into it, and this plan's duplicates."""
+    members = doc.get("members") or {}
+    request = doc.get("request") or {}
+    ids = set(plan.duplicates)
+    if request.get("master") == target and request.get("status") in ("open", "running"):
+        ids.update(request.get("duplicates") or [])
+    for pid, member in members.items():
+        if (member.get("status") == "pending" and doc.get("master") == target) or (
+                member.get("status") == "merged" and member.get("replaced_by") == target):
+            ids.add(pid)
+    return sorted(pid for pid in ids - {target}
+                  if pid in members and members[pid].get("kind") == "nik" and not members[pid].get("is_baby"))
+
+
+def _match_via_duplicate(doc: Mapping, member_id: str, target: str, decision: Decision, plan: GroupPlan,
+                         settings: Settings) -> Decision | None:
+    """A record one name-threshold short of the master (same NIK, no field conflict, NIK issues
+    alike: ``name-mismatch``) that fully matches a record already merged into that master is the
+    same person: the typo is the master's ("Widodo Nagraha" master, "Widodo Nugraha" on both
+    others). The second pair passes every rule on its own; nothing weaker than a nik-match counts."""
+    members = doc.get("members") or {}
+    for via in _merged_into(doc, target, plan):
+        if via == member_id:
+            continue
+        bridge = compare_nik_pair(members[member_id], members[via], settings, **_flags(doc, member_id, via))
+        if bridge.outcome == MERGE and bridge.reason == "nik-match":
+            rule = "nik-match-via-duplicate"
+            return Decision(MERGE, rule, decision.evidence | {
+                "rule": rule, "via": {"patients": sorted((member_id, via)), **bridge.evidence}})
+    return None
+
+
+def _bridge_waiting_reviews(doc: Mapping, live: Mapping, plan: GroupPlan, considered: set[str],
+                            settings: Settings, take) -> None:
+    target = plan.master
+    while True:
+        bridged = False
+        for pid, member in sorted(live.items()):
+            if (pid in considered or pid == target or pid in plan.duplicates or member.get("is_baby")
+                    or member.get("status") != "review" or member.get("reason") != "name-mismatch"):
+                continue
+            decision = compare_nik_pair(member, live[target], settings, **_flags(doc, pid, target))
+            if decision.outcome != REVIEW or decision.reason != "name-mismatch":
+                continue
+            via = _match_via_duplicate(doc, pid, target, decision, plan, settings)
+            if via:
+                take(pid, target, via)
+                considered.add(pid)
+                bridged = True
+        if not bridged:
+            return
+
+
 def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
     """What the (already stored) incoming member means for its NIK group."""
     members = doc.get("members") or {}
@@ -238,11 +293,7 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
                  if pid != incoming and not m.get("is_baby") and m.get("status", "active") in ("active", "review")]
     else:
         pairs = []  # the master itself changed: nothing to decide
-    for member_id, target in pairs:
-        member = live[member_id]
-        if member.get("status") in ("duplicate", "pending"):
-            continue  # already on its way into this master
-        decision = compare_nik_pair(member, live[target], settings, **_flags(doc, member_id, target))
+    def take(member_id: str, target: str, decision: Decision) -> None:
         plan.decisions[member_id if target == incoming else target] = decision
         if decision.outcome == MERGE:
             plan.master = target
@@ -256,6 +307,34 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
             plan.statuses[member_id] = ("review", decision.reason)
         else:
             plan.statuses.setdefault(member_id, ("active", decision.reason))
+
+    # Pairs that only missed the name threshold wait: they may match a record already merged into
+    # the target (see ``_match_via_duplicate``), including one this plan merges.
+    near: list[tuple[str, str, Decision]] = []
+    for member_id, target in pairs:
+        member = live[member_id]
+        if member.get("status") in ("duplicate", "pending"):
+            continue  # already on its way into this master
+        decision = compare_nik_pair(member, live[target], settings, **_flags(doc, member_id, target))
+        if decision.outcome == REVIEW and decision.reason == "name-mismatch":
+            near.append((member_id, target, decision))
+        else:
+            take(member_id, target, decision)
+    near_ids = {m for m, _, _ in near}
+    while near:
+        bridged = [(m, t, via) for m, t, d in near if (via := _match_via_duplicate(doc, m, t, d, plan, settings))]
+        for member_id, target, decision in bridged:
+            take(member_id, target, decision)
+        done = {m for m, _, _ in bridged}
+        near = [item for item in near if item[0] not in done]
+        if not bridged:
+            break
+    for member_id, target, decision in near:
+        take(member_id, target, decision)
+    if plan.master:
+        # A new duplicate may bridge members left in review earlier for the same near miss; their
+        # review item stays for the record, a human rejection (do_not_match) still wins.
+        _bridge_waiting_reviews(doc, live, plan, near_ids | {incoming}, settings, take)
     if reference == incoming and incoming not in plan.statuses and not plan.master:
         plan.statuses[incoming] = ("active", None)
     if plan.master and plan.evidence:

@@ -315,3 +315,74 @@ def test_nik_name_threshold_is_lower_only_when_birthdate_and_nik_agree():
     assert decision.outcome == MERGE
     typo_b["birthDate"] = None
     assert compare_nik_pair(record(typo_a), record(typo_b), SETTINGS).reason == "name-mismatch"
+
+
+# --- a near miss of the master that matches one of its duplicates (synthetic names) -----------------
+def _master_with_typo_and_duplicate(**newcomer):
+    master = record(patient("m", name="Widodo Nagraha", phone="081234567890"), status="master")
+    dup = record(patient("d", name="Widodo Nugraha"), status="duplicate")
+    new = record(patient("n", name="WIDODO NUGRAHA", birth=None, **newcomer))
+    request = {"id": "mr-1", "status": "open", "master": "m", "duplicates": ["d"], "evidence": {}}
+    return group(("m", master), ("d", dup), ("n", new), master="m", request=request)
+
+
+def test_near_miss_of_master_merges_through_a_duplicate_it_fully_matches():
+    doc = _master_with_typo_and_duplicate()
+    plan = plan_nik_group(doc, "n", SETTINGS)
+    assert (plan.master, plan.duplicates, plan.reason) == ("m", ["n"], "nik-match")
+    pair = plan.evidence["pairs"][0]
+    assert pair["rule"] == "nik-match-via-duplicate" and pair["via"]["patients"] == ["d", "n"]
+    assert pair["via"]["rule"] == "nik-match" and "nugraha" not in repr(pair).lower()
+    # without the duplicate the same newcomer is a near miss for a human
+    del doc["members"]["d"]
+    doc["request"] = None
+    plan = plan_nik_group(doc, "n", SETTINGS)
+    assert plan.master is None and [r.reason for r in plan.reviews] == ["name-mismatch"]
+
+
+def test_bridge_never_overrides_a_conflict_or_a_human_rejection():
+    doc = _master_with_typo_and_duplicate()
+    doc["members"]["n"]["gender"] = "female"  # contradicts the NIK: not a near miss, a conflict
+    doc["members"]["n"]["nik_issues"] = ["nik-gender-mismatch"]
+    plan = plan_nik_group(doc, "n", SETTINGS)
+    assert plan.master is None and plan.reviews[0].reason == "nik-birthdate-mismatch"
+    doc = _master_with_typo_and_duplicate()
+    doc["do_not_match"] = ["m|n"]
+    plan = plan_nik_group(doc, "n", SETTINGS)
+    assert plan.master is None and plan.decisions["m"].reason == "do-not-match"
+    doc = _master_with_typo_and_duplicate()
+    doc["do_not_match"] = ["d|n"]
+    plan = plan_nik_group(doc, "n", SETTINGS)
+    assert plan.master is None and plan.reviews[0].reason == "name-mismatch"
+
+
+def test_collision_record_is_never_bridged_by_an_owner_duplicate():
+    doc = _master_with_typo_and_duplicate()
+    doc["members"]["n"] = record(patient("n", name="Agus Wijaya", birth=None))
+    plan = plan_nik_group(doc, "n", SETTINGS)
+    assert plan.master is None and plan.reviews[0].reason == "nik-conflict"
+
+
+def test_new_duplicate_bridges_a_member_waiting_in_review():
+    master = record(patient("m", name="Widodo Nagraha", phone="081234567890"), status="master")
+    waiting = record(patient("w", name="WIDODO NUGRAHA", birth=None), status="review")
+    waiting["reason"] = "name-mismatch"
+    dup = record(patient("d", name="Widodo Nugraha"))  # 92.9 against the master, birth date agrees
+    doc = group(("m", master), ("w", waiting), ("d", dup), master="m")
+    plan = plan_nik_group(doc, "d", SETTINGS)
+    assert (plan.master, plan.duplicates) == ("m", ["d", "w"])
+    assert [p["rule"] for p in plan.evidence["pairs"]] == ["nik-match", "nik-match-via-duplicate"]
+    # a human who rejected the waiting pair keeps it apart
+    doc["do_not_match"] = ["m|w"]
+    assert plan_nik_group(doc, "d", SETTINGS).duplicates == ["d"]
+
+
+def test_evaluation_counts_review_only_through_items_a_reviewer_would_approve():
+    from tools.evaluate_matching import MERGED, MISSED, REVIEW, classify_pairs
+
+    person = {"a": 1, "b": 1, "c": 1, "e": 1, "f": 1, "x": 2}.get
+    pairs = [("a", "b"), ("a", "c"), ("e", "f")]
+    outcome = classify_pairs(pairs, {("a", "b")}, [["a", "b"]], [["b", "c"], ["e", "x"], ["f", "x"]],
+                             lambda p, q: person(p) == person(q))
+    # a-c: approving b|c unites them; e-f: only through x, another person a reviewer rejects
+    assert outcome == {("a", "b"): MERGED, ("a", "c"): REVIEW, ("e", "f"): MISSED}

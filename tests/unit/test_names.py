@@ -206,3 +206,36 @@ def test_normalising_twice_changes_nothing_so_stored_normalised_names_compare_th
             assert (twice.text, twice.is_baby, twice.mother) == (once.text, once.is_baby, once.mother), raw
         assert name_similarity(normalise_name(pair.a).text, normalise_name(pair.b).text) == pytest.approx(
             name_similarity(pair.a, pair.b))
+
+
+# --- rules added from the matching evaluation's missed pairs (synthetic names) ---------------------
+@pytest.mark.parametrize("raw, expected", [
+    ("Ratna, Drs.", "ratna"), ("Wulan Sari, Ir.", "wulan sari"), ("Agus Salim, Drs. H.", "agus salim"),
+    ("Santoso, Budi", "santoso budi"),        # a name after the comma stays
+    ("Ratna Drs", "ratna drs"),               # a prefix title counts at the end only after a comma
+])
+def test_prefix_titles_written_after_a_comma_are_titles(raw, expected):
+    assert text(raw) == expected
+
+
+def test_several_pieces_form_a_title_only_when_that_title_has_several_parts():
+    assert text("H. Aji Nugroho") == "aji nugroho"          # "H." then the name Aji, not "Haji"
+    assert text("H Aji Nugroho") == "aji nugroho"
+    assert text("Budi Santoso, S. Kom.") == text("K. H. Budi Santoso") == "budi santoso"
+
+
+@pytest.mark.parametrize("a, b", [("Wahyunie", "Wahyuni"), ("Rudie Hartono", "Rudi Hartono"),
+                                  ("Liem Swie Hong", "Lim Swi Hong")])
+def test_final_dutch_ie_is_i(a, b):
+    assert text(a) == text(b)
+
+
+@pytest.mark.parametrize("a, b", [("Susilo Setyawan", "Susilo Setiawan"), ("Suryani", "Suriani"),
+                                  ("Dyah Ayu", "Diah Ayu")])
+def test_y_or_i_between_consonant_and_vowel_score_as_equal(a, b):
+    assert name_similarity(a, b) == 100.0
+
+
+def test_y_as_i_leaves_initial_y_and_typos_alone():
+    assert name_similarity("Yuli Astuti", "Juli Astuti") < 97.0      # still two names
+    assert name_similarity("Heru Cahyono", "Heru Chayono") == pytest.approx(88.5, abs=0.1)
