@@ -17,7 +17,7 @@ from shared.fhir.client import FhirClient
 from shared.services.matching import MatchingService
 from shared.services.merge import MergeDeps
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # builders call each other (matching needs the index)
 _built: dict[tuple[str, str], object] = {}
 
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
@@ -183,6 +184,8 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
         t = lap("stack start", began)
         console.rule("[bold]1. Local stack")
         console.print(stack.describe())
+        # This process talks to the emulators too (backfill, checks): the Google clients read these.
+        os.environ.update({k: stack.env[k] for k in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")})
         settings = Settings(project_id=f"district-{uuid.uuid4().hex[:8]}", fhir_base_url=stack.fhir.base_url)
         directory = keep or Path(tmp)
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +30,7 @@ from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
 from shared.config import Settings
+from tools.stack import ManagedProcess, free_port, launch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,12 +60,6 @@ RETRY_MAX_BACKOFF_S = 10
 ACK_DEADLINE_S = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def dead_letter_topic(topic: str) -> str:
     return f"{topic}-dead-letter"
 
@@ -74,9 +67,15 @@ def dead_letter_topic(topic: str) -> str:
 @dataclass
 class RunningFunction:
     spec: FunctionSpec
-    port: int
-    process: subprocess.Popen
-    log_path: Path
+    process: ManagedProcess  # started through tools.stack, so it is cleaned up like the stack's servers
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
 
     @property
     def url(self) -> str:
@@ -219,17 +218,9 @@ class LocalPipeline:
             self._subscriber.close()
             self._subscriber = None
         for running in self.functions.values():
-            if running.process.poll() is None:
-                try:
-                    os.killpg(running.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
+            running.process.terminate()
         for running in self.functions.values():
-            try:
-                running.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(running.process.pid, signal.SIGKILL)
-                running.process.wait(timeout=5)
+            running.process.stop()
         self.functions.clear()
 
     def __enter__(self) -> "LocalPipeline":
@@ -258,7 +249,7 @@ class LocalPipeline:
         while True:
             time.sleep(0.25)
             for running in self.functions.values():
-                if running.process.poll() is not None:
+                if not running.process.alive():
                     raise RuntimeError(f"function {running.spec.name} exited; see {running.log_path}")
             if on_tick:
                 on_tick()
@@ -273,7 +264,7 @@ class LocalPipeline:
 
     # --- internals -----------------------------------------------------------------------------
     def _start_function(self, spec: FunctionSpec) -> RunningFunction:
-        port = _free_port()
+        port = free_port()
         log_path = self.log_dir / f"{spec.name}.log"
         env = {
             **os.environ,
@@ -289,11 +280,7 @@ class LocalPipeline:
             "--signature-type", spec.signature,
             "--host", "127.0.0.1", "--port", str(port),
         ]
-        log_file = open(log_path, "ab")
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        log_file.close()
-        return RunningFunction(spec, port, process, log_path)
+        return RunningFunction(spec, launch(spec.name, cmd, port, log_path, cwd=REPO, env=env))
 
     def _trigger_topics(self) -> list[tuple[FunctionSpec, str]]:
         return [(spec, getattr(self.settings, spec.trigger_topic_field))
@@ -384,9 +371,9 @@ class LocalPipeline:
 def _wait_until_listening(running: RunningFunction, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running.process.poll() is not None:
+        if not running.process.alive():
             raise RuntimeError(f"{running.spec.name} failed to start; see {running.log_path}:\n"
-                               + running.log_path.read_text()[-2000:])
+                               + running.process.log_tail())
         try:
             with socket.create_connection(("127.0.0.1", running.port), timeout=0.5):
                 return

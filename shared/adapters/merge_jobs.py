@@ -1,10 +1,10 @@
 """Merge jobs and their journal in Firestore (docs/DESIGN.md, "Firestore layout").
 
 - ``merge_jobs/{job_id}`` (job_id = request_id): the request, the per-type task states, the outbox
-  flag ``finalise_published`` and the job status. Every change that others may race with is one
-  transaction over this document.
+  flag ``finalise_published`` and the job status. Hot paths (many tasks ending together) avoid
+  transactions on it: they use atomic creates of subcollection documents plus increments.
 - ``merge_jobs/{job_id}/tasks/{Type}``: a finished task's result; its existence is what makes
-  ``remaining`` count each type once.
+  ``remaining`` count each type once. ``tasks/_finalise`` is the claim of the finalise outbox.
 - ``merge_jobs/{job_id}/journal/{Type}__{id}``: one entry per resource the merge wrote, with the
   version before and after, so an unmerge can put back exactly what was there.
 """
@@ -23,6 +23,8 @@ from shared.config import Settings
 TRANSACTION_ATTEMPTS = 40
 FIRESTORE_BATCH_LIMIT = 500
 OPEN_TASK_STATES = frozenset({"pending", "failed"})
+FINALISE_MARKER = "_finalise"
+STALE_FINALISE_CLAIM_SECONDS = 60
 
 
 def _now() -> str:
@@ -118,26 +120,32 @@ class MergeJobs:
         return self._transact(job_id, change)
 
     def claim_finalise(self, job_id: str) -> bool:
-        """Outbox flag: True for exactly one caller once every task is done; that caller publishes
-        the finalise message (and calls ``release_finalise`` if publishing fails)."""
+        """Outbox: True for exactly one caller once every task is done; that caller publishes the
+        finalise message (and calls ``release_finalise`` if publishing fails).
 
-        def change(current):
-            if (current is None or current.get("finalise_published") or current.get("remaining")
-                    or current.get("status") != "running"):
-                return None, False
-            current.update(finalise_published=True, status="finalising", updated_at=_now())
-            return current, True
-
-        return self._transact(job_id, change)
+        The claim is the atomic create of ``tasks/_finalise`` (names of resource types start with a
+        capital, so it cannot clash): like the task counting, no transaction on the hot job document,
+        which the emulator and Firestore both serialise badly when many tasks end together. A claim
+        whose holder died before ``finalise_published`` was set is taken over after a minute.
+        """
+        job = self.get(job_id)
+        if job is None or job.get("remaining") or job.get("status") != "running" or job.get("finalise_published"):
+            return False
+        marker = self._ref(job_id).collection("tasks").document(FINALISE_MARKER)
+        try:
+            marker.create({"claimed_at": _now()})
+        except AlreadyExists:
+            held = marker.get().to_dict() or {}
+            claimed_at = datetime.fromisoformat(held.get("claimed_at", _now()))
+            if (datetime.now(UTC) - claimed_at).total_seconds() < STALE_FINALISE_CLAIM_SECONDS:
+                return False
+            marker.set({"claimed_at": _now(), "taken_over": True})
+        self._ref(job_id).update({"finalise_published": True, "status": "finalising", "updated_at": _now()})
+        return True
 
     def release_finalise(self, job_id: str) -> None:
-        def change(current):
-            if current is None or current.get("status") != "finalising":
-                return None, None
-            current.update(finalise_published=False, status="running", updated_at=_now())
-            return current, None
-
-        self._transact(job_id, change)
+        self._ref(job_id).update({"finalise_published": False, "status": "running", "updated_at": _now()})
+        self._ref(job_id).collection("tasks").document(FINALISE_MARKER).delete()
 
     def update(self, job_id: str, **fields: Any) -> None:
         self._ref(job_id).update({**fields, "updated_at": _now()})
