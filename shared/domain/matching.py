@@ -343,6 +343,20 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
     return plan
 
 
+def _joins_another_persons_request(doc: Mapping, target: str, incoming: str) -> bool:
+    """Whether merging ``incoming`` into ``target`` inside a demographic block would add them to an
+    open or running request of other patients (a NIK holder goes to its NIK group instead)."""
+    members = doc.get("members") or {}
+    if (members.get(target) or {}).get("nik_token") or (members.get(incoming) or {}).get("nik_token"):
+        return False
+    request = doc.get("request") or {}
+    if request.get("status") not in ("open", "running"):
+        return False
+    in_request = {request.get("master"), *(request.get("duplicates") or [])}
+    in_request |= {pid for pid, m in members.items() if m.get("status") == "pending"}
+    return target not in in_request and incoming not in in_request
+
+
 def plan_demographic_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
     """What the incoming member means for its demographic block: pairs where at least one side has
     no NIK. A single strong candidate merges; several different strong candidates go to review."""
@@ -367,6 +381,13 @@ def plan_demographic_group(doc: Mapping, incoming: str, settings: Settings) -> G
     strong_niks = {live[pid].get("nik_token") for pid, _ in strong}
     if len(strong) == 1 or (len(strong_niks) == 1 and None not in strong_niks):
         target, decision = strong[0]
+        if _joins_another_persons_request(doc, target, incoming):
+            # A block holds many people but one request: joining it would merge two persons
+            # (same name and birth date, each with a corroborated pair). A human decides.
+            plan.reviews.append(ReviewProposal(tuple(sorted((incoming, target))), "block-request-busy",
+                                               decision.evidence | {"rule": "block-request-busy"}))
+            plan.statuses[incoming] = ("review", "block-request-busy")
+            return plan
         plan.master, plan.duplicates = target, [incoming]
         plan.reason = "human-confirmed" if decision.reason == "human-confirmed" else "demographic-match"
         plan.evidence = {"pairs": [{"patients": sorted((incoming, target)), **decision.evidence}]}

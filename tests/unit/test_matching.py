@@ -386,3 +386,19 @@ def test_evaluation_counts_review_only_through_items_a_reviewer_would_approve():
                              lambda p, q: person(p) == person(q))
     # a-c: approving b|c unites them; e-f: only through x, another person a reviewer rejects
     assert outcome == {("a", "b"): MERGED, ("a", "c"): REVIEW, ("e", "f"): MISSED}
+
+
+def test_demographic_block_never_puts_two_people_in_one_request():
+    # Two people with one name and birth date, no NIK, each with a corroborated pair of records.
+    first = [record(patient(pid, nik=None, address="Dusun Kledokan RT 2")) for pid in ("a1", "a2")]
+    second = [record(patient(pid, nik=None, phone="081234567890")) for pid in ("b1", "b2")]
+    request = {"id": "mr-1", "status": "open", "master": "a1", "duplicates": ["a2"], "evidence": {}}
+    doc = group(("a1", first[0]), ("a2", first[1]), ("b1", second[0]), ("b2", second[1]),
+                master="a1", request=request)
+    plan = plan_demographic_group(doc, "b2", SETTINGS)
+    assert plan.master is None
+    assert [(r.patient_ids, r.reason) for r in plan.reviews][-1] == (("b1", "b2"), "block-request-busy")
+    # the same pair merges once the block has no other request
+    doc["request"] = None
+    plan = plan_demographic_group(doc, "b2", SETTINGS)
+    assert (plan.master, plan.duplicates) == ("b1", ["b2"])
