@@ -255,3 +255,23 @@ class PatientIndex:
             return (True, public_request(group, follow_up))
 
         return self.transact_group(group, change)[1]
+
+    def record_unmerge(self, group: str, master: str, duplicates: list[str]) -> None:
+        """Used by unmerge: a human undid this merge, so its pairs become "do not match" (the
+        automation would otherwise merge the re-activated patients straight back) and the members
+        are live again. The master keeps its golden status only if other members stay merged into it."""
+
+        def change(doc, _transaction):
+            members = doc["members"]
+            pairs = {pair_key(master, pid) for pid in duplicates}
+            doc["do_not_match"] = sorted(set(doc.get("do_not_match") or []) | pairs)
+            for pid in duplicates:
+                if pid in members:
+                    members[pid].update(status="active", active=True, replaced_by=None, golden=False)
+            still_merged = any(m.get("replaced_by") == master and m.get("status") == "merged"
+                               for pid, m in members.items() if pid not in duplicates)
+            if master in members and not still_merged:
+                members[master].update(status="active", golden=False)
+            return (True,)
+
+        self.transact_group(group, change)

@@ -461,6 +461,10 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
                 report.conflicts.append({"resource_type": entry["resource_type"], "id": entry["id"],
                                          "reason": f"status-{outcome.status}"})
 
+    # Before the patients come back to life (their change events reach matching): remember that a
+    # human undid this merge, or the automation would merge them straight back.
+    deps.index.record_unmerge(job["group"], job["master"], job["duplicates"])
+
     # Patients: the pre-merge version when untouched since, else take out exactly what was added.
     puts = []
     for entry in patients:

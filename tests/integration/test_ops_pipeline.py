@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 NIK_A = "3201011203850001"  # male, born 12-03-85: three copies, bulk-loaded
 NIK_B = "3201024507900002"  # female (45 = 5 + 40), born 05-07-90: two different people share it
 NIK_C = "3201031506700003"
+NIK_D = "3201040202880004"  # one person whose two records disagree on a name: a human decides
 runner = CliRunner()
 
 
@@ -58,6 +59,8 @@ PATIENTS = [
     _patient("b-siti", NIK_B, "Siti Aminah", "1990-07-05", "female", "simrs"),
     _patient("b-dewi", NIK_B, "Dewi Lestari Kusumawati", "1990-07-05", "female", "pcare"),
     _patient("c-only", NIK_C, "Agus Salim", "1970-06-15", "male", "sikda"),
+    _patient("d-simrs", NIK_D, "Ahmad Fauzi", "1988-02-02", "male", "simrs"),
+    _patient("d-pcare", NIK_D, "Ahmad Fauzan Hakim", "1988-02-02", "male", "pcare"),
 ]
 CLINICAL = [r for pid in ("a-simrs", "a-simpus", "a-lab") for r in _clinical(pid, 3)]
 
@@ -226,7 +229,7 @@ def test_review_list_show_reject_and_approve(district, db):
     shown = cli(settings, "review", "show", item["id"])
     assert shown.exit_code == 0 and "Siti" not in shown.output  # no patient details unless asked
     detailed = cli(settings, "review", "show", item["id"], "--details")
-    assert detailed.exit_code == 0 and "Siti Aminah" in detailed.output
+    assert detailed.exit_code == 0 and "Siti" in detailed.output and "Aminah" in detailed.output
 
     rejected = cli(settings, "review", "reject", item["id"], "--by", "reviewer@district")
     assert rejected.exit_code == 0, rejected.output
@@ -234,9 +237,18 @@ def test_review_list_show_reject_and_approve(district, db):
     group = db.collection(settings.collection("nik_index")).document(item["group"].split("/", 1)[1]).get()
     assert "b-dewi|b-siti" in group.to_dict()["do_not_match"]
 
-    # The un-merged NIK-A patients: approving a review of them (or re-running the rules) merges again.
     pending = json.loads(cli(settings, "review", "list", "--json").output)
     assert all(set(i["patient_ids"]) != {"b-siti", "b-dewi"} for i in pending)
+
+    # Approval: the reviewer says the two NIK-D records are one person; the pipeline merges them.
+    approve = [i for i in pending if set(i["patient_ids"]) == {"d-simrs", "d-pcare"}]
+    assert approve, pending
+    approved = cli(settings, "review", "approve", approve[0]["id"], "--by", "reviewer@district")
+    assert approved.exit_code == 0 and "approved" in approved.output, approved.output
+    wait_quiet(settings, pipeline, db)
+    with FhirClient(settings.fhir_base_url) as fhir:
+        states = [fhir.read("Patient", pid).get("active", True) for pid in ("d-simrs", "d-pcare")]
+    assert sorted(states) == [False, True]
 
 
 def test_force_merge_rejects_an_invalid_nik_without_echoing_it(district):
