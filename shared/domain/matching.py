@@ -253,6 +253,28 @@ def _bridge_waiting_reviews(doc: Mapping, live: Mapping, plan: GroupPlan, consid
             return
 
 
+def _match_beside_a_stranger(doc: Mapping, live: Mapping, incoming: str, reference: str, plan: GroupPlan,
+                             settings: Settings) -> None:
+    """The best record of a master-less group is someone else (a NIK typed onto the wrong person's
+    record: ``nik-conflict``). The newcomer is then compared with the group's other adults too, so
+    the NIK owner's own records still merge with each other; only full ``nik-match`` pairs count."""
+    matched = []
+    for pid, member in sorted(live.items()):
+        if pid in (incoming, reference) or member.get("is_baby") or member.get("status", "active") not in (
+                "active", "review"):
+            continue
+        decision = compare_nik_pair(live[incoming], member, settings, **_flags(doc, incoming, pid))
+        if decision.outcome == MERGE and decision.reason == "nik-match":
+            matched.append((pid, decision))
+    if not matched:
+        return
+    master = select_master(live, [incoming, *(pid for pid, _ in matched)], settings.source_priority)
+    plan.master, plan.reason = master, "nik-match"
+    plan.statuses.pop(incoming, None)
+    plan.duplicates = [pid for pid in [incoming, *(pid for pid, _ in matched)] if pid != master]
+    plan.evidence["pairs"] = [{"patients": sorted((incoming, pid)), **decision.evidence} for pid, decision in matched]
+
+
 def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
     """What the (already stored) incoming member means for its NIK group."""
     members = doc.get("members") or {}
@@ -320,6 +342,10 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
             near.append((member_id, target, decision))
         else:
             take(member_id, target, decision)
+    if (reference != incoming and not has_master and not plan.master and not near
+            and plan.decisions.get(reference) is not None and plan.decisions[reference].reason == "nik-conflict"
+            and (doc.get("request") or {}).get("status") in (None, "done")):
+        _match_beside_a_stranger(doc, live, incoming, reference, plan, settings)
     near_ids = {m for m, _, _ in near}
     while near:
         bridged = [(m, t, via) for m, t, d in near if (via := _match_via_duplicate(doc, m, t, d, plan, settings))]

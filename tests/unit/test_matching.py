@@ -402,3 +402,18 @@ def test_demographic_block_never_puts_two_people_in_one_request():
     doc["request"] = None
     plan = plan_demographic_group(doc, "b2", SETTINGS)
     assert (plan.master, plan.duplicates) == ("b1", ["b2"])
+
+
+def test_owner_records_still_merge_when_the_best_record_carries_the_nik_by_mistake():
+    # x: another person's record with this NIK mistyped, the most complete one, so the reference.
+    x = record(patient("x", name="Agus Wijaya", phone="081234567890", address="Jl. Merdeka No. 5"))
+    owner = record(patient("o"), status="review")
+    owner["reason"] = "nik-conflict"
+    owner2 = record(patient("o2", name="BUDI SANTOSO"))
+    plan = plan_nik_group(group(("x", x), ("o", owner), ("o2", owner2)), "o2", SETTINGS)
+    assert {plan.master, *plan.duplicates} == {"o", "o2"} and "x" not in plan.duplicates
+    assert [(r.patient_ids, r.reason) for r in plan.reviews] == [(("o2", "x"), "nik-conflict")]
+    # a near name is not enough beside a stranger: only a full nik-match merges
+    owner2 = record(patient("o2", name="Budi Santosa", birth=None))
+    plan = plan_nik_group(group(("x", x), ("o", owner), ("o2", owner2)), "o2", SETTINGS)
+    assert plan.master is None
