@@ -36,7 +36,7 @@ from shared.bootstrap import fhir_client, matching_service
 from shared.config import Settings
 from shared.fhir.client import FhirClient, PreconditionFailed, run_concurrently
 from shared.fhir.compartment import reference_search_plan
-from shared.fhir.references import references_any
+from shared.fhir.references import patient_id_of, references_any
 from shared.nik import NikError, normalise_nik
 from shared.services.backfill import BackfillCheckpoints, run_backfill
 from shared.services.report import build_report, work_in_progress
@@ -119,8 +119,8 @@ def check_invariants(client: FhirClient, db, settings: Settings, truth: GroundTr
     # Every finished merge has a Provenance.
     jobs = [s.to_dict() for s in db.collection(settings.collection("merge_jobs")).stream()]
     done = [j for j in jobs if j.get("status") == "done"]
-    provenance_targets = {ref["reference"].split("/")[-1] for prov in _all(client, "Provenance")
-                          for ref in prov.get("target") or [] if ref.get("reference", "").startswith("Patient/")}
+    provenance_targets = {patient_id_of(ref.get("reference", "")) for prov in _all(client, "Provenance")
+                          for ref in prov.get("target") or []}
     without = [j["job_id"] for j in done if j["master"] not in provenance_targets]
     results.append(("every merge with a Provenance", not without,
                     f"{len(done)} merges done, {len(without)} without Provenance"))
