@@ -7,34 +7,14 @@ acknowledged: redelivering it would never make it valid.
 
 from __future__ import annotations
 
-import threading
-
 import functions_framework
 
-from shared.adapters.firestore import firestore_client
-from shared.adapters.patient_index import PatientIndex
-from shared.adapters.pubsub import Publisher
-from shared.config import Settings, get_settings
-from shared.fhir.client import FhirClient
+from shared.bootstrap import matching_service
+from shared.config import get_settings
 from shared.logging import get_logger
 from shared.services.events import Ignored, MalformedEvent, parse_force_merge, parse_patient_change
-from shared.services.matching import MatchingService
 
 log = get_logger(__name__)
-
-_services: dict[str, MatchingService] = {}
-_services_lock = threading.Lock()
-
-
-def matching_service(settings: Settings) -> MatchingService:
-    """One service (and one FHIR connection pool) per process and configuration."""
-    key = settings.model_dump_json()
-    with _services_lock:
-        if key not in _services:
-            db = firestore_client(settings)
-            _services[key] = MatchingService(settings, PatientIndex(db, settings), FhirClient.from_settings(settings),
-                                             Publisher(settings), db)
-        return _services[key]
 
 
 def _message_id(data: object) -> str | None:

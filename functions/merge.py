@@ -5,37 +5,40 @@ Each parses its CloudEvent and calls one service; an exception makes Pub/Sub red
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import functions_framework
 
-from shared.adapters.firestore import firestore_client
-from shared.adapters.merge_jobs import MergeJobs
-from shared.adapters.patient_index import PatientIndex
-from shared.adapters.pubsub import Publisher
+from shared.bootstrap import merge_deps
 from shared.config import get_settings
-from shared.fhir.client import FhirClient
-from shared.services.merge import MergeDeps, decode_pubsub_message, fan_out, finalise, run_task
+from shared.logging import get_logger
+from shared.services.merge import MalformedMessage, decode_pubsub_message, fan_out, finalise, run_task
+
+log = get_logger(__name__)
 
 
-@lru_cache(maxsize=1)
-def _deps() -> MergeDeps:
-    settings = get_settings()
-    db = firestore_client(settings)
-    return MergeDeps(settings=settings, fhir=FhirClient.from_settings(settings), jobs=MergeJobs(db, settings),
-                     index=PatientIndex(db, settings), publisher=Publisher(settings))
+def _deps():
+    return merge_deps(get_settings())
+
+
+def _handle(cloud_event, required: tuple[str, ...], service) -> None:
+    try:
+        message = decode_pubsub_message(cloud_event.data, required)
+    except MalformedMessage as error:
+        message_id = ((cloud_event.data or {}).get("message") or {}).get("messageId")
+        log.warning("event_malformed", message_id=message_id, reason=str(error))
+        return
+    service(message, _deps())
 
 
 @functions_framework.cloud_event
 def merge_fanout(cloud_event):
-    fan_out(decode_pubsub_message(cloud_event.data), _deps())
+    _handle(cloud_event, ("request_id",), fan_out)
 
 
 @functions_framework.cloud_event
 def merge_worker(cloud_event):
-    run_task(decode_pubsub_message(cloud_event.data), _deps())
+    _handle(cloud_event, ("job_id", "resource_type"), run_task)
 
 
 @functions_framework.cloud_event
 def merge_finaliser(cloud_event):
-    finalise(decode_pubsub_message(cloud_event.data), _deps())
+    _handle(cloud_event, ("job_id",), finalise)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ GROUP_COLLECTIONS = ("nik_index", "demographic_index")
 # Firestore aborts a contended transaction after a lock wait; with 8+ events for one NIK arriving
 # together, a few attempts are not enough.
 TRANSACTION_ATTEMPTS = 30
+_GROUP_LOCKS = tuple(threading.Lock() for _ in range(256))
 
 
 def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
@@ -151,10 +153,13 @@ class PatientIndex:
             return result
 
         # The client retries an aborted transaction at once; two contenders then abort each other
-        # again and again (seen on the emulator). Retry here with jittered backoff instead.
+        # again and again (seen on the emulator). Retry here with jittered backoff instead. Threads of
+        # this process queue on a lock first: the transaction still guards against other instances,
+        # but contenders inside one instance no longer wait out Firestore's lock timeouts.
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                return run(self._db.transaction(max_attempts=1))
+                with _GROUP_LOCKS[hash(group) % len(_GROUP_LOCKS)]:
+                    return run(self._db.transaction(max_attempts=1))
             except (Aborted, ValueError) as error:
                 aborted = isinstance(error, Aborted) or isinstance(error.__cause__, Aborted)
                 if not aborted or attempt == TRANSACTION_ATTEMPTS - 1:

@@ -68,9 +68,19 @@ class TypeResult:
     failures: list[dict] = field(default_factory=list)
 
 
-def decode_pubsub_message(cloud_event_data: dict) -> dict:
-    """The JSON body of a Pub/Sub CloudEvent (``data.message.data``, base64)."""
-    return json.loads(base64.b64decode(cloud_event_data["message"]["data"]))
+class MalformedMessage(ValueError):
+    """A message no redelivery can make valid: logged once and acknowledged."""
+
+
+def decode_pubsub_message(cloud_event_data: dict, required: tuple[str, ...]) -> dict:
+    """The JSON body of a Pub/Sub CloudEvent (``data.message.data``, base64), with ``required`` keys."""
+    try:
+        body = json.loads(base64.b64decode(cloud_event_data["message"]["data"], validate=True))
+    except (KeyError, TypeError, ValueError) as error:
+        raise MalformedMessage(f"undecodable message ({type(error).__name__})") from None
+    if not isinstance(body, dict) or any(not isinstance(body.get(key), str) for key in required):
+        raise MalformedMessage(f"message lacks {', '.join(required)}")
+    return body
 
 
 def _now() -> str:

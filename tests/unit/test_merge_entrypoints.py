@@ -1,0 +1,37 @@
+"""Malformed merge-pipeline messages are acknowledged with one log line, never retried forever."""
+
+import base64
+import json
+
+import pytest
+from structlog.testing import capture_logs
+from cloudevents.http import CloudEvent
+
+from functions.merge import merge_fanout, merge_finaliser, merge_worker
+from shared.services.merge import MalformedMessage, decode_pubsub_message
+
+
+def event(data) -> CloudEvent:
+    return CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub/test"}, data)
+
+
+def body(payload) -> dict:
+    return {"message": {"data": base64.b64encode(json.dumps(payload).encode()).decode(), "messageId": "m1"}}
+
+
+@pytest.mark.parametrize("data", [
+    {}, {"message": {}}, {"message": {"data": "not base64!"}}, {"message": {"data": base64.b64encode(b"[1]").decode()}},
+    body({"job_id": 7}), body({"resource_type": "Observation"}),
+])
+@pytest.mark.parametrize("entry_point", [merge_fanout, merge_worker, merge_finaliser])
+def test_malformed_messages_are_acknowledged(entry_point, data):
+    with capture_logs() as logs:
+        entry_point(event(data))  # returns: Pub/Sub acks it (no Firestore or FHIR was needed)
+    assert [entry["event"] for entry in logs] == ["event_malformed"]
+
+
+def test_decode_requires_string_keys():
+    assert decode_pubsub_message(body({"job_id": "j", "resource_type": "Flag"}), ("job_id", "resource_type")) == {
+        "job_id": "j", "resource_type": "Flag"}
+    with pytest.raises(MalformedMessage):
+        decode_pubsub_message(body({"job_id": "j"}), ("job_id", "resource_type"))
