@@ -359,6 +359,16 @@ class FhirClient:
         for bundle in self.search_bundles(resource_type, params):
             yield from _bundle_resources(bundle)
 
+    def everything(self, patient_id: str, params: Params | None = None) -> Iterator[dict]:
+        """Resources of every page of ``Patient/<id>/$everything`` (the patient's compartment and
+        what it references; Google Healthcare API and HAPI have it, compartment searches they may not)."""
+        items = _param_items(params)
+        if not any(name == "_count" for name, _ in items):
+            items.append(("_count", str(self.page_size)))
+        response = self._request("GET", f"{_path('Patient', patient_id)}/$everything", params=items)
+        for bundle in self._pages(response):
+            yield from _bundle_resources(bundle)
+
     def get_path(self, path: str) -> dict:
         """GET a path relative to the base (e.g. a saved ``next_link_path``) and return its JSON;
         resumable jobs use it to continue paging from a checkpoint."""

@@ -126,6 +126,33 @@ def find_referencing(fhir: FhirClient, settings: Settings, resource_type: str, p
     return len(found), referencing
 
 
+def supports_everything(capability: dict) -> bool:
+    """Whether the server declares ``Patient/$everything`` (Google Healthcare API, HAPI do)."""
+    for rest in capability.get("rest") or []:
+        for resource in rest.get("resource") or []:
+            if resource.get("type") == "Patient" and any(
+                    (op.get("name") or "").lstrip("$") == "everything" for op in resource.get("operation") or []):
+                return True
+    return False
+
+
+def everything_referencing(deps: MergeDeps, job: dict, resource_types: Iterable[str]) -> dict[str, dict[str, dict]]:
+    """{type: {id: resource}} of ``resource_types`` that really reference a duplicate, from one
+    ``$everything`` per duplicate instead of one search per type and parameter. The patient
+    compartment is what the per-type searches cover too, so the two find the same resources."""
+    wanted = set(resource_types)
+    exclude = {job["master"], *job["duplicates"]}
+    pages = run_concurrently(lambda pid: list(deps.fhir.everything(pid)), job["duplicates"],
+                             deps.settings.fhir_concurrency)
+    found: dict[str, dict[str, dict]] = {}
+    for resource in (r for page in pages for r in page):
+        rtype = resource.get("resourceType")
+        if rtype in wanted and not (rtype == "Patient" and resource.get("id") in exclude) \
+                and references_any(resource, job["duplicates"]):
+            found.setdefault(rtype, {})[resource["id"]] = resource
+    return found
+
+
 # --- rewriting one type ----------------------------------------------------------------------------
 def _journal_entry(job_id: str, resource: dict, changes, status: str) -> dict:
     return {
@@ -221,8 +248,12 @@ def _retry_alone(deps: MergeDeps, job: dict, resource_type: str, rid: str, inten
     return status
 
 
-def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[str]) -> TypeResult:
-    """Search, rewrite, write, and search again until a search finds nothing left to rewrite."""
+def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[str], *,
+                 verify: bool = True) -> TypeResult:
+    """Search, rewrite, write, and search again until a search finds nothing left to rewrite.
+
+    ``verify=False`` (the worker) stops after a round whose writes all succeeded: the finaliser's
+    sweep searches every type again anyway, so resources created meanwhile are caught there."""
     exclude = {job["master"], *job["duplicates"]} if resource_type == "Patient" else set()
     total = TypeResult()
     for _ in range(MAX_SEARCH_ROUNDS):
@@ -235,7 +266,7 @@ def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[st
         total.rewritten += result.rewritten
         total.conflicts += result.conflicts
         total.failures += result.failures
-        if result.failures:
+        if result.failures or not verify:
             return total
     total.failures.append({"resource_type": resource_type, "id": None, "status": "still-referenced"})
     return total
@@ -264,8 +295,17 @@ def fan_out(message: dict, deps: MergeDeps) -> dict | None:
         if request is None:
             log.info("merge_request_not_claimable", request_id=request_id)
             return None
-        plan, skipped = reference_search_plan(deps.fhir.capability())
+        capability = deps.fhir.capability()
+        plan, skipped = reference_search_plan(capability)
         types = {t: {"status": "pending", "params": params} for t, params in plan.items()}
+        if supports_everything(capability):
+            # One $everything per duplicate says which types hold a reference now; only those get a
+            # task. A reference created later in another type is caught by the finaliser's sweep.
+            present = everything_referencing(deps, {"master": request["master"],
+                                                    "duplicates": list(request["duplicates"])}, plan)
+            for resource_type, task in types.items():
+                if resource_type not in present:
+                    task.update(status="done", found=0, rewritten=0, conflicts=0, via="everything")
         types.update({t: {"status": "skipped", "reason": why} for t, why in skipped.items() if "." not in t})
         job, created = deps.jobs.create({
             "job_id": request_id,
@@ -304,7 +344,7 @@ def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
         return None
     task = job["types"][resource_type]
     if job["status"] == "running" and task.get("status") in ("pending", "failed"):
-        result = rewrite_type(deps, job, resource_type, task["params"])
+        result = rewrite_type(deps, job, resource_type, task["params"], verify=False)
         status = "failed" if result.failures else "done"
         job = deps.jobs.record_task(job_id, resource_type, {
             "status": status, "found": result.found, "rewritten": result.rewritten,
@@ -369,6 +409,28 @@ def _find_provenance(deps: MergeDeps, job: dict, activity: str) -> dict | None:
     return None
 
 
+def _sweep_everything(deps: MergeDeps, job: dict, resource_types: list[str]) -> list[tuple[str, TypeResult]]:
+    """The finaliser's sweep over every type with one ``$everything`` per duplicate: rewrite what
+    still references a duplicate, and look again until nothing does."""
+    totals: dict[str, TypeResult] = {}
+    for _ in range(MAX_SEARCH_ROUNDS):
+        found = everything_referencing(deps, job, resource_types)
+        if not found:
+            return list(totals.items())
+        written = run_concurrently(lambda item: (item[0], _write_rewrites(deps, job, list(item[1].values()))),
+                                   sorted(found.items()), deps.settings.fhir_concurrency)
+        for resource_type, result in written:
+            total = totals.setdefault(resource_type, TypeResult())
+            total.found += len(found[resource_type])
+            total.rewritten += result.rewritten
+            total.conflicts += result.conflicts
+            total.failures += result.failures
+        if any(result.failures for _, result in written):
+            return list(totals.items())
+    return [*totals.items(), ("*", TypeResult(failures=[{"resource_type": None, "id": None,
+                                                          "status": "still-referenced"}]))]
+
+
 def finalise(message: dict, deps: MergeDeps) -> dict | None:
     """merge-finalise -> sweep every type again, link the patients, Provenance, index."""
     job_id = message["job_id"]
@@ -381,8 +443,11 @@ def finalise(message: dict, deps: MergeDeps) -> dict | None:
 
     # Resources created or changed while the tasks ran are caught here (and journaled).
     swept_types = [(t, task["params"]) for t, task in sorted(job["types"].items()) if task.get("status") == "done"]
-    results = run_concurrently(lambda item: (item[0], rewrite_type(deps, job, item[0], item[1])),
-                               swept_types, deps.settings.fhir_concurrency)
+    if supports_everything(deps.fhir.capability()):
+        results = _sweep_everything(deps, job, [t for t, _ in swept_types])
+    else:
+        results = run_concurrently(lambda item: (item[0], rewrite_type(deps, job, item[0], item[1])),
+                                   swept_types, deps.settings.fhir_concurrency)
     failures = [f for _, r in results for f in r.failures]
     swept = {t: r.rewritten for t, r in results if r.rewritten}
     if failures:
