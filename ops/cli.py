@@ -258,6 +258,24 @@ def preview(ctx: typer.Context, master: str, duplicates: list[str],
         _print_mapping(f"preview: {sum(counts.values())} resource(s) would change", counts)
 
 
+@app.command()
+def reconcile(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """Rewrite references that reached a duplicate after its merge finished (late data from a legacy
+    system, bulk loads). Safe to run any time; schedule it after bulk loads."""
+    from shared.bootstrap import merge_deps
+    from shared.services.reconcile import reconcile as reconcile_late
+
+    result = reconcile_late(merge_deps(_settings(ctx)))
+    summary = {"merges_checked": result.merges, "duplicates_checked": result.duplicates,
+               "rewritten": dict(result.rewritten), "failures": result.failures[:20]}
+    if as_json:
+        console.print_json(json.dumps(summary))
+    else:
+        _print_mapping("late references", summary)
+    if result.failures:
+        raise typer.Exit(1)
+
+
 # --- report ----------------------------------------------------------------------------------------
 @app.command()
 def report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):

@@ -52,6 +52,11 @@ class MergeJobs:
         snapshot = self._ref(job_id).get()
         return snapshot.to_dict() if snapshot.exists else None
 
+    def finished(self) -> list[dict]:
+        """Every merge that completed (status ``done``; unmerged ones are not)."""
+        query = self._jobs.where(filter=firestore.FieldFilter("status", "==", "done"))
+        return [snapshot.to_dict() for snapshot in query.stream()]
+
     def _transact(self, job_id: str, change: Callable[[dict | None], tuple[dict | None, Any]]) -> Any:
         """Runs ``change(current doc) -> (doc to write or None, result)`` in one transaction."""
         ref = self._ref(job_id)

@@ -257,3 +257,27 @@ def test_force_merge_rejects_an_invalid_nik_without_echoing_it(district):
     assert result.exit_code == 2
     assert "12345678" not in result.output and "1234-5678" not in result.output
     assert "not a valid NIK" in result.output
+
+
+def test_reconcile_rewrites_references_that_arrive_after_the_merge(district, db):
+    """Late data: a legacy system still sends an Observation for its own, now inactive, patient id."""
+    settings, pipeline, _ = district
+    import json
+
+    with FhirClient(settings.fhir_base_url) as fhir:
+        patients = {pid: fhir.read("Patient", pid) for pid in ("d-simrs", "d-pcare")}
+        duplicate = next(pid for pid, p in patients.items() if p.get("active") is False)
+        master = next(pid for pid in patients if pid != duplicate)
+        fhir.update({"resourceType": "Observation", "id": "obs-late", "status": "final", "code": {"text": "glucose"},
+                     "subject": {"reference": f"Patient/{duplicate}"}})
+        result = cli(settings, "reconcile", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["rewritten"] == {"Observation": 1}
+        assert fhir.read("Observation", "obs-late")["subject"] == {"reference": f"Patient/{master}"}
+        # Journaled under the merge, so an unmerge of that job puts it back too.
+        job = next(s.to_dict() for s in db.collection(settings.collection("merge_jobs")).stream()
+                   if s.to_dict()["master"] == master)
+        journal = db.collection(settings.collection("merge_jobs")).document(job["job_id"]).collection("journal")
+        assert journal.document("Observation__obs-late").get().exists
+        again = cli(settings, "reconcile", "--json")
+        assert json.loads(again.output)["rewritten"] == {}
