@@ -198,11 +198,11 @@ def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., 
 
 
 def _or_fail(action):
-    from shared.services.review import ReviewAlreadyDecided, ReviewItemNotFound
+    from shared.services.review import ReviewAlreadyDecided, ReviewItemNotFound, ReviewRefused
 
     try:
         return action()
-    except (ReviewItemNotFound, ReviewAlreadyDecided, KeyError) as error:
+    except (ReviewItemNotFound, ReviewAlreadyDecided, ReviewRefused, KeyError) as error:
         _fail(str(error).strip("'"))
 
 

@@ -330,11 +330,23 @@ class MatchingService:
         """Human-confirmed ids: recorded as confirmed pairs and merged into one master, except
         where the newborn/twin rules refuse (those never merge, whoever asks)."""
         members = doc["members"]
+        request = doc.get("request")
+        if group.startswith("demographic_index/"):
+            # A birth-date/gender block holds different people: its open request (someone else's
+            # merge) must not absorb this pair. The reviewer approves again once that merge is done.
+            if request and request.get("status") in ("open", "running") and not (
+                    set(confirmed) & {request["master"], *request["duplicates"]}):
+                outcome.refused.update({pid: "block-request-busy" for pid in confirmed})
+                return request
         pairs = set(doc.get("confirmed") or [])
         pairs.update(pair_key(a, b) for a in confirmed for b in confirmed if a < b)
         doc["confirmed"] = sorted(pairs)
         live = [pid for pid in confirmed if is_live(members.get(pid))]
-        master = doc.get("master") if is_live(members.get(doc.get("master"))) else None
+        # In a NIK group the group's master is the adult holder's master; newborns on the mother's NIK
+        # and a demographic block (different people) take a master among the confirmed records.
+        babies = any(members.get(pid, {}).get("is_baby") for pid in live)
+        master = doc.get("master") if group.startswith("nik_index/") and not babies \
+            and is_live(members.get(doc.get("master"))) else None
         if master is None:
             adults = [pid for pid in live if not members[pid].get("is_baby")] or live
             if not adults:

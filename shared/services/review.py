@@ -30,6 +30,10 @@ class ReviewAlreadyDecided(RuntimeError):
     pass
 
 
+class ReviewRefused(RuntimeError):
+    pass
+
+
 class ReviewService:
     def __init__(self, settings: Settings, db: firestore.Client, index: PatientIndex, matching: MatchingService,
                  fhir: FhirClient):
@@ -79,6 +83,10 @@ class ReviewService:
             raise ReviewAlreadyDecided(f"review item {item_id} is already {item['status']}")
         outcome = self._matching.confirm_group(item["group"], item["patient_ids"], reason="review-approved",
                                                requested_by=reviewer)
+        if set(outcome.refused) >= set(item["patient_ids"]):
+            # Nothing could be merged (e.g. the block is busy with another merge): stays pending.
+            raise ReviewRefused(f"review item {item_id} stays pending; refused by rule: "
+                                f"{sorted(set(outcome.refused.values()))}")
         self._items.document(item_id).update({
             "status": "approved", "decided_by": reviewer, "decided_at": datetime.now(UTC).isoformat(),
             "refused": outcome.refused, "published": outcome.published,
