@@ -259,13 +259,15 @@ def preview(ctx: typer.Context, master: str, duplicates: list[str],
 
 
 @app.command()
-def reconcile(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+def reconcile(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
+              full: bool = typer.Option(False, "--full", help="Also read every resource of every type, for "
+                                        "references no search parameter reaches (extensions); a batch job")):
     """Rewrite references that reached a duplicate after its merge finished (late data from a legacy
     system, bulk loads). Safe to run any time; schedule it after bulk loads."""
     from shared.bootstrap import merge_deps
     from shared.services.reconcile import reconcile as reconcile_late
 
-    result = reconcile_late(merge_deps(_settings(ctx)))
+    result = reconcile_late(merge_deps(_settings(ctx)), full=full)
     summary = {"merges_checked": result.merges, "duplicates_checked": result.duplicates,
                "rewritten": dict(result.rewritten), "failures": result.failures[:20]}
     if as_json:

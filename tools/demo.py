@@ -10,7 +10,7 @@
 5. streams the rest as live creates, then live updates of some patients;
 6. runs backfill over the whole store (what cleans the bulk-loaded part);
 7. waits until the pipeline is quiet, rewrites late references (data that reached a duplicate after its
-   merge finished, as ops' scheduled `reconcile` does), prints the report;
+   merge finished, as ops' scheduled `reconcile --full` does), prints the report;
 8. checks the invariants against the ground truth and prints precision and recall;
 9. tears everything down. Exit status 1 when an invariant fails.
 """
@@ -243,7 +243,7 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
             console.print(f"quiet after {waited:.1f} s; deliveries per function: {deliveries}"
                           + (f"; redelivered after a failure: {nacks}" if nacks else ""))
             t = lap("until quiet", t)
-            late = reconcile(merge_deps(settings))
+            late = reconcile(merge_deps(settings), full=True)
             console.print(f"late references (arrived after their merge) rewritten: {dict(late.rewritten) or 'none'}")
             pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(db, settings) > 0, timeout=600)
             dead_letters = {k: v for k, v in pipeline.dead_letter_counts().items() if v}

@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from shared.fhir.client import run_concurrently
-from shared.fhir.compartment import reference_search_plan
-from shared.fhir.references import patient_references
+from shared.fhir.compartment import AUDIT_TYPES, reference_search_plan
+from shared.fhir.references import patient_references, references_any
 from shared.logging import get_logger
 from shared.services.merge import MergeDeps, _write_rewrites, find_referencing
 
@@ -30,7 +30,16 @@ class ReconcileReport:
     failures: list[dict] = field(default_factory=list)
 
 
-def reconcile(deps: MergeDeps) -> ReconcileReport:
+def _every_type(capability: dict) -> list[str]:
+    """Every resource type the server holds, but patients and audit records."""
+    return sorted({r["type"] for rest in capability.get("rest") or [] for r in rest.get("resource") or []
+                   if r.get("type")} - AUDIT_TYPES - {"Patient"})
+
+
+def reconcile(deps: MergeDeps, *, full: bool = False) -> ReconcileReport:
+    """``full=False`` searches the Patient-compartment parameters (cheap: one search per parameter and
+    chunk of duplicates). ``full=True`` also reads every resource of every type, for references that no
+    search parameter reaches (an extension, a note's author): a batch job, like backfill."""
     report = ReconcileReport()
     owner: dict[str, dict] = {}  # duplicate id -> its finished merge job
     jobs_by_id: dict[str, dict] = {}
@@ -47,10 +56,14 @@ def reconcile(deps: MergeDeps) -> ReconcileReport:
 
     def find(item):
         resource_type, params = item
-        exclude = set(owner) | {job["master"] for job in owner.values()} if resource_type == "Patient" else set()
-        return find_referencing(deps.fhir, deps.settings, resource_type, params, duplicates, exclude)[1]
+        if full:
+            return {r["id"]: r for r in deps.fhir.search(resource_type, {"_count": str(deps.settings.fhir_page_size)})
+                    if r.get("resourceType") == resource_type and references_any(r, owner)}
+        # Masters link to their duplicates (and duplicates to masters) on purpose.
+        linked = set(owner) | {job["master"] for job in owner.values()} if resource_type == "Patient" else set()
+        return find_referencing(deps.fhir, deps.settings, resource_type, params, duplicates, linked)[1]
 
-    items = sorted(plan.items())
+    items = [(t, []) for t in _every_type(deps.fhir.capability())] if full else sorted(plan.items())
     for (resource_type, _), referencing in zip(items, run_concurrently(find, items, deps.settings.fhir_concurrency)):
         by_job: dict[str, list[dict]] = defaultdict(list)
         for resource in referencing.values():

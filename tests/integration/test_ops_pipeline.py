@@ -281,3 +281,16 @@ def test_reconcile_rewrites_references_that_arrive_after_the_merge(district, db)
         assert journal.document("Observation__obs-late").get().exists
         again = cli(settings, "reconcile", "--json")
         assert json.loads(again.output)["rewritten"] == {}
+
+        # A reference no search parameter reaches (inside an extension) needs the full scan.
+        hidden = {"resourceType": "Flag", "id": "flag-late", "status": "active", "code": {"text": "fall risk"},
+                  "subject": {"reference": "Patient/c-only"},
+                  "extension": [{"url": "https://example.org/fhir/reported-by",
+                                 "valueReference": {"reference": f"Patient/{duplicate}"}}]}
+        fhir.update(hidden)
+        assert json.loads(cli(settings, "reconcile", "--json").output)["rewritten"] == {}
+        full = cli(settings, "reconcile", "--full", "--json")
+        assert json.loads(full.output)["rewritten"] == {"Flag": 1}
+        flag = fhir.read("Flag", "flag-late")
+        assert flag["extension"][0]["valueReference"] == {"reference": f"Patient/{master}"}
+        assert flag["subject"] == {"reference": "Patient/c-only"}
