@@ -44,7 +44,8 @@ def _load_local_stack_env() -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    project: str | None = typer.Option(None, help="Google Cloud project (default: DEDUP_PROJECT_ID or the local stack)"),
+    project: str | None = typer.Option(
+        None, help="Google Cloud project (default: DEDUP_PROJECT_ID or the local stack)"),
     fhir_url: str | None = typer.Option(None, help="FHIR base URL (default: DEDUP_FHIR_BASE_URL or the local stack)"),
 ):
     _load_local_stack_env()
@@ -65,7 +66,8 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command("force-merge")
 def force_merge(
     ctx: typer.Context,
-    nik: str = typer.Argument("-", help="The NIK, or '-' to read it from standard input (keeps it out of shell history)"),
+    nik: str = typer.Argument(
+        "-", help="The NIK, or '-' to read it from standard input (keeps it out of shell history)"),
     reason: str = typer.Option(..., help="Why (kept in the audit trail)"),
     requested_by: str = typer.Option(..., "--by", help="Who asks (kept in the audit trail)"),
     patient_id: list[str] = typer.Option([], "--patient-id", help="Patient ids a human confirmed are this person"),

@@ -59,10 +59,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest):
     """The running local stack; its emulator hosts are in ``os.environ`` for the whole session."""
-    from tools.stack import LocalStack
-
     import shared.adapters.firestore as firestore_adapter
     import shared.adapters.pubsub as pubsub_adapter
+    from tools.stack import LocalStack
 
     began = time.monotonic()
     local = LocalStack().start()

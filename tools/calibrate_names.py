@@ -15,9 +15,9 @@ from __future__ import annotations
 import csv
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import typer
 from rapidfuzz import fuzz

@@ -24,10 +24,8 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional
 
 import typer
-from google.cloud import firestore
 from rich.console import Console
 from rich.table import Table
 
@@ -104,7 +102,8 @@ def check_invariants(client: FhirClient, db, settings: Settings, truth: GroundTr
     counts = dict(zip(types, run_concurrently(
         lambda t: next(client.search_bundles(t, {"_summary": "count"}))["total"], types, max_workers=8)))
     missing = {t: generated[t] - counts.get(t, 0) for t in types if counts.get(t, 0) < generated[t]}
-    results.append(("nothing deleted", not missing, f"{sum(counts.values()):,} resources, missing: {missing or 'none'}"))
+    results.append(("nothing deleted", not missing,
+                    f"{sum(counts.values()):,} resources, missing: {missing or 'none'}"))
 
     # No reference to an inactive duplicate, in any type that can reference a patient.
     referencing_types = sorted(set(plan) & set(generated) - {"Patient"})
@@ -283,7 +282,7 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
 def main(patients: int = typer.Option(600, "--patients", min=10),
          seed: int = typer.Option(1, "--seed"),
          resources_per_patient: float = typer.Option(12.0, "--resources-per-patient", min=0.0),
-         keep: Optional[Path] = typer.Option(None, "--keep", help="write the dataset and function logs here")):
+         keep: Path | None = typer.Option(None, "--keep", help="write the dataset and function logs here")):
     """Run the whole pipeline locally on a generated district and check it against the ground truth."""
     if not run_main_job(patients, seed, resources_per_patient, keep):
         console.print("[red]invariants failed")

@@ -31,7 +31,6 @@ import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -130,8 +129,8 @@ def main(
     patients: int = typer.Option(1000, "--patients"),
     seed: int = typer.Option(1, "--seed"),
     workers: int = typer.Option(4, "--workers", min=1, help="events handled at once"),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="an existing generated dataset"),
-    explain: Optional[Path] = typer.Option(None, "--explain",
+    dataset: Path | None = typer.Option(None, "--dataset", help="an existing generated dataset"),
+    explain: Path | None = typer.Option(None, "--explain",
                                            help="write the NIK-bearing pairs not merged, with rule and evidence "
                                                 "(JSON lines, no patient data)"),
 ):

@@ -27,9 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import typer
@@ -270,7 +270,8 @@ def _emulator_commands(sdk: Path, port: int) -> dict[str, list[str]]:
     if not pubsub_jars or not firestore_jar.exists():
         raise StackError(f"emulator jars not found under {sdk}/platform (install the gcloud emulator components)")
     return {
-        "firestore": [_java(), "-cp", str(firestore_jar), "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+        "firestore": [_java(), "-cp", str(firestore_jar),
+                      "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
                       "start", f"--host={HOST}", f"--port={port}"],
         "pubsub": [_java(), "-jar", str(pubsub_jars[-1]), f"--host={HOST}", f"--port={port}"],
     }
@@ -585,7 +586,7 @@ def down():
         while _pid_alive(supervisor) and time.monotonic() < deadline:
             time.sleep(0.1)
     # If the supervisor is gone but left servers (it was SIGKILLed), stop their groups.
-    for name, pid in state["pids"].items():
+    for pid in state["pids"].values():
         if _pid_alive(pid):
             _signal_group(pid, signal.SIGKILL)
     _clear_state()

@@ -4,8 +4,9 @@ Members are the index records of ``shared.domain.patient.member_record`` (plain 
 
 1. An active member already carrying the self-referencing golden tag wins: once a master, always the
    master, so a second run never moves references back and forth.
-2. Otherwise an active member before an inactive one, then the highest ``score`` (completeness: name, birthDate, gender, telecom, address, a NIK
-   consistent with birthDate/gender — one point each, see ``patient.completeness``),
+2. Otherwise an active member before an inactive one, then the highest ``score`` (completeness: name,
+   birthDate, gender, telecom, address, a NIK consistent with birthDate/gender — one point each, see
+   ``patient.completeness``),
 3. then the preferred source (``settings.source_priority``, earlier is better, unknown last),
 4. then the most recently updated (``meta.lastUpdated``),
 5. then the smallest patient id, so equal records always give the same answer in any order.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # ISO 21089 lifecycle events, the code system FHIR's Provenance activity examples use for merges.
 LIFECYCLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
@@ -188,7 +188,7 @@ def build_provenance(
     provenance = {
         "resourceType": "Provenance",
         "target": [{"reference": target}],
-        "recorded": (recorded or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        "recorded": (recorded or datetime.now(UTC)).isoformat(timespec="seconds"),
         "activity": {"coding": [{"system": LIFECYCLE_SYSTEM, "code": activity}]},
         "reason": [{"text": f"{reason} (merge job {job_id})"}],
         "agent": agents,

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -148,8 +148,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -428,7 +428,7 @@ class FhirClient:
         seen: set[str] = set()
         while True:
             yield bundle
-            link = next((l.get("url") for l in bundle.get("link") or [] if l.get("relation") == "next"), None)
+            link = next((item.get("url") for item in bundle.get("link") or [] if item.get("relation") == "next"), None)
             if not link:
                 return
             path = next_link_path(link, self.base_url)

@@ -53,7 +53,7 @@ class BackfillProgress:
         }
 
     @classmethod
-    def from_doc(cls, run_id: str, doc: dict) -> "BackfillProgress":
+    def from_doc(cls, run_id: str, doc: dict) -> BackfillProgress:
         return cls(run_id=run_id, status=doc.get("status", "running"), next_path=doc.get("next_path"),
                    pages=doc.get("pages", 0), patients=doc.get("patients", 0),
                    results=Counter(doc.get("results") or {}), requests_published=doc.get("requests_published", 0),
@@ -132,7 +132,7 @@ def run_backfill(
                     progress.reviews_proposed += len(outcome.reviews)
             progress.patients += len(patients)
             progress.pages += 1
-            link = next((l.get("url") for l in bundle.get("link") or [] if l.get("relation") == "next"), None)
+            link = next((item.get("url") for item in bundle.get("link") or [] if item.get("relation") == "next"), None)
             path = next_link_path(link, fhir.base_url) if link else None
             progress.next_path = path
             progress.status = "running" if path else "done"

@@ -9,7 +9,6 @@ import random
 import threading
 import uuid
 
-import pytest
 from cloudevents.http import CloudEvent
 
 from functions.matching import force_merge, match_patient

@@ -64,9 +64,10 @@ def test_project_isolation_reader(settings, firestore_db, topics):
 
     assert _first_project["id"] != settings.project_id
     assert not firestore_db.collection("nik_index").document("shared-key").get().exists
-    listed = {t.name for t in pubsub_v1.PublisherClient().list_topics(request={"project": f"projects/{settings.project_id}"})}
+    client = pubsub_v1.PublisherClient()
+    listed = {t.name for t in client.list_topics(request={"project": f"projects/{settings.project_id}"})}
     assert listed == {topics.path(name) for name in topics.names}
-    other = {t.name for t in pubsub_v1.PublisherClient().list_topics(request={"project": f"projects/{_first_project['id']}"})}
+    other = {t.name for t in client.list_topics(request={"project": f"projects/{_first_project['id']}"})}
     assert other and not other & listed
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings
-from shared.nik import normalise_nik, nik_consistency, parse_nik
+from shared.nik import nik_consistency, normalise_nik, parse_nik
 from tools.dataset.generate import CASE_LABELS, PHASES, Params, generate
 from tools.dataset.load import LOAD_ORDER, dataset_counts, ordered_types
 
@@ -215,7 +215,7 @@ def test_hard_cases_are_what_their_labels_say(dataset):
         assert first[0] != second[0] and first[1] == second[1]
     # same name and birth date, different people
     by_key = defaultdict(set)
-    for pid, entry in gt.items():
+    for entry in gt.values():
         if entry["case"] == "same-name-birthdate":
             person = ground["persons"][entry["person"]][0]
             canonical = patients[person][1]

@@ -7,8 +7,14 @@ import json
 
 import pytest
 
-from shared.services.events import (ForceMerge, Ignored, MalformedEvent, PatientChange, parse_force_merge,
-                                    parse_patient_change)
+from shared.services.events import (
+    ForceMerge,
+    Ignored,
+    MalformedEvent,
+    PatientChange,
+    parse_force_merge,
+    parse_patient_change,
+)
 
 NAME = "projects/p/locations/l/datasets/d/fhirStores/s/fhir/Patient/abc-1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -208,7 +208,7 @@ def test_search_skips_outcome_entries():
 
 
 def test_retry_after_parsing():
-    now = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds("7", now) == 7.0
     assert retry_after_seconds(" 0 ", now) == 0.0
     assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
@@ -366,7 +366,8 @@ def test_batch_of_updates_is_retried_after_a_dropped_connection():
 def test_batch_with_a_create_is_not_replayed_after_a_dropped_connection():
     entries = [put_entry("a", 1), {"resource": {"resourceType": "Observation"},
                                    "request": {"method": "POST", "url": "Observation"}}]
-    handler, calls = scripted(httpx.RemoteProtocolError("dropped"), httpx.Response(200, json=batch_response("200 OK", "201 Created")))
+    handler, calls = scripted(httpx.RemoteProtocolError("dropped"),
+                              httpx.Response(200, json=batch_response("200 OK", "201 Created")))
     with pytest.raises(FhirError, match="not retried"):
         make_client(handler).batch(entries)
     assert len(calls) == 1

@@ -6,8 +6,15 @@ import pytest
 
 from shared.config import Settings
 from shared.domain.master import select_master
-from shared.domain.matching import (MERGE, NO_MATCH, REVIEW, compare_demographic_pair, compare_nik_pair,
-                                    plan_demographic_group, plan_nik_group)
+from shared.domain.matching import (
+    MERGE,
+    NO_MATCH,
+    REVIEW,
+    compare_demographic_pair,
+    compare_nik_pair,
+    plan_demographic_group,
+    plan_nik_group,
+)
 from shared.domain.patient import is_newer, member_record, patient_facts
 
 SETTINGS = Settings()

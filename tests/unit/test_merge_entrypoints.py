@@ -4,8 +4,8 @@ import base64
 import json
 
 import pytest
-from structlog.testing import capture_logs
 from cloudevents.http import CloudEvent
+from structlog.testing import capture_logs
 
 from functions.merge import merge_fanout, merge_finaliser, merge_worker
 from shared.services.merge import MalformedMessage, decode_pubsub_message

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from shared.fhir.references import (
+    path_text,
     patient_id_of,
     patient_references,
-    path_text,
     references_any,
     rewrite_patient_references,
     without_meta,

@@ -24,7 +24,8 @@ def _master():
 def _dups():
     return [
         {"resourceType": "Patient", "id": "d1", "active": True, "birthDate": "1990-01-02",
-         "identifier": [{"system": NIK, "value": "3171000000000001"}, {"system": "simpus", "value": "B7", "use": "usual"}],
+         "identifier": [{"system": NIK, "value": "3171000000000001"},
+                        {"system": "simpus", "value": "B7", "use": "usual"}],
          "telecom": [{"system": "phone", "value": "0811"}, {"system": "email", "value": "a@b.c"}],
          "address": [{"city": "Bogor", "use": "home"}]},
         {"resourceType": "Patient", "id": "d2", "birthDate": "1990-01-02", "gender": "female",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import date
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -51,10 +50,10 @@ def generate_command(
 @app.command("load")
 def load_command(
     directory: Path = typer.Argument(..., exists=True, file_okay=False),
-    only: Optional[str] = typer.Option(None, "--only", help="bulk or stream (default: both, bulk first)"),
+    only: str | None = typer.Option(None, "--only", help="bulk or stream (default: both, bulk first)"),
     batch_size: int = typer.Option(100, "--batch-size", min=1),
     workers: int = typer.Option(4, "--workers", min=1, help="bundles in flight"),
-    fhir_base_url: Optional[str] = typer.Option(None, "--fhir", help="default: settings fhir_base_url"),
+    fhir_base_url: str | None = typer.Option(None, "--fhir", help="default: settings fhir_base_url"),
 ):
     """Load a dataset into the FHIR server (PUTs with the generated ids, batch bundles)."""
     settings = get_settings()

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 from shared.config import Settings
 from tools.dataset import tables as T

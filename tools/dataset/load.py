@@ -131,7 +131,8 @@ def load_dataset(directory: str | Path, client: FhirClient, *, only: str | None 
                 progress.update(overall, description=f"{phase}: {resource_type}")
                 in_flight: dict[Future, list[dict]] = {}
 
-                def settle(done: Iterable[Future]) -> None:
+                def settle(done: Iterable[Future], in_flight=in_flight, phase=phase,
+                           resource_type=resource_type) -> None:
                     for future in done:
                         batch = in_flight.pop(future)
                         result = future.result()
