@@ -34,6 +34,7 @@ from shared.fhir.client import FhirClient, FhirError, PreconditionFailed, run_co
 from shared.fhir.compartment import reference_search_plan
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.logging import get_logger
+from shared.services.events import MalformedEvent
 
 log = get_logger(__name__)
 
@@ -68,18 +69,15 @@ class TypeResult:
     failures: list[dict] = field(default_factory=list)
 
 
-class MalformedMessage(ValueError):
-    """A message no redelivery can make valid: logged once and acknowledged."""
-
-
 def decode_pubsub_message(cloud_event_data: dict, required: tuple[str, ...]) -> dict:
-    """The JSON body of a Pub/Sub CloudEvent (``data.message.data``, base64), with ``required`` keys."""
+    """The JSON body of a Pub/Sub CloudEvent (``data.message.data``, base64), with ``required`` keys;
+    ``MalformedEvent`` for a message no redelivery can make valid."""
     try:
         body = json.loads(base64.b64decode(cloud_event_data["message"]["data"], validate=True))
     except (KeyError, TypeError, ValueError) as error:
-        raise MalformedMessage(f"undecodable message ({type(error).__name__})") from None
+        raise MalformedEvent(f"undecodable-{type(error).__name__}") from None
     if not isinstance(body, dict) or any(not isinstance(body.get(key), str) for key in required):
-        raise MalformedMessage(f"message lacks {', '.join(required)}")
+        raise MalformedEvent("missing-" + "-".join(required))
     return body
 
 

@@ -8,7 +8,8 @@ from cloudevents.http import CloudEvent
 from structlog.testing import capture_logs
 
 from functions.merge import merge_fanout, merge_finaliser, merge_worker
-from shared.services.merge import MalformedMessage, decode_pubsub_message
+from shared.services.events import MalformedEvent
+from shared.services.merge import decode_pubsub_message
 
 
 def event(data) -> CloudEvent:
@@ -33,5 +34,5 @@ def test_malformed_messages_are_acknowledged(entry_point, data):
 def test_decode_requires_string_keys():
     assert decode_pubsub_message(body({"job_id": "j", "resource_type": "Flag"}), ("job_id", "resource_type")) == {
         "job_id": "j", "resource_type": "Flag"}
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(MalformedEvent):
         decode_pubsub_message(body({"job_id": "j"}), ("job_id", "resource_type"))
