@@ -10,6 +10,7 @@ import threading
 import uuid
 
 from cloudevents.http import CloudEvent
+from structlog.testing import capture_logs
 
 from functions.matching import force_merge, match_patient
 from shared.adapters.patient_index import PatientIndex
