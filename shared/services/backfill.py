@@ -122,14 +122,17 @@ def run_backfill(
                 for resource in batch:
                     change = PatientChange(resource["id"], "upsert", (resource.get("meta") or {}).get("versionId"),
                                            resource, source="backfill")
-                    outcomes.append(matching.handle_change(change))
+                    outcomes.append(matching.handle_change(change, publish=False))
                 return outcomes
 
+            touched: set[str] = set()
             for outcomes in pool.map(process, shards.values()):
                 for outcome in outcomes:
                     progress.results[outcome.result] += 1
-                    progress.requests_published += len(outcome.published)
                     progress.reviews_proposed += len(outcome.reviews)
+                    touched.update(outcome.groups)
+            # One request per group for the whole page, published once its patients are all indexed.
+            progress.requests_published += len(matching.publish_pending(touched))
             progress.patients += len(patients)
             progress.pages += 1
             link = next((item.get("url") for item in bundle.get("link") or [] if item.get("relation") == "next"), None)

@@ -86,6 +86,14 @@ class MatchingService:
         log.info("merge_request_published", request_id=request["id"], nik_token=message["nik_token"],
                  master=message["master"], duplicates=len(message["duplicates"]))
 
+    def publish_pending(self, groups) -> list[str]:
+        """Publishes every group's open request not published yet (after batch indexing)."""
+        published: list[str] = []
+        for group in sorted(set(groups)):
+            doc = self._index.read_group(group) or {}
+            self._publish_pending(group, doc.get("request"), published)
+        return published
+
     def _groups_for(self, record: dict) -> list[str]:
         groups = []
         if record["nik_token"]:
@@ -110,7 +118,9 @@ class MatchingService:
         return [p.reason for _, p in proposals]
 
     # --- a patient change ------------------------------------------------------------------
-    def handle_change(self, change: PatientChange) -> ChangeOutcome:
+    def handle_change(self, change: PatientChange, *, publish: bool = True) -> ChangeOutcome:
+        """``publish=False`` (batch callers) leaves open requests unpublished; the caller publishes
+        them once for all its patients with ``publish_pending`` so a group's request is complete."""
         keys_snapshot = self._keys_ref(change.patient_id).get()
         keys = keys_snapshot.to_dict() if keys_snapshot.exists else None
         if change.action == "delete":
@@ -118,18 +128,20 @@ class MatchingService:
         resource = change.resource
         if resource is None:
             if change.version is not None and keys and not is_newer(change.version, None, keys):
-                return self._replay(change.patient_id, keys)
+                return self._replay(change.patient_id, keys, publish)
             try:
                 resource = self._fhir.read("Patient", change.patient_id)
             except (NotFound, Gone):
                 return self.remove_patient(change.patient_id, keys)
-        return self.index_patient(resource, keys)
+        return self.index_patient(resource, keys, publish=publish)
 
-    def _replay(self, patient_id: str, keys: dict) -> ChangeOutcome:
+    def _replay(self, patient_id: str, keys: dict, publish: bool = True) -> ChangeOutcome:
         """An event no newer than the index: nothing changes, but a request left unpublished by a
         crash after its transaction is published now."""
-        outcome = ChangeOutcome(patient_id, "stale", list(keys.get("groups") or []))
-        for group in [*(keys.get("groups") or []), *(keys.get("linked") or [])]:
+        outcome = ChangeOutcome(patient_id, "stale", [*(keys.get("groups") or []), *(keys.get("linked") or [])])
+        if not publish:
+            return outcome
+        for group in outcome.groups:
             doc = self._index.read_group(group) or {}
             self._publish_pending(group, doc.get("request"), outcome.published)
         return outcome
@@ -170,12 +182,12 @@ class MatchingService:
         self._index.transact_group(group, change)
 
     def index_patient(self, resource: dict, keys: dict | None = None, *, confirmed_ids: tuple[str, ...] = (),
-                      requested_by: str = REQUESTED_BY) -> ChangeOutcome:
+                      requested_by: str = REQUESTED_BY, publish: bool = True) -> ChangeOutcome:
         facts = patient_facts(resource, self._settings)
         patient_id = facts.patient_id
         record = member_record(facts)
         groups = self._groups_for(record)
-        outcome = ChangeOutcome(patient_id, "indexed", groups)
+        outcome = ChangeOutcome(patient_id, "indexed", list(groups))
         old_groups = set((keys or {}).get("groups") or [])
         for stale_group in sorted(old_groups - set(groups)):
             self._remove_from_group(stale_group, patient_id)
@@ -189,6 +201,10 @@ class MatchingService:
                      nik_issues=list(facts.nik_issues))
         linked: list[str] = list((keys or {}).get("linked") or [])
         for group in groups:
+            if own_write and _already_recorded(self._index.read_group(group), patient_id, record):
+                # The finaliser's own write, already recorded by complete_request: no transaction, so
+                # match-patient does not contend with the finaliser on the group's document.
+                continue
             result = self._index.transact_group(
                 group, lambda doc, txn, g=group: self._apply(doc, txn, g, patient_id, record, own_write))
             changed, request, reviews, cross = result
@@ -197,13 +213,16 @@ class MatchingService:
             outcome.reviews.extend(reviews)
             if request:
                 outcome.requests.append(public_request(group, request))
-            self._publish_pending(group, request, outcome.published)
+            if publish:
+                self._publish_pending(group, request, outcome.published)
             if cross:
                 target_group, request = self._join_nik_group(*cross)
                 if target_group not in linked:
                     linked.append(target_group)
+                outcome.groups.append(target_group)
                 outcome.requests.append(public_request(target_group, request))
-                self._publish_pending(target_group, request, outcome.published)
+                if publish:
+                    self._publish_pending(target_group, request, outcome.published)
         self._keys_ref(patient_id).set({
             "groups": groups, "linked": linked, "version": facts.version, "last_updated": facts.last_updated,
             "status": "unmatched" if not groups else "indexed", "updated_at": _now(),
@@ -294,9 +313,15 @@ class MatchingService:
                         i.get("system") == system and _same_nik(i.get("value"), nik.value)
                         for i in resource.get("identifier") or []):
                     found[resource["id"]] = resource
+        # Index them all before publishing: a request published after the second patient would be
+        # claimed by the fan-out while the others are still being indexed (they would wait for a
+        # follow-up merge).
+        touched = {group}
         for patient_id, resource in sorted(found.items()):
             keys_snapshot = self._keys_ref(patient_id).get()
-            self.index_patient(resource, keys_snapshot.to_dict() if keys_snapshot.exists else None)
+            indexed = self.index_patient(resource, keys_snapshot.to_dict() if keys_snapshot.exists else None,
+                                         publish=False)
+            touched.update(indexed.groups)
             outcome.indexed += 1
         if not found:
             outcome.result = "no-patients"
@@ -305,9 +330,7 @@ class MatchingService:
             request = self._index.transact_group(
                 group, lambda doc, _txn: self._confirm(doc, group, confirmed, command, outcome))
             self._publish_pending(group, request, outcome.published)
-        else:
-            doc = self._index.read_group(group) or {}
-            self._publish_pending(group, doc.get("request"), outcome.published)
+        outcome.published.extend(self.publish_pending(touched))
         log.info("force_merge_done", nik_token=token, indexed=outcome.indexed, confirmed=len(confirmed),
                  refused=outcome.refused, published=outcome.published, requested_by=command.requested_by)
         return outcome
@@ -366,6 +389,20 @@ class MatchingService:
         if not duplicates:
             return doc.get("request")
         return add_to_request(doc, group, master, duplicates, command.reason, command.requested_by, evidence)
+
+
+_VERSION_FIELDS = ("version", "last_updated")
+
+
+def _already_recorded(doc: dict | None, patient_id: str, record: dict) -> bool:
+    """Whether the group already holds this record but for its version (a merge's own write: the
+    status the write implies was set when the merge completed)."""
+    stored = ((doc or {}).get("members") or {}).get(patient_id)
+    if not stored:
+        return False
+    expected = "merged" if record["replaced_by"] else "master"
+    return stored.get("status") == expected and all(
+        stored.get(key) == value for key, value in record.items() if key not in _VERSION_FIELDS)
 
 
 def _same_nik(value: object, nik: str) -> bool:
