@@ -194,7 +194,7 @@ class LocalPipeline:
         self._subscriber: pubsub_v1.SubscriberClient | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "LocalPipeline":
+    def start(self) -> LocalPipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for spec in FUNCTIONS:
@@ -223,7 +223,7 @@ class LocalPipeline:
             running.process.stop()
         self.functions.clear()
 
-    def __enter__(self) -> "LocalPipeline":
+    def __enter__(self) -> LocalPipeline:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -12,8 +12,7 @@ import pytest
 from shared.adapters.merge_jobs import MergeJobs
 from shared.adapters.patient_index import PatientIndex
 from shared.fhir.client import run_concurrently
-from shared.fhir.references import references_any, without_meta
-from shared.fhir.references import rewrite_patient_references
+from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.services.merge import MergeDeps, fan_out, finalise, preview, run_task, unmerge
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
@@ -387,5 +386,6 @@ def test_merge_counts_requests_and_time(extra, deps, settings, topics, fault_pro
     assert leftovers == []
     with capsys.disabled():
         print(f"\nMERGE METRICS: {len(referencing)} rewritten resources, 3 duplicates, "
-              f"{sum(t['status'] == 'done' for t in job['types'].values())} types searched: {requests} FHIR requests ({dict(by_kind)}), "
+              f"{sum(t['status'] == 'done' for t in job['types'].values())} types searched: "
+              f"{requests} FHIR requests ({dict(by_kind)}), "
               f"{seconds:.1f} s wall (8 tasks at once)")

@@ -9,7 +9,6 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -72,7 +71,8 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
     results["store"] = {"resources": sum(counts.values()), "patients": counts.get("Patient", 0),
                         "patients_in_niks": patients_in_niks, "types": len(counts)}
     console.print(f"store: {sum(counts.values()):,} resources of {len(counts)} types, {counts.get('Patient', 0):,} "
-                  f"patients; {niks} NIKs hold {patients_in_niks} patients (built in {time.perf_counter() - began:.1f} s)")
+                  f"patients; {niks} NIKs hold {patients_in_niks} patients "
+                  f"(built in {time.perf_counter() - began:.1f} s)")
     load_seconds, loaded = load_template(store, work / "template")
     console.print(f"loaded straight into the template server in {load_seconds:.1f} s ({loaded / load_seconds:,.0f}/s)")
     settings = Settings()
@@ -194,8 +194,8 @@ def compare_command(
     threads: int = typer.Option(8, help="threads per functions-framework process"),
     only: str = typer.Option("floor,report-v2,ours,report-v1", help="contenders to run, comma-separated"),
     seed: int = typer.Option(68),
-    work_dir: Optional[Path] = typer.Option(None, help="keep the store, servers' data and logs here"),
-    json_out: Optional[Path] = typer.Option(None, help="write all figures as JSON here"),
+    work_dir: Path | None = typer.Option(None, help="keep the store, servers' data and logs here"),
+    json_out: Path | None = typer.Option(None, help="write all figures as JSON here"),
 ):
     """The 68-NIK comparison: report v1 and v2, our pipeline and the floor, on the same store."""
     contenders = [c.strip() for c in only.split(",") if c.strip()]
@@ -224,7 +224,7 @@ def compare_command(
 def scale_command(
     patients: str = typer.Option("1000,10000,100000", help="store sizes (patients), comma-separated"),
     events: int = typer.Option(200, help="patient writes for the incremental-matching measurement"),
-    json_out: Optional[Path] = typer.Option(None),
+    json_out: Path | None = typer.Option(None),
 ):
     """Backfill patients/s and incremental matching events/s and p95 latency as the store grows."""
     from tools.bench.scaling import run_scaling
