@@ -204,3 +204,29 @@ def test_force_merge_indexes_from_fhir_and_honours_confirmation(settings, fhir, 
     assert messages[0]["requested_by"] == "ops@district"
     doc = group_doc(firestore_db, settings, a)
     assert "|".join(sorted((a["id"], b["id"]))) in doc["confirmed"]
+
+
+def test_approving_a_pair_in_a_busy_demographic_block_is_refused(settings, fhir, firestore_db, topics):
+    """A birth-date/gender block holds different people: its open request (one person's merge) must
+    never absorb a second pair a reviewer approves; the approval waits until that merge is done."""
+    from shared.bootstrap import matching_service
+
+    service = matching_service(settings)
+    group = "demographic_index/block-under-test"
+    request = {"id": "mr-open", "status": "open", "master": "x1", "duplicates": ["x2"], "published": True,
+               "reason": "demographic-match", "requested_by": "matching", "evidence": {}}
+
+    def seed(doc, _transaction):
+        for pid, name in (("x1", "agus salim"), ("x2", "agus salim"), ("y1", "budi hartono"), ("y2", "budi hartono")):
+            doc["members"][pid] = {"status": "duplicate" if pid == "x2" else "active", "kind": None, "name": name,
+                                   "birth_date": "1970-06-15", "gender": "male", "is_baby": False, "active": True,
+                                   "golden": False, "version": "1", "score": 3.0, "corroborators": []}
+        doc["request"] = dict(request)
+        return True
+
+    PatientIndex(firestore_db, settings).transact_group(group, seed)
+    outcome = service.confirm_group(group, ["y1", "y2"], reason="review-approved", requested_by="reviewer")
+    assert outcome.refused == {"y1": "block-request-busy", "y2": "block-request-busy"}
+    assert outcome.published == []
+    stored = PatientIndex(firestore_db, settings).read_group(group)
+    assert stored["request"]["master"] == "x1" and stored["request"]["duplicates"] == ["x2"]
