@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     topic_merge_requests: str = "merge-requests"
     topic_merge_tasks: str = "merge-tasks"
     topic_merge_finalise: str = "merge-finalise"
+    # Cloud Scheduler publishes here (infra/); the reconcile function rewrites late references.
+    topic_ops_reconcile: str = "ops-reconcile"
 
     # --- Firestore ---------------------------------------------------------------------------
     firestore_database: str = "(default)"

@@ -49,6 +49,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("merge-fanout", "merge_fanout", "cloudevent", "topic_merge_requests"),
     FunctionSpec("merge-worker", "merge_worker", "cloudevent", "topic_merge_tasks"),
     FunctionSpec("merge-finaliser", "merge_finaliser", "cloudevent", "topic_merge_finalise"),
+    FunctionSpec("reconcile", "reconcile_late_references", "cloudevent", "topic_ops_reconcile"),
     FunctionSpec("subscription-relay", "subscription_relay", "http", None),
 )
 

@@ -21,6 +21,7 @@ EXPECTED_ACCESS = {
     "merge-worker": ("${local.editor}", ["merge_finalise"], True),
     "merge-finaliser": ("${local.editor}", ["merge_requests"], True),
     "subscription-relay": (None, ["patient_changes"], False),
+    "reconcile": ("${local.editor}", [], True),
 }
 
 

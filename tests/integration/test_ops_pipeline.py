@@ -294,3 +294,12 @@ def test_reconcile_rewrites_references_that_arrive_after_the_merge(district, db)
         flag = fhir.read("Flag", "flag-late")
         assert flag["extension"][0]["valueReference"] == {"reference": f"Patient/{master}"}
         assert flag["subject"] == {"reference": "Patient/c-only"}
+
+        # The scheduled path: Cloud Scheduler publishes to ops-reconcile, the reconcile function runs.
+        from shared.adapters.pubsub import Publisher
+
+        fhir.update({"resourceType": "Observation", "id": "obs-later", "status": "final", "code": {"text": "hb"},
+                     "subject": {"reference": f"Patient/{duplicate}"}})
+        Publisher(settings).publish(settings.topic_ops_reconcile, {"full": False})
+        wait_quiet(settings, pipeline, db)
+        assert fhir.read("Observation", "obs-later")["subject"] == {"reference": f"Patient/{master}"}

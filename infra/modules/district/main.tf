@@ -12,6 +12,7 @@ locals {
     merge_requests  = "merge-requests"
     merge_tasks     = "merge-tasks"
     merge_finalise  = "merge-finalise"
+    ops_reconcile   = "ops-reconcile"
   }
 
   fhir_store_id = (
@@ -39,6 +40,7 @@ locals {
     DEDUP_TOPIC_MERGE_REQUESTS             = local.topics.merge_requests
     DEDUP_TOPIC_MERGE_TASKS                = local.topics.merge_tasks
     DEDUP_TOPIC_MERGE_FINALISE             = local.topics.merge_finalise
+    DEDUP_TOPIC_OPS_RECONCILE              = local.topics.ops_reconcile
     DEDUP_FIRESTORE_DATABASE               = var.firestore_database
     DEDUP_NAME_MATCH_THRESHOLD             = tostring(var.name_match_threshold)
     DEDUP_NAME_REVIEW_THRESHOLD            = tostring(var.name_review_threshold)
@@ -67,6 +69,8 @@ locals {
   #   rate within the store's quota. 1 GiB and 9 minutes for large compartments.
   # - merge-finaliser: updates a handful of patients per job and publishes the NIK's next request, if any.
   # - subscription-relay: only republishes notifications; many small requests.
+  # - reconcile: daily (Cloud Scheduler) sweep for references that reached a duplicate after its
+  #   merge; one at a time, long-running for a full scan.
   # trigger / publish name keys of local.topics; fhir: the function talks to the FHIR server.
   function_defaults = {
     match-patient = {
@@ -98,6 +102,12 @@ locals {
       trigger       = "merge_finalise", publish = ["merge_requests"]
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
       max_instances = 2, concurrency = 1, memory = "512Mi", timeout = 300
+    }
+    reconcile = {
+      entry_point   = "reconcile_late_references", description = "Rewrites references that reached a duplicate after its merge."
+      trigger       = "ops_reconcile", publish = []
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      max_instances = 1, concurrency = 1, memory = "1Gi", timeout = 540
     }
     subscription-relay = {
       entry_point   = "subscription_relay", description = "Republishes FHIR rest-hook notifications to patient-changes."
@@ -145,7 +155,8 @@ resource "google_project_service" "enabled" {
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
-    "run.googleapis.com", # 2nd gen functions run on Cloud Run
+    "run.googleapis.com",            # 2nd gen functions run on Cloud Run
+    "cloudscheduler.googleapis.com", # the daily reconcile
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ])
@@ -320,6 +331,28 @@ module "function" {
     google_secret_manager_secret.nik_hash_key,
     google_firestore_database.dedup,
   ]
+}
+
+# --- scheduled reconcile -----------------------------------------------------------------------------
+
+# Late references (data that reaches a duplicate after its merge finished) are rewritten daily; the
+# weekly run also reads every resource, for references no search parameter reaches.
+resource "google_cloud_scheduler_job" "reconcile" {
+  for_each = {
+    daily  = { schedule = var.reconcile_schedule, full = false }
+    weekly = { schedule = var.reconcile_full_schedule, full = true }
+  }
+  project   = var.project_id
+  region    = var.region
+  name      = "dedup-reconcile-${each.key}"
+  schedule  = each.value.schedule
+  time_zone = var.time_zone
+  pubsub_target {
+    topic_name = google_pubsub_topic.pipeline["ops_reconcile"].id
+    data       = base64encode(jsonencode({ full = each.value.full }))
+  }
+
+  depends_on = [google_project_service.enabled]
 }
 
 # --- alerting ----------------------------------------------------------------------------------------

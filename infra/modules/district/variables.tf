@@ -195,3 +195,21 @@ variable "max_delivery_attempts" {
   type        = number
   default     = 10
 }
+
+variable "reconcile_schedule" {
+  description = "Cron schedule of the daily reconcile (late references, by search parameters)."
+  type        = string
+  default     = "30 2 * * *"
+}
+
+variable "reconcile_full_schedule" {
+  description = "Cron schedule of the weekly full reconcile (reads every resource)."
+  type        = string
+  default     = "0 3 * * 0"
+}
+
+variable "time_zone" {
+  description = "Time zone of the schedules (WIB for most districts; WITA/WIT where it applies)."
+  type        = string
+  default     = "Asia/Jakarta"
+}
