@@ -303,3 +303,33 @@ def test_reconcile_rewrites_references_that_arrive_after_the_merge(district, db)
         Publisher(settings).publish(settings.topic_ops_reconcile, {"full": False})
         wait_quiet(settings, pipeline, db)
         assert fhir.read("Observation", "obs-later")["subject"] == {"reference": f"Patient/{master}"}
+
+
+def test_healthcare_api_notifications_and_relayed_ones_together_merge_once(district, db):
+    """Both production paths at once: the rest-hook relay and Healthcare-API-style notifications
+    (NameOnly, resource name as data) for the same two new records; one merge, not two."""
+    settings, pipeline, _ = district
+    import base64
+
+    from google.cloud import pubsub_v1
+
+    nik = "3201051010750005"
+    pair = [_patient("e-simrs", nik, "Hendra Gunawan", "1975-10-10", "male", "simrs"),
+            _patient("e-lab", nik, "HENDRA GUNAWAN", "1975-10-10", "male", "lab")]
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(settings.project_id, settings.topic_patient_changes)
+    store = "projects/district/locations/asia-southeast2/datasets/dinkes/fhirStores/main"
+    with FhirClient(settings.fhir_base_url) as fhir:
+        for patient in pair:
+            fhir.update(patient)  # the Subscription relays this one
+            publisher.publish(topic, f"{store}/fhir/Patient/{patient['id']}".encode(), action="CreateResource",
+                              resourceType="Patient", payloadType="NameOnly", storeName=store).result(timeout=30)
+        publisher.publish(topic, base64.b64encode(b"not a resource name"), action="CreateResource",
+                          resourceType="Patient").result(timeout=30)  # malformed: acked, never dead-lettered
+        wait_quiet(settings, pipeline, db)
+        states = sorted(fhir.read("Patient", p["id"]).get("active", True) for p in pair)
+    assert states == [False, True]
+    jobs = [s.to_dict() for s in db.collection(settings.collection("merge_jobs")).stream()
+            if {s.to_dict()["master"], *s.to_dict()["duplicates"]} == {"e-simrs", "e-lab"}]
+    assert len(jobs) == 1 and jobs[0]["status"] == "done"
+    assert not any(pipeline.dead_letter_counts().values())
