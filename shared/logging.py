@@ -53,6 +53,13 @@ def configure_logging(level: int = logging.INFO) -> None:
     _configured = True
 
 
+def set_level(level: int) -> None:
+    """Only ``level`` and above from now on (tools that run services in-process and print their own
+    progress use WARNING, so the newcomer's screen is not flooded with JSON lines)."""
+    configure_logging()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+
+
 def get_logger(name: str):
     configure_logging()
     return structlog.get_logger(name)

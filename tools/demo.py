@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
@@ -36,6 +37,7 @@ from shared.config import Settings
 from shared.fhir.client import FhirClient, PreconditionFailed, run_concurrently
 from shared.fhir.compartment import reference_search_plan
 from shared.fhir.references import patient_id_of, references_any
+from shared.logging import set_level
 from shared.nik import NikError, normalise_nik
 from shared.services.backfill import BackfillCheckpoints, run_backfill
 from shared.services.reconcile import reconcile
@@ -284,6 +286,7 @@ def main(patients: int = typer.Option(600, "--patients", min=10),
          resources_per_patient: float = typer.Option(12.0, "--resources-per-patient", min=0.0),
          keep: Path | None = typer.Option(None, "--keep", help="write the dataset and function logs here")):
     """Run the whole pipeline locally on a generated district and check it against the ground truth."""
+    set_level(logging.WARNING)  # the functions log to their own files; this screen shows progress
     if not run_main_job(patients, seed, resources_per_patient, keep):
         console.print("[red]invariants failed")
         raise typer.Exit(1)
