@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     fhir_page_size: int = 500
     fhir_concurrency: int = 16
     merge_batch_size: int = 100
+    # Backfill and full scans page in this order. The default server order is often _lastUpdated, and
+    # merges update patients while a backfill pages: offset-paged servers then skip records. "" = the
+    # server's order (a server that rejects _sort=_id; cursor-paged servers such as the Healthcare API).
+    scan_sort: str = "_id"
 
     def collection(self, name: str) -> str:
         return f"{self.collection_prefix}{name}"

@@ -104,7 +104,8 @@ def run_backfill(
     progress = checkpoints.load(run_id) or BackfillProgress(run_id=run_id)
     if progress.status == "done":
         return progress
-    path = progress.next_path or f"Patient?_count={page_size}"
+    sort = f"&_sort={settings.scan_sort}" if settings.scan_sort else ""
+    path = progress.next_path or f"Patient?_count={page_size}{sort}"
     started = time.monotonic() - progress.seconds
     pages_this_call = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:

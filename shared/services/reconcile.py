@@ -57,7 +57,10 @@ def reconcile(deps: MergeDeps, *, full: bool = False) -> ReconcileReport:
     def find(item):
         resource_type, params = item
         if full:
-            return {r["id"]: r for r in deps.fhir.search(resource_type, {"_count": str(deps.settings.fhir_page_size)})
+            params = {"_count": str(deps.settings.fhir_page_size)}
+            if deps.settings.scan_sort:
+                params["_sort"] = deps.settings.scan_sort
+            return {r["id"]: r for r in deps.fhir.search(resource_type, params)
                     if r.get("resourceType") == resource_type and references_any(r, owner)}
         # Masters link to their duplicates (and duplicates to masters) on purpose.
         linked = set(owner) | {job["master"] for job in owner.values()} if resource_type == "Patient" else set()
