@@ -147,7 +147,10 @@ def check_invariants(client: FhirClient, db, settings: Settings, truth: GroundTr
                     pass
     nik_pairs = {pair for pair in true_pairs if pair[0] in nik_of and nik_of.get(pair[0]) == nik_of.get(pair[1])}
     false_merges = {pair for pair in predicted if person_of.get(pair[0]) != person_of.get(pair[1])}
-    results.append(("no false merge", not false_merges, f"{len(false_merges)} pair(s) of different people merged"))
+    cases = Counter("/".join(sorted((truth.patients[a].case, truth.patients[b].case))) for a, b in false_merges)
+    detail = f"; ground-truth cases: {dict(cases)}; pairs: {sorted(false_merges)[:5]}" if false_merges else ""
+    results.append(("no false merge", not false_merges,
+                    f"{len(false_merges)} pair(s) of different people merged{detail}"))
 
     # No active duplicates for a NIK, unless a human was asked to look at them.
     review_pairs = set()
