@@ -167,7 +167,7 @@ def _journal_entry(job_id: str, resource: dict, changes, status: str) -> dict:
     }
 
 
-def _write_rewrites(deps: MergeDeps, job: dict, resources: list[dict]) -> TypeResult:
+def write_rewrites(deps: MergeDeps, job: dict, resources: list[dict]) -> TypeResult:
     """Rewrites and writes ``resources`` (all referencing a duplicate) with batch bundles."""
     job_id, master, duplicates = job["job_id"], job["master"], job["duplicates"]
     replacements = {d: master for d in duplicates}
@@ -260,7 +260,7 @@ def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[st
         total.found += found
         if not referencing:
             return total
-        result = _write_rewrites(deps, job, list(referencing.values()))
+        result = write_rewrites(deps, job, list(referencing.values()))
         total.rewritten += result.rewritten
         total.conflicts += result.conflicts
         total.failures += result.failures
@@ -415,7 +415,7 @@ def _sweep_everything(deps: MergeDeps, job: dict, resource_types: list[str]) -> 
         found = everything_referencing(deps, job, resource_types)
         if not found:
             return list(totals.items())
-        written = run_concurrently(lambda item: (item[0], _write_rewrites(deps, job, list(item[1].values()))),
+        written = run_concurrently(lambda item: (item[0], write_rewrites(deps, job, list(item[1].values()))),
                                    sorted(found.items()), deps.settings.fhir_concurrency)
         for resource_type, result in written:
             total = totals.setdefault(resource_type, TypeResult())

@@ -17,7 +17,7 @@ from shared.fhir.client import run_concurrently
 from shared.fhir.compartment import AUDIT_TYPES, reference_search_plan
 from shared.fhir.references import patient_references, references_any
 from shared.logging import get_logger
-from shared.services.merge import MergeDeps, _write_rewrites, find_referencing
+from shared.services.merge import MergeDeps, find_referencing, write_rewrites
 
 log = get_logger(__name__)
 
@@ -75,7 +75,7 @@ def reconcile(deps: MergeDeps, *, full: bool = False) -> ReconcileReport:
             for job_id in sorted({owner[pid]["job_id"] for _, pid in patient_references(resource) if pid in owner}):
                 by_job[job_id].append(resource)
         for job_id, resources in by_job.items():
-            result = _write_rewrites(deps, jobs_by_id[job_id], resources)
+            result = write_rewrites(deps, jobs_by_id[job_id], resources)
             report.rewritten[resource_type] += result.rewritten
             report.failures.extend(result.failures)
     log.info("reconcile_done", merges=report.merges, duplicates=report.duplicates,
