@@ -59,6 +59,10 @@ MAX_DELIVERY_ATTEMPTS = 10
 RETRY_MIN_BACKOFF_S = 1
 RETRY_MAX_BACKOFF_S = 10
 ACK_DEADLINE_S = 300
+# Pause after an empty pull, doubling while the subscription stays empty (at most the maximum:
+# the extra delay a message arriving at an idle subscription can see).
+EMPTY_PULL_PAUSE_S = 0.05
+MAX_EMPTY_PULL_PAUSE_S = 0.4
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -89,6 +93,8 @@ class DeliveryStats:
     acked: int = 0
     nacked: int = 0
     in_flight: int = 0
+    pulls: int = 0
+    empty_pulls: int = 0
     last_activity: float = field(default_factory=time.monotonic)
 
 
@@ -118,6 +124,7 @@ class _DeliveryLoop:
         self._http.close()
 
     def _run(self) -> None:
+        idle_pause = EMPTY_PULL_PAUSE_S
         while not self._stop.is_set():
             free = 0
             while self._slots.acquire(blocking=False):
@@ -133,9 +140,16 @@ class _DeliveryLoop:
                 received = []
             for _ in range(free - len(received)):
                 self._slots.release()
+            with self._lock:
+                self._stats.pulls += 1
+                self._stats.empty_pulls += not received
             if not received:
-                time.sleep(0.05)
+                # The emulator answers an empty pull at once: back off so idle subscriptions do not
+                # spin (they cost the emulator and this process CPU the functions need).
+                time.sleep(idle_pause)
+                idle_pause = min(idle_pause * 2, MAX_EMPTY_PULL_PAUSE_S)
                 continue
+            idle_pause = EMPTY_PULL_PAUSE_S
             with self._lock:
                 self._stats.in_flight += len(received)
                 self._stats.last_activity = time.monotonic()

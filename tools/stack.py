@@ -264,16 +264,23 @@ def _java() -> str:
     return java
 
 
+# The emulators' JVMs compile with C1 only. On a 2-core machine the C2 compiler's threads compete
+# with everything else for the whole of a short run: C1-only cut the Firestore emulator's CPU for
+# the same work by more than half (43.8 -> 18.7 CPU-s for 1,600 merge-task-shaped iterations),
+# and its wall time too. Production uses the managed services, so this only shapes local runs.
+EMULATOR_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1",)
+
+
 def _emulator_commands(sdk: Path, port: int) -> dict[str, list[str]]:
     pubsub_jars = sorted((sdk / "platform" / "pubsub-emulator" / "lib").glob("cloud-pubsub-emulator-*-all.jar"))
     firestore_jar = sdk / "platform" / "cloud-firestore-emulator" / "cloud-firestore-emulator.jar"
     if not pubsub_jars or not firestore_jar.exists():
         raise StackError(f"emulator jars not found under {sdk}/platform (install the gcloud emulator components)")
     return {
-        "firestore": [_java(), "-cp", str(firestore_jar),
+        "firestore": [_java(), *EMULATOR_JVM_OPTIONS, "-cp", str(firestore_jar),
                       "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
                       "start", f"--host={HOST}", f"--port={port}"],
-        "pubsub": [_java(), "-jar", str(pubsub_jars[-1]), f"--host={HOST}", f"--port={port}"],
+        "pubsub": [_java(), *EMULATOR_JVM_OPTIONS, "-jar", str(pubsub_jars[-1]), f"--host={HOST}", f"--port={port}"],
     }
 
 

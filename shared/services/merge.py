@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +46,14 @@ MAX_SEARCH_ROUNDS = 5
 MAX_ENTRY_ATTEMPTS = 5
 # Duplicates per search value, to keep URLs short.
 SEARCH_CHUNK = 20
+# Resource ids per ``_id`` search when a task names the resources to rewrite.
+ID_CHUNK = 50
+# A task message names at most this many resources (~60 KB); a type with more is searched instead.
+MAX_TASK_IDS = 1500
 BATCHES_IN_FLIGHT = 4
+# A worker reads only these fields of its job (plus its own type's entry).
+TASK_JOB_FIELDS = ("job_id", "master", "duplicates", "status", "remaining", "finalise_published")
+RESOURCE_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
 class MergeTaskFailed(RuntimeError):
@@ -67,6 +75,8 @@ class TypeResult:
     rewritten: int = 0
     conflicts: int = 0
     failures: list[dict] = field(default_factory=list)
+    # Completed journal entries the caller commits itself (the worker, with the task's result).
+    journal_done: list[dict] = field(default_factory=list)
 
 
 def decode_pubsub_message(cloud_event_data: dict, required: tuple[str, ...]) -> dict:
@@ -124,6 +134,18 @@ def find_referencing(fhir: FhirClient, settings: Settings, resource_type: str, p
     return len(found), referencing
 
 
+def find_listed(fhir: FhirClient, settings: Settings, resource_type: str, resource_ids: list[str],
+                patient_ids: list[str]) -> tuple[int, dict[str, dict]]:
+    """Like ``find_referencing``, for resources known by id (the fan-out's ``$everything`` named
+    them): one ``_id`` search per chunk, read fresh so the writes carry current versions."""
+    found: dict[str, dict] = {}
+    for chunk in _chunks(sorted(set(resource_ids)), ID_CHUNK):
+        for resource in fhir.search(resource_type, [("_id", ",".join(chunk)), ("_count", str(len(chunk)))]):
+            if resource.get("resourceType") == resource_type and resource.get("id") in chunk:
+                found[resource["id"]] = resource
+    return len(found), {rid: r for rid, r in found.items() if references_any(r, patient_ids)}
+
+
 def supports_everything(capability: dict) -> bool:
     """Whether the server declares ``Patient/$everything`` (Google Healthcare API, HAPI do)."""
     for rest in capability.get("rest") or []:
@@ -167,8 +189,10 @@ def _journal_entry(job_id: str, resource: dict, changes, status: str) -> dict:
     }
 
 
-def write_rewrites(deps: MergeDeps, job: dict, resources: list[dict]) -> TypeResult:
-    """Rewrites and writes ``resources`` (all referencing a duplicate) with batch bundles."""
+def write_rewrites(deps: MergeDeps, job: dict, resources: list[dict], *, defer_journal: bool = False) -> TypeResult:
+    """Rewrites and writes ``resources`` (all referencing a duplicate) with batch bundles.
+    ``defer_journal``: the completed journal entries are returned in ``journal_done`` instead of
+    written (the pending entries are always written before the FHIR writes)."""
     job_id, master, duplicates = job["job_id"], job["master"], job["duplicates"]
     replacements = {d: master for d in duplicates}
     result = TypeResult()
@@ -194,7 +218,9 @@ def write_rewrites(deps: MergeDeps, job: dict, resources: list[dict]) -> TypeRes
                                   "version_after": after, "status": "done"})
             else:
                 retry[rid] = outcome.status
-    if completed:
+    if defer_journal:
+        result.journal_done = completed
+    elif completed:
         deps.jobs.journal_put(job_id, completed, merge=True)
     result.rewritten += len(completed)
 
@@ -247,20 +273,28 @@ def _retry_alone(deps: MergeDeps, job: dict, resource_type: str, rid: str, inten
 
 
 def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[str], *,
-                 verify: bool = True) -> TypeResult:
+                 verify: bool = True, listed: list[str] | None = None, defer_journal: bool = False) -> TypeResult:
     """Search, rewrite, write, and search again until a search finds nothing left to rewrite.
 
     ``verify=False`` (the worker) stops after a round whose writes all succeeded: the finaliser's
-    sweep searches every type again anyway, so resources created meanwhile are caught there."""
+    sweep searches every type again anyway, so resources created meanwhile are caught there.
+    ``listed``: the ids the fan-out found referencing a duplicate; the first round reads just
+    those by ``_id`` instead of searching by reference."""
     exclude = {job["master"], *job["duplicates"]} if resource_type == "Patient" else set()
     total = TypeResult()
     for _ in range(MAX_SEARCH_ROUNDS):
-        found, referencing = find_referencing(deps.fhir, deps.settings, resource_type, params,
-                                              job["duplicates"], exclude)
+        if listed is not None:
+            found, referencing = find_listed(deps.fhir, deps.settings, resource_type,
+                                             [rid for rid in listed if rid not in exclude], job["duplicates"])
+            listed = None
+        else:
+            found, referencing = find_referencing(deps.fhir, deps.settings, resource_type, params,
+                                                  job["duplicates"], exclude)
         total.found += found
         if not referencing:
             return total
-        result = write_rewrites(deps, job, list(referencing.values()))
+        result = write_rewrites(deps, job, list(referencing.values()), defer_journal=defer_journal)
+        total.journal_done += result.journal_done
         total.rewritten += result.rewritten
         total.conflicts += result.conflicts
         total.failures += result.failures
@@ -288,6 +322,7 @@ def fan_out(message: dict, deps: MergeDeps) -> dict | None:
     request_id = message["request_id"]
     group = message.get("group") or f"nik_index/{message['nik_token']}"
     job = deps.jobs.get(request_id)
+    present: dict[str, dict[str, dict]] = {}
     if job is None:
         request = deps.index.claim_request(group, request_id)
         if request is None:
@@ -325,8 +360,11 @@ def fan_out(message: dict, deps: MergeDeps) -> dict | None:
         return job
     for resource_type, task in sorted(job["types"].items()):
         if task.get("status") in ("pending", "failed"):
-            deps.publisher.publish(deps.settings.topic_merge_tasks,
-                                   {"job_id": request_id, "resource_type": resource_type})
+            message = {"job_id": request_id, "resource_type": resource_type}
+            listed = present.get(resource_type)
+            if listed and len(listed) <= MAX_TASK_IDS:
+                message["ids"] = sorted(listed)   # the worker reads these instead of searching
+            deps.publisher.publish(deps.settings.topic_merge_tasks, message)
     if not job.get("remaining"):
         _publish_finalise_once(deps, request_id)
     return job
@@ -336,17 +374,24 @@ def fan_out(message: dict, deps: MergeDeps) -> dict | None:
 def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
     """merge-tasks -> rewrite every reference to a duplicate in one resource type."""
     job_id, resource_type = message["job_id"], message["resource_type"]
-    job = deps.jobs.get(job_id)
-    if job is None or resource_type not in job["types"]:
+    # Only this task's entry of the job: the whole document is large (every type) and slow to decode.
+    job = deps.jobs.get(job_id, [*TASK_JOB_FIELDS, f"types.{resource_type}"]) \
+        if RESOURCE_TYPE_NAME.fullmatch(str(resource_type)) else None
+    if job is None or resource_type not in (job.get("types") or {}):
         log.warning("merge_task_unknown", job_id=job_id, resource_type=resource_type)
         return None
     task = job["types"][resource_type]
     if job["status"] == "running" and task.get("status") in ("pending", "failed"):
-        result = rewrite_type(deps, job, resource_type, task["params"], verify=False)
+        listed = message.get("ids")
+        if not (isinstance(listed, list) and all(isinstance(i, str) for i in listed)):
+            listed = None
+        result = rewrite_type(deps, job, resource_type, task["params"], verify=False, listed=listed,
+                              defer_journal=True)
         status = "failed" if result.failures else "done"
-        job = deps.jobs.record_task(job_id, resource_type, {
+        remaining = deps.jobs.record_task(job_id, resource_type, {
             "status": status, "found": result.found, "rewritten": result.rewritten,
-            "conflicts": result.conflicts, "failures": result.failures[:100], "finished_at": _now()})
+            "conflicts": result.conflicts, "failures": result.failures[:100], "finished_at": _now()},
+            previous=task, journal_done=result.journal_done)
         log.info("merge_task_finished", job_id=job_id, resource_type=resource_type, status=status,
                  rewritten=result.rewritten, conflicts=result.conflicts, failures=len(result.failures))
         if result.failures:
@@ -354,9 +399,11 @@ def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
                                   f"could not be rewritten (see the job document)")
     else:
         result = None
-    # Also on a redelivery of a done task: the first delivery may have crashed before publishing.
-    if job["status"] == "running" and not job.get("remaining") and not job.get("finalise_published"):
-        _publish_finalise_once(deps, job_id)
+        # A redelivery of a done task: the first delivery may have crashed before publishing.
+        remaining = job.get("remaining") if job["status"] == "running" and not job.get("finalise_published") \
+            else None
+    if remaining is not None and remaining <= 0:
+        _publish_finalise_once(deps, job_id)   # re-checks the job, so exactly one caller publishes
     return result
 
 
@@ -458,8 +505,7 @@ def finalise(message: dict, deps: MergeDeps) -> dict | None:
     if not job.get("provenance_id"):
         provenance = _find_provenance(deps, job, "merge")
         if provenance is None:
-            before = {e["id"]: e["version_before"] for e in deps.jobs.journal_entries(job_id)
-                      if e.get("kind") == "patient"}
+            before = {e["id"]: e["version_before"] for e in deps.jobs.journal_entries(job_id, kind="patient")}
             master = deps.fhir.read("Patient", job["master"])
             duplicate_versions = {d: before.get(d) or _version(deps.fhir.read("Patient", d))
                                   for d in job["duplicates"]}

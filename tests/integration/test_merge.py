@@ -389,3 +389,33 @@ def test_merge_counts_requests_and_time(extra, deps, settings, topics, fault_pro
               f"{sum(t['status'] == 'done' for t in job['types'].values())} types searched: "
               f"{requests} FHIR requests ({dict(by_kind)}), "
               f"{seconds:.1f} s wall (8 tasks at once)")
+
+
+def test_task_results_count_once_and_return_what_remains(deps):
+    """A task that failed once and then succeeded keeps both attempts' counts; its completed journal
+    entries land with its result; a duplicate delivery changes nothing; the commit itself says how
+    many tasks remain, and the last one reports zero."""
+    jobs, job_id = deps.jobs, f"job-{uuid.uuid4().hex[:10]}"
+    jobs.create({"job_id": job_id, "status": "running", "master": "m", "duplicates": ["d"],
+                 "types": {"Observation": {"status": "pending", "params": ["subject"]},
+                           "Encounter": {"status": "pending", "params": ["patient"]},
+                           "Flag": {"status": "done", "via": "everything"}}})
+    assert jobs.get(job_id)["remaining"] == 2
+
+    assert jobs.record_task(job_id, "Observation", {"status": "failed", "rewritten": 3, "found": 4,
+                                                    "conflicts": 1, "failures": [{"id": "o9"}]}) is None
+    previous = jobs.get(job_id, ["types.Observation"])["types"]["Observation"]
+    done = {"resource_type": "Observation", "id": "o1", "version_after": "2", "status": "done"}
+    assert jobs.record_task(job_id, "Observation", {"status": "done", "rewritten": 1, "found": 1, "conflicts": 0,
+                                                    "failures": []}, previous=previous, journal_done=[done]) == 1
+    # a second delivery of the same task: counted once, nothing about the remaining count is claimed
+    assert jobs.record_task(job_id, "Observation", {"status": "done", "rewritten": 0, "found": 0, "conflicts": 0,
+                                                    "failures": []}, previous=previous) is None
+    job = jobs.get(job_id)
+    assert job["remaining"] == 1
+    assert {k: job["types"]["Observation"][k] for k in ("status", "rewritten", "found", "conflicts", "failures")} == \
+        {"status": "done", "rewritten": 4, "found": 5, "conflicts": 1, "failures": []}
+    assert [e for e in jobs.journal_entries(job_id) if e["id"] == "o1"] == [done]
+    assert jobs.record_task(job_id, "Encounter", {"status": "done", "rewritten": 0, "found": 0, "conflicts": 0,
+                                                  "failures": []}, previous={"status": "pending"}) == 0
+    assert jobs.get(job_id, ["status", "remaining"]) == {"status": "running", "remaining": 0}

@@ -17,7 +17,7 @@ from rich.table import Table
 from shared.config import Settings
 from shared.fhir.client import FhirClient
 from tools.bench.check import check_state
-from tools.bench.contenders import ReportDeduplicator, job_profile, report_types, run_pipeline
+from tools.bench.contenders import ReportDeduplicator, job_profile, job_timeline, report_types, run_pipeline
 from tools.bench.dataset import BenchStore, build_store, clone_server, load_template
 from tools.bench.floor import planned_writes, run_floor
 from tools.fault_proxy import FaultProxy
@@ -36,9 +36,16 @@ def request_kind(method: str, path: str, base_path: str) -> str:
     return {"PUT": "update", "DELETE": "delete"}.get(method, method.lower())
 
 
-def proxy_counts(proxy: FaultProxy) -> Counter:
+def proxy_counts(proxy: FaultProxy) -> tuple[Counter, dict[str, float]]:
+    """Requests by kind, and the server's time by kind (seconds, without the added latency)."""
     base_path = "/" + proxy.base_url.split("/", 3)[3] if proxy.base_url.count("/") >= 3 else ""
-    return Counter(request_kind(r.method, r.path, base_path) for r in list(proxy.requests))
+    counts: Counter = Counter()
+    server_seconds: dict[str, float] = {}
+    for r in list(proxy.requests):
+        kind = request_kind(r.method, r.path, base_path)
+        counts[kind] += 1
+        server_seconds[kind] = server_seconds.get(kind, 0.0) + r.upstream_seconds
+    return counts, {k: round(v, 1) for k, v in server_seconds.items()}
 
 
 def _emulator_env(stack) -> dict[str, str]:
@@ -64,8 +71,16 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
                                   "jitter_s": jitter, "v1_niks": v1_niks, "threads_per_function": threads,
                                   "cpus": os.cpu_count()}, "contenders": {}}
     began = time.perf_counter()
-    store = build_store(work / "store", niks=niks, background=background, resources_per_patient=resources_per_patient,
-                        background_resources=background_resources, seed=seed)
+    shape = {"niks": niks, "background": background, "resources_per_patient": resources_per_patient,
+             "background_resources": background_resources, "seed": seed}
+    built = work / "template" / "built.json"
+    reuse = built.exists() and json.loads(built.read_text()) == shape
+    if reuse:   # a --work-dir kept from an earlier run with the same shape: same bytes, no rebuild
+        store = BenchStore.open(work / "store")
+    else:
+        store = build_store(work / "store", niks=niks, background=background,
+                            resources_per_patient=resources_per_patient, background_resources=background_resources,
+                            seed=seed)
     counts = store.counts
     patients_in_niks = sum(len(v) for v in store.niks.values())
     results["store"] = {"resources": sum(counts.values()), "patients": counts.get("Patient", 0),
@@ -73,8 +88,13 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
     console.print(f"store: {sum(counts.values()):,} resources of {len(counts)} types, {counts.get('Patient', 0):,} "
                   f"patients; {niks} NIKs hold {patients_in_niks} patients "
                   f"(built in {time.perf_counter() - began:.1f} s)")
-    load_seconds, loaded = load_template(store, work / "template")
-    console.print(f"loaded straight into the template server in {load_seconds:.1f} s ({loaded / load_seconds:,.0f}/s)")
+    if reuse:
+        console.print(f"reusing the store and template server data in {work}")
+    else:
+        load_seconds, loaded = load_template(store, work / "template")
+        built.write_text(json.dumps(shape) + "\n")
+        console.print(f"loaded straight into the template server in {load_seconds:.1f} s "
+                      f"({loaded / load_seconds:,.0f}/s)")
     settings = Settings()
     nik_list = sorted(store.niks)
     writes = planned_writes(store, settings)
@@ -85,18 +105,21 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
         proxy = FaultProxy(server.base_url, latency=latency, jitter=jitter, seed=seed).start()
         try:
             outcome = run(server, proxy)
-            kinds = proxy_counts(proxy)
+            kinds, server_seconds = proxy_counts(proxy)
         finally:
             proxy.stop()
         checked_store = store if subset is None else BenchStore(store.directory, {n: store.niks[n] for n in subset})
         with FhirClient(server.base_url) as direct:
             state = check_state(direct, checked_store)
         server.stop()
-        return outcome, kinds, state
+        return outcome, (kinds, server_seconds), state
 
-    def record(name: str, seconds: float, kinds: Counter, state, done_niks: int, **extra) -> None:
+    def record(name: str, seconds: float, proxied: tuple[Counter, dict[str, float]], state, done_niks: int,
+               **extra) -> None:
+        kinds, server_seconds = proxied
         total = sum(kinds.values())
         entry = {"seconds": seconds, "niks_run": done_niks, "requests": total, "requests_by_kind": dict(kinds),
+                 "server_seconds_by_kind": server_seconds, "server_seconds": round(sum(server_seconds.values()), 1),
                  "requests_per_nik": total / done_niks, "state_ok": state.ok, "problems": state.problems[:10],
                  "problem_count": len(state.problems), "signature": state.signature, "extra_resources": state.extra,
                  **extra}
@@ -105,7 +128,8 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
             entry["extrapolated_requests"] = total / done_niks * niks
         results["contenders"][name] = entry
         console.print(f"[bold]{name}[/bold]: {seconds:.1f} s for {done_niks} NIKs, {total:,} FHIR requests "
-                      f"{dict(kinds)}; state {'OK' if state.ok else 'WRONG: ' + '; '.join(state.problems[:3])}")
+                      f"{dict(kinds)}, server busy {entry['server_seconds']} s {server_seconds}; "
+                      f"state {'OK' if state.ok else 'WRONG: ' + '; '.join(state.problems[:3])}")
 
     if "floor" in contenders:
         def floor_run(server, proxy):
@@ -141,8 +165,10 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
 
             def ours_run(server, proxy):
                 settings_ours = Settings(project_id=f"bench-{uuid.uuid4().hex[:8]}", fhir_base_url=proxy.base_url)
+                watched = {f"emulator {k}": v for k, v in (stack.pids.items() if stack else ()) if k != "fhir"}
                 return run_pipeline(settings_ours, stack_env, nik_list, work / "ours-logs",
-                                    threads_per_function=threads, on_start=proxy.reset_counts)
+                                    threads_per_function=threads, on_start=proxy.reset_counts,
+                                    watched_pids={**watched, "FHIR server": server.process.pid})
 
             run, kinds, state = measured("ours", ours_run)
         finally:
@@ -150,7 +176,9 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
                 stack.stop()
         statuses = Counter(j.get("status") for j in run.jobs)
         record("ours", run.seconds, kinds, state, niks, jobs=dict(statuses), profile=job_profile(run.jobs),
+               timeline=job_timeline(run.jobs),
                peak_memory_mib={k: round(v / 1024, 1) for k, v in run.memory_kib.items()},
+               cpu_seconds=run.cpu_seconds,
                dead_letters=run.dead_letters, log_dir=run.log_dir)
     return results
 
@@ -194,7 +222,8 @@ def compare_command(
     threads: int = typer.Option(8, help="threads per functions-framework process"),
     only: str = typer.Option("floor,report-v2,ours,report-v1", help="contenders to run, comma-separated"),
     seed: int = typer.Option(68),
-    work_dir: Path | None = typer.Option(None, help="keep the store, servers' data and logs here"),
+    work_dir: Path | None = typer.Option(None, help="keep the store, servers' data and logs here; a later run "
+                                                    "with the same shape reuses the store"),
     json_out: Path | None = typer.Option(None, help="write all figures as JSON here"),
 ):
     """The 68-NIK comparison: report v1 and v2, our pipeline and the floor, on the same store."""
@@ -209,6 +238,7 @@ def compare_command(
     if ours:
         console.print("ours, per merge job (from the job documents):", ours.get("profile"))
         console.print("ours, peak memory per function (MiB, VmHWM):", ours.get("peak_memory_mib"))
+        console.print("ours, CPU seconds per process during the run:", ours.get("cpu_seconds"))
     signatures = {n: e["signature"] for n, e in results["contenders"].items() if "extrapolated_seconds" not in e}
     same = len(set(signatures.values())) <= 1
     console.print(f"same end state (modulo master) across {', '.join(signatures)}: {'yes' if same else 'NO'} "

@@ -18,6 +18,7 @@ first Patient-compartment parameter (Appointment ``actor``).
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -157,6 +158,7 @@ class PipelineRun:
     seconds: float                       # first force-merge published -> last merge job completed
     jobs: list[dict]
     memory_kib: dict[str, int]           # function -> peak resident set (VmHWM)
+    cpu_seconds: dict[str, float]        # process -> CPU time (user + system) spent during the timed run
     dead_letters: dict[str, int]
     log_dir: str
 
@@ -172,13 +174,40 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                stack.extend(int(c) for c in open(f"/proc/{current}/task/{task}/children").read().split())
+        except OSError:
+            pass
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its live descendants (functions-framework runs
+    the function in a gunicorn worker), from ``/proc/<pid>/stat``, seconds."""
+    total = 0
+    for member in _descendants(pid):
+        try:
+            fields = open(f"/proc/{member}/stat").read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _epoch(iso: str | None) -> float | None:
     from datetime import datetime
     return datetime.fromisoformat(iso).timestamp() if iso else None
 
 
 def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str], log_dir,
-                 *, threads_per_function: int = 8, timeout: float = 1800.0, on_start=None) -> PipelineRun:
+                 *, threads_per_function: int = 8, timeout: float = 1800.0, on_start=None,
+                 watched_pids: dict[str, int] | None = None) -> PipelineRun:
     """Our pipeline as deployed: every function under functions-framework behind emulator push
     subscriptions, FHIR through ``settings.fhir_base_url`` (the proxy). The report's job (given NIKs,
     dedupe them) is sent as one ops force-merge message per NIK, the way ``python -m ops force-merge``
@@ -210,20 +239,40 @@ def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str],
         if on_start:
             on_start()          # e.g. reset the proxy's counters after the pipeline's own set-up
         publisher = Publisher(settings)
+        pids = {**(watched_pids or {}), **{f"function {n}": f.process.pid for n, f in pipeline.functions.items()}}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        own_before = sum(os.times()[:2])
         began = time.time()
         for nik in niks:
             publisher.publish(settings.topic_ops_force_merge, {
                 "nik": nik, "reason": "benchmark: the field report's NIK list", "requested_by": "tools.bench",
                 "patient_ids": []})
         pipeline.wait_until_quiet(busy_check=busy, idle_seconds=3.0, timeout=timeout)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu["bench process (delivery loops, proxy)"] = sum(os.times()[:2]) - own_before
         all_jobs = jobs()
         memory = {name: vm_hwm_kib(f.process.pid) for name, f in pipeline.functions.items()}
         dead = pipeline.dead_letter_counts()
+        print("delivery:", {n: (st.delivered, st.pulls, st.empty_pulls) for n, st in pipeline.stats.items()})
     ends = [_epoch(j.get("completed_at")) for j in all_jobs if j.get("completed_at")]
     seconds = (max(ends) - began) if ends else float("nan")
     for job in all_jobs:
         job["_trigger_epoch"] = began
-    return PipelineRun(seconds, all_jobs, memory, dead, str(log_dir))
+    return PipelineRun(seconds, all_jobs, memory, {k: round(v, 1) for k, v in cpu.items()}, dead, str(log_dir))
+
+
+def job_timeline(jobs: list[dict]) -> list[dict[str, float]]:
+    """Per merge job, seconds after the first trigger: job created, last type task done, completed."""
+    rows = []
+    for job in jobs:
+        c, done = _epoch(job.get("created_at")), _epoch(job.get("completed_at"))
+        finished = [_epoch(t.get("finished_at")) for t in (job.get("types") or {}).values() if t.get("finished_at")]
+        if c and done:
+            t0 = job["_trigger_epoch"]
+            rows.append({"created": round(c - t0, 1), "tasks_done": round(max(finished, default=c) - t0, 1),
+                         "completed": round(done - t0, 1),
+                         "tasks": sum(1 for t in (job.get("types") or {}).values() if t.get("finished_at"))})
+    return sorted(rows, key=lambda r: r["created"])
 
 
 def job_profile(jobs: list[dict]) -> dict[str, float]:
