@@ -322,7 +322,14 @@ def _launch_fhir(work_dir: Path, port: int) -> tuple[ManagedProcess, str]:
         "simulator": {"enabled": False},
         "log_inbound": False,
     }, indent=2))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_") and k != "SSL_CERT_FILE"}
+    # sekmet builds a new TLS context for every rest-hook notification, loading the whole CA bundle
+    # each time: a fifth of the server's time in the benchmark (py-spy), under the GIL, so every
+    # request waited. It only ever calls plain-http local endpoints (the relay), so it gets an empty
+    # CA directory, which costs nothing to load.
+    no_ca = work_dir / "no-ca"
+    no_ca.mkdir(exist_ok=True)
+    env["SSL_CERT_DIR"] = str(no_ca)
     proc = launch("fhir", [str(sekmet), "serve", "-c", str(config)], port, work_dir / "fhir.log", cwd=work_dir, env=env)
     return proc, base_url
 

@@ -46,10 +46,9 @@ MAX_SEARCH_ROUNDS = 5
 MAX_ENTRY_ATTEMPTS = 5
 # Duplicates per search value, to keep URLs short.
 SEARCH_CHUNK = 20
-# Resource ids per ``_id`` search when a task names the resources to rewrite.
-ID_CHUNK = 50
-# A task message names at most this many resources (~60 KB); a type with more is searched instead.
-MAX_TASK_IDS = 1500
+# A task message carries the resources the fan-out found (so the worker does not read them again)
+# while they fit in this many bytes of JSON; a type with more is searched by the worker instead.
+MAX_TASK_RESOURCE_BYTES = 256 * 1024
 BATCHES_IN_FLIGHT = 4
 # A worker reads only these fields of its job (plus its own type's entry).
 TASK_JOB_FIELDS = ("job_id", "master", "duplicates", "status", "remaining", "finalise_published")
@@ -132,18 +131,6 @@ def find_referencing(fhir: FhirClient, settings: Settings, resource_type: str, p
     # A server that ignored the parameter would return everything: only real references count.
     referencing = {rid: r for rid, r in found.items() if rid not in exclude and references_any(r, patient_ids)}
     return len(found), referencing
-
-
-def find_listed(fhir: FhirClient, settings: Settings, resource_type: str, resource_ids: list[str],
-                patient_ids: list[str]) -> tuple[int, dict[str, dict]]:
-    """Like ``find_referencing``, for resources known by id (the fan-out's ``$everything`` named
-    them): one ``_id`` search per chunk, read fresh so the writes carry current versions."""
-    found: dict[str, dict] = {}
-    for chunk in _chunks(sorted(set(resource_ids)), ID_CHUNK):
-        for resource in fhir.search(resource_type, [("_id", ",".join(chunk)), ("_count", str(len(chunk)))]):
-            if resource.get("resourceType") == resource_type and resource.get("id") in chunk:
-                found[resource["id"]] = resource
-    return len(found), {rid: r for rid, r in found.items() if references_any(r, patient_ids)}
 
 
 def supports_everything(capability: dict) -> bool:
@@ -273,19 +260,21 @@ def _retry_alone(deps: MergeDeps, job: dict, resource_type: str, rid: str, inten
 
 
 def rewrite_type(deps: MergeDeps, job: dict, resource_type: str, params: list[str], *,
-                 verify: bool = True, listed: list[str] | None = None, defer_journal: bool = False) -> TypeResult:
+                 verify: bool = True, listed: list[dict] | None = None, defer_journal: bool = False) -> TypeResult:
     """Search, rewrite, write, and search again until a search finds nothing left to rewrite.
 
     ``verify=False`` (the worker) stops after a round whose writes all succeeded: the finaliser's
     sweep searches every type again anyway, so resources created meanwhile are caught there.
-    ``listed``: the ids the fan-out found referencing a duplicate; the first round reads just
-    those by ``_id`` instead of searching by reference."""
+    ``listed``: the resources the fan-out's ``$everything`` found referencing a duplicate; the
+    first round writes those instead of searching. They may be stale by now: the writes carry
+    their versions in ``ifMatch``, and a 412 reads the resource again (``_retry_alone``)."""
     exclude = {job["master"], *job["duplicates"]} if resource_type == "Patient" else set()
     total = TypeResult()
     for _ in range(MAX_SEARCH_ROUNDS):
         if listed is not None:
-            found, referencing = find_listed(deps.fhir, deps.settings, resource_type,
-                                             [rid for rid in listed if rid not in exclude], job["duplicates"])
+            found = len(listed)
+            referencing = {r["id"]: r for r in listed
+                           if r["id"] not in exclude and references_any(r, job["duplicates"])}
             listed = None
         else:
             found, referencing = find_referencing(deps.fhir, deps.settings, resource_type, params,
@@ -361,9 +350,11 @@ def fan_out(message: dict, deps: MergeDeps) -> dict | None:
     for resource_type, task in sorted(job["types"].items()):
         if task.get("status") in ("pending", "failed"):
             message = {"job_id": request_id, "resource_type": resource_type}
-            listed = present.get(resource_type)
-            if listed and len(listed) <= MAX_TASK_IDS:
-                message["ids"] = sorted(listed)   # the worker reads these instead of searching
+            listed = [resource for _, resource in sorted((present.get(resource_type) or {}).items())]
+            # Patients (names, NIKs) never travel in messages; clinical resources do, like the
+            # Healthcare API's own full-resource notifications, on the project's internal topics.
+            if listed and resource_type != "Patient" and len(json.dumps(listed)) <= MAX_TASK_RESOURCE_BYTES:
+                message["resources"] = listed   # the worker writes these instead of searching
             deps.publisher.publish(deps.settings.topic_merge_tasks, message)
     if not job.get("remaining"):
         _publish_finalise_once(deps, request_id)
@@ -382,9 +373,11 @@ def run_task(message: dict, deps: MergeDeps) -> TypeResult | None:
         return None
     task = job["types"][resource_type]
     if job["status"] == "running" and task.get("status") in ("pending", "failed"):
-        listed = message.get("ids")
-        if not (isinstance(listed, list) and all(isinstance(i, str) for i in listed)):
-            listed = None
+        listed = message.get("resources")
+        if not (isinstance(listed, list) and all(
+                isinstance(r, dict) and r.get("resourceType") == resource_type and isinstance(r.get("id"), str)
+                for r in listed)):
+            listed = None   # none given (or not usable): search
         result = rewrite_type(deps, job, resource_type, task["params"], verify=False, listed=listed,
                               defer_journal=True)
         status = "failed" if result.failures else "done"
