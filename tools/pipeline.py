@@ -93,8 +93,6 @@ class DeliveryStats:
     acked: int = 0
     nacked: int = 0
     in_flight: int = 0
-    pulls: int = 0
-    empty_pulls: int = 0
     last_activity: float = field(default_factory=time.monotonic)
 
 
@@ -140,9 +138,6 @@ class _DeliveryLoop:
                 received = []
             for _ in range(free - len(received)):
                 self._slots.release()
-            with self._lock:
-                self._stats.pulls += 1
-                self._stats.empty_pulls += not received
             if not received:
                 # The emulator answers an empty pull at once: back off so idle subscriptions do not
                 # spin (they cost the emulator and this process CPU the functions need).

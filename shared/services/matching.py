@@ -306,13 +306,14 @@ class MatchingService:
         outcome = ForceMergeOutcome(token, "done")
         # Bulk imports publish no notifications: index every patient with this NIK from FHIR now.
         found: dict[str, dict] = {}
-        for system in (self._settings.nik_system, self._settings.nik_ibu_system):
-            for resource in self._fhir.search("Patient", {"identifier": f"{system}|{nik.value}"}):
-                # A server that ignored the search parameter would return everyone: check.
-                if resource.get("resourceType") == "Patient" and any(
-                        i.get("system") == system and _same_nik(i.get("value"), nik.value)
-                        for i in resource.get("identifier") or []):
-                    found[resource["id"]] = resource
+        systems = (self._settings.nik_system, self._settings.nik_ibu_system)
+        # One search for both systems (a comma is OR within a parameter).
+        for resource in self._fhir.search("Patient", {"identifier": ",".join(f"{s}|{nik.value}" for s in systems)}):
+            # A server that ignored the search parameter would return everyone: check.
+            if resource.get("resourceType") == "Patient" and any(
+                    i.get("system") in systems and _same_nik(i.get("value"), nik.value)
+                    for i in resource.get("identifier") or []):
+                found[resource["id"]] = resource
         # Index them all before publishing: a request published after the second patient would be
         # claimed by the fan-out while the others are still being indexed (they would wait for a
         # follow-up merge).

@@ -230,3 +230,22 @@ def test_approving_a_pair_in_a_busy_demographic_block_is_refused(settings, fhir,
     assert outcome.published == []
     stored = PatientIndex(firestore_db, settings).read_group(group)
     assert stored["request"]["master"] == "x1" and stored["request"]["duplicates"] == ["x2"]
+
+
+def test_force_merge_finds_records_under_either_nik_system(settings, fhir, firestore_db, topics):
+    """The NIK's own records and a newborn recorded on it as its mother's NIK are both indexed (one
+    search covers both identifier systems); the newborn is never merged into the mother."""
+    from shared.bootstrap import matching_service
+    from shared.services.events import ForceMerge
+
+    mother_nik = new_nik(day=1, month=3, yy=88, female=True)
+    mother = make_patient(fhir, settings, "Sri Wahyuni", mother_nik, birth="1988-03-01", gender="female")
+    again = make_patient(fhir, settings, "Sri Wahyuni", mother_nik, birth="1988-03-01", gender="female")
+    baby = make_patient(fhir, settings, "By. Ny. Sri Wahyuni", birth="2025-01-10", gender="male",
+                        identifier=[{"system": settings.nik_ibu_system, "value": mother_nik}])
+    outcome = matching_service(settings).force_merge(ForceMerge(nik=mother_nik, reason="t", requested_by="ops"))
+    assert outcome.indexed == 3
+    messages = topics.pull(settings.topic_merge_requests, timeout=3)
+    assert len(messages) == 1
+    assert {messages[0]["master"], *messages[0]["duplicates"]} == {mother["id"], again["id"]}
+    assert baby["id"] in group_doc(firestore_db, settings, mother)["members"]

@@ -219,7 +219,8 @@ def compare_command(
     latency: float = typer.Option(0.150, help="added round-trip delay per FHIR request, seconds"),
     jitter: float = typer.Option(0.050, help="uniform jitter around the delay, seconds"),
     v1_niks: int = typer.Option(8, help="run the sequential v1 on this many NIKs and extrapolate to all"),
-    threads: int = typer.Option(8, help="threads per functions-framework process"),
+    threads: int = typer.Option(16, help="threads per functions-framework process (each function's concurrency); "
+                                     "16 was fastest here, against 8, 12, 24 and 32"),
     only: str = typer.Option("floor,report-v2,ours,report-v1", help="contenders to run, comma-separated"),
     seed: int = typer.Option(68),
     work_dir: Path | None = typer.Option(None, help="keep the store, servers' data and logs here; a later run "

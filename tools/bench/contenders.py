@@ -253,7 +253,6 @@ def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str],
         all_jobs = jobs()
         memory = {name: vm_hwm_kib(f.process.pid) for name, f in pipeline.functions.items()}
         dead = pipeline.dead_letter_counts()
-        print("delivery:", {n: (st.delivered, st.pulls, st.empty_pulls) for n, st in pipeline.stats.items()})
     ends = [_epoch(j.get("completed_at")) for j in all_jobs if j.get("completed_at")]
     seconds = (max(ends) - began) if ends else float("nan")
     for job in all_jobs:
