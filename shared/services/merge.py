@@ -2,12 +2,14 @@
 
 Every step is safe to run twice (Pub/Sub delivers at least once) and after a crash half-way:
 - the fan-out finds the existing job and only re-publishes tasks not done yet;
-- a worker re-searches: whatever it already rewrote no longer matches, so nothing is written twice;
+- a worker re-searches (or, given the fan-out's resources, writes them with their old versions):
+  whatever it already rewrote no longer matches (or answers 412 and is read again), so nothing is
+  written twice;
 - writes use ``ifMatch`` with the version read, and a 412 means "read again and rewrite", never
   "overwrite"; each rewritten resource is journaled (pending before the write, completed after) so
   an unmerge can restore it exactly;
-- the task that completes the last type flips the job's ``finalise_published`` flag in a
-  transaction, so exactly one finalise message is published;
+- the task that completes the last type claims the finalise with an atomic create, so exactly one
+  finalise message is published;
 - the finaliser's patient updates and Provenance are idempotent (a second run finds nothing to do).
 """
 

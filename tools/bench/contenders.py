@@ -163,17 +163,6 @@ class PipelineRun:
     log_dir: str
 
 
-def vm_hwm_kib(pid: int) -> int:
-    """Peak resident set size of a process (``VmHWM`` in /proc/<pid>/status), KiB."""
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _descendants(pid: int) -> list[int]:
     found, stack = [], [pid]
     while stack:
@@ -185,6 +174,20 @@ def _descendants(pid: int) -> list[int]:
         except OSError:
             pass
     return found
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """Peak resident set size (``VmHWM`` in /proc/<pid>/status), KiB, of the largest process in the
+    tree: functions-framework serves from a gunicorn worker, a child of the process started."""
+    peak = 0
+    for member in _descendants(pid):
+        try:
+            for line in open(f"/proc/{member}/status"):
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return peak
 
 
 def cpu_seconds(pid: int) -> float:
