@@ -209,8 +209,14 @@ class LocalPipeline:
         try:
             for spec in FUNCTIONS:
                 self.functions[spec.name] = self._start_function(spec)
-            for running in self.functions.values():
-                _wait_until_listening(running)
+            for name, running in list(self.functions.items()):
+                try:
+                    _wait_until_listening(running)
+                except FunctionDiedAtStart:
+                    # Seen once in a full test run: gRPC's poller died on a bad descriptor while the
+                    # worker process started, before any request. A second start is independent.
+                    self.functions[name] = self._start_function(running.spec)
+                    _wait_until_listening(self.functions[name])
             self._create_topics_and_subscriptions()
             self._start_delivery()
             if self.register_fhir_subscription:
@@ -378,12 +384,16 @@ class LocalPipeline:
         return counts
 
 
+class FunctionDiedAtStart(RuntimeError):
+    """A function's process exited before it listened."""
+
+
 def _wait_until_listening(running: RunningFunction, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not running.process.alive():
-            raise RuntimeError(f"{running.spec.name} failed to start; see {running.log_path}:\n"
-                               + running.process.log_tail())
+            raise FunctionDiedAtStart(f"{running.spec.name} failed to start; see {running.log_path}:\n"
+                                      + running.process.log_tail())
         try:
             with socket.create_connection(("127.0.0.1", running.port), timeout=0.5):
                 return

@@ -258,8 +258,12 @@ def scale_command(
     json_out: Path | None = typer.Option(None),
 ):
     """Backfill patients/s and incremental matching events/s and p95 latency as the store grows."""
+    import logging
+
+    from shared.logging import set_level
     from tools.bench.scaling import run_scaling
 
+    set_level(logging.WARNING)  # the backfill runs in this process: its per-patient lines would flood the screen
     sizes = [int(s) for s in patients.split(",") if s.strip()]
     results = run_scaling(sizes, events=events, console=console)
     if json_out:
