@@ -419,3 +419,36 @@ def test_task_results_count_once_and_return_what_remains(deps):
     assert jobs.record_task(job_id, "Encounter", {"status": "done", "rewritten": 0, "found": 0, "conflicts": 0,
                                                   "failures": []}, previous={"status": "pending"}) == 0
     assert jobs.get(job_id, ["status", "remaining"]) == {"status": "running", "remaining": 0}
+
+
+class WithoutEverything:
+    """The same FHIR client, on a server that does not declare ``Patient/$everything`` (HAPI can be
+    configured so): the fan-out gives every type a task and the workers and the sweep search."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def capability(self) -> dict:
+        capability = self._inner.capability()
+        rest = [{**r, "resource": [{**res, "operation": [op for op in res.get("operation") or []
+                                                           if (op.get("name") or "").lstrip("$") != "everything"]}
+                                   for res in r.get("resource") or []]} for r in capability.get("rest") or []]
+        return {**capability, "rest": rest}
+
+
+def test_merge_without_everything_searches_every_type(deps, fhir, settings, topics):
+    from shared.services.merge import supports_everything
+
+    plain = MergeDeps(settings=deps.settings, fhir=WithoutEverything(deps.fhir), jobs=deps.jobs, index=deps.index,
+                      publisher=deps.publisher)
+    assert supports_everything(fhir.capability()) and not supports_everything(plain.fhir.capability())
+    seeded = seed_nik(fhir, settings.fhir_base_url)
+    before = snapshot(fhir, seeded["resources"])
+    job = run_merge(plain, topics, open_request(plain, seeded), parallel=4)
+    assert job["status"] == "done"
+    assert not any(t.get("via") == "everything" for t in job["types"].values())
+    assert sum(t.get("rewritten", 0) for t in job["types"].values()) >= len(seeded["resources"]) - 2
+    assert_merged(fhir, settings, seeded, before)
