@@ -259,8 +259,9 @@ class LocalPipeline:
 
     def wait_until_quiet(self, *, busy_check=None, idle_seconds: float = 2.0, timeout: float = 600.0,
                          on_tick=None) -> float:
-        """Waits until no message has been pulled or delivered for `idle_seconds`, none is in flight,
-        and `busy_check()` (e.g. open merge work in Firestore) is false. Returns the seconds waited."""
+        """Waits until no message has been pulled or delivered for `idle_seconds` (and at least that
+        long after the call), none is in flight, and `busy_check()` (e.g. open merge work in
+        Firestore) is false. Returns the seconds waited."""
         start = time.monotonic()
         while True:
             time.sleep(0.25)
@@ -270,7 +271,9 @@ class LocalPipeline:
             if on_tick:
                 on_tick()
             with self._lock:
-                last = max((s.last_activity for s in self.stats.values()), default=start)
+                # Counted from the call at the earliest: a message published just before it may not
+                # have been pulled yet (an idle loop pauses up to MAX_EMPTY_PULL_PAUSE_S between pulls).
+                last = max([start, *(s.last_activity for s in self.stats.values())])
                 in_flight = sum(s.in_flight for s in self.stats.values())
             now = time.monotonic()
             if in_flight == 0 and now - last >= idle_seconds and not (busy_check and busy_check()):
