@@ -82,7 +82,6 @@ class ProxiedRequest:
     method: str
     path: str  # path and query as received
     outcome: str  # "forwarded", "status-429", "delay", "drop", "upstream-error"
-    started: float = 0.0  # time.monotonic() when the request arrived
     upstream_seconds: float = 0.0  # time the target took to answer (the server's share, without added latency)
 
 
@@ -198,10 +197,9 @@ class FaultProxy:
                     return self._faults.pop(index).fault
         return None
 
-    def _record(self, method: str, path: str, outcome: str, started: float = 0.0,
-                upstream_seconds: float = 0.0) -> None:
+    def _record(self, method: str, path: str, outcome: str, upstream_seconds: float = 0.0) -> None:
         with self._lock:
-            self.requests.append(ProxiedRequest(method, path, outcome, started, upstream_seconds))
+            self.requests.append(ProxiedRequest(method, path, outcome, upstream_seconds))
 
     def _added_latency(self) -> float:
         if not self.latency and not self.jitter:
@@ -246,7 +244,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_request(self) -> None:
         proxy = self.proxy
         method, path = self.command, self.path
-        started = time.monotonic()
         body = self._read_body()
         fault = proxy._take_fault(method, path)
         latency = proxy._added_latency()
@@ -272,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
             upstream = proxy._upstream.request(method, proxy.target_origin + path, content=body,
                                                headers=self._forward_headers())
         except httpx.HTTPError:
-            proxy._record(method, path, "upstream-error", started, time.monotonic() - sent)
+            proxy._record(method, path, "upstream-error", time.monotonic() - sent)
             self._answer(502, {"Content-Type": "text/plain"}, b"upstream unreachable")
             return
 
@@ -283,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             time.sleep(fault.seconds)
         upstream_seconds = time.monotonic() - sent
-        proxy._record(method, path, "delay" if fault is not None else "forwarded", started, upstream_seconds)
+        proxy._record(method, path, "delay" if fault is not None else "forwarded", upstream_seconds)
         self._answer(upstream.status_code, self._response_headers(upstream), self._rewrite(upstream.content))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_request

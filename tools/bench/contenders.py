@@ -263,17 +263,24 @@ def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str],
     return PipelineRun(seconds, all_jobs, memory, {k: round(v, 1) for k, v in cpu.items()}, dead, str(log_dir))
 
 
+def _job_times(job: dict) -> tuple[float, float | None, float, int] | None:
+    """(created, last type task finished or None, completed, tasks finished), seconds after the
+    first trigger, from a job document; None for a job not completed."""
+    created, done = _epoch(job.get("created_at")), _epoch(job.get("completed_at"))
+    finished = [_epoch(t.get("finished_at")) for t in (job.get("types") or {}).values() if t.get("finished_at")]
+    if not (created and done):
+        return None
+    t0 = job["_trigger_epoch"]
+    return created - t0, (max(finished) - t0 if finished else None), done - t0, len(finished)
+
+
 def job_timeline(jobs: list[dict]) -> list[dict[str, float]]:
     """Per merge job, seconds after the first trigger: job created, last type task done, completed."""
     rows = []
-    for job in jobs:
-        c, done = _epoch(job.get("created_at")), _epoch(job.get("completed_at"))
-        finished = [_epoch(t.get("finished_at")) for t in (job.get("types") or {}).values() if t.get("finished_at")]
-        if c and done:
-            t0 = job["_trigger_epoch"]
-            rows.append({"created": round(c - t0, 1), "tasks_done": round(max(finished, default=c) - t0, 1),
-                         "completed": round(done - t0, 1),
-                         "tasks": sum(1 for t in (job.get("types") or {}).values() if t.get("finished_at"))})
+    for created, tasks_done, completed, tasks in filter(None, map(_job_times, jobs)):
+        last_task = created if tasks_done is None else tasks_done
+        rows.append({"created": round(created, 1), "tasks_done": round(last_task, 1),
+                     "completed": round(completed, 1), "tasks": tasks})
     return sorted(rows, key=lambda r: r["created"])
 
 
@@ -283,15 +290,13 @@ def job_profile(jobs: list[dict]) -> dict[str, float]:
     import statistics
 
     created, tasks, finalise, total = [], [], [], []
-    for job in jobs:
-        c, done = _epoch(job.get("created_at")), _epoch(job.get("completed_at"))
-        finished = [_epoch(t.get("finished_at")) for t in (job.get("types") or {}).values() if t.get("finished_at")]
-        if not (c and done and finished):
+    for job_created, tasks_done, completed, _ in filter(None, map(_job_times, jobs)):
+        if tasks_done is None:
             continue
-        created.append(c - job["_trigger_epoch"])
-        tasks.append(max(finished) - c)
-        finalise.append(done - max(finished))
-        total.append(done - c)
+        created.append(job_created)
+        tasks.append(tasks_done - job_created)
+        finalise.append(completed - tasks_done)
+        total.append(completed - job_created)
     if not total:
         return {}
     med = statistics.median
