@@ -4,6 +4,7 @@ functions-framework delivers Pub/Sub pushes."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import threading
@@ -32,8 +33,13 @@ def notify(patient_id: str, version: str | None = None, action: str = "UpdateRes
                                       "storeName": STORE})
 
 
+# Serials are handed out in turn, never twice: tests share the session's FHIR server, and a random
+# serial once gave a force-merge test another test's records (a mother and her twins) on its NIK.
+_SERIALS = itertools.count(random.randint(1000, 4999))
+
+
 def new_nik(day: int = 15, month: int = 5, yy: int = 90, female: bool = False) -> str:
-    return f"320101{day + (40 if female else 0):02d}{month:02d}{yy:02d}{random.randint(1000, 9999)}"
+    return f"320101{day + (40 if female else 0):02d}{month:02d}{yy:02d}{next(_SERIALS):04d}"
 
 
 def make_patient(fhir, settings, name, nik=None, birth="1990-05-15", gender="male", **extra) -> dict:
