@@ -74,7 +74,7 @@ def force_merge(
 ):
     """Publish a NIK to the ops topic: every patient with it is indexed and merged by the rules
     (named --patient-id ones as human-confirmed). The NIK is never printed."""
-    from shared.adapters.pubsub import Publisher
+    from shared.bootstrap import publisher
     from shared.nik import NikError, nik_token, parse_nik
 
     settings = _settings(ctx)
@@ -84,7 +84,7 @@ def force_merge(
     except NikError as error:
         _fail(f"not a valid NIK ({error.reason}); nothing was published")
     message = {"nik": parsed.value, "reason": reason, "requested_by": requested_by, "patient_ids": patient_id}
-    message_id = Publisher(settings).publish(settings.topic_ops_force_merge, message)
+    message_id = publisher(settings).publish(settings.topic_ops_force_merge, message)
     console.print(f"published force-merge for NIK token [bold]{nik_token(parsed.value, settings.nik_hash_key)}[/bold]"
                   f" (message {message_id})")
 
@@ -101,9 +101,8 @@ def backfill(
 ):
     """Index every Patient in the store and send merges for the duplicates already there.
     Resumable: run again with the same --run-id after a crash or Ctrl-C."""
-    from shared.adapters.firestore import firestore_client
-    from shared.bootstrap import fhir_client, matching_service
-    from shared.services.backfill import BackfillCheckpoints, run_backfill
+    from shared.bootstrap import backfill_runs, fhir_client, matching_service
+    from shared.services.backfill import run_backfill
 
     settings = _settings(ctx)
     run_id = run_id or f"backfill-{uuid.uuid4().hex[:12]}"
@@ -119,7 +118,7 @@ def backfill(
             bar.update(task, completed=progress.patients, rate=progress.patients_per_second)
 
         progress = run_backfill(run_id=run_id, settings=settings, fhir=fhir, matching=matching_service(settings),
-                                checkpoints=BackfillCheckpoints(firestore_client(settings), settings),
+                                checkpoints=backfill_runs(settings),
                                 page_size=page_size, workers=workers, max_pages=max_pages, on_page=on_page)
     summary = {"run_id": run_id, "status": progress.status, "patients": progress.patients, "pages": progress.pages,
                "seconds": round(progress.seconds, 1), "patients_per_second": round(progress.patients_per_second, 1),
@@ -141,19 +140,16 @@ def _patient_count(fhir) -> int | None:
 
 # --- review ----------------------------------------------------------------------------------------
 def _review_service(settings: Settings):
-    from shared.adapters.firestore import firestore_client
-    from shared.bootstrap import fhir_client, matching_service, patient_index
-    from shared.services.review import ReviewService
+    from shared.bootstrap import review_service
 
-    return ReviewService(settings, firestore_client(settings), patient_index(settings), matching_service(settings),
-                         fhir_client(settings))
+    return review_service(settings)
 
 
 @review_app.command("list")
 def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help="Only this reason"),
                 limit: int = typer.Option(200), as_json: bool = typer.Option(False, "--json")):
     """Pending review items: id, reason, patients, evidence (no patient details)."""
-    items = _review_service(_settings(ctx)).pending(reason, limit)
+    items = [item.as_dict() for item in _review_service(_settings(ctx)).pending(reason, limit)]
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return
@@ -173,7 +169,7 @@ def review_show(ctx: typer.Context, item_id: str,
     """One item with its evidence; --details reads the patients from FHIR for you to compare."""
     service = _review_service(_settings(ctx))
     item = _or_fail(lambda: service.get(item_id))
-    console.print_json(json.dumps(item, default=str))
+    console.print_json(json.dumps(item.as_dict(), default=str))
     if details:
         table = Table(title="patients (confidential)")
         for column in ("id", "name", "birthDate", "gender", "identifiers", "active", "source"):
@@ -284,11 +280,10 @@ def reconcile(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
 @app.command()
 def report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
     """Patients seen, NIKs with duplicates, merges, references rewritten, review by reason, per source."""
-    from shared.adapters.firestore import firestore_client
+    from shared.bootstrap import report_sources
     from shared.services.report import build_report
 
-    settings = _settings(ctx)
-    data = build_report(firestore_client(settings), settings)
+    data = build_report(report_sources(_settings(ctx)))
     if as_json:
         console.print_json(json.dumps(data))
         return

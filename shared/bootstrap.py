@@ -1,21 +1,26 @@
-"""The composition root: builds services with their adapters from settings, once per process.
+"""The composition root: the one place that builds adapters, and services with them, from settings.
 
-Entry points (functions/, ops/) ask here for a service instead of wiring adapters themselves, so a
-process holds one FHIR connection pool and one Firestore client per configuration.
+Entry points (functions/, ops/, tools/) ask here for a service instead of wiring adapters themselves,
+so a process holds one FHIR connection pool, one Firestore client and one publisher per configuration.
+Tests that want other adapters (in-memory fakes) build the services directly.
 """
 
 from __future__ import annotations
 
 import threading
 
+from shared.adapters.backfill_runs import FirestoreBackfillRuns
 from shared.adapters.firestore import firestore_client
+from shared.adapters.firestore_index import FirestoreGroups, FirestorePatientKeys, FirestoreReviewItems
 from shared.adapters.merge_jobs import MergeJobs
-from shared.adapters.patient_index import PatientIndex
 from shared.adapters.pubsub import Publisher
 from shared.config import Settings
 from shared.fhir.client import FhirClient
 from shared.services.matching import MatchingService
 from shared.services.merge import MergeDeps
+from shared.services.merge_requests import MergeRequests
+from shared.services.report import ReportSources
+from shared.services.review import ReviewService
 
 _lock = threading.RLock()  # builders call each other (matching needs the index)
 _built: dict[tuple[str, str], object] = {}
@@ -29,20 +34,58 @@ def _once(kind: str, settings: Settings, build):
         return _built[key]
 
 
+# --- adapters ---------------------------------------------------------------------------------------
 def fhir_client(settings: Settings) -> FhirClient:
     return _once("fhir", settings, lambda: FhirClient.from_settings(settings))
 
 
-def patient_index(settings: Settings) -> PatientIndex:
-    return _once("index", settings, lambda: PatientIndex(firestore_client(settings), settings))
+def publisher(settings: Settings) -> Publisher:
+    return _once("publisher", settings, lambda: Publisher(settings))
+
+
+def review_items(settings: Settings) -> FirestoreReviewItems:
+    return _once("review_items", settings, lambda: FirestoreReviewItems(firestore_client(settings), settings))
+
+
+def groups(settings: Settings) -> FirestoreGroups:
+    return _once("groups", settings, lambda: FirestoreGroups(firestore_client(settings), settings,
+                                                             review_items(settings)))
+
+
+def patient_keys(settings: Settings) -> FirestorePatientKeys:
+    return _once("patient_keys", settings, lambda: FirestorePatientKeys(firestore_client(settings), settings))
+
+
+def merge_jobs(settings: Settings) -> MergeJobs:
+    return _once("merge_jobs", settings, lambda: MergeJobs(firestore_client(settings), settings))
+
+
+def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
+    return _once("backfill_runs", settings, lambda: FirestoreBackfillRuns(firestore_client(settings), settings))
+
+
+# --- services ---------------------------------------------------------------------------------------
+def merge_requests(settings: Settings) -> MergeRequests:
+    return _once("merge_requests", settings, lambda: MergeRequests(settings, groups(settings), publisher(settings)))
 
 
 def matching_service(settings: Settings) -> MatchingService:
     return _once("matching", settings, lambda: MatchingService(
-        settings, patient_index(settings), fhir_client(settings), Publisher(settings), firestore_client(settings)))
+        settings, groups(settings), patient_keys(settings), fhir_client(settings), merge_requests(settings)))
 
 
 def merge_deps(settings: Settings) -> MergeDeps:
     return _once("merge", settings, lambda: MergeDeps(
-        settings=settings, fhir=fhir_client(settings), jobs=MergeJobs(firestore_client(settings), settings),
-        index=patient_index(settings), publisher=Publisher(settings)))
+        settings=settings, fhir=fhir_client(settings), jobs=merge_jobs(settings), index=merge_requests(settings),
+        publisher=publisher(settings)))
+
+
+def review_service(settings: Settings) -> ReviewService:
+    return _once("review", settings, lambda: ReviewService(
+        review_items(settings), groups(settings), matching_service(settings), fhir_client(settings)))
+
+
+def report_sources(settings: Settings) -> ReportSources:
+    return _once("report", settings, lambda: ReportSources(
+        keys=patient_keys(settings), groups=groups(settings), reviews=review_items(settings),
+        jobs=merge_jobs(settings)))

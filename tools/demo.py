@@ -31,17 +31,16 @@ from rich.console import Console
 from rich.table import Table
 
 from ops.cli import print_report
-from shared.adapters.firestore import firestore_client
-from shared.bootstrap import fhir_client, matching_service, merge_deps
+from shared.bootstrap import backfill_runs, fhir_client, matching_service, merge_deps, report_sources
 from shared.config import Settings
 from shared.fhir.client import FhirClient, PreconditionFailed, run_concurrently
 from shared.fhir.compartment import reference_search_plan
 from shared.fhir.references import patient_id_of, references_any
 from shared.logging import set_level
 from shared.nik import NikError, normalise_nik
-from shared.services.backfill import BackfillCheckpoints, run_backfill
+from shared.services.backfill import run_backfill
 from shared.services.reconcile import reconcile
-from shared.services.report import build_report, work_in_progress
+from shared.services.report import ReportSources, build_report, work_in_progress
 from tools.dataset.generate import GroundTruth, Params, generate
 from tools.dataset.load import dataset_counts, failures_table, load_dataset, report_table
 from tools.evaluate_matching import pairs_of
@@ -78,7 +77,7 @@ def _all(client: FhirClient, resource_type: str) -> list[dict]:
     return list(client.search(resource_type, {"_count": "1000"}))
 
 
-def check_invariants(client: FhirClient, db, settings: Settings, truth: GroundTruth,
+def check_invariants(client: FhirClient, sources: ReportSources, settings: Settings, truth: GroundTruth,
                      generated: Counter) -> tuple[list[tuple[str, bool, str]], dict]:
     """(name, passed, detail) per invariant, and the pair metrics."""
     patients = {p["id"]: p for p in _all(client, "Patient")}
@@ -120,7 +119,7 @@ def check_invariants(client: FhirClient, db, settings: Settings, truth: GroundTr
                      f"{sum(stale.values())} stale: {dict(stale)}" if stale else "none found"))
 
     # Every finished merge has a Provenance.
-    jobs = [s.to_dict() for s in db.collection(settings.collection("merge_jobs")).stream()]
+    jobs = list(sources.jobs.all())
     done = [j for j in jobs if j.get("status") == "done"]
     provenance_targets = {patient_id_of(ref.get("reference", "")) for prov in _all(client, "Provenance")
                           for ref in prov.get("target") or []}
@@ -154,10 +153,8 @@ def check_invariants(client: FhirClient, db, settings: Settings, truth: GroundTr
 
     # No active duplicates for a NIK, unless a human was asked to look at them.
     review_pairs = set()
-    for snap in db.collection(settings.collection("review_items")).stream():
-        item = snap.to_dict()
-        if item.get("status") == "pending":
-            review_pairs |= pairs_of([item["patient_ids"]])
+    for item in sources.reviews.pending(limit=1_000_000):
+        review_pairs |= pairs_of([item.patient_ids])
     active_dups = {pair for pair in nik_pairs if root(pair[0]) != root(pair[1])
                    and pair[0] not in inactive and pair[1] not in inactive}
     unflagged = {pair for pair in active_dups if pair not in review_pairs}
@@ -215,7 +212,7 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
         env = {**stack.env, "DEDUP_PROJECT_ID": settings.project_id, "DEDUP_FHIR_BASE_URL": settings.fhir_base_url}
         pipeline = LocalPipeline(settings, env, directory / "function-logs").start()
         try:
-            db = firestore_client(settings)
+            sources = report_sources(settings)
             console.print(f"{len(pipeline.functions)} functions running: {', '.join(pipeline.functions)}")
             t = lap("functions start", t)
 
@@ -229,7 +226,7 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
             console.rule("[bold]6. Backfill")
             progress = run_backfill(run_id=f"backfill-{uuid.uuid4().hex[:8]}", settings=settings, fhir=client,
                                     matching=matching_service(settings),
-                                    checkpoints=BackfillCheckpoints(db, settings), page_size=1000,
+                                    checkpoints=backfill_runs(settings), page_size=1000,
                                     on_page=lambda p: console.print(f"  page {p.pages}: {p.patients:,} patients, "
                                                                     f"{p.patients_per_second:,.0f}/s"))
             console.print(f"backfill: {progress.patients:,} patients in {progress.seconds:.1f} s "
@@ -240,7 +237,7 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
             with console.status("pipeline busy") as status:
                 def tick():
                     status.update(f"pipeline busy: {pipeline.in_flight()} message(s) in flight")
-                waited = pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(db, settings) > 0,
+                waited = pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(sources) > 0,
                                                    on_tick=tick, timeout=1800)
             deliveries = {name: s.delivered for name, s in pipeline.stats.items()}
             nacks = {name: s.nacked for name, s in pipeline.stats.items() if s.nacked}
@@ -249,15 +246,15 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
             t = lap("until quiet", t)
             late = reconcile(merge_deps(settings), full=True)
             console.print(f"late references (arrived after their merge) rewritten: {dict(late.rewritten) or 'none'}")
-            pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(db, settings) > 0, timeout=600)
+            pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(sources) > 0, timeout=600)
             dead_letters = {k: v for k, v in pipeline.dead_letter_counts().items() if v}
             t = lap("reconcile", t)
 
             console.rule("[bold]8. Report")
-            print_report(build_report(db, settings))
+            print_report(build_report(sources))
 
             console.rule("[bold]9. Invariants against the ground truth")
-            results, metrics = check_invariants(client, db, settings, truth, generated)
+            results, metrics = check_invariants(client, sources, settings, truth, generated)
             results.append(("nothing dead-lettered", not dead_letters, str(dead_letters or "none")))
             results.append(("loads complete", not (bulk.failed or streamed.failed),
                             f"{len(bulk.failed) + len(streamed.failed)} failed entries"))

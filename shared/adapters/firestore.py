@@ -1,4 +1,4 @@
-"""The Firestore client (the emulator locally). Repositories in this package take it as an argument."""
+"""The Firestore client (the emulator locally) and what every Firestore repository shares."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ from functools import lru_cache
 from google.cloud import firestore
 
 from shared.config import Settings, get_settings
+
+# Attempts of one transaction before it fails. Firestore aborts a contended transaction after a lock
+# wait; with 8+ events for one NIK arriving together (or dozens of merge tasks ending together),
+# a few attempts are not enough.
+TRANSACTION_ATTEMPTS = 30
+# Writes per batched write or commit (Firestore's limit).
+BATCH_LIMIT = 500
 
 
 @lru_cache(maxsize=4)

@@ -56,6 +56,10 @@ class MergeJobs:
         snapshot = self._ref(job_id).get(field_paths=list(fields) if fields is not None else None)
         return snapshot.to_dict() if snapshot.exists else None
 
+    def all(self) -> list[dict]:
+        """Every merge job (reports)."""
+        return [snapshot.to_dict() for snapshot in self._jobs.stream()]
+
     def finished(self) -> list[dict]:
         """Every merge that completed (status ``done``; unmerged ones are not)."""
         query = self._jobs.where(filter=firestore.FieldFilter("status", "==", "done"))

@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.config import Settings
+from shared.domain.group import Group, RequestStatus, is_live
 from shared.domain.master import select_master
 from shared.names import name_similarity
 
 MERGE, REVIEW, NO_MATCH = "merge", "review", "no-match"
-# Statuses of members that can still take part in matching (merged/deleted ones cannot).
-LIVE_STATUSES = frozenset({"active", "master", "duplicate", "pending", "review"})
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,6 @@ class GroupPlan:
     reviews: list[ReviewProposal] = field(default_factory=list)
     statuses: dict[str, tuple[str, str]] = field(default_factory=dict)  # pid -> (status, reason)
     decisions: dict[str, Decision] = field(default_factory=dict)  # other pid -> decision vs incoming
-
-
-def pair_key(a: str, b: str) -> str:
-    return "|".join(sorted((a, b)))
-
-
-def is_live(member: Mapping | None) -> bool:
-    return bool(member) and member.get("status", "active") in LIVE_STATUSES and member.get("active", True) is not False
 
 
 def _field_agreement(a: Mapping, b: Mapping, name: str) -> str:
@@ -183,48 +174,47 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     return decide(REVIEW, "weak-evidence")
 
 
-def _flags(doc: Mapping, a: str, b: str) -> dict:
-    key = pair_key(a, b)
-    return {"confirmed": key in (doc.get("confirmed") or []), "rejected": key in (doc.get("do_not_match") or [])}
+def _flags(group: Group, a: str, b: str) -> dict:
+    return {"confirmed": group.is_confirmed(a, b), "rejected": group.is_rejected(a, b)}
 
 
-def _reference(doc: Mapping, live: dict[str, Mapping], settings: Settings) -> str | None:
+def _reference(group: Group, live: dict[str, Mapping], settings: Settings) -> str | None:
     """The record an adult newcomer is compared with: the group's master when it is live,
     otherwise the best live adult by master selection (so arrival order does not decide)."""
-    master = doc.get("master")
+    master = group.master
     if master in live and not live[master].get("is_baby"):
         return master
     adults = [pid for pid, m in live.items() if not m.get("is_baby")]
     return select_master(live, adults, settings.source_priority) if adults else None
 
 
-def _merged_into(doc: Mapping, target: str, plan: GroupPlan) -> list[str]:
+def _merged_into(group: Group, target: str, plan: GroupPlan) -> list[str]:
     """NIK-bearing adult records already decided to be ``target``: its open or running request's
     duplicates, members pending for it, members merged into it, and this plan's duplicates."""
-    members = doc.get("members") or {}
-    request = doc.get("request") or {}
+    members = group.members
+    request = group.request
     ids = set(plan.duplicates)
-    if request.get("master") == target and request.get("status") in ("open", "running"):
-        ids.update(request.get("duplicates") or [])
+    if request and request.master == target and request.in_progress:
+        ids.update(request.duplicates)
     for pid, member in members.items():
-        if (member.get("status") == "pending" and doc.get("master") == target) or (
+        if (member.get("status") == "pending" and group.master == target) or (
                 member.get("status") == "merged" and member.get("replaced_by") == target):
             ids.add(pid)
     return sorted(pid for pid in ids - {target}
                   if pid in members and members[pid].get("kind") == "nik" and not members[pid].get("is_baby"))
 
 
-def _match_via_duplicate(doc: Mapping, member_id: str, target: str, decision: Decision, plan: GroupPlan,
+def _match_via_duplicate(group: Group, member_id: str, target: str, decision: Decision, plan: GroupPlan,
                          settings: Settings) -> Decision | None:
     """A record one name-threshold short of the master (same NIK, no field conflict, NIK issues
     alike: ``name-mismatch``) that fully matches a record already merged into that master is the
     same person: the typo is the master's ("Widodo Nagraha" master, "Widodo Nugraha" on both
     others). The second pair passes every rule on its own; nothing weaker than a nik-match counts."""
-    members = doc.get("members") or {}
-    for via in _merged_into(doc, target, plan):
+    members = group.members
+    for via in _merged_into(group, target, plan):
         if via == member_id:
             continue
-        bridge = compare_nik_pair(members[member_id], members[via], settings, **_flags(doc, member_id, via))
+        bridge = compare_nik_pair(members[member_id], members[via], settings, **_flags(group, member_id, via))
         if bridge.outcome == MERGE and bridge.reason == "nik-match":
             rule = "nik-match-via-duplicate"
             return Decision(MERGE, rule, decision.evidence | {
@@ -232,7 +222,7 @@ def _match_via_duplicate(doc: Mapping, member_id: str, target: str, decision: De
     return None
 
 
-def _bridge_waiting_reviews(doc: Mapping, live: Mapping, plan: GroupPlan, considered: set[str],
+def _bridge_waiting_reviews(group: Group, live: Mapping, plan: GroupPlan, considered: set[str],
                             settings: Settings, take) -> None:
     target = plan.master
     while True:
@@ -241,10 +231,10 @@ def _bridge_waiting_reviews(doc: Mapping, live: Mapping, plan: GroupPlan, consid
             if (pid in considered or pid == target or pid in plan.duplicates or member.get("is_baby")
                     or member.get("status") != "review" or member.get("reason") != "name-mismatch"):
                 continue
-            decision = compare_nik_pair(member, live[target], settings, **_flags(doc, pid, target))
+            decision = compare_nik_pair(member, live[target], settings, **_flags(group, pid, target))
             if decision.outcome != REVIEW or decision.reason != "name-mismatch":
                 continue
-            via = _match_via_duplicate(doc, pid, target, decision, plan, settings)
+            via = _match_via_duplicate(group, pid, target, decision, plan, settings)
             if via:
                 take(pid, target, via)
                 considered.add(pid)
@@ -253,7 +243,7 @@ def _bridge_waiting_reviews(doc: Mapping, live: Mapping, plan: GroupPlan, consid
             return
 
 
-def _match_beside_a_stranger(doc: Mapping, live: Mapping, incoming: str, reference: str, plan: GroupPlan,
+def _match_beside_a_stranger(group: Group, live: Mapping, incoming: str, reference: str, plan: GroupPlan,
                              settings: Settings) -> None:
     """The best record of a master-less group is someone else (a NIK typed onto the wrong person's
     record: ``nik-conflict``). The newcomer is then compared with the group's other adults too, so
@@ -263,7 +253,7 @@ def _match_beside_a_stranger(doc: Mapping, live: Mapping, incoming: str, referen
         if pid in (incoming, reference) or member.get("is_baby") or member.get("status", "active") not in (
                 "active", "review"):
             continue
-        decision = compare_nik_pair(live[incoming], member, settings, **_flags(doc, incoming, pid))
+        decision = compare_nik_pair(live[incoming], member, settings, **_flags(group, incoming, pid))
         if decision.outcome == MERGE and decision.reason == "nik-match":
             matched.append((pid, decision))
     if not matched:
@@ -275,16 +265,16 @@ def _match_beside_a_stranger(doc: Mapping, live: Mapping, incoming: str, referen
     plan.evidence["pairs"] = [{"patients": sorted((incoming, pid)), **decision.evidence} for pid, decision in matched]
 
 
-def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
+def plan_nik_group(group: Group, incoming: str, settings: Settings) -> GroupPlan:
     """What the (already stored) incoming member means for its NIK group."""
-    members = doc.get("members") or {}
+    members = group.members
     # Members without a NIK joined through a demographic match are never compared here.
     live = {pid: m for pid, m in members.items() if is_live(m) and m.get("kind") != "none"}
     plan = GroupPlan()
     newcomer = members.get(incoming)
     if not is_live(newcomer) or incoming not in live:
         return plan
-    has_master = doc.get("master") in live
+    has_master = group.master in live
 
     if newcomer.get("is_baby"):
         # Babies are compared with every other member: adults give no-match (never the mother),
@@ -292,7 +282,7 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
         for pid, other in sorted(live.items()):
             if pid == incoming:
                 continue
-            decision = compare_nik_pair(newcomer, other, settings, **_flags(doc, incoming, pid))
+            decision = compare_nik_pair(newcomer, other, settings, **_flags(group, incoming, pid))
             plan.decisions[pid] = decision
             if decision.outcome == REVIEW:
                 plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
@@ -304,7 +294,7 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
         plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews else None)
         return plan
 
-    reference = _reference(doc, live, settings)
+    reference = _reference(group, live, settings)
     if reference is None:
         return plan
     if reference != incoming:
@@ -337,18 +327,18 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
         member = live[member_id]
         if member.get("status") in ("duplicate", "pending"):
             continue  # already on its way into this master
-        decision = compare_nik_pair(member, live[target], settings, **_flags(doc, member_id, target))
+        decision = compare_nik_pair(member, live[target], settings, **_flags(group, member_id, target))
         if decision.outcome == REVIEW and decision.reason == "name-mismatch":
             near.append((member_id, target, decision))
         else:
             take(member_id, target, decision)
     if (reference != incoming and not has_master and not plan.master and not near
             and plan.decisions.get(reference) is not None and plan.decisions[reference].reason == "nik-conflict"
-            and (doc.get("request") or {}).get("status") in (None, "done")):
-        _match_beside_a_stranger(doc, live, incoming, reference, plan, settings)
+            and (group.request is None or group.request.status == RequestStatus.DONE)):
+        _match_beside_a_stranger(group, live, incoming, reference, plan, settings)
     near_ids = {m for m, _, _ in near}
     while near:
-        bridged = [(m, t, via) for m, t, d in near if (via := _match_via_duplicate(doc, m, t, d, plan, settings))]
+        bridged = [(m, t, via) for m, t, d in near if (via := _match_via_duplicate(group, m, t, d, plan, settings))]
         for member_id, target, decision in bridged:
             take(member_id, target, decision)
         done = {m for m, _, _ in bridged}
@@ -360,7 +350,7 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
     if plan.master:
         # A new duplicate may bridge members left in review earlier for the same near miss; their
         # review item stays for the record, a human rejection (do_not_match) still wins.
-        _bridge_waiting_reviews(doc, live, plan, near_ids | {incoming}, settings, take)
+        _bridge_waiting_reviews(group, live, plan, near_ids | {incoming}, settings, take)
     if reference == incoming and incoming not in plan.statuses and not plan.master:
         plan.statuses[incoming] = ("active", None)
     if plan.master and plan.evidence:
@@ -369,24 +359,24 @@ def plan_nik_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan
     return plan
 
 
-def _joins_another_persons_request(doc: Mapping, target: str, incoming: str) -> bool:
+def _joins_another_persons_request(group: Group, target: str, incoming: str) -> bool:
     """Whether merging ``incoming`` into ``target`` inside a demographic block would add them to an
     open or running request of other patients (a NIK holder goes to its NIK group instead)."""
-    members = doc.get("members") or {}
+    members = group.members
     if (members.get(target) or {}).get("nik_token") or (members.get(incoming) or {}).get("nik_token"):
         return False
-    request = doc.get("request") or {}
-    if request.get("status") not in ("open", "running"):
+    request = group.request
+    if not request or not request.in_progress:
         return False
-    in_request = {request.get("master"), *(request.get("duplicates") or [])}
+    in_request = request.participants
     in_request |= {pid for pid, m in members.items() if m.get("status") == "pending"}
     return target not in in_request and incoming not in in_request
 
 
-def plan_demographic_group(doc: Mapping, incoming: str, settings: Settings) -> GroupPlan:
+def plan_demographic_group(group: Group, incoming: str, settings: Settings) -> GroupPlan:
     """What the incoming member means for its demographic block: pairs where at least one side has
     no NIK. A single strong candidate merges; several different strong candidates go to review."""
-    members = doc.get("members") or {}
+    members = group.members
     live = {pid: m for pid, m in members.items() if is_live(m)}
     plan = GroupPlan()
     newcomer = members.get(incoming)
@@ -396,7 +386,7 @@ def plan_demographic_group(doc: Mapping, incoming: str, settings: Settings) -> G
     for pid, other in sorted(live.items()):
         if pid == incoming or (newcomer.get("nik_token") and other.get("nik_token")):
             continue
-        decision = compare_demographic_pair(newcomer, other, settings, **_flags(doc, incoming, pid))
+        decision = compare_demographic_pair(newcomer, other, settings, **_flags(group, incoming, pid))
         plan.decisions[pid] = decision
         if decision.outcome == MERGE:
             strong.append((pid, decision))
@@ -407,7 +397,7 @@ def plan_demographic_group(doc: Mapping, incoming: str, settings: Settings) -> G
     strong_niks = {live[pid].get("nik_token") for pid, _ in strong}
     if len(strong) == 1 or (len(strong_niks) == 1 and None not in strong_niks):
         target, decision = strong[0]
-        if _joins_another_persons_request(doc, target, incoming):
+        if _joins_another_persons_request(group, target, incoming):
             # A block holds many people but one request: joining it would merge two persons
             # (same name and birth date, each with a corroborated pair). A human decides.
             plan.reviews.append(ReviewProposal(tuple(sorted((incoming, target))), "block-request-busy",

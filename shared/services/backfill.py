@@ -16,66 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from shared.config import Settings
+from shared.domain.backfill import BackfillProgress
 from shared.domain.patient import member_record, patient_facts
-from shared.fhir.client import FhirClient, next_link_path
+from shared.fhir.client import next_link_path
 from shared.logging import get_logger
+from shared.ports.backfill_runs import BackfillRunRepository
 from shared.services.events import PatientChange
 from shared.services.matching import MatchingService
 
 log = get_logger(__name__)
-
-
-@dataclass
-class BackfillProgress:
-    run_id: str
-    status: str = "running"  # running | done
-    next_path: str | None = None
-    pages: int = 0
-    patients: int = 0
-    results: Counter = field(default_factory=Counter)  # matching outcome -> count
-    requests_published: int = 0
-    reviews_proposed: int = 0
-    seconds: float = 0.0
-
-    def to_doc(self) -> dict:
-        return {
-            "status": self.status, "next_path": self.next_path, "pages": self.pages, "patients": self.patients,
-            "results": dict(self.results), "requests_published": self.requests_published,
-            "reviews_proposed": self.reviews_proposed, "seconds": round(self.seconds, 3),
-            "updated_at": datetime.now(UTC).isoformat(),
-        }
-
-    @classmethod
-    def from_doc(cls, run_id: str, doc: dict) -> BackfillProgress:
-        return cls(run_id=run_id, status=doc.get("status", "running"), next_path=doc.get("next_path"),
-                   pages=doc.get("pages", 0), patients=doc.get("patients", 0),
-                   results=Counter(doc.get("results") or {}), requests_published=doc.get("requests_published", 0),
-                   reviews_proposed=doc.get("reviews_proposed", 0), seconds=doc.get("seconds", 0.0))
-
-    @property
-    def patients_per_second(self) -> float:
-        return self.patients / self.seconds if self.seconds else 0.0
-
-
-class BackfillCheckpoints:
-    """``backfill_runs/{run_id}`` documents in Firestore."""
-
-    def __init__(self, db, settings: Settings):
-        self._collection = db.collection(settings.collection("backfill_runs"))
-
-    def load(self, run_id: str) -> BackfillProgress | None:
-        snapshot = self._collection.document(run_id).get()
-        return BackfillProgress.from_doc(run_id, snapshot.to_dict()) if snapshot.exists else None
-
-    def save(self, progress: BackfillProgress) -> None:
-        self._collection.document(progress.run_id).set(progress.to_doc())
 
 
 def _group_of(resource: dict, settings: Settings) -> str:
@@ -92,9 +46,9 @@ def run_backfill(
     *,
     run_id: str,
     settings: Settings,
-    fhir: FhirClient,
+    fhir,
     matching: MatchingService,
-    checkpoints: BackfillCheckpoints,
+    checkpoints: BackfillRunRepository,
     page_size: int = 1000,
     workers: int = 8,
     max_pages: int | None = None,

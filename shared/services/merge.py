@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.adapters.merge_jobs import MergeJobs
-from shared.adapters.patient_index import PatientIndex
 from shared.adapters.pubsub import Publisher
 from shared.config import Settings
 from shared.domain.survivorship import (
@@ -38,6 +37,7 @@ from shared.fhir.compartment import reference_search_plan
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.logging import get_logger
 from shared.services.events import MalformedEvent
+from shared.services.merge_requests import MergeRequests
 
 log = get_logger(__name__)
 
@@ -66,7 +66,7 @@ class MergeDeps:
     settings: Settings
     fhir: FhirClient
     jobs: MergeJobs
-    index: PatientIndex
+    index: MergeRequests
     publisher: Publisher
 
 

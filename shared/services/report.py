@@ -1,34 +1,38 @@
-"""The district report: what the service has seen and done, from Firestore alone (no FHIR reads).
-
-Counts only: no patient data. Sources come from the index members' ``source`` (the legacy system in
-``meta.source``).
+"""The district report: what the service has seen and done, from the index and the merge jobs alone
+(no FHIR reads). Counts only: no patient data. Sources come from the index members' ``source`` (the
+legacy system in ``meta.source``).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
-from google.cloud import firestore
+from shared.domain.group import GROUP_COLLECTIONS, NIK_GROUPS
+from shared.domain.review import ReviewStatus
+from shared.ports.index import GroupRepository, PatientKeyRepository, ReviewItemRepository
 
-from shared.config import Settings
+
+@dataclass
+class ReportSources:
+    """The repositories the report reads (the report's read model)."""
+    keys: PatientKeyRepository
+    groups: GroupRepository
+    reviews: ReviewItemRepository
+    jobs: object   # MergeJobRepository: ``all()`` yields every job document
 
 
-def build_report(db: firestore.Client, settings: Settings) -> dict:
-    col = lambda name: db.collection(settings.collection(name))  # noqa: E731
-
-    patients_seen = sum(1 for _ in col("patient_keys").select([]).stream())
-
+def build_report(sources: ReportSources) -> dict:
     niks = 0
     niks_with_duplicates = 0
     members_by_status: Counter = Counter()
     by_source: dict[str, Counter] = defaultdict(Counter)
-    for snap in col("nik_index").stream():
+    for group in sources.groups.all(NIK_GROUPS):
         niks += 1
-        members = (snap.to_dict() or {}).get("members") or {}
-        live_or_merged = [m for m in members.values() if m.get("status") != "deleted"]
+        live_or_merged = [m for m in group.members.values() if m.get("status") != "deleted"]
         if len(live_or_merged) > 1:
             niks_with_duplicates += 1
-        for member in members.values():
+        for member in group.members.values():
             status = member.get("status", "active")
             members_by_status[status] += 1
             source = member.get("source") or "unknown"
@@ -41,8 +45,7 @@ def build_report(db: firestore.Client, settings: Settings) -> dict:
     merges: Counter = Counter()
     references_rewritten = 0
     resources_by_type: Counter = Counter()
-    for snap in col("merge_jobs").stream():
-        job = snap.to_dict() or {}
+    for job in sources.jobs.all():
         merges[job.get("status", "unknown")] += 1
         for resource_type, task in (job.get("types") or {}).items():
             rewritten = int(task.get("rewritten") or 0)
@@ -52,15 +55,14 @@ def build_report(db: firestore.Client, settings: Settings) -> dict:
 
     reviews: Counter = Counter()
     reviews_decided: Counter = Counter()
-    for snap in col("review_items").stream():
-        item = snap.to_dict() or {}
-        if item.get("status") == "pending":
-            reviews[item.get("reason", "unknown")] += 1
+    for item in sources.reviews.all():
+        if item.status == ReviewStatus.PENDING:
+            reviews[item.reason] += 1
         else:
-            reviews_decided[item.get("status", "unknown")] += 1
+            reviews_decided[str(item.status)] += 1
 
     return {
-        "patients_seen": patients_seen,
+        "patients_seen": sources.keys.count(),
         "niks_indexed": niks,
         "niks_with_duplicates": niks_with_duplicates,
         "index_members_by_status": dict(members_by_status),
@@ -75,15 +77,10 @@ def build_report(db: firestore.Client, settings: Settings) -> dict:
     }
 
 
-def work_in_progress(db: firestore.Client, settings: Settings) -> int:
+def work_in_progress(sources: ReportSources) -> int:
     """Merge requests not yet finished plus merge jobs still running: 0 when the pipeline has nothing
     left to do (what `wait until quiet` checks)."""
-    jobs = sum(1 for snap in db.collection(settings.collection("merge_jobs")).stream()
-               if (snap.to_dict() or {}).get("status") in ("running", "finalising"))
-    requests = 0
-    for name in ("nik_index", "demographic_index"):
-        for snap in db.collection(settings.collection(name)).stream():
-            request = (snap.to_dict() or {}).get("request") or {}
-            if request.get("status") in ("open", "running"):
-                requests += 1
+    jobs = sum(1 for job in sources.jobs.all() if job.get("status") in ("running", "finalising"))
+    requests = sum(1 for collection in GROUP_COLLECTIONS for group in sources.groups.all(collection)
+                   if group.request and group.request.in_progress)
     return jobs + requests

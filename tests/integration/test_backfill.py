@@ -4,14 +4,13 @@ the pages already read."""
 
 import pytest
 
-from shared.adapters.firestore import firestore_client
-from shared.bootstrap import matching_service
-from shared.services.backfill import BackfillCheckpoints, run_backfill
+from shared.bootstrap import backfill_runs, matching_service
+from shared.services.backfill import run_backfill
 
 pytestmark = pytest.mark.fresh_fhir
 
 
-def test_backfill_misses_no_patient_updated_while_it_pages(settings, fhir, topics):
+def test_backfill_misses_no_patient_updated_while_it_pages(settings, fhir, firestore_db, topics):
     ids = [f"bf-{i:03d}" for i in range(30)]
     fhir.batch([{"resource": {"resourceType": "Patient", "id": pid, "active": True, "gender": "male",
                               "name": [{"text": f"Pasien {pid}"}]},
@@ -26,10 +25,9 @@ def test_backfill_misses_no_patient_updated_while_it_pages(settings, fhir, topic
             patient.setdefault("telecom", []).append({"system": "phone", "value": "+6281200000000"})
             fhir.update(patient, if_match=patient["meta"]["versionId"])
 
-    db = firestore_client(settings)
     progress = run_backfill(run_id="sorted", settings=settings, fhir=fhir, matching=matching_service(settings),
-                            checkpoints=BackfillCheckpoints(db, settings), page_size=5, workers=2,
+                            checkpoints=backfill_runs(settings), page_size=5, workers=2,
                             on_page=touch_some)
     assert progress.status == "done" and progress.patients == len(ids)
-    seen = {snapshot.id for snapshot in db.collection(settings.collection("patient_keys")).stream()}
+    seen = {snapshot.id for snapshot in firestore_db.collection(settings.collection("patient_keys")).stream()}
     assert seen == set(ids)

@@ -14,7 +14,8 @@ from cloudevents.http import CloudEvent
 from structlog.testing import capture_logs
 
 from functions.matching import force_merge, match_patient
-from shared.adapters.patient_index import PatientIndex
+from shared import bootstrap
+from shared.domain.group import MergeRequest
 from shared.domain.patient import patient_facts
 
 STORE = "projects/p/locations/l/datasets/d/fhirStores/s"
@@ -55,7 +56,8 @@ def make_patient(fhir, settings, name, nik=None, birth="1990-05-15", gender="mal
 
 def group_doc(firestore_db, settings, resource) -> dict:
     token = patient_facts(resource, settings).nik_token
-    return PatientIndex(firestore_db, settings).read_group(f"nik_index/{token}") or {}
+    group = bootstrap.groups(settings).get(f"nik_index/{token}")
+    return group.to_doc() if group else {}
 
 
 def reviews(firestore_db, settings) -> list[dict]:
@@ -102,8 +104,8 @@ def test_eight_concurrent_events_for_one_nik(settings, fhir, firestore_db, topic
     assert {request["master"], *request["duplicates"]} == {p["id"] for p in patients}
     messages = topics.pull(settings.topic_merge_requests, timeout=3, count=None)
     assert {m["request_id"] for m in messages} == {request["id"]}
-    claimed = PatientIndex(firestore_db, settings).claim_request(f"nik_index/{messages[0]['nik_token']}",
-                                                                 request["id"])
+    claimed = bootstrap.merge_requests(settings).claim_request(f"nik_index/{messages[0]['nik_token']}",
+                                                               request["id"])
     assert len(claimed["duplicates"]) == 7
 
 
@@ -222,20 +224,19 @@ def test_approving_a_pair_in_a_busy_demographic_block_is_refused(settings, fhir,
     request = {"id": "mr-open", "status": "open", "master": "x1", "duplicates": ["x2"], "published": True,
                "reason": "demographic-match", "requested_by": "matching", "evidence": {}}
 
-    def seed(doc, _transaction):
+    def seed(tx):
         for pid, name in (("x1", "agus salim"), ("x2", "agus salim"), ("y1", "budi hartono"), ("y2", "budi hartono")):
-            doc["members"][pid] = {"status": "duplicate" if pid == "x2" else "active", "kind": None, "name": name,
+            tx.group.members[pid] = {"status": "duplicate" if pid == "x2" else "active", "kind": None, "name": name,
                                    "birth_date": "1970-06-15", "gender": "male", "is_baby": False, "active": True,
                                    "golden": False, "version": "1", "score": 3.0, "corroborators": []}
-        doc["request"] = dict(request)
-        return True
+        tx.group.request = MergeRequest.from_doc(request)
 
-    PatientIndex(firestore_db, settings).transact_group(group, seed)
+    bootstrap.groups(settings).transact(group, seed)
     outcome = service.confirm_group(group, ["y1", "y2"], reason="review-approved", requested_by="reviewer")
     assert outcome.refused == {"y1": "block-request-busy", "y2": "block-request-busy"}
     assert outcome.published == []
-    stored = PatientIndex(firestore_db, settings).read_group(group)
-    assert stored["request"]["master"] == "x1" and stored["request"]["duplicates"] == ["x2"]
+    stored = bootstrap.groups(settings).get(group)
+    assert stored.request.master == "x1" and stored.request.duplicates == ["x2"]
 
 
 def test_force_merge_finds_records_under_either_nik_system(settings, fhir, firestore_db, topics):

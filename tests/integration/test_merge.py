@@ -9,18 +9,20 @@ from collections import Counter
 
 import pytest
 
+from shared import bootstrap
 from shared.adapters.merge_jobs import MergeJobs
-from shared.adapters.patient_index import PatientIndex
+from shared.domain.group import RequestPlan
 from shared.fhir.client import run_concurrently
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.services.merge import MergeDeps, fan_out, finalise, preview, run_task, unmerge
+from shared.services.merge_requests import MergeRequests
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 
 
 def make_deps(settings, fhir, firestore_db, publisher) -> MergeDeps:
     return MergeDeps(settings=settings, fhir=fhir, jobs=MergeJobs(firestore_db, settings),
-                     index=PatientIndex(firestore_db, settings), publisher=publisher)
+                     index=MergeRequests(settings, bootstrap.groups(settings), publisher), publisher=publisher)
 
 
 def _patient(tag: str, nik: str, **extra) -> dict:
@@ -99,14 +101,14 @@ def open_request(deps: MergeDeps, seeded: dict) -> dict:
     """Opens the request the way matching does, with the master already golden so claim keeps it."""
     group = f"nik_index/tok-{uuid.uuid4().hex[:16]}"
 
-    def make_golden(doc, _transaction):
-        doc["members"][seeded["master"]] = {"status": "master", "golden": True, "active": True}
+    def open_with_golden_master(tx):
+        tx.group.members[seeded["master"]] = {"status": "master", "golden": True, "active": True}
+        return tx.group.open_request(RequestPlan(seeded["master"], tuple(seeded["duplicates"]), "nik-exact",
+                                                 "matching", {"rule": "nik-exact", "score": 100}))
 
-    deps.index.transact_group(group, make_golden)
-    request = deps.index.open_request(group, seeded["master"], seeded["duplicates"], "nik-exact", "matching",
-                                      {"rule": "nik-exact", "score": 100})
-    return {"request_id": request["id"], "group": group, "nik_token": group.split("/", 1)[1],
-            "master": request["master"], "duplicates": request["duplicates"], "reason": "nik-exact",
+    request = bootstrap.groups(deps.settings).transact(group, open_with_golden_master)
+    return {"request_id": request.id, "group": group, "nik_token": group.split("/", 1)[1],
+            "master": request.master, "duplicates": request.duplicates, "reason": "nik-exact",
             "requested_by": "matching", "evidence": {"rule": "nik-exact"}}
 
 
@@ -186,8 +188,8 @@ def test_merge_then_unmerge_restores_everything(deps, fhir, settings, topics):
     assert sum(t.get("rewritten", 0) for t in job["types"].values()) == len(referencing)
     assert job["types"]["Provenance"]["status"] == "skipped"
     assert_merged(fhir, settings, seeded, before)
-    group = deps.index.read_group(job["group"])
-    assert group["request"]["status"] == "done"
+    group = bootstrap.groups(settings).get(job["group"])
+    assert group.request.status == "done"
 
     report = unmerge(job["job_id"], deps)
     assert report.conflicts == [] and report.restored == len(referencing) and report.patients == 4

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ops.cli import app
+from shared.bootstrap import report_sources
 from shared.config import Settings
 from shared.fhir.client import FhirClient
 from shared.services.report import work_in_progress
@@ -91,7 +92,7 @@ def cli(settings: Settings, *args: str, input: str | None = None):
 
 
 def wait_quiet(settings: Settings, pipeline: LocalPipeline, firestore_db) -> None:
-    pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(firestore_db, settings) > 0, timeout=180)
+    pipeline.wait_until_quiet(busy_check=lambda: work_in_progress(report_sources(settings)) > 0, timeout=180)
 
 
 @pytest.fixture(scope="module")

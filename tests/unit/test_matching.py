@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.config import Settings
+from shared.domain.group import Group
 from shared.domain.master import select_master
 from shared.domain.matching import (
     MERGE,
@@ -65,6 +66,11 @@ def record(resource, status="active"):
 
 def group(*records_by_id, master=None, **extra):
     return {"members": dict(records_by_id), "master": master, "request": None, **extra}
+
+
+def as_group(doc: dict, collection: str = "nik_index") -> Group:
+    """The stored form of a group (what these tests build and change) as the rules take it."""
+    return Group.from_doc(f"{collection}/token", doc)
 
 
 # --- facts --------------------------------------------------------------------------------
@@ -254,7 +260,7 @@ def test_nik_group_plan_is_independent_of_arrival_order():
     masters = set()
     for incoming in records:
         doc = group(*records.items())
-        plan = plan_nik_group(doc, incoming, SETTINGS)
+        plan = plan_nik_group(as_group(doc), incoming, SETTINGS)
         masters.add(plan.master)
     assert len(masters) == 1
 
@@ -262,10 +268,10 @@ def test_nik_group_plan_is_independent_of_arrival_order():
 def test_nik_group_joins_existing_master_and_reviews_collision():
     master = record(patient("m"), status="master")
     dup = record(patient("d", name="Budi Santoso, S.Kom"))
-    plan = plan_nik_group(group(("m", master), ("d", dup), master="m"), "d", SETTINGS)
+    plan = plan_nik_group(as_group(group(("m", master), ("d", dup), master="m")), "d", SETTINGS)
     assert (plan.master, plan.duplicates, plan.reason) == ("m", ["d"], "nik-match")
     other = record(patient("x", name="Agus Wijaya"))
-    plan = plan_nik_group(group(("m", master), ("x", other), master="m"), "x", SETTINGS)
+    plan = plan_nik_group(as_group(group(("m", master), ("x", other), master="m")), "x", SETTINGS)
     assert plan.master is None and plan.reviews[0].reason == "nik-conflict"
     assert plan.statuses["x"][0] == "review"
 
@@ -276,11 +282,11 @@ def test_mistyped_record_arriving_first_does_not_block_the_real_pair():
     x = record(patient("x", name="Agus Wijaya", birth="1975-01-02"))
     owner = record(patient("o"))
     owner2 = record(patient("o2", name="BUDI SANTOSO"))
-    plan = plan_nik_group(group(("x", x), ("o", owner), ("o2", owner2)), "o2", SETTINGS)
+    plan = plan_nik_group(as_group(group(("x", x), ("o", owner), ("o2", owner2))), "o2", SETTINGS)
     assert plan.master in ("o", "o2") and set(plan.duplicates) == {"o", "o2"} - {plan.master}
     assert "x" not in plan.duplicates
     # and when x itself is (re)evaluated, it goes to review against the owner
-    plan = plan_nik_group(group(("x", x), ("o", owner)), "x", SETTINGS)
+    plan = plan_nik_group(as_group(group(("x", x), ("o", owner))), "x", SETTINGS)
     assert plan.master is None and [r.reason for r in plan.reviews] == ["nik-conflict"]
 
 
@@ -289,28 +295,28 @@ def test_baby_in_group_with_mother_only_reviews_other_babies():
     baby1 = record(patient("b1", name="By. Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=NIK_MOTHER))
     baby2 = record(patient("b2", name="Bayi Ny. Siti Aminah", birth="2024-02-01", gender="male", nik=None,
                            nik_ibu=NIK_MOTHER))
-    plan = plan_nik_group(group(("m", mother), ("b1", baby1), ("b2", baby2)), "b2", SETTINGS)
+    plan = plan_nik_group(as_group(group(("m", mother), ("b1", baby1), ("b2", baby2))), "b2", SETTINGS)
     assert plan.master is None
     assert [(r.patient_ids, r.reason) for r in plan.reviews] == [(("b1", "b2"), "possible-baby-duplicate")]
     assert plan.decisions["m"].reason == "baby-vs-adult"
-    plan = plan_nik_group(group(("m", mother), ("b1", baby1)), "m", SETTINGS)
+    plan = plan_nik_group(as_group(group(("m", mother), ("b1", baby1))), "m", SETTINGS)
     assert plan.master is None and not plan.reviews
 
 
 def test_demographic_plan_single_strong_candidate_merges_several_go_to_review():
     a = record(patient("a", nik=None, phone="081234567890"))
     b = record(patient("b", phone="081234567890"))
-    plan = plan_demographic_group(group(("a", a), ("b", b)), "a", SETTINGS)
+    plan = plan_demographic_group(as_group(group(("a", a), ("b", b)), "demographic_index"), "a", SETTINGS)
     assert (plan.master, plan.duplicates, plan.reason) == ("b", ["a"], "demographic-match")
     c = record(patient("c", nik="3201011505900009", phone="081234567890"))
-    plan = plan_demographic_group(group(("a", a), ("b", b), ("c", c)), "a", SETTINGS)
+    plan = plan_demographic_group(as_group(group(("a", a), ("b", b), ("c", c)), "demographic_index"), "a", SETTINGS)
     assert plan.master is None and plan.reviews[-1].reason == "ambiguous-match"
 
 
 def test_demographic_plan_nik_bearing_newcomer_finds_nikless_twin():
     a = record(patient("a", nik=None, phone="081234567890"))
     b = record(patient("b", phone="081234567890"))
-    plan = plan_demographic_group(group(("a", a), ("b", b)), "b", SETTINGS)
+    plan = plan_demographic_group(as_group(group(("a", a), ("b", b)), "demographic_index"), "b", SETTINGS)
     assert (plan.master, plan.duplicates) == ("a", ["b"])  # the service redirects to b's NIK group
 
 
@@ -335,7 +341,7 @@ def _master_with_typo_and_duplicate(**newcomer):
 
 def test_near_miss_of_master_merges_through_a_duplicate_it_fully_matches():
     doc = _master_with_typo_and_duplicate()
-    plan = plan_nik_group(doc, "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
     assert (plan.master, plan.duplicates, plan.reason) == ("m", ["n"], "nik-match")
     pair = plan.evidence["pairs"][0]
     assert pair["rule"] == "nik-match-via-duplicate" and pair["via"]["patients"] == ["d", "n"]
@@ -343,7 +349,7 @@ def test_near_miss_of_master_merges_through_a_duplicate_it_fully_matches():
     # without the duplicate the same newcomer is a near miss for a human
     del doc["members"]["d"]
     doc["request"] = None
-    plan = plan_nik_group(doc, "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
     assert plan.master is None and [r.reason for r in plan.reviews] == ["name-mismatch"]
 
 
@@ -351,22 +357,22 @@ def test_bridge_never_overrides_a_conflict_or_a_human_rejection():
     doc = _master_with_typo_and_duplicate()
     doc["members"]["n"]["gender"] = "female"  # contradicts the NIK: not a near miss, a conflict
     doc["members"]["n"]["nik_issues"] = ["nik-gender-mismatch"]
-    plan = plan_nik_group(doc, "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
     assert plan.master is None and plan.reviews[0].reason == "nik-birthdate-mismatch"
     doc = _master_with_typo_and_duplicate()
     doc["do_not_match"] = ["m|n"]
-    plan = plan_nik_group(doc, "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
     assert plan.master is None and plan.decisions["m"].reason == "do-not-match"
     doc = _master_with_typo_and_duplicate()
     doc["do_not_match"] = ["d|n"]
-    plan = plan_nik_group(doc, "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
     assert plan.master is None and plan.reviews[0].reason == "name-mismatch"
 
 
 def test_collision_record_is_never_bridged_by_an_owner_duplicate():
     doc = _master_with_typo_and_duplicate()
     doc["members"]["n"] = record(patient("n", name="Agus Wijaya", birth=None))
-    plan = plan_nik_group(doc, "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
     assert plan.master is None and plan.reviews[0].reason == "nik-conflict"
 
 
@@ -376,12 +382,12 @@ def test_new_duplicate_bridges_a_member_waiting_in_review():
     waiting["reason"] = "name-mismatch"
     dup = record(patient("d", name="Widodo Nugraha"))  # 92.9 against the master, birth date agrees
     doc = group(("m", master), ("w", waiting), ("d", dup), master="m")
-    plan = plan_nik_group(doc, "d", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "d", SETTINGS)
     assert (plan.master, plan.duplicates) == ("m", ["d", "w"])
     assert [p["rule"] for p in plan.evidence["pairs"]] == ["nik-match", "nik-match-via-duplicate"]
     # a human who rejected the waiting pair keeps it apart
     doc["do_not_match"] = ["m|w"]
-    assert plan_nik_group(doc, "d", SETTINGS).duplicates == ["d"]
+    assert plan_nik_group(as_group(doc), "d", SETTINGS).duplicates == ["d"]
 
 
 def test_evaluation_counts_review_only_through_items_a_reviewer_would_approve():
@@ -402,12 +408,12 @@ def test_demographic_block_never_puts_two_people_in_one_request():
     request = {"id": "mr-1", "status": "open", "master": "a1", "duplicates": ["a2"], "evidence": {}}
     doc = group(("a1", first[0]), ("a2", first[1]), ("b1", second[0]), ("b2", second[1]),
                 master="a1", request=request)
-    plan = plan_demographic_group(doc, "b2", SETTINGS)
+    plan = plan_demographic_group(as_group(doc, "demographic_index"), "b2", SETTINGS)
     assert plan.master is None
     assert [(r.patient_ids, r.reason) for r in plan.reviews][-1] == (("b1", "b2"), "block-request-busy")
     # the same pair merges once the block has no other request
     doc["request"] = None
-    plan = plan_demographic_group(doc, "b2", SETTINGS)
+    plan = plan_demographic_group(as_group(doc, "demographic_index"), "b2", SETTINGS)
     assert (plan.master, plan.duplicates) == ("b1", ["b2"])
 
 
@@ -417,10 +423,10 @@ def test_owner_records_still_merge_when_the_best_record_carries_the_nik_by_mista
     owner = record(patient("o"), status="review")
     owner["reason"] = "nik-conflict"
     owner2 = record(patient("o2", name="BUDI SANTOSO"))
-    plan = plan_nik_group(group(("x", x), ("o", owner), ("o2", owner2)), "o2", SETTINGS)
+    plan = plan_nik_group(as_group(group(("x", x), ("o", owner), ("o2", owner2))), "o2", SETTINGS)
     assert {plan.master, *plan.duplicates} == {"o", "o2"} and "x" not in plan.duplicates
     assert [(r.patient_ids, r.reason) for r in plan.reviews] == [(("o2", "x"), "nik-conflict")]
     # a near name is not enough beside a stranger: only a full nik-match merges
     owner2 = record(patient("o2", name="Budi Santosa", birth=None))
-    plan = plan_nik_group(group(("x", x), ("o", owner), ("o2", owner2)), "o2", SETTINGS)
+    plan = plan_nik_group(as_group(group(("x", x), ("o", owner), ("o2", owner2))), "o2", SETTINGS)
     assert plan.master is None

@@ -79,10 +79,9 @@ def _incremental(settings: Settings, stack_env: dict, directory: Path, events: i
 
 
 def run_one(patients: int, events: int, work: Path, console) -> dict:
-    from shared.adapters.firestore import firestore_client
     from shared.adapters.pubsub import _publisher_client
-    from shared.bootstrap import fhir_client, matching_service
-    from shared.services.backfill import BackfillCheckpoints, run_backfill
+    from shared.bootstrap import backfill_runs, fhir_client, matching_service
+    from shared.services.backfill import run_backfill
     from tools.bench.__main__ import _emulator_env
     from tools.stack import LocalStack, start_fhir_server
 
@@ -101,7 +100,7 @@ def run_one(patients: int, events: int, work: Path, console) -> dict:
         publisher.create_topic(name=topic)
         progress = run_backfill(run_id=f"scale-{patients}", settings=settings, fhir=fhir_client(settings),
                                 matching=matching_service(settings),
-                                checkpoints=BackfillCheckpoints(firestore_client(settings), settings))
+                                checkpoints=backfill_runs(settings))
         out["backfill"] = {"seconds": round(progress.seconds, 1), "patients_per_second":
                            round(progress.patients_per_second, 1), "merge_requests": progress.requests_published,
                            "review_items": progress.reviews_proposed, "results": dict(progress.results)}

@@ -1,0 +1,405 @@
+"""A matching group and its merge request: the typed state the index stores, and every transition of it.
+
+A *group* is every patient sharing one NIK (``nik_index/<token>``) or, for records without a NIK, one
+birth date + sex block (``demographic_index/<token>``). It holds the members' index records, the
+group's master, at most one merge request, and the pairs humans decided (``confirmed``,
+``do_not_match``). A request moves ``open -> running -> done``:
+
+- matching opens it (or adds duplicates to the open one); while one runs, newly matched members wait
+  as ``pending`` and become the follow-up request when it completes;
+- the merge fan-out claims it (``open -> running``), re-selecting the master when none is golden yet;
+- the finaliser completes it (``running -> done``), marking duplicates merged and the master golden;
+- an unmerge records the pairs as ``do_not_match`` and brings the members back.
+
+Pure: no I/O. Repositories load a ``Group`` from a document, a use case calls these methods inside the
+group's transaction, and the repository writes ``to_doc()`` back when it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from shared.clock import now_iso
+from shared.domain.master import golden_members, select_master
+
+NIK_GROUPS = "nik_index"
+DEMOGRAPHIC_GROUPS = "demographic_index"
+GROUP_COLLECTIONS = (NIK_GROUPS, DEMOGRAPHIC_GROUPS)
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    MASTER = "master"          # the group's golden record (or the target of a request)
+    DUPLICATE = "duplicate"    # in an open or running request, to be merged into the master
+    PENDING = "pending"        # matched while a request ran: waits for the follow-up request
+    REVIEW = "review"          # a human decides
+    MERGED = "merged"          # replaced by the master
+    DELETED = "deleted"        # deleted while its merge ran
+
+
+class RequestStatus(StrEnum):
+    OPEN = "open"
+    RUNNING = "running"
+    DONE = "done"
+
+
+# Members that can still take part in matching (merged and deleted ones cannot).
+LIVE_STATUSES = frozenset({MemberStatus.ACTIVE, MemberStatus.MASTER, MemberStatus.DUPLICATE, MemberStatus.PENDING,
+                           MemberStatus.REVIEW})
+IN_REQUEST_STATUSES = frozenset({MemberStatus.DUPLICATE, MemberStatus.PENDING})
+
+
+class Member(TypedDict, total=False):
+    """One patient's index record (``shared.domain.patient.member_record``) plus its status. Only
+    normalised matching fields: never a raw NIK."""
+    version: str | None
+    last_updated: str | None
+    kind: str                  # "nik" | "nik-ibu" | "none"
+    nik_token: str | None
+    nik_issues: list[str]
+    name: str
+    is_baby: bool
+    birth_date: str | None
+    gender: str | None
+    multiple_birth: int | None
+    corroborators: list[str]
+    active: bool
+    golden: bool
+    replaced_by: str | None
+    source: str | None
+    score: float
+    status: str                # a MemberStatus value
+    reason: str | None         # the rule behind the status
+
+
+def is_live(member: Mapping | None) -> bool:
+    return bool(member) and member.get("status", MemberStatus.ACTIVE) in LIVE_STATUSES \
+        and member.get("active", True) is not False
+
+
+def pair_key(a: str, b: str) -> str:
+    return "|".join(sorted((a, b)))
+
+
+def pairs_of(patient_ids: Iterable[str]) -> set[str]:
+    ids = sorted(set(patient_ids))
+    return {pair_key(a, b) for a in ids for b in ids if a < b}
+
+
+def group_id(collection: str, token: str) -> str:
+    if collection not in GROUP_COLLECTIONS:
+        raise ValueError(f"unknown group collection {collection!r}")
+    return f"{collection}/{token}"
+
+
+def split_group_id(group: str) -> tuple[str, str]:
+    collection, _, token = group.partition("/")
+    if collection not in GROUP_COLLECTIONS or not token:
+        raise ValueError(f"not a group id: {group!r}")
+    return collection, token
+
+
+def group_token(group: str) -> str:
+    return split_group_id(group)[1]
+
+
+def is_nik_group(group: str) -> bool:
+    return group.startswith(NIK_GROUPS + "/")
+
+
+def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
+    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}"
+    return "mr-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+_REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
+                   "created_at", "claimed_at", "completed_at", "follow_up_of")
+
+
+@dataclass
+class MergeRequest:
+    id: str
+    status: RequestStatus
+    master: str
+    duplicates: list[str]
+    reason: str | None = None
+    requested_by: str | None = None
+    evidence: dict = field(default_factory=dict)
+    published: bool = False
+    created_at: str | None = None
+    claimed_at: str | None = None
+    completed_at: str | None = None
+    follow_up_of: str | None = None
+
+    @property
+    def participants(self) -> set[str]:
+        return {self.master, *self.duplicates}
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in (RequestStatus.OPEN, RequestStatus.RUNNING)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping) -> MergeRequest:
+        values = {k: doc[k] for k in _REQUEST_FIELDS if k in doc}
+        values["status"] = RequestStatus(values["status"])
+        values["duplicates"] = list(values.get("duplicates") or [])
+        values["evidence"] = dict(values.get("evidence") or {})
+        return cls(**values)
+
+    def to_doc(self) -> dict:
+        doc = {k: getattr(self, k) for k in _REQUEST_FIELDS if getattr(self, k) is not None}
+        doc["status"] = str(self.status)
+        doc["duplicates"] = list(self.duplicates)
+        return doc
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What a use case asks of a group: merge ``duplicates`` into ``master``."""
+    master: str
+    duplicates: tuple[str, ...]
+    reason: str
+    requested_by: str
+    evidence: dict
+
+
+@dataclass
+class Group:
+    id: str
+    members: dict[str, Member] = field(default_factory=dict)
+    master: str | None = None
+    request: MergeRequest | None = None
+    previous_request: MergeRequest | None = None
+    do_not_match: set[str] = field(default_factory=set)
+    confirmed: set[str] = field(default_factory=set)
+    updated_at: str | None = None
+
+    # --- storage form ----------------------------------------------------------------------------
+    @classmethod
+    def from_doc(cls, group: str, doc: Mapping | None) -> Group:
+        doc = doc or {}
+        request, previous = doc.get("request"), doc.get("previous_request")
+        return cls(
+            id=group,
+            members={pid: dict(m) for pid, m in (doc.get("members") or {}).items()},  # type: ignore[misc]
+            master=doc.get("master"),
+            request=MergeRequest.from_doc(request) if request else None,
+            previous_request=MergeRequest.from_doc(previous) if previous else None,
+            do_not_match=set(doc.get("do_not_match") or ()),
+            confirmed=set(doc.get("confirmed") or ()),
+            updated_at=doc.get("updated_at"),
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "members": {pid: dict(m) for pid, m in self.members.items()},
+            "master": self.master,
+            "request": self.request.to_doc() if self.request else None,
+            "do_not_match": sorted(self.do_not_match),
+            "confirmed": sorted(self.confirmed),
+        }
+        if self.previous_request:
+            doc["previous_request"] = self.previous_request.to_doc()
+        if self.updated_at:
+            doc["updated_at"] = self.updated_at
+        return doc
+
+    @property
+    def token(self) -> str:
+        return group_token(self.id)
+
+    @property
+    def is_nik(self) -> bool:
+        return is_nik_group(self.id)
+
+    def status_of(self, patient_id: str) -> str | None:
+        return (self.members.get(patient_id) or {}).get("status")
+
+    def set_status(self, patient_id: str, status: MemberStatus) -> None:
+        self.members.setdefault(patient_id, {})["status"] = str(status)
+
+    def is_rejected(self, a: str, b: str) -> bool:
+        return pair_key(a, b) in self.do_not_match
+
+    def is_confirmed(self, a: str, b: str) -> bool:
+        return pair_key(a, b) in self.confirmed
+
+    # --- transitions -----------------------------------------------------------------------------
+    def open_request(self, plan: RequestPlan) -> MergeRequest:
+        """Records a new open request, or adds the duplicates to the open one; while a request runs,
+        the new duplicates wait as ``pending`` members (completing the running one opens the follow-up).
+        Returns the group's request."""
+        wanted = [d for d in dict.fromkeys(plan.duplicates) if d != plan.master]
+        request = self.request
+        if request and request.status == RequestStatus.OPEN:
+            in_request = request.participants
+            for pid in [plan.master, *wanted]:
+                if pid not in in_request:
+                    request.duplicates.append(pid)
+                    in_request.add(pid)
+                    self.set_status(pid, MemberStatus.DUPLICATE)
+            joined = request.evidence.setdefault("joined", [])
+            if plan.evidence and plan.evidence not in joined and plan.evidence != request.evidence.get("first"):
+                joined.append(plan.evidence)
+            return request
+        if request and request.status == RequestStatus.RUNNING:
+            in_request = request.participants
+            for pid in [plan.master, *wanted]:
+                if pid not in in_request and self.status_of(pid) not in (MemberStatus.MERGED, MemberStatus.DELETED):
+                    self.set_status(pid, MemberStatus.PENDING)
+            return request
+        request = MergeRequest(
+            id=request_id_for(self.id, plan.master, wanted), status=RequestStatus.OPEN, master=plan.master,
+            duplicates=sorted(wanted), reason=plan.reason, requested_by=plan.requested_by,
+            evidence={"first": plan.evidence or {}}, published=False, created_at=now_iso())
+        self.request = request
+        self.master = plan.master
+        self.set_status(plan.master, MemberStatus.MASTER)
+        for pid in wanted:
+            self.set_status(pid, MemberStatus.DUPLICATE)
+        return request
+
+    def unpublished_request(self) -> MergeRequest | None:
+        """The open request that still has to be sent to the merge pipeline."""
+        request = self.request
+        return request if request and request.status == RequestStatus.OPEN and not request.published else None
+
+    def mark_published(self, request_id: str) -> bool:
+        request = self.request
+        if not request or request.id != request_id or request.published:
+            return False
+        request.published = True
+        return True
+
+    def claim_request(self, request_id: str, source_priority: list[str]) -> MergeRequest | None:
+        """The fan-out's claim: open -> running (re-selecting the master when none is golden yet, so
+        arrival order does not decide it); running with this id -> the same request again; else None."""
+        request = self.request
+        if not request or request.id != request_id:
+            return None
+        if request.status == RequestStatus.RUNNING:
+            return request
+        if request.status != RequestStatus.OPEN:
+            return None
+        everyone = [request.master, *request.duplicates]
+        if not golden_members(self.members, everyone):
+            master = select_master(self.members, everyone, source_priority)
+            request.master = master
+            request.duplicates = sorted(p for p in everyone if p != master)
+        request.status = RequestStatus.RUNNING
+        request.claimed_at = now_iso()
+        self.master = request.master
+        self.set_status(request.master, MemberStatus.MASTER)
+        for pid in request.duplicates:
+            self.set_status(pid, MemberStatus.DUPLICATE)
+        return request
+
+    def complete_request(self, request_id: str, master: str, duplicates: list[str]) -> MergeRequest | None:
+        """The finaliser's completion: duplicates ``merged``, the master golden, the request ``done``.
+        Members left ``pending`` while it ran become a follow-up request, returned (unpublished) for
+        the caller to publish; a redelivery returns the same follow-up while it is unpublished."""
+        request = self.request
+        if not request:
+            return None
+        if request.id != request_id:
+            if request.follow_up_of == request_id and not request.published:
+                return request
+            return None
+        if request.status == RequestStatus.DONE:
+            return None
+        for pid in duplicates:
+            self.members.setdefault(pid, {}).update(status=str(MemberStatus.MERGED), active=False, golden=False,
+                                                    replaced_by=master)
+        self.members.setdefault(master, {}).update(status=str(MemberStatus.MASTER), golden=True, active=True)
+        request.status = RequestStatus.DONE
+        request.master = master
+        request.duplicates = sorted(duplicates)
+        request.completed_at = now_iso()
+        self.master = master
+        pending = sorted(pid for pid, m in self.members.items() if m.get("status") == MemberStatus.PENDING)
+        if not pending:
+            return None
+        self.request = None
+        follow_up = self.open_request(RequestPlan(master, tuple(pending), "follow-up", "matching",
+                                                  {"follow_up_of": request_id}))
+        follow_up.follow_up_of = request_id
+        self.previous_request = request
+        return follow_up
+
+    def record_unmerge(self, master: str, duplicates: list[str]) -> None:
+        """A human undid this merge: its pairs become do-not-match (the automation would otherwise merge
+        the re-activated patients straight back) and the members are live again. The master stays
+        golden only while other members remain merged into it."""
+        self.do_not_match |= {pair_key(master, pid) for pid in duplicates}
+        for pid in duplicates:
+            if pid in self.members:
+                self.members[pid].update(status=str(MemberStatus.ACTIVE), active=True, replaced_by=None, golden=False)
+        still_merged = any(m.get("replaced_by") == master and m.get("status") == MemberStatus.MERGED
+                           for pid, m in self.members.items() if pid not in duplicates)
+        if master in self.members and not still_merged:
+            self.members[master].update(status=str(MemberStatus.ACTIVE), golden=False)
+
+    def reject(self, patient_ids: Iterable[str]) -> None:
+        """A human said these are different people: never proposed again."""
+        self.do_not_match |= pairs_of(patient_ids)
+
+    def confirm(self, patient_ids: Iterable[str]) -> None:
+        """A human said these are one person: never overridden by a rule."""
+        self.confirmed |= pairs_of(patient_ids)
+
+    def remove_member(self, patient_id: str, source_priority: list[str]) -> bool:
+        """The patient left the group (deleted, NIK or birth date changed). A member of a running
+        merge stays, marked deleted: the pipeline owns it until the merge completes."""
+        if patient_id not in self.members:
+            return False
+        request = self.request
+        if request and request.status == RequestStatus.RUNNING and patient_id in request.participants:
+            self.members[patient_id]["status"] = str(MemberStatus.DELETED)
+            return True
+        del self.members[patient_id]
+        if request and request.status == RequestStatus.OPEN:
+            if patient_id in request.duplicates:
+                request.duplicates.remove(patient_id)
+            if patient_id == request.master and request.duplicates:
+                request.master = select_master(self.members, request.duplicates, source_priority)
+                request.duplicates.remove(request.master)
+            if not request.duplicates:
+                self.request = None
+        if self.master == patient_id:
+            self.master = self.request.master if self.request else None
+        return True
+
+
+@dataclass
+class PatientKeys:
+    """Which groups a patient is in (``linked``: NIK groups it joined through a demographic match), so a
+    delete or a NIK change finds its old entries."""
+    patient_id: str
+    groups: list[str] = field(default_factory=list)
+    linked: list[str] = field(default_factory=list)
+    version: str | None = None
+    last_updated: str | None = None
+    status: str = "indexed"   # indexed | unmatched
+    updated_at: str | None = None
+
+    @property
+    def all_groups(self) -> list[str]:
+        return [*self.groups, *self.linked]
+
+    def as_member(self) -> dict:
+        """The version fields in the shape ``is_newer`` compares."""
+        return {"version": self.version, "last_updated": self.last_updated}
+
+    @classmethod
+    def from_doc(cls, patient_id: str, doc: Mapping) -> PatientKeys:
+        return cls(patient_id, list(doc.get("groups") or []), list(doc.get("linked") or []), doc.get("version"),
+                   doc.get("last_updated"), doc.get("status", "indexed"), doc.get("updated_at"))
+
+    def to_doc(self) -> dict:
+        return {"groups": list(self.groups), "linked": list(self.linked), "version": self.version,
+                "last_updated": self.last_updated, "status": self.status, "updated_at": self.updated_at}

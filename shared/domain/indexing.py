@@ -1,0 +1,151 @@
+"""What one patient record, or one human confirmation, does to a group. Pure: runs inside the group's
+transaction (``GroupRepository.transact``) on the loaded ``Group``, and returns what the caller must do
+next (review items to propose, a NIK group to join, a request to publish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.config import Settings
+from shared.domain.group import Group, MemberStatus, MergeRequest, RequestPlan, is_live
+from shared.domain.master import select_master
+from shared.domain.matching import MERGE, ReviewProposal, compare_nik_pair, plan_demographic_group, plan_nik_group
+from shared.domain.patient import is_newer
+
+MATCHING = "matching"   # requested_by of what the rules decide
+_VERSION_FIELDS = ("version", "last_updated")
+
+
+@dataclass(frozen=True)
+class CrossJoin:
+    """A NIK-less record matched to a NIK holder in a demographic block: it joins the holder's NIK group,
+    so one person has one request and one master."""
+    group: str
+    anchor_id: str
+    newcomer_id: str
+    newcomer: dict
+    evidence: dict
+
+
+@dataclass
+class MemberApplied:
+    changed: bool
+    request: MergeRequest | None = None
+    reviews: list[ReviewProposal] = field(default_factory=list)
+    cross: CrossJoin | None = None
+
+
+@dataclass
+class Confirmation:
+    request: MergeRequest | None
+    refused: dict[str, str] = field(default_factory=dict)   # patient id -> rule that refused it
+
+
+def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, settings: Settings) -> MemberApplied:
+    """Stores the record as a member unless the stored one is as new (``changed=False``), then runs the
+    group's rules for it: statuses, review proposals, and a merge request opened or joined."""
+    members = group.members
+    stored = members.get(patient_id)
+    if stored and not is_newer(record["version"], record["last_updated"], stored):
+        return MemberApplied(False, group.request)
+    status = (stored or {}).get("status", MemberStatus.ACTIVE)
+    if record["replaced_by"]:
+        status = MemberStatus.MERGED
+    elif record["golden"]:
+        status = MemberStatus.MASTER
+        if not (group.request and group.request.in_progress):
+            group.master = patient_id
+    elif status in (MemberStatus.MERGED, MemberStatus.DELETED):
+        status = MemberStatus.ACTIVE  # re-activated (an unmerge restored it) or re-created
+    members[patient_id] = {**(stored or {}), **record, "status": str(status)}
+    if own_write:
+        return MemberApplied(True, group.request)
+
+    plan = plan_nik_group(group, patient_id, settings) if group.is_nik else \
+        plan_demographic_group(group, patient_id, settings)
+    for pid, (new_status, reason) in plan.statuses.items():
+        if pid in members and members[pid].get("status") not in ("master", "duplicate", "pending"):
+            members[pid]["status"] = new_status
+            members[pid]["reason"] = reason
+    applied = MemberApplied(True, group.request, list(plan.reviews))
+    if not plan.master:
+        return applied
+    target, newcomer = members[plan.master], members[plan.duplicates[0]]
+    nik_holder = next((m for m in (target, newcomer) if m.get("nik_token")), None)
+    if not group.is_nik and nik_holder is not None:
+        anchor_id = plan.master if target.get("nik_token") else plan.duplicates[0]
+        other_id = plan.duplicates[0] if anchor_id == plan.master else plan.master
+        members[other_id]["status"] = str(MemberStatus.DUPLICATE)
+        applied.cross = CrossJoin(f"nik_index/{nik_holder['nik_token']}", anchor_id, other_id,
+                                  dict(members[other_id]), plan.evidence)
+    else:
+        applied.request = group.open_request(RequestPlan(plan.master, tuple(plan.duplicates),
+                                                         plan.reason or "match", MATCHING, plan.evidence))
+    return applied
+
+
+def join_nik_group(group: Group, join: CrossJoin) -> MergeRequest | None:
+    """The NIK group's side of a ``CrossJoin``: the newcomer is merged into the group's live master
+    (or the anchor)."""
+    members = group.members
+    if (members.get(join.newcomer_id) or {}).get("status") == MemberStatus.MERGED:
+        return group.request
+    members[join.newcomer_id] = {**join.newcomer,
+                                 "status": members.get(join.newcomer_id, {}).get("status", MemberStatus.ACTIVE)}
+    master = group.master
+    if not is_live(members.get(master)):
+        master = join.anchor_id
+    return group.open_request(RequestPlan(master, (join.newcomer_id,), "demographic-match", MATCHING, join.evidence))
+
+
+def confirm_members(group: Group, confirmed: list[str], *, reason: str, requested_by: str,
+                    settings: Settings) -> Confirmation:
+    """Human-confirmed ids: recorded as confirmed pairs and merged into one master, except where the
+    newborn/twin rules refuse (those never merge, whoever asks)."""
+    members = group.members
+    request = group.request
+    result = Confirmation(request)
+    if not group.is_nik and request and request.in_progress and not (set(confirmed) & request.participants):
+        # A birth-date/gender block holds different people: its open request (someone else's merge)
+        # must not absorb this pair. The reviewer approves again once that merge is done.
+        result.refused.update({pid: "block-request-busy" for pid in confirmed})
+        return result
+    group.confirm(confirmed)
+    live = [pid for pid in confirmed if is_live(members.get(pid))]
+    # In a NIK group the group's master is the adult holder's master; newborns on the mother's NIK and a
+    # demographic block (different people) take a master among the confirmed records.
+    babies = any(members.get(pid, {}).get("is_baby") for pid in live)
+    master = group.master if group.is_nik and not babies and is_live(members.get(group.master)) else None
+    if master is None:
+        adults = [pid for pid in live if not members[pid].get("is_baby")] or live
+        if not adults:
+            return result
+        master = select_master(members, adults, settings.source_priority)
+    duplicates, evidence = [], {"pairs": [], "requested": len(confirmed)}
+    for pid in live:
+        if pid == master or members[pid].get("status") in ("duplicate", "pending"):
+            continue
+        decision = compare_nik_pair(members[pid], members[master], settings,
+                                    confirmed=group.is_confirmed(pid, master))
+        if decision.outcome == MERGE:
+            duplicates.append(pid)
+            evidence["pairs"].append({"patients": sorted((pid, master)), **decision.evidence})
+        else:
+            result.refused[pid] = decision.reason
+    if duplicates:
+        result.request = group.open_request(RequestPlan(master, tuple(duplicates), reason, requested_by, evidence))
+    return result
+
+
+def already_recorded(group: Group | None, patient_id: str, record: Mapping) -> bool:
+    """Whether the group already holds this record but for its version (a merge's own write: the status
+    the write implies was set when the merge completed)."""
+    stored = (group.members if group else {}).get(patient_id)
+    if not stored:
+        return False
+    expected = MemberStatus.MERGED if record["replaced_by"] else MemberStatus.MASTER
+    return stored.get("status") == expected and all(
+        stored.get(key) == value for key, value in record.items() if key not in _VERSION_FIELDS)
+

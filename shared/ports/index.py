@@ -1,0 +1,75 @@
+"""Ports of the matching index: groups (NIK groups and demographic blocks), patient keys, review items.
+
+Services code against these abstract classes; ``shared/adapters/firestore_index.py`` implements them
+on Firestore and ``tests/fakes.py`` in memory. A group changes only inside ``GroupRepository.transact``:
+the repository loads the group, hands it to the use case's function, and writes it back (with the
+review items the function proposed) atomically when it changed, retrying on contention.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+from shared.domain.group import Group, PatientKeys
+from shared.domain.review import ReviewItem, ReviewStatus
+
+T = TypeVar("T")
+
+
+class GroupTransaction(ABC):
+    """One attempt of a group's transaction. ``group`` is the loaded state: mutate it."""
+
+    group: Group
+
+    @abstractmethod
+    def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
+        """Creates the items that do not exist yet, with the group's write (a decided item is never
+        reset to pending)."""
+
+
+class GroupRepository(ABC):
+    @abstractmethod
+    def get(self, group_id: str) -> Group | None:
+        """The group as stored now (outside any transaction), or None."""
+
+    @abstractmethod
+    def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
+        """Runs ``change`` in a transaction over the group (an empty group when none exists) and
+        writes the group back if it changed. ``change`` may run more than once: it must only
+        mutate ``transaction.group`` and return a value."""
+
+    @abstractmethod
+    def all(self, collection: str) -> Iterator[Group]:
+        """Every group of one collection (``nik_index`` or ``demographic_index``): reports only."""
+
+
+class PatientKeyRepository(ABC):
+    @abstractmethod
+    def get(self, patient_id: str) -> PatientKeys | None: ...
+
+    @abstractmethod
+    def put(self, keys: PatientKeys) -> None: ...
+
+    @abstractmethod
+    def delete(self, patient_id: str) -> None: ...
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+
+class ReviewItemRepository(ABC):
+    @abstractmethod
+    def get(self, item_id: str) -> ReviewItem | None: ...
+
+    @abstractmethod
+    def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        """Pending items, oldest first."""
+
+    @abstractmethod
+    def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
+        """Records a human decision (who, when, what it led to) on the item."""
+
+    @abstractmethod
+    def all(self) -> Iterator[ReviewItem]: ...
