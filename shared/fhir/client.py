@@ -398,12 +398,6 @@ class FhirClient:
         path = _path(resource["resourceType"], resource["id"])
         return self._written_resource(self._request("PUT", path, body=resource, headers=headers))
 
-    def conditional_update(self, resource_type: str, query: str, resource: dict) -> dict:
-        """PUT ``Type?query`` (e.g. ``identifier=system|value``): update the one match, create when
-        none, 412 when several match."""
-        response = self._request("PUT", _path(resource_type), body=resource, params=httpx.QueryParams(query))
-        return self._written_resource(response)
-
     def batch(self, entries: list[dict]) -> list[EntryOutcome]:
         """POST a ``batch`` Bundle of these entries; one ``EntryOutcome`` per entry, same order.
 

@@ -452,21 +452,6 @@ def test_update_sends_a_weak_if_match_and_412_raises():
     assert seen[1].headers["If-Match"] == 'W/"3"'
 
 
-def test_conditional_update_puts_to_the_type_with_the_query(logs):
-    seen = []
-
-    def handler(request):
-        seen.append(request)
-        return httpx.Response(412, json=outcome("multiple-matches"))
-
-    with pytest.raises(PreconditionFailed) as caught:
-        make_client(handler).conditional_update(
-            "Patient", f"identifier=https://fhir.kemkes.go.id/id/nik|{SECRET_NIK}", {"resourceType": "Patient"})
-    assert seen[0].method == "PUT" and seen[0].url.path == "/fhir/Patient"
-    assert seen[0].url.params["identifier"] == f"https://fhir.kemkes.go.id/id/nik|{SECRET_NIK}"
-    assert str(caught.value) == "PUT Patient?identifier=... -> 412 (multiple-matches)"
-
-
 def test_create_without_a_body_reads_the_location():
     def handler(request):
         if request.method == "POST":
@@ -510,7 +495,7 @@ def test_no_search_value_or_body_reaches_messages_or_logs(logs):
 
     failing, _ = scripted(503)
     with pytest.raises(RetriesExhausted) as caught:
-        make_client(failing, max_attempts=2).conditional_update("Patient", f"identifier=s|{SECRET_NIK}", patient)
+        list(make_client(failing, max_attempts=2).search("Patient", {"identifier": f"s|{SECRET_NIK}"}))
     errors.append(caught.value)
     dropping, _ = scripted(httpx.ReadTimeout("timed out"))
     with pytest.raises(FhirError) as caught:
