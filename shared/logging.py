@@ -1,27 +1,101 @@
 """Structured JSON logging (structlog), one line per event, in the shape Cloud Logging parses.
 
-Patient data must never reach a log. Call sites log resource ids and NIK tokens only; as a second
-line of defence, a processor removes any field whose name suggests patient data.
+Patient data must never reach a log. Call sites log resource ids and NIK tokens only; as a second line
+of defence every event passes ``scrub_patient_data`` before it is rendered, at any depth and in free
+text (exception messages included):
+- a value under a key that names patient data (``nik``, ``name``, ``birth_date``, ``address``, ...)
+  is replaced by ``[redacted]`` (replaced, not dropped, so the bug that logged it stays visible);
+- a NIK-shaped digit run (15 to 17 digits, with or without single separators) becomes ``[nik]``;
+- a date without a time (a birth date: ``1990-05-15``, ``15-05-1990``, ``15/05/1990``) becomes ``[date]``;
+  timestamps, which carry a time, stay;
+- URL query values (``?identifier=...&name=...``) become ``...``;
+- an exception keeps its message only when it is the service's own (``render_exception``).
+Standard-library loggers (httpx, google clients, functions-framework) go through the same processors
+and only from WARNING up, so a library cannot print a search URL with a NIK in it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import traceback
+from typing import Any
 
 import structlog
 
-# Field names that would carry patient data. A log call using one of them is a bug; the value
-# is replaced rather than dropped so the bug is visible in the log without leaking the data.
+# Keys whose values are patient data wherever they appear in an event.
 _FORBIDDEN_KEYS = frozenset(
-    {"nik", "raw_nik", "name", "names", "given", "family", "birth_date", "birthdate", "birthDate",
-     "address", "telecom", "phone", "patient", "resource"}
+    {"nik", "raw_nik", "name", "names", "given", "family", "birth_date", "birthdate", "birthdate_text",
+     "address", "telecom", "phone", "patient", "resource", "resources", "identifier", "identifiers", "text"}
 )
+_NIK_SHAPED = re.compile(r"(?<![0-9A-Za-z])\d(?:[ .\-]?\d){14,16}(?![0-9A-Za-z])")
+_DATE_ONLY = re.compile(
+    r"(?<![0-9A-Za-z])(?:\d{4}-\d{2}-\d{2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})(?![0-9]|T\d|\s\d{1,2}:\d{2})")
+_QUERY_VALUE = re.compile(r"([?&][A-Za-z0-9_:\-.]+)=([^&\s\"']*)")
+_MAX_DEPTH = 20
+_OWN_PACKAGES = frozenset({"shared", "functions", "ops"})
+REDACTED = "[redacted]"
 
 
-def _redact_patient_fields(_logger, _method, event_dict):
-    for key in _FORBIDDEN_KEYS.intersection(event_dict):
-        event_dict[key] = "[redacted]"
+def _forbidden(key: object) -> bool:
+    return isinstance(key, str) and key.lower().lstrip("_") in _FORBIDDEN_KEYS
+
+
+def scrub_text(text: str) -> str:
+    text = _QUERY_VALUE.sub(lambda m: f"{m.group(1)}=..." if m.group(2) not in ("", "...") else m.group(0), text)
+    text = _NIK_SHAPED.sub("[nik]", text)
+    return _DATE_ONLY.sub("[date]", text)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: REDACTED if _forbidden(k) else _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scrub(v, depth + 1) for v in value]
+    if isinstance(value, (int, float, bool)) or value is None:
+        # A NIK logged as a number is still a NIK.
+        return scrub_text(str(value)) if isinstance(value, int) and not isinstance(value, bool) \
+            and len(str(abs(value))) >= 15 else value
+    return scrub_text(str(value))
+
+
+def scrub_patient_data(_logger, _method, event_dict):
+    """structlog processor: see the module docstring. Runs after exceptions are rendered to text."""
+    return {k: REDACTED if _forbidden(k) else _scrub(v) for k, v in event_dict.items()}
+
+
+def _describe_exception(error: BaseException) -> str:
+    """Type, message and stack (file:line in function) of an exception and its causes. Only the service's
+    own exceptions, whose messages are written to name ids and reason codes only, keep their message: a
+    library's message may quote a value (a name, a query) that no pattern can recognise."""
+    parts = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        own = type(current).__module__.split(".", 1)[0] in _OWN_PACKAGES
+        message = str(current) if own else "(message withheld: not the service's own exception)"
+        frames = [f"{frame.filename}:{frame.lineno} in {frame.name}"
+                  for frame in traceback.extract_tb(current.__traceback__)]
+        parts.append("\n".join([f"{type(current).__module__}.{type(current).__qualname__}: {message}", *frames]))
+        current = current.__cause__ or current.__context__
+    return "\ncaused by: ".join(parts)
+
+
+def render_exception(_logger, _method, event_dict):
+    """structlog processor: ``exc_info`` -> ``exception`` text (see ``_describe_exception``)."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        error = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
+        if error is not None:
+            event_dict["exception"] = _describe_exception(error)
     return event_dict
 
 
@@ -30,7 +104,35 @@ def _cloud_logging_severity(_logger, method, event_dict):
     return event_dict
 
 
+_SHARED_PROCESSORS = [
+    structlog.contextvars.merge_contextvars,
+    render_exception,   # exception text is scrubbed like the rest
+    scrub_patient_data,
+    _cloud_logging_severity,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+PROCESSORS = [*_SHARED_PROCESSORS, structlog.processors.JSONRenderer()]
 _configured = False
+
+
+def library_handler(stream) -> logging.Handler:
+    """A standard-library handler writing the same scrubbed JSON lines as structlog's loggers."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder(),
+                           *_SHARED_PROCESSORS[1:]],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+    ))
+    return handler
+
+
+def _route_library_logs() -> None:
+    """Standard-library records (httpx, google clients) through the same scrubbing, WARNING and up."""
+    root = logging.getLogger()
+    root.handlers = [library_handler(sys.stderr)]
+    root.setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore", "urllib3", "google", "grpc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -38,18 +140,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     if _configured:
         return
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            _redact_patient_fields,
-            _cloud_logging_severity,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=PROCESSORS,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _route_library_logs()
     _configured = True
 
 
