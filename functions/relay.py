@@ -11,12 +11,13 @@ from shared.services.relay import relay_notification
 
 @functions_framework.http
 def subscription_relay(request):
+    settings = get_settings()
     result = relay_notification(
         method=request.method,
         path=request.path,
         authorization=request.headers.get("Authorization"),
         body=request.get_data(cache=False),
-        settings=get_settings(),
-        publisher=Publisher(get_settings()),
+        settings=settings,
+        publisher=Publisher(settings),  # wiring: bootstrap.publisher(settings)
     )
     return ({"status": result.reason}, result.status)

@@ -25,8 +25,8 @@ from shared.domain.matching import MERGE, GroupPlan, compare_nik_pair, is_live, 
 from shared.domain.patient import blocking_token, is_newer, member_record, patient_facts
 from shared.fhir.client import FhirClient, Gone, NotFound
 from shared.logging import get_logger
+from shared.messages import ForceMerge, PatientChange
 from shared.nik import NikError, nik_token, parse_nik
-from shared.services.events import ForceMerge, PatientChange
 
 log = get_logger(__name__)
 
