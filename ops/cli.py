@@ -235,7 +235,7 @@ def status(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, 
 def unmerge(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")):
     """Undo a merge exactly from its journal; resources changed since are reported, not overwritten."""
     from shared.bootstrap import merge_deps
-    from shared.services.merge import unmerge as unmerge_job
+    from shared.services.unmerge import unmerge as unmerge_job
 
     report = _or_fail(lambda: unmerge_job(job_id, merge_deps(_settings(ctx))))
     summary = {"job_id": report.job_id, "restored": report.restored, "patients": report.patients,
@@ -251,7 +251,7 @@ def preview(ctx: typer.Context, master: str, duplicates: list[str],
             as_json: bool = typer.Option(False, "--json")):
     """What merging DUPLICATES into MASTER would rewrite, per resource type. Writes nothing."""
     from shared.bootstrap import merge_deps
-    from shared.services.merge import preview as preview_merge
+    from shared.services.merge_preview import preview as preview_merge
 
     counts = preview_merge(master, duplicates, merge_deps(_settings(ctx)))
     if as_json:

@@ -15,7 +15,7 @@ from shared.adapters.pubsub import Publisher
 from shared.config import Settings
 from shared.fhir.client import FhirClient
 from shared.services.matching import MatchingService
-from shared.services.merge import MergeDeps
+from shared.services.merge_deps import MergeDeps
 
 _lock = threading.RLock()  # builders call each other (matching needs the index)
 _built: dict[tuple[str, str], object] = {}

@@ -26,7 +26,7 @@ from shared.config import Settings
 from shared.domain.patient import member_record, patient_facts
 from shared.fhir.client import FhirClient, next_link_path
 from shared.logging import get_logger
-from shared.services.events import PatientChange
+from shared.messages import PatientChange
 from shared.services.matching import MatchingService
 
 log = get_logger(__name__)
