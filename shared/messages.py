@@ -106,13 +106,12 @@ class ForceMerge(Message):
     patient_ids: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if not isinstance(self.nik, str) or not self.nik.strip():
-            raise MalformedEvent("missing-nik")
-        if not isinstance(self.reason, str) or not self.reason.strip():
-            raise MalformedEvent("missing-reason")
-        if not isinstance(self.requested_by, str) or not self.requested_by.strip():
-            raise MalformedEvent("missing-requested-by")
-        if not isinstance(self.patient_ids, tuple) or not all(_is_id(p) for p in self.patient_ids):
+        # Types only: matching builds one without a NIK for a reviewer's confirmed group
+        # (``MatchingService.confirm_group``); what a message must hold, ``from_dict`` checks.
+        for name in ("nik", "reason", "requested_by"):
+            if not isinstance(getattr(self, name), str):
+                raise MalformedEvent(f"missing-{name.replace('_', '-')}")
+        if not isinstance(self.patient_ids, tuple) or not all(isinstance(p, str) for p in self.patient_ids):
             raise MalformedEvent("bad-patient-ids")
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,14 +122,18 @@ class ForceMerge(Message):
     def from_dict(cls, body: Mapping) -> ForceMerge:
         if not isinstance(body, Mapping):
             raise MalformedEvent("bad-body")
-        nik, reason, requested_by = body.get("nik"), body.get("reason"), body.get("requested_by")
+        nik = body.get("nik")
+        if not isinstance(nik, (str, int)) or not str(nik).strip():
+            raise MalformedEvent("missing-nik")
+        reason, requested_by = body.get("reason"), body.get("requested_by")
+        if not isinstance(reason, str) or not reason.strip():
+            raise MalformedEvent("missing-reason")
+        if not isinstance(requested_by, str) or not requested_by.strip():
+            raise MalformedEvent("missing-requested-by")
         patient_ids = body.get("patient_ids") or []
-        if isinstance(patient_ids, list) and all(_is_id(p) for p in patient_ids):
-            patient_ids = tuple(dict.fromkeys(patient_ids))
-        return cls(str(nik) if isinstance(nik, (str, int)) else None,
-                   reason.strip() if isinstance(reason, str) else None,
-                   requested_by.strip() if isinstance(requested_by, str) else None,
-                   patient_ids)
+        if not isinstance(patient_ids, list) or not all(_is_id(p) for p in patient_ids):
+            raise MalformedEvent("bad-patient-ids")
+        return cls(str(nik), reason.strip(), requested_by.strip(), tuple(dict.fromkeys(patient_ids)))
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,8 @@ def test_publisher_sends_to_the_topic_of_its_setting(message):
     assert Publisher(settings, client).send(message) == "id-1"
     topic = getattr(settings, message.topic_setting)
     assert client.published == [(f"projects/p/topics/{topic}", message.to_json(), {})]
+
+
+def test_force_merge_without_a_nik_is_what_matching_builds_for_a_confirmed_group():
+    command = ForceMerge(nik="", reason="review-approved", requested_by="reviewer", patient_ids=("y1", "y2"))
+    assert command.patient_ids == ("y1", "y2")
