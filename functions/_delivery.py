@@ -7,15 +7,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from shared.logging import get_logger
-from shared.services.events import MalformedEvent
+from shared.messages import MalformedEvent, message_id
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-
-def message_id(data: object) -> str | None:
-    message = data.get("message") if isinstance(data, dict) else None
-    return (message.get("messageId") or message.get("message_id")) if isinstance(message, dict) else None
 
 
 def parse_or_acknowledge(cloud_event, parse: Callable[[object], T], topic: str) -> T | None:

@@ -7,13 +7,15 @@ acknowledged: redelivering it would never make it valid.
 
 from __future__ import annotations
 
+from functools import partial
+
 import functions_framework
 
 from functions._delivery import parse_or_acknowledge
 from shared.bootstrap import matching_service
 from shared.config import get_settings
 from shared.logging import get_logger
-from shared.services.events import Ignored, parse_force_merge, parse_patient_change
+from shared.messages import ForceMerge, Ignored, decode, parse_patient_change
 
 log = get_logger(__name__)
 
@@ -33,6 +35,6 @@ def match_patient(cloud_event) -> None:
 
 @functions_framework.cloud_event
 def force_merge(cloud_event) -> None:
-    command = parse_or_acknowledge(cloud_event, parse_force_merge, "ops-force-merge")
+    command = parse_or_acknowledge(cloud_event, partial(decode, message_type=ForceMerge), "ops-force-merge")
     if command is not None:
         matching_service(get_settings()).force_merge(command)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import functions_framework
 
-from shared.adapters.pubsub import Publisher
+from shared.bootstrap import publisher
 from shared.config import get_settings
 from shared.services.relay import relay_notification
 
 
 @functions_framework.http
 def subscription_relay(request):
+    settings = get_settings()
     result = relay_notification(
         method=request.method,
         path=request.path,
         authorization=request.headers.get("Authorization"),
         body=request.get_data(cache=False),
-        settings=get_settings(),
-        publisher=Publisher(get_settings()),
+        settings=settings,
+        publisher=publisher(settings),
     )
     return ({"status": result.reason}, result.status)

@@ -75,6 +75,7 @@ def force_merge(
     """Publish a NIK to the ops topic: every patient with it is indexed and merged by the rules
     (named --patient-id ones as human-confirmed). The NIK is never printed."""
     from shared.bootstrap import publisher
+    from shared.messages import ForceMerge
     from shared.nik import NikError, nik_token, parse_nik
 
     settings = _settings(ctx)
@@ -83,8 +84,8 @@ def force_merge(
         parsed = parse_nik(raw)
     except NikError as error:
         _fail(f"not a valid NIK ({error.reason}); nothing was published")
-    message = {"nik": parsed.value, "reason": reason, "requested_by": requested_by, "patient_ids": patient_id}
-    message_id = publisher(settings).publish(settings.topic_ops_force_merge, message)
+    message = ForceMerge(nik=parsed.value, reason=reason, requested_by=requested_by, patient_ids=tuple(patient_id))
+    message_id = publisher(settings).send(message)
     console.print(f"published force-merge for NIK token [bold]{nik_token(parsed.value, settings.nik_hash_key)}[/bold]"
                   f" (message {message_id})")
 
@@ -231,7 +232,7 @@ def status(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, 
 def unmerge(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")):
     """Undo a merge exactly from its journal; resources changed since are reported, not overwritten."""
     from shared.bootstrap import merge_deps
-    from shared.services.merge import unmerge as unmerge_job
+    from shared.services.unmerge import unmerge as unmerge_job
 
     report = _or_fail(lambda: unmerge_job(job_id, merge_deps(_settings(ctx))))
     summary = {"job_id": report.job_id, "restored": report.restored, "patients": report.patients,
@@ -247,7 +248,7 @@ def preview(ctx: typer.Context, master: str, duplicates: list[str],
             as_json: bool = typer.Option(False, "--json")):
     """What merging DUPLICATES into MASTER would rewrite, per resource type. Writes nothing."""
     from shared.bootstrap import merge_deps
-    from shared.services.merge import preview as preview_merge
+    from shared.services.merge_preview import preview as preview_merge
 
     counts = preview_merge(master, duplicates, merge_deps(_settings(ctx)))
     if as_json:

@@ -17,7 +17,7 @@ from shared.adapters.pubsub import Publisher
 from shared.config import Settings
 from shared.fhir.client import FhirClient
 from shared.services.matching import MatchingService
-from shared.services.merge import MergeDeps
+from shared.services.merge_deps import MergeDeps
 from shared.services.merge_requests import MergeRequests
 from shared.services.report import ReportSources
 from shared.services.review import ReviewService

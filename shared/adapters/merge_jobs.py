@@ -18,30 +18,24 @@ from typing import Any
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
+from shared.clock import now_iso
 from shared.config import Settings
+from shared.domain.merge_job import JobStatus, TaskStatus, remaining_tasks
+from shared.ports.merge_jobs import MergeJobsRepository
 
 TRANSACTION_ATTEMPTS = 40
 FIRESTORE_BATCH_LIMIT = 500
-OPEN_TASK_STATES = frozenset({"pending", "failed"})
 FINALISE_MARKER = "_finalise"
 STALE_FINALISE_CLAIM_SECONDS = 60
 # What a finished task needs to know of its job: whether it was the last one.
 PROGRESS_FIELDS = ("status", "remaining", "finalise_published")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def journal_key(resource_type: str, resource_id: str) -> str:
     return f"{resource_type}__{resource_id}"
 
 
-def remaining_tasks(job: dict) -> int:
-    return sum(1 for t in (job.get("types") or {}).values() if t.get("status") in OPEN_TASK_STATES)
-
-
-class MergeJobs:
+class MergeJobs(MergeJobsRepository):
     def __init__(self, db: firestore.Client, settings: Settings):
         self._db = db
         self._jobs = db.collection(settings.collection("merge_jobs"))
@@ -62,7 +56,7 @@ class MergeJobs:
 
     def finished(self) -> list[dict]:
         """Every merge that completed (status ``done``; unmerged ones are not)."""
-        query = self._jobs.where(filter=firestore.FieldFilter("status", "==", "done"))
+        query = self._jobs.where(filter=firestore.FieldFilter("status", "==", JobStatus.DONE.value))
         return [snapshot.to_dict() for snapshot in query.stream()]
 
     def _transact(self, job_id: str, change: Callable[[dict | None], tuple[dict | None, Any]]) -> Any:
@@ -86,7 +80,7 @@ class MergeJobs:
             if current is not None:
                 return None, (current, False)
             doc = {**job, "remaining": remaining_tasks(job), "finalise_published": False,
-                   "created_at": _now(), "updated_at": _now()}
+                   "created_at": now_iso(), "updated_at": now_iso()}
             return doc, (doc, True)
 
         return self._transact(job["job_id"], change)
@@ -107,20 +101,20 @@ class MergeJobs:
         ref = self._ref(job_id)
         counters = {k: result.get(k, 0) for k in ("rewritten", "found", "conflicts")}
         journal_done = list(journal_done)
-        if result["status"] != "done" or len(journal_done) > FIRESTORE_BATCH_LIMIT - 2:
+        if result["status"] != TaskStatus.DONE or len(journal_done) > FIRESTORE_BATCH_LIMIT - 2:
             self.journal_put(job_id, journal_done, merge=True)
             journal_done = []
-        if result["status"] == "done":
+        if result["status"] == TaskStatus.DONE:
             batch = self._db.batch()
             for entry in journal_done:   # in the same commit: one write instead of two per task
                 batch.set(self._journal(job_id).document(journal_key(entry["resource_type"], entry["id"])),
                           entry, merge=True)
             batch.create(ref.collection("tasks").document(resource_type),
-                         {**result, "resource_type": resource_type, "recorded_at": _now()})
+                         {**result, "resource_type": resource_type, "recorded_at": now_iso()})
             fields = {f"types.{resource_type}.{k}": (previous or {}).get(k, 0) + v for k, v in counters.items()}
             fields.update({f"types.{resource_type}.{k}": v for k, v in result.items() if k not in counters})
             # The only transform in the write, so its result is the new count.
-            fields.update({"remaining": firestore.Increment(-1), "updated_at": _now()})
+            fields.update({"remaining": firestore.Increment(-1), "updated_at": now_iso()})
             batch.update(ref, fields)
             try:
                 write_results = batch.commit()
@@ -135,12 +129,12 @@ class MergeJobs:
             if current is None:
                 raise KeyError(f"merge job {job_id} not found")
             task = current["types"].setdefault(resource_type, {})
-            if task.get("status") == "done":
+            if task.get("status") == TaskStatus.DONE:
                 return None, None
             for k, v in counters.items():
                 task[k] = task.get(k, 0) + v
             task.update({k: v for k, v in result.items() if k not in counters})
-            current["updated_at"] = _now()
+            current["updated_at"] = now_iso()
             return current, None
 
         return self._transact(job_id, change)
@@ -155,26 +149,29 @@ class MergeJobs:
         whose holder died before ``finalise_published`` was set is taken over after a minute.
         """
         job = self.get(job_id, PROGRESS_FIELDS)
-        if job is None or job.get("remaining") or job.get("status") != "running" or job.get("finalise_published"):
+        if job is None or job.get("remaining") or job.get("status") != JobStatus.RUNNING \
+                or job.get("finalise_published"):
             return False
         marker = self._ref(job_id).collection("tasks").document(FINALISE_MARKER)
         try:
-            marker.create({"claimed_at": _now()})
+            marker.create({"claimed_at": now_iso()})
         except AlreadyExists:
             held = marker.get().to_dict() or {}
-            claimed_at = datetime.fromisoformat(held.get("claimed_at", _now()))
+            claimed_at = datetime.fromisoformat(held.get("claimed_at", now_iso()))
             if (datetime.now(UTC) - claimed_at).total_seconds() < STALE_FINALISE_CLAIM_SECONDS:
                 return False
-            marker.set({"claimed_at": _now(), "taken_over": True})
-        self._ref(job_id).update({"finalise_published": True, "status": "finalising", "updated_at": _now()})
+            marker.set({"claimed_at": now_iso(), "taken_over": True})
+        self._ref(job_id).update({"finalise_published": True, "status": JobStatus.FINALISING.value,
+                                  "updated_at": now_iso()})
         return True
 
     def release_finalise(self, job_id: str) -> None:
-        self._ref(job_id).update({"finalise_published": False, "status": "running", "updated_at": _now()})
+        self._ref(job_id).update({"finalise_published": False, "status": JobStatus.RUNNING.value,
+                                  "updated_at": now_iso()})
         self._ref(job_id).collection("tasks").document(FINALISE_MARKER).delete()
 
     def update(self, job_id: str, **fields: Any) -> None:
-        self._ref(job_id).update({**fields, "updated_at": _now()})
+        self._ref(job_id).update({**fields, "updated_at": now_iso()})
 
     # --- the journal ----------------------------------------------------------------------------
     def _journal(self, job_id: str):

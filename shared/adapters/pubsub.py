@@ -1,4 +1,4 @@
-"""Publishing JSON messages to Pub/Sub topics (the emulator locally, Pub/Sub in Google Cloud)."""
+"""Publishing messages to Pub/Sub topics (the emulator locally, Pub/Sub in Google Cloud)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 from google.cloud import pubsub_v1
 
 from shared.config import Settings, get_settings
+from shared.messages import Message
+from shared.ports.messaging import MessagePublisher
 
 
 @lru_cache(maxsize=1)
@@ -16,10 +18,11 @@ def _publisher_client() -> pubsub_v1.PublisherClient:
     return pubsub_v1.PublisherClient()
 
 
-class Publisher:
-    """Publishes a dict as a JSON message; attributes are strings. Waits for the server's ack so a
-    caller that returns normally knows the message is stored (and raises otherwise, so Pub/Sub
-    redelivers the event that caused it)."""
+class Publisher(MessagePublisher):
+    """Publishes a typed message (``send``), a dict as a JSON message (``publish``) or raw bytes
+    (``publish_bytes``: the relay); attributes are strings. Waits for the server's ack so a caller
+    that returns normally knows the message is stored (and raises otherwise, so Pub/Sub redelivers
+    the event that caused it)."""
 
     def __init__(self, settings: Settings | None = None, client: pubsub_v1.PublisherClient | None = None):
         self._settings = settings or get_settings()
@@ -27,6 +30,9 @@ class Publisher:
 
     def topic_path(self, topic: str) -> str:
         return self._client.topic_path(self._settings.project_id, topic)
+
+    def send(self, message: Message, timeout: float = 30.0) -> str:
+        return self.publish_bytes(getattr(self._settings, message.topic_setting), message.to_json(), timeout=timeout)
 
     def publish(self, topic: str, payload: dict[str, Any], timeout: float = 30.0, **attributes: str) -> str:
         data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()

@@ -25,8 +25,8 @@ from shared.domain.backfill import BackfillProgress
 from shared.domain.patient import member_record, patient_facts
 from shared.fhir.client import next_link_path
 from shared.logging import get_logger
+from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
-from shared.services.events import PatientChange
 from shared.services.matching import MatchingService
 
 log = get_logger(__name__)

@@ -24,9 +24,9 @@ from shared.domain.patient import blocking_token, is_newer, member_record, patie
 from shared.domain.review import ReviewItem
 from shared.fhir.client import Gone, NotFound
 from shared.logging import get_logger
+from shared.messages import ForceMerge, PatientChange
 from shared.nik import NikError, nik_token, parse_nik
 from shared.ports.index import GroupRepository, PatientKeyRepository
-from shared.services.events import ForceMerge, PatientChange
 from shared.services.merge_requests import MergeRequests
 
 log = get_logger(__name__)

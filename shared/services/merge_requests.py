@@ -9,29 +9,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shared.config import Settings
-from shared.domain.group import Group, MergeRequest, group_token
+from shared.domain.group import Group, MergeRequest, RequestStatus, group_token
 from shared.logging import get_logger
+from shared.messages import MergeRequested
 from shared.ports.index import GroupRepository
+from shared.ports.messaging import MessagePublisher
 
 log = get_logger(__name__)
 
 
-def request_message(group_id: str, request: MergeRequest) -> dict:
-    """The merge-requests message of a group's request (docs/DESIGN.md, "Pub/Sub messages")."""
-    return {
-        "request_id": request.id,
-        "group": group_id,
-        "nik_token": group_token(group_id),
-        "master": request.master,
-        "duplicates": list(request.duplicates),
-        "reason": request.reason,
-        "requested_by": request.requested_by,
-        "evidence": request.evidence or {},
-    }
+def request_message(group_id: str, request: MergeRequest) -> MergeRequested:
+    """The merge-requests message of a group's request."""
+    return MergeRequested(request_id=request.id, group=group_id, nik_token=group_token(group_id),
+                          master=request.master, duplicates=tuple(request.duplicates), reason=request.reason,
+                          requested_by=request.requested_by, evidence=request.evidence or {})
 
 
 class MergeRequests:
-    def __init__(self, settings: Settings, groups: GroupRepository, publisher):
+    def __init__(self, settings: Settings, groups: GroupRepository, publisher: MessagePublisher):
         self._settings = settings
         self._groups = groups
         self._publisher = publisher
@@ -39,12 +34,11 @@ class MergeRequests:
     # --- matching's side -----------------------------------------------------------------------
     def publish(self, group_id: str, request: MergeRequest | None) -> str | None:
         """Publishes ``request`` if it is open and not published yet; returns its id when it did."""
-        if not request or request.published or request.status != "open":
+        if not request or request.published or request.status != RequestStatus.OPEN:
             return None
-        message = request_message(group_id, request)
-        self._publisher.publish(self._settings.topic_merge_requests, message)
+        self._publisher.send(request_message(group_id, request))
         self.mark_published(group_id, request.id)
-        log.info("merge_request_published", request_id=request.id, nik_token=message["nik_token"],
+        log.info("merge_request_published", request_id=request.id, nik_token=group_token(group_id),
                  master=request.master, duplicates=len(request.duplicates))
         return request.id
 
@@ -61,13 +55,14 @@ class MergeRequests:
         self._groups.transact(group_id, lambda tx: tx.group.mark_published(request_id))
 
     # --- the merge pipeline's side ---------------------------------------------------------------
-    def claim_request(self, group_id: str, request_id: str) -> dict | None:
+    def claim_request(self, group_id: str, request_id: str) -> MergeRequested | None:
         """open -> running; the request as the merge pipeline sees it, or None when not claimable."""
         request = self._groups.transact(
             group_id, lambda tx: tx.group.claim_request(request_id, self._settings.source_priority))
         return request_message(group_id, request) if request else None
 
-    def complete_request(self, group_id: str, request_id: str, master: str, duplicates: list[str]) -> dict | None:
+    def complete_request(self, group_id: str, request_id: str, master: str,
+                         duplicates: list[str]) -> MergeRequested | None:
         """running -> done; the follow-up request (unpublished) for members that waited, if any."""
         follow_up = self._groups.transact(
             group_id, lambda tx: tx.group.complete_request(request_id, master, list(duplicates)))

@@ -17,7 +17,8 @@ from shared.fhir.client import run_concurrently
 from shared.fhir.compartment import AUDIT_TYPES, reference_search_plan
 from shared.fhir.references import patient_references, references_any
 from shared.logging import get_logger
-from shared.services.merge import MergeDeps, find_referencing, write_rewrites
+from shared.services.merge_deps import MergeDeps
+from shared.services.rewrite import find_referencing, write_rewrites
 
 log = get_logger(__name__)
 

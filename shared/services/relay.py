@@ -11,9 +11,9 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from shared.adapters.pubsub import Publisher
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.ports.messaging import MessagePublisher
 
 log = get_logger(__name__)
 
@@ -30,7 +30,7 @@ class RelayResult:
 
 
 def relay_notification(
-    *, method: str, path: str, authorization: str | None, body: bytes, settings: Settings, publisher: Publisher
+    *, method: str, path: str, authorization: str | None, body: bytes, settings: Settings, publisher: MessagePublisher
 ) -> RelayResult:
     """Checks the bearer token, then publishes the body with id-only attributes.
 

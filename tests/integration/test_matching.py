@@ -243,7 +243,7 @@ def test_force_merge_finds_records_under_either_nik_system(settings, fhir, fires
     """The NIK's own records and a newborn recorded on it as its mother's NIK are both indexed (one
     search covers both identifier systems); the newborn is never merged into the mother."""
     from shared.bootstrap import matching_service
-    from shared.services.events import ForceMerge
+    from shared.messages import ForceMerge
 
     mother_nik = new_nik(day=1, month=3, yy=88, female=True)
     mother = make_patient(fhir, settings, "Sri Wahyuni", mother_nik, birth="1988-03-01", gender="female")

@@ -14,8 +14,14 @@ from shared.adapters.merge_jobs import MergeJobs
 from shared.domain.group import RequestPlan
 from shared.fhir.client import run_concurrently
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
-from shared.services.merge import MergeDeps, fan_out, finalise, preview, run_task, unmerge
+from shared.messages import FinaliseMerge, MergeRequested, MergeTask
+from shared.services.merge_deps import MergeDeps
+from shared.services.merge_fanout import fan_out
+from shared.services.merge_finalise import finalise
+from shared.services.merge_preview import preview
 from shared.services.merge_requests import MergeRequests
+from shared.services.merge_worker import run_task
+from shared.services.unmerge import unmerge
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 
@@ -97,7 +103,7 @@ def seed_nik(fhir, base_url: str, extra_per_duplicate: int = 0) -> dict:
             "patients": {p["id"]: p for p in patients}, "resources": created}
 
 
-def open_request(deps: MergeDeps, seeded: dict) -> dict:
+def open_request(deps: MergeDeps, seeded: dict) -> MergeRequested:
     """Opens the request the way matching does, with the master already golden so claim keeps it."""
     group = f"nik_index/tok-{uuid.uuid4().hex[:16]}"
 
@@ -107,18 +113,28 @@ def open_request(deps: MergeDeps, seeded: dict) -> dict:
                                                  "matching", {"rule": "nik-exact", "score": 100}))
 
     request = bootstrap.groups(deps.settings).transact(group, open_with_golden_master)
-    return {"request_id": request.id, "group": group, "nik_token": group.split("/", 1)[1],
-            "master": request.master, "duplicates": request.duplicates, "reason": "nik-exact",
-            "requested_by": "matching", "evidence": {"rule": "nik-exact"}}
+    return MergeRequested(request_id=request.id, group=group, nik_token=group.split("/", 1)[1],
+                          master=request.master, duplicates=tuple(request.duplicates), reason="nik-exact",
+                          requested_by="matching", evidence={"rule": "nik-exact"})
 
 
-def run_merge(deps: MergeDeps, topics, message: dict, *, deliver_twice: bool = False, parallel: int = 1) -> dict:
+def pull_tasks(topics, settings, count: int) -> list[MergeTask]:
+    return [MergeTask.from_dict(task) for task in topics.pull(settings.topic_merge_tasks, timeout=20, count=count)]
+
+
+def pull_finalise(topics, settings) -> list[FinaliseMerge]:
+    return [FinaliseMerge.from_dict(final) for final in topics.pull(settings.topic_merge_finalise, timeout=10,
+                                                                    count=1)]
+
+
+def run_merge(deps: MergeDeps, topics, message: MergeRequested, *, deliver_twice: bool = False,
+              parallel: int = 1) -> dict:
     """Drives fan-out -> tasks -> finaliser by pulling the topics in process; ``parallel`` tasks run
     at once, as concurrent function instances would."""
     settings = deps.settings
     job = fan_out(message, deps)
     expected = sum(1 for t in job["types"].values() if t["status"] == "pending")
-    tasks = topics.pull(settings.topic_merge_tasks, timeout=20, count=expected)
+    tasks = pull_tasks(topics, settings, expected)
     assert len(tasks) == expected
 
     def deliver(task):
@@ -127,12 +143,12 @@ def run_merge(deps: MergeDeps, topics, message: dict, *, deliver_twice: bool = F
             run_task(task, deps)
 
     run_concurrently(deliver, tasks, parallel)
-    finals = topics.pull(settings.topic_merge_finalise, timeout=10, count=1)
+    finals = pull_finalise(topics, settings)
     assert len(finals) == 1
     finalise(finals[0], deps)
     if deliver_twice:
         finalise(finals[0], deps)
-    return deps.jobs.get(message["request_id"])
+    return deps.jobs.get(message.request_id)
 
 
 def snapshot(fhir, resources: list[dict]) -> dict[tuple[str, str], dict]:
@@ -267,12 +283,13 @@ def _is_observation_batch(entries):
 
 
 CRASHES = {
-    "fanout-publish-task": ("publisher", "publish", dict(call=3)),
+    "fanout-publish-task": ("publisher", "send", dict(call=3)),
     "fanout-claim": ("index", "claim_request", dict(after=True)),
     "worker-after-fhir-write": ("fhir", "batch", dict(after=True, when=_is_observation_batch)),
     "worker-before-journal-done": ("jobs", "journal_put", dict(call=2)),
     "worker-before-task-done": ("jobs", "record_task", dict()),
-    "worker-publish-finalise": ("publisher", "publish", dict(when=lambda topic, *_a, **_k: topic == "merge-finalise")),
+    "worker-publish-finalise": ("publisher", "send", dict(when=lambda message, *_a, **_k: isinstance(message,
+                                                                                                  FinaliseMerge))),
     "finaliser-after-patient-write": ("fhir", "batch", dict(after=True, when=_is_patient_batch)),
     "finaliser-provenance": ("fhir", "create", dict(after=True)),
     "finaliser-complete-request": ("index", "complete_request", dict(after=True)),
@@ -291,15 +308,15 @@ def test_crash_at_each_step_then_redelivery(crash, deps, fhir, settings, topics)
 
     job = _deliver(fan_out, message, deps)
     expected = sum(1 for t in job["types"].values() if t["status"] == "pending")
-    tasks = topics.pull(settings.topic_merge_tasks, timeout=20, count=expected)
-    assert {t["resource_type"] for t in tasks} == {t for t, s in job["types"].items() if s["status"] == "pending"}
+    tasks = pull_tasks(topics, settings, expected)
+    assert {t.resource_type for t in tasks} == {t for t, s in job["types"].items() if s["status"] == "pending"}
     for task in tasks:
         _deliver(run_task, task, deps)
-    finals = topics.pull(settings.topic_merge_finalise, timeout=10, count=1)
+    finals = pull_finalise(topics, settings)
     assert len(finals) == 1
     _deliver(finalise, finals[0], deps)
     assert faulty.crashed, "the injected crash did not happen"
-    job = deps.jobs.get(message["request_id"])
+    job = deps.jobs.get(message.request_id)
     assert job["status"] == "done"
     assert_merged(fhir, settings, seeded, before)
     # also if the provenance crash left a second one behind, the unmerge below must still be exact
@@ -442,7 +459,7 @@ class WithoutEverything:
 
 
 def test_merge_without_everything_searches_every_type(deps, fhir, settings, topics):
-    from shared.services.merge import supports_everything
+    from shared.services.rewrite import supports_everything
 
     plain = MergeDeps(settings=deps.settings, fhir=WithoutEverything(deps.fhir), jobs=deps.jobs, index=deps.index,
                       publisher=deps.publisher)

@@ -298,10 +298,11 @@ def test_reconcile_rewrites_references_that_arrive_after_the_merge(district, db)
 
         # The scheduled path: Cloud Scheduler publishes to ops-reconcile, the reconcile function runs.
         from shared.adapters.pubsub import Publisher
+        from shared.messages import ReconcileRun
 
         fhir.update({"resourceType": "Observation", "id": "obs-later", "status": "final", "code": {"text": "hb"},
                      "subject": {"reference": f"Patient/{duplicate}"}})
-        Publisher(settings).publish(settings.topic_ops_reconcile, {"full": False})
+        Publisher(settings).send(ReconcileRun(full=False))
         wait_quiet(settings, pipeline, db)
         assert fhir.read("Observation", "obs-later")["subject"] == {"reference": f"Patient/{master}"}
 

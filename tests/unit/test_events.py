@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from shared.services.events import (
+from shared.messages import (
     ForceMerge,
     Ignored,
     MalformedEvent,
     PatientChange,
-    parse_force_merge,
+    decode,
     parse_patient_change,
 )
 
@@ -108,8 +108,8 @@ def test_relayed_r4_backport_history_bundle_with_delete_and_handshake():
 
 
 def test_force_merge_command_and_repr_hides_nik():
-    command = parse_force_merge(push(json.dumps({"nik": "3201011505900001", "reason": "ticket 7",
-                                                 "requested_by": "ops@x", "patient_ids": ["a", "b", "a"]})))
+    command = decode(push(json.dumps({"nik": "3201011505900001", "reason": "ticket 7",
+                                      "requested_by": "ops@x", "patient_ids": ["a", "b", "a"]})), ForceMerge)
     assert command == ForceMerge("3201011505900001", "ticket 7", "ops@x", ("a", "b"))
     assert "3201011505900001" not in repr(command)
 
@@ -122,6 +122,6 @@ def test_force_merge_command_and_repr_hides_nik():
 ])
 def test_force_merge_malformed(body, reason):
     with pytest.raises(MalformedEvent) as caught:
-        parse_force_merge(push(json.dumps(body)))
+        decode(push(json.dumps(body)), ForceMerge)
     assert caught.value.reason == reason
     assert "1" not in str(caught.value).replace("malformed event", "")

@@ -8,8 +8,7 @@ from cloudevents.http import CloudEvent
 from structlog.testing import capture_logs
 
 from functions.merge import merge_fanout, merge_finaliser, merge_worker
-from shared.services.events import MalformedEvent
-from shared.services.merge import decode_pubsub_message
+from shared.messages import MalformedEvent, MergeTask, decode
 
 
 def event(data) -> CloudEvent:
@@ -32,7 +31,6 @@ def test_malformed_messages_are_acknowledged(entry_point, data):
 
 
 def test_decode_requires_string_keys():
-    assert decode_pubsub_message(body({"job_id": "j", "resource_type": "Flag"}), ("job_id", "resource_type")) == {
-        "job_id": "j", "resource_type": "Flag"}
+    assert decode(body({"job_id": "j", "resource_type": "Flag"}), MergeTask) == MergeTask("j", "Flag")
     with pytest.raises(MalformedEvent):
-        decode_pubsub_message(body({"job_id": "j"}), ("job_id", "resource_type"))
+        decode(body({"job_id": "j"}), MergeTask)

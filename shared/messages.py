@@ -1,0 +1,410 @@
+"""Every Pub/Sub message of the pipeline, as typed values (docs/DESIGN.md, "Pub/Sub messages").
+Pure: no I/O, no logging.
+
+Each message the pipeline publishes is a frozen dataclass that validates itself; ``to_json()`` is
+its body (compact JSON, sorted keys) and ``from_json(data)`` / ``from_dict(body)`` read one back
+(unknown keys are ignored). ``topic_setting`` names the ``Settings`` field of its topic.
+``decode(event_data, message_type)`` reads one out of a Pub/Sub CloudEvent's data.
+
+The patient-changes topic carries what others publish (the Healthcare API, the subscription relay):
+``parse_patient_change`` decodes it into ``PatientChange``s (or ``Ignored``). Accepted there
+(REFERENCE.md):
+- Google Cloud Healthcare API FHIR store notifications: ``data`` = the resource name
+  ``projects/P/locations/L/datasets/D/fhirStores/S/fhir/Patient/ID[/_history/V]`` or, when the store
+  sends full resources, the resource JSON; attributes ``action``, ``resourceType``, ``payloadType``...
+- FHIR Subscription notifications relayed by ``subscription-relay`` (attribute
+  ``source=fhir-subscription``): R4 rest-hook bodies (the resource, an id-only stub, or empty with
+  ``resourcePath=Patient/<id>``), and R4B/R5 notification bundles (``history`` or
+  ``subscription-notification``; the first entry is the ``SubscriptionStatus``/``Parameters``,
+  the rest are focus resources or bare ``fullUrl``s).
+
+Anything that cannot be understood raises ``MalformedEvent`` (alias ``MalformedMessage``) with a
+short reason code (never a value from the message); events about other resource types come back as
+``Ignored``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+_ID = r"[A-Za-z0-9\-.]{1,64}"
+_RESOURCE_NAME = re.compile(
+    rf"(?:^|/)fhir/(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<version>[^/\s]+))?/?$")
+_REFERENCE = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>{_ID})(?:/_history/(?P<version>[^/\s]+))?/?$")
+_ID_ONLY_KEYS = frozenset({"resourceType", "id", "meta"})
+_STATUS_TYPES = frozenset({"SubscriptionStatus", "Parameters"})
+RESOURCE_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
+
+
+class MalformedEvent(ValueError):
+    """A message no redelivery can make valid; ``reason`` is a short code, never a message value."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"malformed event: {reason}")
+        self.reason = reason
+
+
+MalformedMessage = MalformedEvent
+
+M = TypeVar("M", bound="Message")
+
+
+def _json(data: bytes) -> object:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedEvent("bad-json") from None
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(_ID, value) is not None
+
+
+def _require_str(value: object, name: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise MalformedEvent(f"missing-{name}")
+
+
+class Message:
+    """What every message the pipeline publishes has: its topic's setting and a JSON body."""
+
+    topic_setting: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls: type[M], body: Mapping) -> M:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls: type[M], data: bytes) -> M:
+        body = _json(data)
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        return cls.from_dict(body)
+
+
+# --- the messages the pipeline publishes -----------------------------------------------------------
+@dataclass(frozen=True)
+class ForceMerge(Message):
+    """ops-force-merge: the only message that carries a raw NIK; it is never logged."""
+
+    topic_setting: ClassVar[str] = "topic_ops_force_merge"
+    nik: str = field(repr=False)  # raw NIK: never logged, never stored
+    reason: str
+    requested_by: str
+    patient_ids: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        # Types only: matching builds one without a NIK for a reviewer's confirmed group
+        # (``MatchingService.confirm_group``); what a message must hold, ``from_dict`` checks.
+        for name in ("nik", "reason", "requested_by"):
+            if not isinstance(getattr(self, name), str):
+                raise MalformedEvent(f"missing-{name.replace('_', '-')}")
+        if not isinstance(self.patient_ids, tuple) or not all(isinstance(p, str) for p in self.patient_ids):
+            raise MalformedEvent("bad-patient-ids")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nik": self.nik, "reason": self.reason, "requested_by": self.requested_by,
+                "patient_ids": list(self.patient_ids)}
+
+    @classmethod
+    def from_dict(cls, body: Mapping) -> ForceMerge:
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        nik = body.get("nik")
+        if not isinstance(nik, (str, int)) or not str(nik).strip():
+            raise MalformedEvent("missing-nik")
+        reason, requested_by = body.get("reason"), body.get("requested_by")
+        if not isinstance(reason, str) or not reason.strip():
+            raise MalformedEvent("missing-reason")
+        if not isinstance(requested_by, str) or not requested_by.strip():
+            raise MalformedEvent("missing-requested-by")
+        patient_ids = body.get("patient_ids") or []
+        if not isinstance(patient_ids, list) or not all(_is_id(p) for p in patient_ids):
+            raise MalformedEvent("bad-patient-ids")
+        return cls(str(nik), reason.strip(), requested_by.strip(), tuple(dict.fromkeys(patient_ids)))
+
+
+@dataclass(frozen=True)
+class MergeRequested(Message):
+    """merge-requests: the authoritative request is the group document's; the fan-out claims it."""
+
+    topic_setting: ClassVar[str] = "topic_merge_requests"
+    request_id: str
+    group: str  # "nik_index/<token>" or "demographic_index/<token>"
+    nik_token: str
+    master: str
+    duplicates: tuple[str, ...]
+    reason: str | None = None
+    requested_by: str | None = None
+    evidence: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _require_str(self.request_id, "request_id")
+        if not isinstance(self.group, str) or "/" not in self.group:
+            raise MalformedEvent("missing-group")
+        _require_str(self.nik_token, "nik_token")
+        _require_str(self.master, "master")
+        if not isinstance(self.duplicates, tuple) or not all(isinstance(d, str) for d in self.duplicates):
+            raise MalformedEvent("bad-duplicates")
+        for name in ("reason", "requested_by"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise MalformedEvent(f"bad-{name.replace('_', '-')}")
+        if not isinstance(self.evidence, dict):
+            raise MalformedEvent("bad-evidence")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "group": self.group, "nik_token": self.nik_token,
+                "master": self.master, "duplicates": list(self.duplicates), "reason": self.reason,
+                "requested_by": self.requested_by, "evidence": dict(self.evidence)}
+
+    @classmethod
+    def from_dict(cls, body: Mapping) -> MergeRequested:
+        """Also reads the index's request dict (``public_request``: its extra ``id`` is ignored)."""
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        nik_token = body.get("nik_token")
+        group = body.get("group") or (f"nik_index/{nik_token}" if isinstance(nik_token, str) and nik_token else None)
+        if nik_token is None and isinstance(group, str):
+            nik_token = group.split("/", 1)[-1]
+        duplicates = body.get("duplicates")
+        evidence = body.get("evidence") or {}
+        return cls(request_id=body.get("request_id"), group=group, nik_token=nik_token, master=body.get("master"),
+                   duplicates=tuple(duplicates) if isinstance(duplicates, list) else duplicates,
+                   reason=body.get("reason"), requested_by=body.get("requested_by"),
+                   evidence=dict(evidence) if isinstance(evidence, Mapping) else evidence)
+
+
+@dataclass(frozen=True)
+class MergeTask(Message):
+    """merge-tasks: one resource type of a merge job. ``resources``: what the fan-out found in that
+    type referencing a duplicate (never Patients); None: the worker searches."""
+
+    topic_setting: ClassVar[str] = "topic_merge_tasks"
+    job_id: str
+    resource_type: str
+    resources: tuple[dict, ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        _require_str(self.job_id, "job_id")
+        if not isinstance(self.resource_type, str) or not RESOURCE_TYPE_NAME.fullmatch(self.resource_type):
+            raise MalformedEvent("bad-resource-type")
+        if self.resources is not None and not self._usable(self.resources, self.resource_type):
+            raise MalformedEvent("bad-resources")
+
+    @staticmethod
+    def _usable(resources: object, resource_type: str) -> bool:
+        return isinstance(resources, (list, tuple)) and all(
+            isinstance(r, dict) and r.get("resourceType") == resource_type and isinstance(r.get("id"), str)
+            for r in resources)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"job_id": self.job_id, "resource_type": self.resource_type}
+        if self.resources is not None:
+            body["resources"] = list(self.resources)
+        return body
+
+    @classmethod
+    def from_dict(cls, body: Mapping) -> MergeTask:
+        """Resources that are not usable are dropped (the worker searches instead), as before."""
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        resource_type, listed = body.get("resource_type"), body.get("resources")
+        resources = tuple(listed) if isinstance(resource_type, str) and cls._usable(listed, resource_type) else None
+        return cls(job_id=body.get("job_id"), resource_type=resource_type, resources=resources)
+
+
+@dataclass(frozen=True)
+class FinaliseMerge(Message):
+    """merge-finalise: every task of the job is done."""
+
+    topic_setting: ClassVar[str] = "topic_merge_finalise"
+    job_id: str
+
+    def __post_init__(self):
+        _require_str(self.job_id, "job_id")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id}
+
+    @classmethod
+    def from_dict(cls, body: Mapping) -> FinaliseMerge:
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        return cls(job_id=body.get("job_id"))
+
+
+@dataclass(frozen=True)
+class ReconcileRun(Message):
+    """ops-reconcile (Cloud Scheduler): ``full`` also reads every resource of every type."""
+
+    topic_setting: ClassVar[str] = "topic_ops_reconcile"
+    full: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.full, bool):
+            raise MalformedEvent("full-not-boolean")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"full": self.full}
+
+    @classmethod
+    def from_dict(cls, body: Mapping) -> ReconcileRun:
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        return cls(full=body.get("full", False))
+
+
+# --- the CloudEvent around a message ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Envelope:
+    message_id: str | None
+    attributes: dict
+    data: bytes
+
+
+def envelope(event_data: object) -> Envelope:
+    """The Pub/Sub message inside a ``messagePublished`` CloudEvent's data."""
+    if not isinstance(event_data, Mapping):
+        raise MalformedEvent("no-message")
+    message = event_data.get("message")
+    if not isinstance(message, Mapping):
+        raise MalformedEvent("no-message")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        raise MalformedEvent("bad-attributes")
+    raw = message.get("data") or ""
+    try:
+        data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else bytes(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise MalformedEvent("bad-base64") from None
+    message_id = message.get("messageId") or message.get("message_id")
+    return Envelope(str(message_id) if message_id else None, {str(k): str(v) for k, v in attributes.items()},
+                    data)
+
+
+def message_id(event_data: object) -> str | None:
+    """The Pub/Sub message id of a CloudEvent's data, for logs (also of a malformed one)."""
+    message = event_data.get("message") if isinstance(event_data, dict) else None
+    return (message.get("messageId") or message.get("message_id")) if isinstance(message, dict) else None
+
+
+def decode(event_data: object, message_type: type[M]) -> M:
+    """The ``message_type`` message a Pub/Sub CloudEvent's data carries; ``MalformedEvent`` otherwise."""
+    return message_type.from_json(envelope(event_data).data)
+
+
+# --- patient-changes -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ignored:
+    reason: str  # e.g. "not-patient", "ping", "no-focus"
+
+
+@dataclass(frozen=True)
+class PatientChange:
+    """One patient change announced on patient-changes (decoded only: others publish it)."""
+
+    topic_setting: ClassVar[str] = "topic_patient_changes"
+    patient_id: str
+    action: str  # "upsert" | "delete"
+    version: str | None = None  # versionId when the event names one
+    resource: dict | None = field(default=None, repr=False)  # None: read it from FHIR
+    source: str = "healthcare-api"
+
+
+def _looks_like_json(data: bytes) -> bool:
+    return data.lstrip()[:1] in (b"{", b"[")
+
+
+def _from_resource(resource: Mapping, source: str, action: str = "upsert") -> PatientChange | Ignored:
+    if resource.get("resourceType") != "Patient":
+        return Ignored("not-patient")
+    patient_id = resource.get("id")
+    if not isinstance(patient_id, str) or not re.fullmatch(_ID, patient_id):
+        raise MalformedEvent("bad-id")
+    version = (resource.get("meta") or {}).get("versionId")
+    version = str(version) if version is not None else None
+    id_only = set(resource) <= _ID_ONLY_KEYS
+    return PatientChange(patient_id, action, version, None if id_only or action == "delete" else dict(resource),
+                         source)
+
+
+def _healthcare_api(env: Envelope) -> list[PatientChange] | Ignored:
+    resource_type = env.attributes.get("resourceType")
+    if resource_type and resource_type != "Patient":
+        return Ignored("not-patient")
+    action = "delete" if env.attributes.get("action") == "DeleteResource" else "upsert"
+    if not env.data.strip():
+        raise MalformedEvent("empty-data")
+    if _looks_like_json(env.data):
+        resource = _json(env.data)
+        if not isinstance(resource, Mapping):
+            raise MalformedEvent("bad-resource")
+        change = _from_resource(resource, "healthcare-api", action)
+        return change if isinstance(change, Ignored) else [change]
+    try:
+        name = env.data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise MalformedEvent("bad-resource-name") from None
+    match = _RESOURCE_NAME.search(name)
+    if not match:
+        raise MalformedEvent("bad-resource-name")
+    if match["type"] != "Patient":
+        return Ignored("not-patient")
+    return [PatientChange(match["id"], action, match["version"], None, "healthcare-api")]
+
+
+def _subscription(env: Envelope) -> list[PatientChange] | Ignored:
+    method = env.attributes.get("httpMethod", "").upper()
+    path_match = _REFERENCE.search(env.attributes.get("resourcePath", ""))
+    if path_match and path_match["type"] != "Patient":
+        return Ignored("not-patient")
+    if not env.data.strip():
+        if path_match:  # id-only ping for one resource
+            return [PatientChange(path_match["id"], "delete" if method == "DELETE" else "upsert",
+                                  None, None, "fhir-subscription")]
+        return Ignored("ping")
+    body = _json(env.data)
+    if not isinstance(body, Mapping):
+        raise MalformedEvent("bad-resource")
+    if body.get("resourceType") != "Bundle":
+        change = _from_resource(body, "fhir-subscription", "delete" if method == "DELETE" else "upsert")
+        return change if isinstance(change, Ignored) else [change]
+    changes: list[PatientChange] = []
+    for entry in body.get("entry") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        resource = entry.get("resource")
+        request_method = str((entry.get("request") or {}).get("method") or "").upper()
+        action = "delete" if request_method == "DELETE" else "upsert"
+        if isinstance(resource, Mapping):
+            if resource.get("resourceType") in _STATUS_TYPES:
+                continue
+            change = _from_resource(resource, "fhir-subscription", action)
+            if isinstance(change, PatientChange):
+                changes.append(change)
+            continue
+        reference = entry.get("fullUrl") or (entry.get("request") or {}).get("url") or ""
+        match = _REFERENCE.search(str(reference))
+        if match and match["type"] == "Patient":
+            changes.append(PatientChange(match["id"], action, match["version"], None, "fhir-subscription"))
+    return changes or Ignored("no-focus")
+
+
+def parse_patient_change(event_data: object) -> list[PatientChange] | Ignored:
+    """The patient changes one patient-changes message announces (usually one)."""
+    env = envelope(event_data)
+    if env.attributes.get("source") == "fhir-subscription":
+        return _subscription(env)
+    return _healthcare_api(env)
