@@ -25,6 +25,7 @@ from shared.domain.review import ReviewItem
 from shared.fhir.client import Gone, NotFound
 from shared.logging import get_logger
 from shared.nik import NikError, nik_token, parse_nik
+from shared.ports.fhir import FhirPort
 from shared.ports.index import GroupRepository, PatientKeyRepository
 from shared.services.events import ForceMerge, PatientChange
 from shared.services.merge_requests import MergeRequests
@@ -51,7 +52,7 @@ class ForceMergeOutcome:
 
 
 class MatchingService:
-    def __init__(self, settings: Settings, groups: GroupRepository, keys: PatientKeyRepository, fhir,
+    def __init__(self, settings: Settings, groups: GroupRepository, keys: PatientKeyRepository, fhir: FhirPort,
                  requests: MergeRequests):
         self._settings = settings
         self._groups = groups
