@@ -576,3 +576,28 @@ class FakeServices:
 
     def merge_requests_published(self) -> list[dict]:
         return self.publisher.payloads(self.settings.topic_merge_requests)
+
+
+def patient_resource(settings, name: str | None, nik: str | None = None, *, birth: str | None = "1990-05-15",
+                     gender: str | None = "male", nik_ibu: str | None = None, phone: str | None = None,
+                     source: str | None = None, **extra) -> dict:
+    """A Patient to ``create``: NIK under ``settings.nik_system``, a mother's NIK under ``nik_ibu_system``."""
+    resource: dict[str, Any] = {"resourceType": "Patient", "active": True, **extra}
+    if name:
+        resource["name"] = [{"text": name}]
+    if birth:
+        resource["birthDate"] = birth
+    if gender:
+        resource["gender"] = gender
+    identifiers = list(resource.pop("identifier", []))
+    if nik:
+        identifiers.append({"system": settings.nik_system, "value": nik})
+    if nik_ibu:
+        identifiers.append({"system": settings.nik_ibu_system, "value": nik_ibu})
+    if identifiers:
+        resource["identifier"] = identifiers
+    if phone:
+        resource["telecom"] = [{"system": "phone", "value": phone}]
+    if source:
+        resource["meta"] = {"source": f"urn:source:{source}"}
+    return resource
