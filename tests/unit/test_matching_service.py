@@ -245,3 +245,26 @@ def test_a_confirmation_in_a_busy_demographic_block_is_refused(world):
     assert outcome.published == [] and world.merge_requests_published() == []
     stored = world.groups.get(group)
     assert stored.request.master == "x1" and stored.request.duplicates == ["x2"] and not stored.confirmed
+
+
+@pytest.mark.parametrize("correction", [
+    {"identifier": [{"system": SETTINGS.nik_system, "value": OTHER_NIK}]},   # it has a NIK of its own
+    {"birthDate": "1991-02-03"},                                                # it was someone else
+], ids=["gets-another-nik", "birth-date-corrected"])
+def test_a_linked_record_that_stops_matching_leaves_the_nik_group_it_joined(world, correction):
+    """PatientKeys.linked exists so that "a delete or a NIK change finds its old entries": a NIK-less
+    record that joined a NIK holder's request through its demographic block, then changes so that it
+    no longer matches, must leave that request (else the merge pipeline merges it into the holder)."""
+    owner = add(world, "Bambang Hartono", phone="081234567890")
+    nikless = add(world, "Bambang Hartono", None, phone="081234567890")
+    for patient in (owner, nikless):
+        world.matching.handle_change(event(patient))
+    assert world.keys.get(nikless["id"]).linked == [nik_group()]
+
+    world.fhir.update({**world.fhir.read("Patient", nikless["id"]), **correction})
+    world.matching.handle_change(event(nikless))
+
+    request = world.groups.get(nik_group()).request
+    still_merged = request is not None and nikless["id"] in request.participants
+    assert not still_merged, f"{nikless['id']} is still in the holder's {request.status} request {request.id}"
+    assert nik_group() not in world.keys.get(nikless["id"]).linked
