@@ -49,6 +49,7 @@ import tenacity
 from shared.config import Settings
 from shared.fhir.auth import auth_from_settings
 from shared.logging import get_logger
+from shared.ports.fhir import FhirPort
 
 log = get_logger(__name__)
 
@@ -278,7 +279,7 @@ R = TypeVar("R")
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
 
-class FhirClient:
+class FhirClient(FhirPort):
     def __init__(
         self,
         base_url: str,

@@ -27,6 +27,7 @@ from shared.fhir.client import next_link_path
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
+from shared.ports.fhir import FhirPort
 from shared.services.matching import MatchingService
 
 log = get_logger(__name__)
@@ -46,7 +47,7 @@ def run_backfill(
     *,
     run_id: str,
     settings: Settings,
-    fhir,
+    fhir: FhirPort,
     matching: MatchingService,
     checkpoints: BackfillRunRepository,
     page_size: int = 1000,

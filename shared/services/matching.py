@@ -26,6 +26,7 @@ from shared.fhir.client import Gone, NotFound
 from shared.logging import get_logger
 from shared.messages import ForceMerge, PatientChange
 from shared.nik import NikError, nik_token, parse_nik
+from shared.ports.fhir import FhirPort
 from shared.ports.index import GroupRepository, PatientKeyRepository
 from shared.services.merge_requests import MergeRequests
 
@@ -51,7 +52,7 @@ class ForceMergeOutcome:
 
 
 class MatchingService:
-    def __init__(self, settings: Settings, groups: GroupRepository, keys: PatientKeyRepository, fhir,
+    def __init__(self, settings: Settings, groups: GroupRepository, keys: PatientKeyRepository, fhir: FhirPort,
                  requests: MergeRequests):
         self._settings = settings
         self._groups = groups
@@ -118,8 +119,15 @@ class MatchingService:
         record = member_record(facts)
         groups = self._groups_for(record)
         outcome = ChangeOutcome(patient_id, "indexed", list(groups))
-        for stale_group in sorted(set(keys.groups if keys else []) - set(groups)):
-            self._remove_from_group(stale_group, patient_id)
+        linked: list[str] = list(keys.linked if keys else [])
+        if keys and set(keys.groups) != set(groups):
+            # The record changed where it belongs (another NIK, a corrected birth date): it leaves its
+            # old groups, and the NIK groups it joined through its old block; a match found again below
+            # joins them again.
+            stale = (set(keys.groups) - set(groups)) | (set(linked) - set(groups))
+            for stale_group in sorted(stale):
+                self._remove_from_group(stale_group, patient_id)
+            linked = [g for g in linked if g not in stale]
 
         own_write = bool(facts.replaced_by) or facts.golden
         if own_write:
@@ -128,7 +136,6 @@ class MatchingService:
             outcome.result = "unmatched"
             log.info("patient_unmatched", patient_id=patient_id, reason="no-nik-no-birthdate-gender",
                      nik_issues=list(facts.nik_issues))
-        linked: list[str] = list(keys.linked if keys else [])
         for group_id in groups:
             if own_write and already_recorded(self._groups.get(group_id), patient_id, record):
                 # The finaliser's own write, already recorded by complete_request: no transaction, so

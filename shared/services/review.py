@@ -13,6 +13,7 @@ from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.client import Gone, NotFound
 from shared.logging import get_logger
 from shared.names import patient_name
+from shared.ports.fhir import FhirPort
 from shared.ports.index import GroupRepository, ReviewItemRepository
 from shared.services.matching import MatchingService
 
@@ -32,7 +33,7 @@ class ReviewRefused(RuntimeError):
 
 
 class ReviewService:
-    def __init__(self, items: ReviewItemRepository, groups: GroupRepository, matching: MatchingService, fhir):
+    def __init__(self, items: ReviewItemRepository, groups: GroupRepository, matching: MatchingService, fhir: FhirPort):
         self._items = items
         self._groups = groups
         self._matching = matching

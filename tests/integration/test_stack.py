@@ -41,7 +41,8 @@ def test_fixtures_wire_settings_clients_and_topics(settings, fhir, firestore_db,
     assert fhir.read("Patient", created["id"])["active"] is True
     firestore_db.collection("probe").document("a").set({"n": 1})
     assert firestore_db.collection("probe").document("a").get().to_dict() == {"n": 1}
-    publisher.publish_bytes(settings.topic_merge_tasks, b'{"job_id":"job-1","resource_type":"Encounter"}', origin="test")
+    body = b'{"job_id":"job-1","resource_type":"Encounter"}'
+    publisher.publish_bytes(settings.topic_merge_tasks, body, origin="test")
     [message] = topics.pull(settings.topic_merge_tasks, timeout=10)
     assert message == {"job_id": "job-1", "resource_type": "Encounter"}
     assert message.attributes == {"origin": "test"}
