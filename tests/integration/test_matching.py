@@ -106,7 +106,7 @@ def test_eight_concurrent_events_for_one_nik(settings, fhir, firestore_db, topic
     assert {m["request_id"] for m in messages} == {request["id"]}
     claimed = bootstrap.merge_requests(settings).claim_request(f"nik_index/{messages[0]['nik_token']}",
                                                                request["id"])
-    assert len(claimed["duplicates"]) == 7
+    assert len(claimed.duplicates) == 7
 
 
 def test_out_of_order_versions_keep_the_newest(settings, fhir, firestore_db, topics):
