@@ -17,16 +17,16 @@ test: $(VENV_STAMP) $(FHIR_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: $(VENV_STAMP) $(FHIR_STAMP)
-	$(VENV)/bin/python -m tools.demo
+	$(VENV)/bin/python -m tools.runtime.demo
 
 stack-up: $(VENV_STAMP) $(FHIR_STAMP)
-	$(VENV)/bin/python -m tools.stack up
+	$(VENV)/bin/python -m tools.runtime.stack up
 
 stack-down: $(VENV_STAMP)
-	$(VENV)/bin/python -m tools.stack down
+	$(VENV)/bin/python -m tools.runtime.stack down
 
 stack-status: $(VENV_STAMP)
-	$(VENV)/bin/python -m tools.stack status
+	$(VENV)/bin/python -m tools.runtime.stack status
 
 venv: $(VENV_STAMP) $(FHIR_STAMP)
 

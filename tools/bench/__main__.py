@@ -20,7 +20,7 @@ from tools.bench.check import check_state
 from tools.bench.contenders import ReportDeduplicator, job_profile, job_timeline, report_types, run_pipeline
 from tools.bench.dataset import BenchStore, build_store, clone_server, load_template
 from tools.bench.floor import planned_writes, run_floor
-from tools.fault_proxy import FaultProxy
+from tools.runtime.fault_proxy import FaultProxy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="The field report's cleanup as a benchmark.")
 console = Console()
@@ -64,7 +64,7 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
             stack_env: dict[str, str] | None = None) -> dict:
     """Runs the contenders on clones of one store; ``stack_env`` = running emulators (else a
     LocalStack is started for our pipeline and stopped after it)."""
-    from tools.stack import LocalStack
+    from tools.runtime.stack import LocalStack
 
     results: dict = {"settings": {"niks": niks, "background_patients": background,
                                   "resources_per_patient": resources_per_patient, "latency_s": latency,

@@ -218,7 +218,7 @@ def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str],
     from shared.adapters.firestore import firestore_client
     from shared.adapters.pubsub import Publisher
     from shared.nik import nik_token
-    from tools.pipeline import LocalPipeline
+    from tools.runtime.pipeline import LocalPipeline
 
     env = {**stack_env, "DEDUP_FHIR_BASE_URL": settings.fhir_base_url, "DEDUP_PROJECT_ID": settings.project_id}
     db = firestore_client(settings)

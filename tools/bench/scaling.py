@@ -35,7 +35,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _incremental(settings: Settings, stack_env: dict, directory: Path, events: int, log_dir: Path) -> dict:
     from shared.adapters.firestore import firestore_client
     from tools.bench.contenders import vm_hwm_kib
-    from tools.pipeline import LocalPipeline
+    from tools.runtime.pipeline import LocalPipeline
 
     existing = [p for _, p in zip(range(events * 5), iter_resources(directory, "bulk", "Patient"))]
     writes = []
@@ -84,7 +84,7 @@ def run_one(patients: int, events: int, work: Path, console) -> dict:
     from shared.bootstrap import fhir_client, matching_service
     from shared.services.backfill import BackfillCheckpoints, run_backfill
     from tools.bench.__main__ import _emulator_env
-    from tools.stack import LocalStack, start_fhir_server
+    from tools.runtime.stack import LocalStack, start_fhir_server
 
     directory = work / f"district-{patients}"
     generate(directory, Params(patients=patients, seed=7, resources_per_patient=0.0, bulk_fraction=1.0))

@@ -9,7 +9,7 @@ can tell when a message is still on its way; the loop counts what is in flight, 
 job knows the pipeline is quiet.) A rest-hook `Subscription` on the FHIR server calls the relay
 function, which publishes to patient-changes: the path a district running HAPI FHIR uses.
 
-The stack (emulators, FHIR server) is started by `tools.stack`; this module only adds the functions.
+The stack (emulators, FHIR server) is started by `tools.runtime.stack`; this module only adds the functions.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
 from shared.config import Settings
-from tools.stack import ManagedProcess, free_port, launch
+from tools.runtime.stack import ManagedProcess, free_port, launch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def dead_letter_topic(topic: str) -> str:
 @dataclass
 class RunningFunction:
     spec: FunctionSpec
-    process: ManagedProcess  # started through tools.stack, so it is cleaned up like the stack's servers
+    process: ManagedProcess  # started through tools.runtime.stack, so it is cleaned up like the stack's servers
 
     @property
     def port(self) -> int:

@@ -2,10 +2,10 @@
 
 Used by the test fixtures (``tests/conftest.py``), the main job and by hand::
 
-    python -m tools.stack up            # starts in the background, writes .stack/env, returns
+    python -m tools.runtime.stack up    # starts in the background, writes .stack/env, returns
     source .stack/env                   # FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST, DEDUP_*
-    python -m tools.stack status
-    python -m tools.stack down
+    python -m tools.runtime.stack status
+    python -m tools.runtime.stack down
 
 Every process is started in its own session (process group) and stopped by killing that group, so
 wrappers never leave a Java process behind. Only processes started here are ever signalled. On Linux
@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import typer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FHIR_VENV = REPO_ROOT / ".venv-fhir"
 SEKMET_REQUIREMENT = "sekmet-fhir==0.1.1"
 STATE_DIR = REPO_ROOT / ".stack"
@@ -569,7 +569,7 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
     log_path = STATE_DIR / "stack.log"
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tools.stack", "up", "--foreground", "--project-id", project_id],
+            [sys.executable, "-m", "tools.runtime.stack", "up", "--foreground", "--project-id", project_id],
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS * 2
@@ -612,7 +612,7 @@ def env():
     """Print the environment of the running stack (as `export` lines)."""
     path = STATE_DIR / "env"
     if not path.exists():
-        typer.echo("not running; start it with: python -m tools.stack up", err=True)
+        typer.echo("not running; start it with: python -m tools.runtime.stack up", err=True)
         raise typer.Exit(1)
     typer.echo(path.read_text().strip())
 
