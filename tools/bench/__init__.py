@@ -6,5 +6,6 @@
 
 Modules: ``dataset`` shapes the store (68 duplicate NIKs in a body of single patients) and clones it
 per contender; ``contenders`` holds the report's two algorithms and our pipeline; ``floor`` the
-writes-only lower bound; ``check`` the end-state check; ``scaling`` the backfill/incremental runs.
+writes-only lower bound; ``check`` the end-state check; ``scaling`` the backfill/incremental runs;
+``emulators`` points this process at a stack's emulators; ``fhir_client`` the FHIR client's throughput.
 """

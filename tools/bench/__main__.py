@@ -19,6 +19,7 @@ from shared.fhir.client import FhirClient
 from tools.bench.check import check_state
 from tools.bench.contenders import ReportDeduplicator, job_profile, job_timeline, report_types, run_pipeline
 from tools.bench.dataset import BenchStore, build_store, clone_server, load_template
+from tools.bench.emulators import emulator_env
 from tools.bench.floor import planned_writes, run_floor
 from tools.runtime.fault_proxy import FaultProxy
 
@@ -46,17 +47,6 @@ def proxy_counts(proxy: FaultProxy) -> tuple[Counter, dict[str, float]]:
         counts[kind] += 1
         server_seconds[kind] = server_seconds.get(kind, 0.0) + r.upstream_seconds
     return counts, {k: round(v, 1) for k, v in server_seconds.items()}
-
-
-def _emulator_env(stack) -> dict[str, str]:
-    import shared.adapters.firestore as firestore_adapter
-    import shared.adapters.pubsub as pubsub_adapter
-
-    for key in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
-        os.environ[key] = stack.env[key]
-    firestore_adapter._client.cache_clear()
-    pubsub_adapter._publisher_client.cache_clear()
-    return stack.env
 
 
 def compare(work: Path, *, niks: int, background: int, resources_per_patient: float, background_resources: float,
@@ -161,7 +151,7 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
     if "ours" in contenders:
         stack = None if stack_env else LocalStack(work_dir=work / "stack").start()
         try:
-            stack_env = stack_env or _emulator_env(stack)
+            stack_env = stack_env or emulator_env(stack)
 
             def ours_run(server, proxy):
                 settings_ours = Settings(project_id=f"bench-{uuid.uuid4().hex[:8]}", fhir_base_url=proxy.base_url)
