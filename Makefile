@@ -7,26 +7,31 @@ VENV := .venv
 FHIR_VENV := .venv-fhir
 SEKMET := sekmet-fhir==0.1.1
 PYTEST_ARGS ?=
+ARGS ?= --help
 
 VENV_STAMP := $(VENV)/.installed
 FHIR_STAMP := $(FHIR_VENV)/.installed-$(SEKMET)
 
-.PHONY: test demo stack-up stack-down stack-status venv clean-venv
+.PHONY: test demo stack-up stack-down stack-status ops venv clean-venv
 
 test: $(VENV_STAMP) $(FHIR_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: $(VENV_STAMP) $(FHIR_STAMP)
-	$(VENV)/bin/python -m tools.demo
+	$(VENV)/bin/python -m tools.runtime.demo
 
 stack-up: $(VENV_STAMP) $(FHIR_STAMP)
-	$(VENV)/bin/python -m tools.stack up
+	$(VENV)/bin/python -m tools.runtime.stack up
 
 stack-down: $(VENV_STAMP)
-	$(VENV)/bin/python -m tools.stack down
+	$(VENV)/bin/python -m tools.runtime.stack down
 
 stack-status: $(VENV_STAMP)
-	$(VENV)/bin/python -m tools.stack status
+	$(VENV)/bin/python -m tools.runtime.stack status
+
+# The ops CLI on the local stack: make ops ARGS="report" (any `python -m ops` arguments).
+ops: $(VENV_STAMP)
+	DEDUP_ENV_FILE=.stack/env $(VENV)/bin/python -m ops $(ARGS)
 
 venv: $(VENV_STAMP) $(FHIR_STAMP)
 

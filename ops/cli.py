@@ -1,8 +1,8 @@
 """`python -m ops`: the district ops team's command-line tool.
 
-Works against the local stack by default (it reads `.stack/env` written by `make stack-up` when no
-project is configured) and against a real district with `--project`/`--fhir-url` or the `DEDUP_*`
-environment variables. Output never contains a NIK; patient details appear only on request
+Works against a real district with `--project`/`--fhir-url` or the `DEDUP_*` environment variables,
+and against the local stack with `--env-file .stack/env` (or `DEDUP_ENV_FILE`; `make ops ARGS=...` sets
+it), the file `make stack-up` writes. Output never contains a NIK; patient details appear only on request
 (`review show --details`), on the operator's terminal, never in a log.
 """
 
@@ -27,28 +27,28 @@ app.add_typer(review_app, name="review")
 console = Console()
 err_console = Console(stderr=True)
 
-STACK_ENV = Path(__file__).resolve().parent.parent / ".stack" / "env"
 
+def _load_env_file(path: Path | None) -> None:
+    """Sets the variables of a dotenv file that the environment does not set already."""
+    if path is not None:
+        from dotenv import load_dotenv
 
-def _load_local_stack_env() -> None:
-    """Use the running local stack when nothing else is configured."""
-    if os.environ.get("DEDUP_PROJECT_ID") or not STACK_ENV.exists():
-        return
-    for line in STACK_ENV.read_text().splitlines():
-        line = line.strip().removeprefix("export ").strip()
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            os.environ.setdefault(key, value.strip().strip("'\""))
+        load_dotenv(path, override=False)
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
     project: str | None = typer.Option(
-        None, help="Google Cloud project (default: DEDUP_PROJECT_ID or the local stack)"),
-    fhir_url: str | None = typer.Option(None, help="FHIR base URL (default: DEDUP_FHIR_BASE_URL or the local stack)"),
+        None, help="Google Cloud project (default: DEDUP_PROJECT_ID, from the environment or --env-file)"),
+    fhir_url: str | None = typer.Option(
+        None, help="FHIR base URL (default: DEDUP_FHIR_BASE_URL, from the environment or --env-file)"),
+    env_file: Path | None = typer.Option(
+        None, "--env-file", envvar="DEDUP_ENV_FILE", exists=True, dir_okay=False,
+        help="dotenv file of DEDUP_* settings and emulator hosts, used for the variables the environment does "
+             "not set (the local stack writes .stack/env)"),
 ):
-    _load_local_stack_env()
+    _load_env_file(env_file)
     overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
     ctx.obj = Settings(**overrides)
 

@@ -7,8 +7,8 @@ its body (compact JSON, sorted keys) and ``from_json(data)`` / ``from_dict(body)
 ``decode(event_data, message_type)`` reads one out of a Pub/Sub CloudEvent's data.
 
 The patient-changes topic carries what others publish (the Healthcare API, the subscription relay):
-``parse_patient_change`` decodes it into ``PatientChange``s (or ``Ignored``). Accepted there
-(REFERENCE.md):
+``parse_patient_change`` decodes it into ``PatientChange``s (or ``Ignored``). Accepted there (the
+formats are described in docs/DESIGN.md, "Pub/Sub messages"):
 - Google Cloud Healthcare API FHIR store notifications: ``data`` = the resource name
   ``projects/P/locations/L/datasets/D/fhirStores/S/fhir/Patient/ID[/_history/V]`` or, when the store
   sends full resources, the resource JSON; attributes ``action``, ``resourceType``, ``payloadType``...

@@ -3,7 +3,7 @@
 Normalising removes what varies between records of one person and says nothing about who they are:
 case, accents, punctuation, honorifics and academic titles, baby-name boilerplate, and spelling
 variants (old Dutch-era spelling, common transliterations of Arabic names). The tables below are the
-whole policy; ``tools/calibrate_names.py`` measures it on ``tests/data/name_pairs.csv``.
+whole policy; ``tools/calibration/calibrate_names.py`` measures it on ``tests/data/name_pairs.csv``.
 """
 
 from __future__ import annotations

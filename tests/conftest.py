@@ -61,7 +61,7 @@ def stack(request: pytest.FixtureRequest):
     """The running local stack; its emulator hosts are in ``os.environ`` for the whole session."""
     import shared.adapters.firestore as firestore_adapter
     import shared.adapters.pubsub as pubsub_adapter
-    from tools.stack import LocalStack
+    from tools.runtime.stack import LocalStack
 
     began = time.monotonic()
     local = LocalStack().start()
@@ -235,7 +235,7 @@ def topics(settings, stack):
 def fault_proxy(request: pytest.FixtureRequest):
     """Factory: ``fault_proxy(target_base_url=None, **options)`` starts a ``FaultProxy`` in front of
     the target (default: this module's FHIR server); all are stopped after the test."""
-    from tools.fault_proxy import FaultProxy
+    from tools.runtime.fault_proxy import FaultProxy
 
     started: list[FaultProxy] = []
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import re
 import threading
 from collections import Counter
@@ -37,6 +36,7 @@ from shared.fhir.references import patient_references
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.fhir import FhirPort, Params
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
+from shared.ports.messaging import MessagePublisher
 
 T = TypeVar("T")
 
@@ -212,13 +212,12 @@ class PublishFailed(RuntimeError):
     """What ``RecordingPublisher.fail_next`` raises by default (Pub/Sub did not store the message)."""
 
 
-class RecordingPublisher:
-    """``published``: ``(topic, payload)`` of each ``publish`` (the payload as its JSON carries it) and
-    ``(topic, data)`` of each ``publish_bytes``; ``attributes``: each one's attributes, same order.
-    ``sent``: ``(message.topic_setting, message)`` of each ``send``. A failed publish records nothing."""
+class RecordingPublisher(MessagePublisher):
+    """``sent``: ``(message.topic_setting, message)`` of each ``send``; ``published``: ``(topic, data)`` of
+    each ``publish_bytes`` and ``attributes`` its attributes. A failed publish records nothing."""
 
     def __init__(self) -> None:
-        self.published: list[tuple[str, Any]] = []
+        self.published: list[tuple[str, bytes]] = []
         self.attributes: list[dict[str, str]] = []
         self.sent: list[tuple[str, Any]] = []
         self._failures: list[tuple[str | None, BaseException]] = []
@@ -226,36 +225,29 @@ class RecordingPublisher:
         self._lock = threading.Lock()
 
     def fail_next(self, times: int = 1, *, topic: str | None = None, error: BaseException | None = None) -> None:
+        """The next ``times`` publishes (to ``topic``: a topic name, or a ``topic_setting`` for ``send``) fail."""
         with self._lock:
             self._failures.extend([(topic, error or PublishFailed("publish failed (injected)"))] * times)
 
-    def _record(self, topic: str, body: Any, attributes: dict) -> str:
+    def _record(self, topic: str, record) -> str:
         with self._lock:
             for index, (target, error) in enumerate(self._failures):
                 if target is None or target == topic:
                     del self._failures[index]
                     raise error
-            self.published.append((topic, body))
-            self.attributes.append({str(k): str(v) for k, v in attributes.items()})
+            record()
             return str(next(self._ids))
-
-    def publish(self, topic: str, payload: dict, timeout: float = 30.0, **attributes: str) -> str:
-        return self._record(topic, json.loads(json.dumps(payload, sort_keys=True)), attributes)
 
     def publish_bytes(self, topic: str, data: bytes, timeout: float = 30.0, **attributes: str) -> str:
-        return self._record(topic, bytes(data), attributes)
+        def record():
+            self.published.append((topic, bytes(data)))
+            self.attributes.append({str(k): str(v) for k, v in attributes.items()})
+        return self._record(topic, record)
 
     def send(self, message: Any) -> str:
-        topic = message.topic_setting
-        with self._lock:
-            for index, (target, error) in enumerate(self._failures):
-                if target is None or target == topic:
-                    del self._failures[index]
-                    raise error
-            self.sent.append((topic, message))
-            return str(next(self._ids))
+        return self._record(message.topic_setting, lambda: self.sent.append((message.topic_setting, message)))
 
-    def payloads(self, topic: str) -> list[Any]:
+    def payloads(self, topic: str) -> list[bytes]:
         return [body for name, body in self.published if name == topic]
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from typing import Any
 
 from google.cloud import pubsub_v1
 
@@ -19,8 +17,8 @@ def _publisher_client() -> pubsub_v1.PublisherClient:
 
 
 class Publisher(MessagePublisher):
-    """Publishes a typed message (``send``), a dict as a JSON message (``publish``) or raw bytes
-    (``publish_bytes``: the relay); attributes are strings. Waits for the server's ack so a caller
+    """Publishes a typed message (``send``) or raw bytes (``publish_bytes``: the relay); attributes are
+    strings. Waits for the server's ack so a caller
     that returns normally knows the message is stored (and raises otherwise, so Pub/Sub redelivers
     the event that caused it)."""
 
@@ -33,10 +31,6 @@ class Publisher(MessagePublisher):
 
     def send(self, message: Message, timeout: float = 30.0) -> str:
         return self.publish_bytes(getattr(self._settings, message.topic_setting), message.to_json(), timeout=timeout)
-
-    def publish(self, topic: str, payload: dict[str, Any], timeout: float = 30.0, **attributes: str) -> str:
-        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return self.publish_bytes(topic, data, timeout=timeout, **attributes)
 
     def publish_bytes(self, topic: str, data: bytes, timeout: float = 30.0, **attributes: str) -> str:
         future = self._client.publish(self.topic_path(topic), data, **attributes)

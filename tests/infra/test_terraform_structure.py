@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -117,18 +118,42 @@ def test_service_account_ids_fit_the_30_character_limit():
         assert len(f"dedup-{name}-push") <= 30
 
 
+def _function_list() -> dict[str, dict]:
+    """function name -> its entry of functions/functions.json, the one list of deployed functions."""
+    listed = json.loads((REPO_ROOT / "functions" / "functions.json").read_text())["functions"]
+    return {entry["name"]: entry for entry in listed}
+
+
 def test_functions_match_the_design(modules):
     defaults = modules["district"].locals["function_defaults"]
+    listed = _function_list()
     design = _design_functions()
-    assert set(defaults) == set(design) == set(EXPECTED_ACCESS)
+    assert set(defaults) == set(listed) == set(design) == set(EXPECTED_ACCESS)
     topic_names = modules["district"].locals["topics"]
     for name, (trigger, entry_point) in design.items():
-        spec = defaults[name]
+        spec = listed[name]
         assert spec["entry_point"] == entry_point
         if trigger.startswith("HTTP"):
-            assert spec["trigger"] is None
+            assert spec["trigger"] == "http"
         else:
-            assert topic_names[spec["trigger"]] == trigger
+            assert spec["trigger"] == trigger
+            assert trigger in topic_names.values()
+
+
+def test_district_takes_entry_points_and_triggers_from_the_function_list(modules):
+    district = modules["district"]
+    reads = re.fullmatch(r'\$\{jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)\.functions\}',
+                         district.locals["function_list"])
+    assert reads, district.locals["function_list"]
+    assert (district.path / reads.group(1)).resolve() == REPO_ROOT / "functions" / "functions.json"
+    assert district.locals["topic_keys"] == "${{for key, name in local.topics : name => key}}"
+    # Entry point and trigger come from the list only: the per-function settings cannot shadow them.
+    for name, spec in district.locals["function_defaults"].items():
+        assert not {"entry_point", "trigger"} & set(spec), name
+    assert district.locals["functions"].startswith(
+        "${{for f in local.function_list : f.name => merge(local.function_defaults[f.name], "
+        '{entry_point = f.entry_point, trigger = f.trigger == "http" ? null : local.topic_keys[f.trigger]}, '
+        "try(var.function_limits[f.name], {}))"), district.locals["functions"]
 
 
 @pytest.mark.parametrize("function_name", sorted(EXPECTED_ACCESS))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from shared.fhir.client import FhirClient, FhirError, PreconditionFailed, RetriesExhausted, run_concurrently
-from tools.fault_proxy import Fault
+from tools.runtime.fault_proxy import Fault
 
 # An empty server of this module's own, so the counts below are exact.
 pytestmark = [pytest.mark.integration, pytest.mark.fresh_fhir]

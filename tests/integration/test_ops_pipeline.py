@@ -23,7 +23,7 @@ from shared.bootstrap import report_sources
 from shared.config import Settings
 from shared.fhir.client import FhirClient
 from shared.services.report import work_in_progress
-from tools.pipeline import LocalPipeline
+from tools.runtime.pipeline import LocalPipeline
 
 REPO = Path(__file__).resolve().parents[2]
 NIK_A = "3201011203850001"  # male, born 12-03-85: three copies, bulk-loaded

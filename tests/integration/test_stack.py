@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tools.stack import LocalStack, start_fhir_server
+from tools.runtime.stack import LocalStack, start_fhir_server
 
 pytestmark = pytest.mark.fresh_fhir
 
@@ -73,7 +73,7 @@ def test_project_isolation_reader(settings, firestore_db, topics):
 
 
 def test_fault_proxy_fixture_fronts_the_fhir_server(fault_proxy, fhir_base_url):
-    from tools.fault_proxy import Fault
+    from tools.runtime.fault_proxy import Fault
 
     proxy = fault_proxy()
     proxy.inject(Fault.unavailable(), method="GET")

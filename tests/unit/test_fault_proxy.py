@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tools.fault_proxy import Fault, FaultProxy
+from tools.runtime.fault_proxy import Fault, FaultProxy
 
 
 class _Upstream(BaseHTTPRequestHandler):

@@ -391,7 +391,7 @@ def test_new_duplicate_bridges_a_member_waiting_in_review():
 
 
 def test_evaluation_counts_review_only_through_items_a_reviewer_would_approve():
-    from tools.evaluate_matching import MERGED, MISSED, REVIEW, classify_pairs
+    from tools.calibration.evaluate_matching import MERGED, MISSED, REVIEW, classify_pairs
 
     person = {"a": 1, "b": 1, "c": 1, "e": 1, "f": 1, "x": 2}.get
     pairs = [("a", "b"), ("a", "c"), ("e", "f")]

@@ -2,7 +2,7 @@ import pytest
 
 from shared.config import Settings
 from shared.names import NormalisedName, name_similarity, normalise_name, patient_name
-from tools.calibrate_names import PAIRS_PATH, generate_pairs, read_pairs
+from tools.calibration.calibrate_names import PAIRS_PATH, generate_pairs, read_pairs
 
 
 def text(raw: str) -> str:

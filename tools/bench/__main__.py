@@ -19,8 +19,9 @@ from shared.fhir.client import FhirClient
 from tools.bench.check import check_state
 from tools.bench.contenders import ReportDeduplicator, job_profile, job_timeline, report_types, run_pipeline
 from tools.bench.dataset import BenchStore, build_store, clone_server, load_template
+from tools.bench.emulators import emulator_env
 from tools.bench.floor import planned_writes, run_floor
-from tools.fault_proxy import FaultProxy
+from tools.runtime.fault_proxy import FaultProxy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="The field report's cleanup as a benchmark.")
 console = Console()
@@ -48,23 +49,12 @@ def proxy_counts(proxy: FaultProxy) -> tuple[Counter, dict[str, float]]:
     return counts, {k: round(v, 1) for k, v in server_seconds.items()}
 
 
-def _emulator_env(stack) -> dict[str, str]:
-    import shared.adapters.firestore as firestore_adapter
-    import shared.adapters.pubsub as pubsub_adapter
-
-    for key in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
-        os.environ[key] = stack.env[key]
-    firestore_adapter._client.cache_clear()
-    pubsub_adapter._publisher_client.cache_clear()
-    return stack.env
-
-
 def compare(work: Path, *, niks: int, background: int, resources_per_patient: float, background_resources: float,
             latency: float, jitter: float, v1_niks: int, threads: int, contenders: list[str], seed: int,
             stack_env: dict[str, str] | None = None) -> dict:
     """Runs the contenders on clones of one store; ``stack_env`` = running emulators (else a
     LocalStack is started for our pipeline and stopped after it)."""
-    from tools.stack import LocalStack
+    from tools.runtime.stack import LocalStack
 
     results: dict = {"settings": {"niks": niks, "background_patients": background,
                                   "resources_per_patient": resources_per_patient, "latency_s": latency,
@@ -161,7 +151,7 @@ def compare(work: Path, *, niks: int, background: int, resources_per_patient: fl
     if "ours" in contenders:
         stack = None if stack_env else LocalStack(work_dir=work / "stack").start()
         try:
-            stack_env = stack_env or _emulator_env(stack)
+            stack_env = stack_env or emulator_env(stack)
 
             def ours_run(server, proxy):
                 settings_ours = Settings(project_id=f"bench-{uuid.uuid4().hex[:8]}", fhir_base_url=proxy.base_url)

@@ -216,9 +216,10 @@ def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str],
     dedupe them) is sent as one ops force-merge message per NIK, the way ``python -m ops force-merge``
     sends it. Timed from the first publish to the ``completed_at`` of the last merge job."""
     from shared.adapters.firestore import firestore_client
-    from shared.adapters.pubsub import Publisher
+    from shared.bootstrap import publisher as publisher_for
+    from shared.messages import ForceMerge
     from shared.nik import nik_token
-    from tools.pipeline import LocalPipeline
+    from tools.runtime.pipeline import LocalPipeline
 
     env = {**stack_env, "DEDUP_FHIR_BASE_URL": settings.fhir_base_url, "DEDUP_PROJECT_ID": settings.project_id}
     db = firestore_client(settings)
@@ -241,15 +242,14 @@ def run_pipeline(settings: Settings, stack_env: dict[str, str], niks: list[str],
     with LocalPipeline(settings, env, log_dir, threads_per_function=threads_per_function) as pipeline:
         if on_start:
             on_start()          # e.g. reset the proxy's counters after the pipeline's own set-up
-        publisher = Publisher(settings)
+        publisher = publisher_for(settings)
         pids = {**(watched_pids or {}), **{f"function {n}": f.process.pid for n, f in pipeline.functions.items()}}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         own_before = sum(os.times()[:2])
         began = time.time()
         for nik in niks:
-            publisher.publish(settings.topic_ops_force_merge, {
-                "nik": nik, "reason": "benchmark: the field report's NIK list", "requested_by": "tools.bench",
-                "patient_ids": []})
+            publisher.send(ForceMerge(nik=nik, reason="benchmark: the field report's NIK list",
+                                      requested_by="tools.bench"))
         pipeline.wait_until_quiet(busy_check=busy, idle_seconds=3.0, timeout=timeout)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         cpu["bench process (delivery loops, proxy)"] = sum(os.times()[:2]) - own_before

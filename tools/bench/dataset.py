@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.fhir.client import FhirClient
 from tools.dataset.generate import COPIES_WEIGHTS, DistrictGenerator, NdjsonWriter, Params, iter_resources
 from tools.dataset.load import dataset_counts, load_dataset
-from tools.stack import FhirServer, start_fhir_server
+from tools.runtime.stack import FhirServer, start_fhir_server
 
 BENCH_FILE = "bench.json"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.fhir.client import FhirClient, run_concurrently
+from tools.bench.emulators import emulator_env
 from tools.dataset.generate import Params, generate, iter_resources
 from tools.dataset.load import load_dataset
 
@@ -35,7 +36,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _incremental(settings: Settings, stack_env: dict, directory: Path, events: int, log_dir: Path) -> dict:
     from shared.adapters.firestore import firestore_client
     from tools.bench.contenders import vm_hwm_kib
-    from tools.pipeline import LocalPipeline
+    from tools.runtime.pipeline import LocalPipeline
 
     existing = [p for _, p in zip(range(events * 5), iter_resources(directory, "bulk", "Patient"))]
     writes = []
@@ -82,14 +83,13 @@ def run_one(patients: int, events: int, work: Path, console) -> dict:
     from shared.adapters.pubsub import _publisher_client
     from shared.bootstrap import backfill_runs, fhir_client, matching_service
     from shared.services.backfill import run_backfill
-    from tools.bench.__main__ import _emulator_env
-    from tools.stack import LocalStack, start_fhir_server
+    from tools.runtime.stack import LocalStack, start_fhir_server
 
     directory = work / f"district-{patients}"
     generate(directory, Params(patients=patients, seed=7, resources_per_patient=0.0, bulk_fraction=1.0))
     out: dict = {"patients": patients}
     with LocalStack(work_dir=work / f"stack-{patients}") as stack, start_fhir_server() as server:
-        stack_env = _emulator_env(stack)
+        stack_env = emulator_env(stack)
         with FhirClient(server.base_url, max_connections=16) as loader:
             report = load_dataset(directory, loader, batch_size=100, workers=6, show_progress=False)
         out["load_seconds"] = round(report.seconds, 1)

@@ -71,56 +71,65 @@ locals {
   # - subscription-relay: only republishes notifications; many small requests.
   # - reconcile: daily (Cloud Scheduler) sweep for references that reached a duplicate after its
   #   merge; one at a time, long-running for a full scan.
-  # trigger / publish name keys of local.topics; fhir: the function talks to the FHIR server.
+  # The function list (name, entry point, trigger topic or "http") is functions/functions.json, shared
+  # with the local pipeline and the tests; here, keyed by its names, what each function may touch and
+  # its sizing. publish: keys of local.topics; fhir: the function talks to the FHIR server.
+  function_list = jsondecode(file("${path.module}/../../../functions/functions.json")).functions
+  topic_keys    = { for key, name in local.topics : name => key }
   function_defaults = {
     match-patient = {
-      entry_point   = "match_patient", description = "Matches a changed patient against the NIK index."
-      trigger       = "patient_changes", publish = ["merge_requests"]
+      description   = "Matches a changed patient against the NIK index."
+      publish       = ["merge_requests"]
       fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
       max_instances = 10, concurrency = 8, memory = "512Mi", timeout = 120
     }
     force-merge = {
-      entry_point   = "force_merge", description = "Ops-requested merge of the patients holding one NIK."
-      trigger       = "ops_force_merge", publish = ["merge_requests"]
+      description   = "Ops-requested merge of the patients holding one NIK."
+      publish       = ["merge_requests"]
       fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
       max_instances = 2, concurrency = 1, memory = "512Mi", timeout = 300
     }
     merge-fanout = {
-      entry_point   = "merge_fanout", description = "Opens a merge job and publishes one task per resource type."
-      trigger       = "merge_requests", publish = ["merge_tasks", "merge_finalise"]
+      description   = "Opens a merge job and publishes one task per resource type."
+      publish       = ["merge_tasks", "merge_finalise"]
       fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
       max_instances = 3, concurrency = 4, memory = "512Mi", timeout = 120
     }
     merge-worker = {
-      entry_point   = "merge_worker", description = "Rewrites references of one resource type to the master."
-      trigger       = "merge_tasks", publish = ["merge_finalise"]
+      description   = "Rewrites references of one resource type to the master."
+      publish       = ["merge_finalise"]
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
       max_instances = 5, concurrency = 2, memory = "1Gi", timeout = 540
     }
     merge-finaliser = {
-      entry_point   = "merge_finaliser", description = "Links duplicates to the master and closes the merge job."
-      trigger       = "merge_finalise", publish = ["merge_requests"]
+      description   = "Links duplicates to the master and closes the merge job."
+      publish       = ["merge_requests"]
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
       max_instances = 2, concurrency = 1, memory = "512Mi", timeout = 300
     }
     reconcile = {
-      entry_point   = "reconcile_late_references", description = "Rewrites references that reached a duplicate after its merge."
-      trigger       = "ops_reconcile", publish = []
+      description   = "Rewrites references that reached a duplicate after its merge."
+      publish       = []
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
       max_instances = 1, concurrency = 1, memory = "1Gi", timeout = 540
     }
     subscription-relay = {
-      entry_point   = "subscription_relay", description = "Republishes FHIR rest-hook notifications to patient-changes."
-      trigger       = null, publish = ["patient_changes"]
+      description   = "Republishes FHIR rest-hook notifications to patient-changes."
+      publish       = ["patient_changes"]
       fhir          = false, fhir_role = null, firestore = false, nik_key = false
       max_instances = 5, concurrency = 40, memory = "256Mi", timeout = 30
     }
   }
 
   # The relay exists only for FHIR servers that call it; the Healthcare API publishes by itself.
+  # trigger: the key of local.topics, null for the HTTP function.
   functions = {
-    for name, f in local.function_defaults : name => merge(f, try(var.function_limits[name], {}))
-    if name != "subscription-relay" || var.fhir_mode == "external"
+    for f in local.function_list : f.name => merge(
+      local.function_defaults[f.name],
+      { entry_point = f.entry_point, trigger = f.trigger == "http" ? null : local.topic_keys[f.trigger] },
+      try(var.function_limits[f.name], {}),
+    )
+    if f.name != "subscription-relay" || var.fhir_mode == "external"
   }
 }
 

@@ -1,7 +1,7 @@
 """Name-scorer calibration: build the labelled pair set and measure candidate scorers on it.
 
-    python -m tools.calibrate_names generate   # (re)writes tests/data/name_pairs.csv, seeded
-    python -m tools.calibrate_names evaluate   # prints the scorer table (README, "Name matching")
+    python -m tools.calibration.calibrate_names generate   # (re)writes tests/data/name_pairs.csv, seeded
+    python -m tools.calibration.calibrate_names evaluate   # prints the scorer table (README, "Name matching")
 
 The pair set is synthetic and labelled by construction: "same" pairs are one person's name passed
 through a transformation seen in legacy data (titles, caps, order, spelling, typos, dropped middle
@@ -25,7 +25,7 @@ from rapidfuzz.distance import JaroWinkler
 
 from shared.names import aligned_token_score, name_similarity, normalise_name
 
-PAIRS_PATH = Path(__file__).resolve().parents[1] / "tests" / "data" / "name_pairs.csv"
+PAIRS_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "name_pairs.csv"
 SEED = 20240611
 
 # People by naming tradition: (given names..., family/clan/father-derived name or None).

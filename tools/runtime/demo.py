@@ -1,6 +1,6 @@
 """The main job, locally: the whole pipeline on a generated district, checked against its ground truth.
 
-    python -m tools.demo [--patients 600] [--seed 1] [--resources-per-patient 12] [--keep DIR]
+    python -m tools.runtime.demo [--patients 600] [--seed 1] [--resources-per-patient 12] [--keep DIR]
 
 1. starts the local stack (Firestore and Pub/Sub emulators, FHIR server);
 2. generates a district dataset with duplicates and the hard cases, with its ground truth;
@@ -41,11 +41,11 @@ from shared.nik import NikError, normalise_nik
 from shared.services.backfill import run_backfill
 from shared.services.reconcile import reconcile
 from shared.services.report import ReportSources, build_report, work_in_progress
+from tools.calibration.evaluate_matching import pairs_of
 from tools.dataset.generate import GroundTruth, Params, generate
 from tools.dataset.load import dataset_counts, failures_table, load_dataset, report_table
-from tools.evaluate_matching import pairs_of
-from tools.pipeline import LocalPipeline
-from tools.stack import LocalStack
+from tools.runtime.pipeline import LocalPipeline
+from tools.runtime.stack import LocalStack
 
 console = Console()
 app = typer.Typer(add_completion=False)

@@ -2,10 +2,10 @@
 
 Used by the test fixtures (``tests/conftest.py``), the main job and by hand::
 
-    python -m tools.stack up            # starts in the background, writes .stack/env, returns
+    python -m tools.runtime.stack up    # starts in the background, writes .stack/env, returns
     source .stack/env                   # FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST, DEDUP_*
-    python -m tools.stack status
-    python -m tools.stack down
+    python -m tools.runtime.stack status
+    python -m tools.runtime.stack down
 
 Every process is started in its own session (process group) and stopped by killing that group, so
 wrappers never leave a Java process behind. Only processes started here are ever signalled. On Linux
@@ -19,6 +19,7 @@ import ctypes
 import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -34,10 +35,13 @@ from pathlib import Path
 import httpx
 import typer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FHIR_VENV = REPO_ROOT / ".venv-fhir"
 SEKMET_REQUIREMENT = "sekmet-fhir==0.1.1"
 STATE_DIR = REPO_ROOT / ".stack"
+# The running stack's environment, in dotenv format (``export KEY=value`` lines, so a shell can
+# ``source`` it too); the ops CLI reads it with ``--env-file`` / ``DEDUP_ENV_FILE``.
+ENV_FILE = STATE_DIR / "env"
 DEFAULT_PROJECT_ID = "dedup-local"
 HOST = "127.0.0.1"
 READY_TIMEOUT_SECONDS = 60.0
@@ -517,13 +521,15 @@ def _write_state(stack: LocalStack, supervisor_pid: int) -> None:
              "ports": {name: proc.port for name, proc in stack.processes.items()},
              "startup_seconds": stack.startup_seconds, "env": stack.env}
     _state_path().write_text(json.dumps(state, indent=2))
-    env_lines = [f"export {key}={value}" for key, value in stack.env.items()]
-    (STATE_DIR / "env").write_text("\n".join(env_lines) + "\n")
+    env_lines = [f"export {key}={shlex.quote(value)}" for key, value in stack.env.items()]
+    partial = ENV_FILE.with_name(ENV_FILE.name + ".partial")   # renamed into place: never read half-written
+    partial.write_text("\n".join(env_lines) + "\n")
+    partial.replace(ENV_FILE)
 
 
 def _clear_state() -> None:
-    for name in ("state.json", "env"):
-        (STATE_DIR / name).unlink(missing_ok=True)
+    for path in (_state_path(), ENV_FILE):
+        path.unlink(missing_ok=True)
 
 
 def _run_foreground(project_id: str) -> None:
@@ -536,10 +542,12 @@ def _run_foreground(project_id: str) -> None:
     shutil.rmtree(STATE_DIR / "run", ignore_errors=True)
     try:
         stack.start()
-        _write_state(stack, os.getpid())
         print(stack.describe(), flush=True)
         print(f"stack ready in {time.monotonic() - began:.2f}s (components start in parallel)", flush=True)
-        print(f"environment: source {STATE_DIR / 'env'}", flush=True)
+        print(f"environment: source {ENV_FILE}", flush=True)
+        print(_ops_hint(), flush=True)
+        # Last: `up` returns (and prints this log) once the env file exists.
+        _write_state(stack, os.getpid())
         while not stop.is_set() and all(proc.alive() for proc in stack.processes.values()):
             stop.wait(0.5)
         for name, proc in stack.processes.items():
@@ -548,6 +556,10 @@ def _run_foreground(project_id: str) -> None:
     finally:
         stack.stop()
         _clear_state()
+
+
+def _ops_hint() -> str:
+    return f'ops CLI on this stack: export DEDUP_ENV_FILE={ENV_FILE}   (or: make ops ARGS="report")'
 
 
 app = typer.Typer(add_completion=False, help="Local emulators and FHIR server for development and tests.")
@@ -559,7 +571,8 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
     """Start the stack and write .stack/env; returns once everything answers."""
     state = _read_state()
     if state and _pid_alive(state["supervisor_pid"]):
-        typer.echo(f"already running (supervisor pid {state['supervisor_pid']}); source {STATE_DIR / 'env'}")
+        typer.echo(f"already running (supervisor pid {state['supervisor_pid']}); source {ENV_FILE}")
+        typer.echo(_ops_hint())
         raise typer.Exit(0)
     _clear_state()
     if foreground:
@@ -569,12 +582,12 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
     log_path = STATE_DIR / "stack.log"
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tools.stack", "up", "--foreground", "--project-id", project_id],
+            [sys.executable, "-m", "tools.runtime.stack", "up", "--foreground", "--project-id", project_id],
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS * 2
     while time.monotonic() < deadline:
-        if (STATE_DIR / "env").exists():
+        if ENV_FILE.exists():
             typer.echo(log_path.read_text().strip())
             return
         if supervisor.poll() is not None:
@@ -610,11 +623,10 @@ def down():
 @app.command()
 def env():
     """Print the environment of the running stack (as `export` lines)."""
-    path = STATE_DIR / "env"
-    if not path.exists():
-        typer.echo("not running; start it with: python -m tools.stack up", err=True)
+    if not ENV_FILE.exists():
+        typer.echo("not running; start it with: python -m tools.runtime.stack up", err=True)
         raise typer.Exit(1)
-    typer.echo(path.read_text().strip())
+    typer.echo(ENV_FILE.read_text().strip())
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Throughput of the FHIR client against a fresh local FHIR server (development only).
 
-    .venv/bin/python -m tools.bench_fhir_client --patients 2000 --workers 8
+    .venv/bin/python -m tools.bench.fhir_client --patients 2000 --workers 8
 
 Starts its own empty sekmet server, writes patients in batches of 100 (creates, then ifMatch
 updates), reads them one by one (sequentially and from a thread pool) and pages through a search,
@@ -16,7 +16,7 @@ import httpx
 import typer
 
 from shared.fhir.client import FhirClient, run_concurrently
-from tools.stack import start_fhir_server
+from tools.runtime.stack import start_fhir_server
 
 BATCH = 100
 SYSTEM = "urn:bench:patient"

@@ -1,6 +1,7 @@
 """Scores matching against a generated district dataset's ground truth.
 
-    python -m tools.evaluate_matching --patients 1000 --seed 1 [--workers 4] [--dataset DIR] [--explain FILE]
+    python -m tools.calibration.evaluate_matching --patients 1000 --seed 1 [--workers 4] [--dataset DIR] \\
+        [--explain FILE]
 
 Starts its own local stack (emulators + an empty FHIR server), generates the dataset (or uses DIR),
 loads it, then delivers one Healthcare-API-style notification per Patient (NameOnly, as the
@@ -134,7 +135,7 @@ def main(
                                            help="write the NIK-bearing pairs not merged, with rule and evidence "
                                                 "(JSON lines, no patient data)"),
 ):
-    from tools.stack import LocalStack
+    from tools.runtime.stack import LocalStack
 
     with LocalStack() as stack:
         os.environ.update(stack.env)

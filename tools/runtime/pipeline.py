@@ -9,12 +9,13 @@ can tell when a message is still on its way; the loop counts what is in flight, 
 job knows the pipeline is quiet.) A rest-hook `Subscription` on the FHIR server calls the relay
 function, which publishes to patient-changes: the path a district running HAPI FHIR uses.
 
-The stack (emulators, FHIR server) is started by `tools.stack`; this module only adds the functions.
+The stack (emulators, FHIR server) is started by `tools.runtime.stack`; this module only adds the functions.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import sys
@@ -30,9 +31,11 @@ from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
 from shared.config import Settings
-from tools.stack import ManagedProcess, free_port, launch
+from tools.runtime.stack import ManagedProcess, free_port, launch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+# The deployed functions, one list shared with infra/modules/district (see its "about").
+FUNCTIONS_FILE = REPO / "functions" / "functions.json"
 
 
 @dataclass(frozen=True)
@@ -43,15 +46,24 @@ class FunctionSpec:
     trigger_topic_field: str | None  # Settings field naming the trigger topic
 
 
-FUNCTIONS: tuple[FunctionSpec, ...] = (
-    FunctionSpec("match-patient", "match_patient", "cloudevent", "topic_patient_changes"),
-    FunctionSpec("force-merge", "force_merge", "cloudevent", "topic_ops_force_merge"),
-    FunctionSpec("merge-fanout", "merge_fanout", "cloudevent", "topic_merge_requests"),
-    FunctionSpec("merge-worker", "merge_worker", "cloudevent", "topic_merge_tasks"),
-    FunctionSpec("merge-finaliser", "merge_finaliser", "cloudevent", "topic_merge_finalise"),
-    FunctionSpec("reconcile", "reconcile_late_references", "cloudevent", "topic_ops_reconcile"),
-    FunctionSpec("subscription-relay", "subscription_relay", "http", None),
-)
+def load_function_specs(path: Path = FUNCTIONS_FILE) -> tuple[FunctionSpec, ...]:
+    """The functions of ``functions/functions.json``, in its order. A topic trigger runs as a CloudEvent
+    function; its topic is read from the Settings field ``topic_<topic with - as _>``, whose default is
+    that topic (so a ``DEDUP_TOPIC_*`` override moves the local subscription with it)."""
+    specs = []
+    for entry in json.loads(path.read_text())["functions"]:
+        trigger = entry["trigger"]
+        if trigger == "http":
+            specs.append(FunctionSpec(entry["name"], entry["entry_point"], "http", None))
+            continue
+        field_name = "topic_" + trigger.replace("-", "_")
+        if Settings.model_fields.get(field_name) is None or Settings.model_fields[field_name].default != trigger:
+            raise ValueError(f"{path}: {entry['name']}: no Settings field {field_name} defaulting to {trigger!r}")
+        specs.append(FunctionSpec(entry["name"], entry["entry_point"], "cloudevent", field_name))
+    return tuple(specs)
+
+
+FUNCTIONS: tuple[FunctionSpec, ...] = load_function_specs()
 
 # As in infra/modules/pubsub_function (shorter backoff locally so tests converge quickly): after this
 # many deliveries a message goes to the dead-letter topic.
@@ -72,7 +84,7 @@ def dead_letter_topic(topic: str) -> str:
 @dataclass
 class RunningFunction:
     spec: FunctionSpec
-    process: ManagedProcess  # started through tools.stack, so it is cleaned up like the stack's servers
+    process: ManagedProcess  # started through tools.runtime.stack, so it is cleaned up like the stack's servers
 
     @property
     def port(self) -> int:
