@@ -30,9 +30,10 @@ from shared.clock import now_iso
 from shared.domain.backfill import BackfillProgress
 from shared.domain.group import Group, PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
-from shared.fhir.client import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed, next_link_path
 from shared.fhir.compartment import patient_compartment
+from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed
 from shared.fhir.references import patient_references
+from shared.fhir.wire import next_link_path
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.fhir import FhirPort, Params
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository

@@ -32,15 +32,10 @@ Whether a transient failure may be retried depends on whether replaying the requ
 
 from __future__ import annotations
 
-import email.utils
 import json
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -48,6 +43,27 @@ import tenacity
 
 from shared.config import Settings
 from shared.fhir.auth import auth_from_settings
+from shared.fhir.errors import (
+    _ERROR_BY_STATUS,
+    EntryOutcome,
+    FhirError,
+    RetriesExhausted,
+    entry_outcome,
+)
+from shared.fhir.wire import (
+    Params,
+    bundle_resources,
+    describe_request,
+    if_match_header,
+    is_replayable,
+    issue_codes,
+    next_link_path,
+    operation_outcome,
+    param_items,
+    resource_path,
+    resource_type_of,
+    retry_after_seconds,
+)
 from shared.logging import get_logger
 from shared.ports.fhir import FhirPort
 
@@ -59,201 +75,6 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 REFUSED_BEFORE_PROCESSING_STATUSES = frozenset({429, 503})
 # Transport errors raised before the request could be sent.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-
-class FhirError(Exception):
-    """A FHIR request failed. The message never contains a resource body or a search value."""
-
-    def __init__(self, message: str, *, status: int | None = None, outcome: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.outcome = outcome
-
-
-class NotFound(FhirError):
-    pass
-
-
-class Gone(FhirError):
-    pass
-
-
-class PreconditionFailed(FhirError):
-    pass
-
-
-class RetriesExhausted(FhirError):
-    pass
-
-
-_ERROR_BY_STATUS: dict[int, type[FhirError]] = {404: NotFound, 410: Gone, 412: PreconditionFailed}
-
-
-@dataclass
-class EntryOutcome:
-    """The server's answer to one entry of a batch bundle."""
-
-    status: int
-    resource: dict | None
-    etag: str | None
-    location: str | None
-    outcome: dict | None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-# --- pure helpers ----------------------------------------------------------------------------------
-
-
-def describe_request(method: str, url: httpx.URL, base_url: httpx.URL) -> str:
-    """``METHOD path?name=...`` relative to the base URL, with every query value hidden."""
-    path = url.path
-    base_path = base_url.path.rstrip("/") + "/"
-    if path.startswith(base_path):
-        path = path[len(base_path):]
-    elif path + "/" == base_path:
-        path = ""
-    names = [name for name, _value in url.params.multi_items()]
-    query = "&".join(f"{name}=..." for name in names)
-    return f"{method} {path or '/'}{'?' + query if query else ''}"
-
-
-def resource_type_of(url: httpx.URL, base_url: httpx.URL) -> str:
-    """First path segment after the base URL (``Patient``), ``Bundle`` for batches at the base."""
-    base_path = base_url.path.rstrip("/") + "/"
-    rest = url.path[len(base_path):] if url.path.startswith(base_path) else url.path.lstrip("/")
-    first = rest.split("/", 1)[0]
-    return first or "Bundle"
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent
-    or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def next_link_path(link: str, base_url: httpx.URL | str) -> str:
-    """Turn a bundle's ``next`` link into a path relative to the base URL, ready to GET.
-
-    Accepts absolute links, absolute paths and links relative to the base. The Healthcare API's
-    ``.../fhir/Patient/?_page_token=...`` (404s as given) becomes ``Patient?_page_token=...``.
-    Query strings are kept byte for byte: page tokens are opaque. A link to another scheme, host or
-    port than the base URL, or outside the base path, is refused: following it would send our
-    credentials elsewhere.
-    """
-    base = httpx.URL(str(base_url).rstrip("/") + "/")
-    url = base.join(link)
-    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
-        raise FhirError(
-            f"refusing next link to {url.scheme}://{url.host}:{url.port or ''}, "
-            f"which is not the FHIR base {base.scheme}://{base.host}:{base.port or ''}"
-        )
-    raw = url.raw_path.decode("ascii")
-    path, sep, query = raw.partition("?")
-    base_path = base.raw_path.decode("ascii").partition("?")[0]
-    if not (path + "/").startswith(base_path):
-        raise FhirError("refusing next link outside the FHIR base path")
-    relative = path[len(base_path):].rstrip("/")
-    return f"{relative}{sep}{query}"
-
-
-def entry_outcome(entry: Mapping[str, Any]) -> EntryOutcome:
-    """Parse one ``batch-response`` entry (``response.status`` like ``"412 Precondition Failed"``)."""
-    response = entry.get("response") or {}
-    status_text = str(response.get("status", "")).strip()
-    code = status_text.split(" ", 1)[0]
-    if not code.isdigit():
-        raise FhirError("batch response entry without a numeric status")
-    return EntryOutcome(
-        status=int(code),
-        resource=entry.get("resource"),
-        etag=response.get("etag"),
-        location=response.get("location"),
-        outcome=response.get("outcome"),
-    )
-
-
-def is_replayable(method: str, body: Mapping[str, Any] | None = None) -> bool:
-    """Safe to send again after a failure that may have reached the server (see module docstring)."""
-    method = method.upper()
-    if method in _REPLAYABLE_METHODS:
-        return True
-    if method == "POST" and body is not None and body.get("resourceType") == "Bundle" \
-            and body.get("type") == "batch":
-        return all(_entry_replayable(entry) for entry in body.get("entry") or [])
-    return False
-
-
-def _entry_replayable(entry: Mapping[str, Any]) -> bool:
-    request = entry.get("request") or {}
-    method = str(request.get("method", "")).upper()
-    return method in _REPLAYABLE_METHODS or (method == "POST" and bool(request.get("ifNoneExist")))
-
-
-def if_match_header(version_id: str) -> str:
-    """``"3"`` -> ``W/"3"``; an ETag already in quoted form is passed through."""
-    version_id = version_id.strip()
-    if version_id.startswith('W/"') or version_id.startswith('"'):
-        return version_id
-    return f'W/"{version_id}"'
-
-
-def _path(resource_type: str, id: str | None = None, version_id: str | None = None) -> str:
-    """``Type``, ``Type/id`` or ``Type/id/_history/vid``, refusing anything that is not a FHIR type or
-    id (a stray ``?`` or ``/`` would silently turn a read into a search or into another resource).
-    The value is not echoed: a caller's bug might pass patient data."""
-    if not _RESOURCE_TYPE.fullmatch(resource_type):
-        raise ValueError("not a FHIR resource type")
-    parts = [resource_type]
-    for value in (id, version_id):
-        if value is None:
-            continue
-        if not isinstance(value, str) or not _FHIR_ID.fullmatch(value):
-            raise ValueError("not a FHIR id")
-        parts.append(value)
-    if version_id is not None:
-        parts.insert(2, "_history")
-    return "/".join(parts)
-
-
-def _operation_outcome(response: httpx.Response) -> dict | None:
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        return body
-    return None
-
-
-def _issue_codes(outcome: dict | None) -> list[str]:
-    # Issue codes are from a fixed value set (not-found, conflict, ...); diagnostics may echo data.
-    return [str(issue.get("code")) for issue in (outcome or {}).get("issue", []) if issue.get("code")]
-
-
-# --- retry plumbing -----------------------------------------------------------------------------
 
 
 class _TransientStatus(Exception):
@@ -276,7 +97,6 @@ def _failure_kind(error: BaseException | None) -> str:
 
 T = TypeVar("T")
 R = TypeVar("R")
-Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
 
 class FhirClient(FhirPort):
@@ -340,35 +160,35 @@ class FhirClient(FhirPort):
 
     # --- reads ---
     def read(self, resource_type: str, id: str) -> dict:
-        return self._json(self._request("GET", _path(resource_type, id)))
+        return self._json(self._request("GET", resource_path(resource_type, id)))
 
     def vread(self, resource_type: str, id: str, version_id: str) -> dict:
-        return self._json(self._request("GET", _path(resource_type, id, version_id)))
+        return self._json(self._request("GET", resource_path(resource_type, id, version_id)))
 
     def search_bundles(self, resource_type: str, params: Params | None = None) -> Iterator[dict]:
         """Search bundles page by page, following ``next`` links to the end. ``_count`` defaults to
         the client's page size."""
-        items = _param_items(params)
+        items = param_items(params)
         if not any(name == "_count" for name, _ in items):
             items.append(("_count", str(self.page_size)))
-        response = self._request("GET", _path(resource_type), params=items)
+        response = self._request("GET", resource_path(resource_type), params=items)
         yield from self._pages(response)
 
     def search(self, resource_type: str, params: Params | None = None) -> Iterator[dict]:
         """Resources of every page (matches and ``_include``d ones; OperationOutcome entries with
         ``search.mode = outcome`` are left out)."""
         for bundle in self.search_bundles(resource_type, params):
-            yield from _bundle_resources(bundle)
+            yield from bundle_resources(bundle)
 
     def everything(self, patient_id: str, params: Params | None = None) -> Iterator[dict]:
         """Resources of every page of ``Patient/<id>/$everything`` (the patient's compartment and
         what it references; Google Healthcare API and HAPI have it, compartment searches they may not)."""
-        items = _param_items(params)
+        items = param_items(params)
         if not any(name == "_count" for name, _ in items):
             items.append(("_count", str(self.page_size)))
-        response = self._request("GET", f"{_path('Patient', patient_id)}/$everything", params=items)
+        response = self._request("GET", f"{resource_path('Patient', patient_id)}/$everything", params=items)
         for bundle in self._pages(response):
-            yield from _bundle_resources(bundle)
+            yield from bundle_resources(bundle)
 
     def get_path(self, path: str) -> dict:
         """GET a path relative to the base (e.g. a saved ``next_link_path``) and return its JSON;
@@ -377,8 +197,8 @@ class FhirClient(FhirPort):
 
     def history(self, resource_type: str, id: str) -> list[dict]:
         """Every stored version (newest first, as servers send them); deletions carry no resource."""
-        response = self._request("GET", f"{_path(resource_type, id)}/_history")
-        return [resource for bundle in self._pages(response) for resource in _bundle_resources(bundle)]
+        response = self._request("GET", f"{resource_path(resource_type, id)}/_history")
+        return [resource for bundle in self._pages(response) for resource in bundle_resources(bundle)]
 
     def capability(self) -> dict:
         """The server's CapabilityStatement (``/metadata``), fetched once per client."""
@@ -389,14 +209,14 @@ class FhirClient(FhirPort):
 
     # --- writes ---
     def create(self, resource: dict) -> dict:
-        response = self._request("POST", _path(resource["resourceType"]), body=resource)
+        response = self._request("POST", resource_path(resource["resourceType"]), body=resource)
         return self._written_resource(response)
 
     def update(self, resource: dict, *, if_match: str | None = None) -> dict:
         """PUT ``Type/id``. ``if_match`` is the versionId read before ("3", sent as ``W/"3"``);
         ``PreconditionFailed`` when the resource changed since."""
         headers = {"If-Match": if_match_header(if_match)} if if_match is not None else None
-        path = _path(resource["resourceType"], resource["id"])
+        path = resource_path(resource["resourceType"], resource["id"])
         return self._written_resource(self._request("PUT", path, body=resource, headers=headers))
 
     def batch(self, entries: list[dict]) -> list[EntryOutcome]:
@@ -473,8 +293,8 @@ class FhirClient(FhirPort):
         response = self._send(request, replayable=is_replayable(method, body))
         if response.is_success:
             return response
-        outcome = _operation_outcome(response)
-        codes = _issue_codes(outcome)
+        outcome = operation_outcome(response)
+        codes = issue_codes(outcome)
         described = describe_request(method, request.url, self.base_url)
         error_class = _ERROR_BY_STATUS.get(response.status_code, FhirError)
         raise error_class(
@@ -560,33 +380,3 @@ class FhirClient(FhirPort):
                 f"{described} failed ({_failure_kind(error)}); not retried because the request may have "
                 "reached the server and replaying it is not safe"
             ) from error
-
-
-def _param_items(params: Params | None) -> list[tuple[str, str]]:
-    """Search parameters as (name, value) pairs; a list value in a mapping repeats the parameter
-    (``{"_id": ["a", "b"]}`` -> ``_id=a&_id=b``, which FHIR reads as AND)."""
-    pairs = params.items() if isinstance(params, Mapping) else (params or [])
-    items: list[tuple[str, str]] = []
-    for name, value in pairs:
-        values = value if isinstance(value, (list, tuple)) else [value]
-        items += [(name, str(v)) for v in values]
-    return items
-
-
-def _bundle_resources(bundle: Mapping[str, Any]) -> Iterator[dict]:
-    for entry in bundle.get("entry") or []:
-        if (entry.get("search") or {}).get("mode") == "outcome":
-            continue
-        resource = entry.get("resource")
-        if resource is not None:
-            yield resource
-
-
-def run_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> list[R]:
-    """``[fn(item) for item in items]`` on a thread pool; results in input order. The first
-    exception (in input order) propagates after the running calls finish."""
-    items = list(items)
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
-        return list(pool.map(fn, items))

@@ -1,7 +1,7 @@
 """Port of the FHIR server: what the services call on it.
 
 ``shared.fhir.client.FhirClient`` implements it over HTTP (retries, paging, the patient data rule);
-``tests.fakes.InMemoryFhir`` in memory. Errors are the client's (``shared.fhir.client``): ``NotFound``
+``tests.fakes.InMemoryFhir`` in memory. Errors are in ``shared.fhir.errors``: ``NotFound``
 (404), ``Gone`` (410, deleted), ``PreconditionFailed`` (412, ``if_match`` stale); a batch answers
 per entry with ``EntryOutcome`` instead of raising.
 """
@@ -9,13 +9,11 @@ per entry with ``EntryOutcome`` instead of raising.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
-if TYPE_CHECKING:  # the client subclasses this port: import it for annotations only
-    from shared.fhir.client import EntryOutcome
-
-Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+from shared.fhir.errors import EntryOutcome
+from shared.fhir.wire import Params
 
 
 class FhirPort(ABC):

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from shared.config import Settings
 from shared.domain.backfill import BackfillProgress
 from shared.domain.patient import member_record, patient_facts
-from shared.fhir.client import next_link_path
+from shared.fhir.wire import next_link_path
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository

@@ -22,7 +22,7 @@ from shared.domain.group import Group, PatientKeys
 from shared.domain.indexing import already_recorded, apply_member, confirm_members, join_nik_group
 from shared.domain.patient import blocking_token, is_newer, member_record, patient_facts
 from shared.domain.review import ReviewItem
-from shared.fhir.client import Gone, NotFound
+from shared.fhir.errors import Gone, NotFound
 from shared.logging import get_logger
 from shared.messages import ForceMerge, PatientChange
 from shared.nik import NikError, nik_token, parse_nik

@@ -8,9 +8,9 @@ nothing to do, and a Provenance a crashed run already wrote is found instead of 
 from __future__ import annotations
 
 from shared.clock import now_iso
+from shared.concurrency import run_concurrently
 from shared.domain.merge_job import CLOSED_TASK_STATES, JobStatus, TaskStatus
 from shared.domain.survivorship import build_provenance, fill_master, link_duplicate
-from shared.fhir.client import run_concurrently
 from shared.fhir.references import without_meta
 from shared.logging import get_logger
 from shared.messages import FinaliseMerge, MergeRequested

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.fhir.client import run_concurrently
+from shared.concurrency import run_concurrently
 from shared.fhir.compartment import reference_search_plan
 from shared.services.merge_deps import MergeDeps
 from shared.services.rewrite import find_referencing

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from shared.fhir.client import run_concurrently
+from shared.concurrency import run_concurrently
 from shared.fhir.compartment import AUDIT_TYPES, reference_search_plan
 from shared.fhir.references import patient_references, references_any
 from shared.logging import get_logger

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared.clock import now_iso
 from shared.domain.review import ReviewItem, ReviewStatus
-from shared.fhir.client import Gone, NotFound
+from shared.fhir.errors import Gone, NotFound
 from shared.logging import get_logger
 from shared.names import patient_name
 from shared.ports.fhir import FhirPort

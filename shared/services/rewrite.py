@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from shared.concurrency import run_concurrently
 from shared.config import Settings
-from shared.fhir.client import FhirClient, FhirError, PreconditionFailed, run_concurrently
+from shared.fhir.client import FhirClient
+from shared.fhir.errors import FhirError, PreconditionFailed
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.services.merge_deps import MergeDeps
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.clock import now_iso
+from shared.concurrency import run_concurrently
 from shared.domain.merge_job import JobStatus
 from shared.domain.survivorship import build_provenance, revert_duplicate, revert_master
-from shared.fhir.client import run_concurrently
 from shared.fhir.references import rewrite_patient_references, without_meta
 from shared.logging import get_logger
 from shared.services.merge_deps import MergeDeps

@@ -9,7 +9,9 @@ import uuid
 import httpx
 import pytest
 
-from shared.fhir.client import FhirClient, FhirError, PreconditionFailed, RetriesExhausted, run_concurrently
+from shared.concurrency import run_concurrently
+from shared.fhir.client import FhirClient
+from shared.fhir.errors import FhirError, PreconditionFailed, RetriesExhausted
 from tools.runtime.fault_proxy import Fault
 
 # An empty server of this module's own, so the counts below are exact.

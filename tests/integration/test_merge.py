@@ -11,8 +11,8 @@ import pytest
 
 from shared import bootstrap
 from shared.adapters.merge_jobs import MergeJobs
+from shared.concurrency import run_concurrently
 from shared.domain.group import RequestPlan
-from shared.fhir.client import run_concurrently
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.messages import FinaliseMerge, MergeRequested, MergeTask
 from shared.services.merge_deps import MergeDeps

@@ -9,8 +9,9 @@ import pytest
 
 from shared.domain.group import Member
 from shared.domain.review import ReviewItem, ReviewStatus
-from shared.fhir.client import Gone, NotFound, PreconditionFailed, next_link_path
 from shared.fhir.compartment import reference_search_plan
+from shared.fhir.errors import Gone, NotFound, PreconditionFailed
+from shared.fhir.wire import next_link_path
 from tests.fakes import InMemoryFhir, InMemoryGroups, PublishFailed, RecordingPublisher, TransactionAborted
 
 GROUP = "nik_index/token-1"

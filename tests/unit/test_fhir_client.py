@@ -13,22 +13,20 @@ import pytest
 from pydantic import SecretStr
 
 import shared.fhir.client as client_module
+from shared.concurrency import run_concurrently
 from shared.config import Settings
 from shared.fhir.auth import BearerAuth, GoogleAuth, NoAuth, auth_from_settings
-from shared.fhir.client import (
+from shared.fhir.client import FhirClient
+from shared.fhir.errors import (
     EntryOutcome,
-    FhirClient,
     FhirError,
     Gone,
     NotFound,
     PreconditionFailed,
     RetriesExhausted,
     entry_outcome,
-    is_replayable,
-    next_link_path,
-    retry_after_seconds,
-    run_concurrently,
 )
+from shared.fhir.wire import is_replayable, next_link_path, retry_after_seconds
 
 BASE = "http://fhir.test/fhir"
 HEALTHCARE_BASE = ("https://healthcare.googleapis.com/v1/projects/p/locations/asia-southeast2"

@@ -16,7 +16,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from shared.fhir.client import FhirClient, run_concurrently
+from shared.concurrency import run_concurrently
+from shared.fhir.client import FhirClient
 from shared.fhir.references import patient_references, rewrite_patient_references
 from tools.bench.dataset import BenchStore
 

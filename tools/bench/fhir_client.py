@@ -15,7 +15,8 @@ import time
 import httpx
 import typer
 
-from shared.fhir.client import FhirClient, run_concurrently
+from shared.concurrency import run_concurrently
+from shared.fhir.client import FhirClient
 from tools.runtime.stack import start_fhir_server
 
 BATCH = 100

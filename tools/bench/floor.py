@@ -11,8 +11,9 @@ import copy
 import time
 from dataclasses import dataclass
 
+from shared.concurrency import run_concurrently
 from shared.config import Settings
-from shared.fhir.client import FhirClient, run_concurrently
+from shared.fhir.client import FhirClient
 from shared.fhir.references import references_any, rewrite_patient_references
 from tools.bench.dataset import BenchStore
 

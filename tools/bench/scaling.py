@@ -21,8 +21,9 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from shared.concurrency import run_concurrently
 from shared.config import Settings
-from shared.fhir.client import FhirClient, run_concurrently
+from shared.fhir.client import FhirClient
 from tools.bench.emulators import emulator_env
 from tools.dataset.generate import Params, generate, iter_resources
 from tools.dataset.load import load_dataset

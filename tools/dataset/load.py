@@ -21,7 +21,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from shared.fhir.client import EntryOutcome, FhirClient, FhirError
+from shared.fhir.client import FhirClient
+from shared.fhir.errors import EntryOutcome, FhirError
 from tools.dataset.generate import PHASES, iter_resources
 
 # Referenced before referencing: EpisodeOfCare <- Encounter <- (everything with .encounter);

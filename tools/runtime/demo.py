@@ -32,9 +32,11 @@ from rich.table import Table
 
 from ops.cli import print_report
 from shared.bootstrap import backfill_runs, fhir_client, matching_service, merge_deps, report_sources
+from shared.concurrency import run_concurrently
 from shared.config import Settings
-from shared.fhir.client import FhirClient, PreconditionFailed, run_concurrently
+from shared.fhir.client import FhirClient
 from shared.fhir.compartment import reference_search_plan
+from shared.fhir.errors import PreconditionFailed
 from shared.fhir.references import patient_id_of, references_any
 from shared.logging import set_level
 from shared.nik import NikError, normalise_nik
