@@ -28,7 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from shared.clock import now_iso
 from shared.domain.backfill import BackfillProgress
-from shared.domain.group import Group, PatientKeys
+from shared.domain.group import Group
+from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.compartment import patient_compartment
 from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed

@@ -23,7 +23,8 @@ from google.cloud import firestore
 from shared.adapters.firestore import TRANSACTION_ATTEMPTS
 from shared.clock import now_iso
 from shared.config import Settings
-from shared.domain.group import Group, PatientKeys, split_group_id
+from shared.domain.group import Group, split_group_id
+from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 

@@ -17,7 +17,6 @@ group's transaction, and the repository writes ``to_doc()`` back when it changed
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,6 +24,7 @@ from typing import Any, TypedDict
 
 from shared.clock import now_iso
 from shared.domain.master import golden_members, select_master
+from shared.domain.merge_request import MergeRequest, RequestPlan, RequestStatus, request_id_for
 
 NIK_GROUPS = "nik_index"
 DEMOGRAPHIC_GROUPS = "demographic_index"
@@ -39,12 +39,6 @@ class MemberStatus(StrEnum):
     REVIEW = "review"          # a human decides
     MERGED = "merged"          # replaced by the master
     DELETED = "deleted"        # deleted while its merge ran
-
-
-class RequestStatus(StrEnum):
-    OPEN = "open"
-    RUNNING = "running"
-    DONE = "done"
 
 
 # Members that can still take part in matching (merged and deleted ones cannot).
@@ -109,63 +103,6 @@ def group_token(group: str) -> str:
 
 def is_nik_group(group: str) -> bool:
     return group.startswith(NIK_GROUPS + "/")
-
-
-def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
-    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}"
-    return "mr-" + hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
-_REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
-                   "created_at", "claimed_at", "completed_at", "follow_up_of")
-
-
-@dataclass
-class MergeRequest:
-    id: str
-    status: RequestStatus
-    master: str
-    duplicates: list[str]
-    reason: str | None = None
-    requested_by: str | None = None
-    evidence: dict = field(default_factory=dict)
-    published: bool = False
-    created_at: str | None = None
-    claimed_at: str | None = None
-    completed_at: str | None = None
-    follow_up_of: str | None = None
-
-    @property
-    def participants(self) -> set[str]:
-        return {self.master, *self.duplicates}
-
-    @property
-    def in_progress(self) -> bool:
-        return self.status in (RequestStatus.OPEN, RequestStatus.RUNNING)
-
-    @classmethod
-    def from_doc(cls, doc: Mapping) -> MergeRequest:
-        values = {k: doc[k] for k in _REQUEST_FIELDS if k in doc}
-        values["status"] = RequestStatus(values["status"])
-        values["duplicates"] = list(values.get("duplicates") or [])
-        values["evidence"] = dict(values.get("evidence") or {})
-        return cls(**values)
-
-    def to_doc(self) -> dict:
-        doc = {k: getattr(self, k) for k in _REQUEST_FIELDS if getattr(self, k) is not None}
-        doc["status"] = str(self.status)
-        doc["duplicates"] = list(self.duplicates)
-        return doc
-
-
-@dataclass(frozen=True)
-class RequestPlan:
-    """What a use case asks of a group: merge ``duplicates`` into ``master``."""
-    master: str
-    duplicates: tuple[str, ...]
-    reason: str
-    requested_by: str
-    evidence: dict
 
 
 @dataclass
@@ -373,33 +310,3 @@ class Group:
         if self.master == patient_id:
             self.master = self.request.master if self.request else None
         return True
-
-
-@dataclass
-class PatientKeys:
-    """Which groups a patient is in (``linked``: NIK groups it joined through a demographic match), so a
-    delete or a NIK change finds its old entries."""
-    patient_id: str
-    groups: list[str] = field(default_factory=list)
-    linked: list[str] = field(default_factory=list)
-    version: str | None = None
-    last_updated: str | None = None
-    status: str = "indexed"   # indexed | unmatched
-    updated_at: str | None = None
-
-    @property
-    def all_groups(self) -> list[str]:
-        return [*self.groups, *self.linked]
-
-    def as_member(self) -> dict:
-        """The version fields in the shape ``is_newer`` compares."""
-        return {"version": self.version, "last_updated": self.last_updated}
-
-    @classmethod
-    def from_doc(cls, patient_id: str, doc: Mapping) -> PatientKeys:
-        return cls(patient_id, list(doc.get("groups") or []), list(doc.get("linked") or []), doc.get("version"),
-                   doc.get("last_updated"), doc.get("status", "indexed"), doc.get("updated_at"))
-
-    def to_doc(self) -> dict:
-        return {"groups": list(self.groups), "linked": list(self.linked), "version": self.version,
-                "last_updated": self.last_updated, "status": self.status, "updated_at": self.updated_at}

@@ -12,7 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from shared.domain.group import Group, PatientKeys
+from shared.domain.group import Group
+from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
 
 T = TypeVar("T")

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 from shared.clock import now_iso
 from shared.config import Settings
-from shared.domain.group import Group, PatientKeys
+from shared.domain.group import Group
 from shared.domain.indexing import already_recorded, apply_member, confirm_members, join_nik_group
 from shared.domain.patient import blocking_token, is_newer, member_record, patient_facts
+from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.fhir.errors import Gone, NotFound
 from shared.logging import get_logger

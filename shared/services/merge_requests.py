@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shared.config import Settings
-from shared.domain.group import Group, MergeRequest, RequestStatus, group_token
+from shared.domain.group import Group, group_token
+from shared.domain.merge_request import MergeRequest, RequestStatus
 from shared.logging import get_logger
 from shared.messages import MergeRequested
 from shared.ports.index import GroupRepository

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from functions.matching import force_merge, match_patient
 from shared import bootstrap
-from shared.domain.group import MergeRequest
+from shared.domain.merge_request import MergeRequest
 from shared.domain.patient import patient_facts
 
 STORE = "projects/p/locations/l/datasets/d/fhirStores/s"

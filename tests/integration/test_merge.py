@@ -12,7 +12,7 @@ import pytest
 from shared import bootstrap
 from shared.adapters.merge_jobs import MergeJobs
 from shared.concurrency import run_concurrently
-from shared.domain.group import RequestPlan
+from shared.domain.merge_request import RequestPlan
 from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.messages import FinaliseMerge, MergeRequested, MergeTask
 from shared.services.merge_deps import MergeDeps

@@ -7,15 +7,8 @@ import pytest
 from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.master import select_master
-from shared.domain.matching import (
-    MERGE,
-    NO_MATCH,
-    REVIEW,
-    compare_demographic_pair,
-    compare_nik_pair,
-    plan_demographic_group,
-    plan_nik_group,
-)
+from shared.domain.matching import plan_demographic_group, plan_nik_group
+from shared.domain.pair_rules import MERGE, NO_MATCH, REVIEW, compare_demographic_pair, compare_nik_pair
 from shared.domain.patient import is_newer, member_record, patient_facts
 
 SETTINGS = Settings()

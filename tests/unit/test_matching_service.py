@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from shared.config import Settings
-from shared.domain.group import MergeRequest, pair_key
+from shared.domain.group import pair_key
+from shared.domain.merge_request import MergeRequest
 from shared.domain.patient import blocking_token, patient_facts
 from shared.messages import ForceMerge, PatientChange
 from tests.fakes import FakeServices, PublishFailed, patient_resource

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shared.config import Settings
-from shared.domain.group import MergeRequest, RequestPlan, pair_key
+from shared.domain.group import pair_key
+from shared.domain.merge_request import MergeRequest, RequestPlan
 from shared.domain.patient import patient_facts
 from shared.messages import PatientChange
 from tests.fakes import FakeServices, patient_resource

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shared.config import Settings
-from shared.domain.group import RequestPlan, pair_key
+from shared.domain.group import pair_key
+from shared.domain.merge_request import RequestPlan
 from shared.domain.patient import blocking_token
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.messages import PatientChange

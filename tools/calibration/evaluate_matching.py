@@ -145,7 +145,7 @@ def main(
 
         from functions.matching import match_patient
         from shared.config import get_settings
-        from shared.domain.matching import compare_nik_pair
+        from shared.domain.pair_rules import compare_nik_pair
         from shared.domain.patient import member_record, patient_facts
         from shared.fhir.client import FhirClient
         from tools.dataset.generate import Params, generate

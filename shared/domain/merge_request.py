@@ -1,0 +1,72 @@
+"""A group's merge request: its status, what it merges, and its id. Pure; the transitions that move it
+(open, claim, complete) are ``Group``'s, since each also changes the members' statuses."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RequestStatus(StrEnum):
+    OPEN = "open"
+    RUNNING = "running"
+    DONE = "done"
+
+
+def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
+    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}"
+    return "mr-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+_REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
+                   "created_at", "claimed_at", "completed_at", "follow_up_of")
+
+
+@dataclass
+class MergeRequest:
+    id: str
+    status: RequestStatus
+    master: str
+    duplicates: list[str]
+    reason: str | None = None
+    requested_by: str | None = None
+    evidence: dict = field(default_factory=dict)
+    published: bool = False
+    created_at: str | None = None
+    claimed_at: str | None = None
+    completed_at: str | None = None
+    follow_up_of: str | None = None
+
+    @property
+    def participants(self) -> set[str]:
+        return {self.master, *self.duplicates}
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in (RequestStatus.OPEN, RequestStatus.RUNNING)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping) -> MergeRequest:
+        values = {k: doc[k] for k in _REQUEST_FIELDS if k in doc}
+        values["status"] = RequestStatus(values["status"])
+        values["duplicates"] = list(values.get("duplicates") or [])
+        values["evidence"] = dict(values.get("evidence") or {})
+        return cls(**values)
+
+    def to_doc(self) -> dict:
+        doc = {k: getattr(self, k) for k in _REQUEST_FIELDS if getattr(self, k) is not None}
+        doc["status"] = str(self.status)
+        doc["duplicates"] = list(self.duplicates)
+        return doc
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What a use case asks of a group: merge ``duplicates`` into ``master``."""
+    master: str
+    duplicates: tuple[str, ...]
+    reason: str
+    requested_by: str
+    evidence: dict
