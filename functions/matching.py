@@ -15,7 +15,8 @@ from functions._delivery import parse_or_acknowledge
 from shared.bootstrap import matching_service
 from shared.config import get_settings
 from shared.logging import get_logger
-from shared.messages import ForceMerge, Ignored, decode, parse_patient_change
+from shared.messages import ForceMerge, Ignored, decode
+from shared.notifications import parse_patient_change
 
 log = get_logger(__name__)
 

@@ -13,8 +13,8 @@ from shared.messages import (
     MalformedEvent,
     PatientChange,
     decode,
-    parse_patient_change,
 )
+from shared.notifications import parse_patient_change
 
 NAME = "projects/p/locations/l/datasets/d/fhirStores/s/fhir/Patient/abc-1"
 
