@@ -45,3 +45,65 @@ def test_no_google_client_imports(layer):
                                                                if forbidden(m))
                  for path in files}
     assert {path: found for path, found in offenders.items() if found} == {}
+
+
+REPO = SHARED.parent
+PACKAGES = ("shared", "functions", "ops", "tools", "infra")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_imports(path: Path, known: set[str]) -> set[str]:
+    """Project modules ``path`` imports, at any depth (imports inside functions count too)."""
+    found = set()
+    for module in imported_modules(path.read_text()):
+        while module and module not in known:
+            module = module.rpartition(".")[0]
+        if module:
+            found.add(module)
+    return found
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, on_stack, stack, cycles = {}, {}, set(), [], []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for dep in sorted(graph.get(node, ())):
+            if dep not in index:
+                visit(dep)
+                low[node] = min(low[node], low[dep])
+            elif dep in on_stack:
+                low[node] = min(low[node], index[dep])
+        if low[node] == index[node]:
+            component = []
+            while not component or component[-1] != node:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    files = [p for package in PACKAGES for p in (REPO / package).rglob("*.py")]
+    known = {_module_name(p) for p in files}
+    # A package's __init__ runs with any of its modules: importing it from inside is no cycle.
+    graph = {_module_name(p): {d for d in _project_imports(p, known) if not _module_name(p).startswith(d + ".")}
+             - {_module_name(p)} for p in files}
+    assert find_cycles(graph) == []
