@@ -11,7 +11,7 @@ from shared.config import Settings, get_settings
 # Attempts of one transaction before it fails. Firestore aborts a contended transaction after a lock
 # wait; with 8+ events for one NIK arriving together (or dozens of merge tasks ending together),
 # a few attempts are not enough.
-TRANSACTION_ATTEMPTS = 30
+TRANSACTION_ATTEMPTS = 40
 # Writes per batched write or commit (Firestore's limit).
 BATCH_LIMIT = 500
 

@@ -18,13 +18,12 @@ from typing import Any
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
+from shared.adapters.firestore import BATCH_LIMIT, TRANSACTION_ATTEMPTS
 from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.merge_job import JobStatus, TaskStatus, remaining_tasks
 from shared.ports.merge_jobs import MergeJobsRepository
 
-TRANSACTION_ATTEMPTS = 40
-FIRESTORE_BATCH_LIMIT = 500
 FINALISE_MARKER = "_finalise"
 STALE_FINALISE_CLAIM_SECONDS = 60
 # What a finished task needs to know of its job: whether it was the last one.
@@ -101,7 +100,7 @@ class MergeJobs(MergeJobsRepository):
         ref = self._ref(job_id)
         counters = {k: result.get(k, 0) for k in ("rewritten", "found", "conflicts")}
         journal_done = list(journal_done)
-        if result["status"] != TaskStatus.DONE or len(journal_done) > FIRESTORE_BATCH_LIMIT - 2:
+        if result["status"] != TaskStatus.DONE or len(journal_done) > BATCH_LIMIT - 2:
             self.journal_put(job_id, journal_done, merge=True)
             journal_done = []
         if result["status"] == TaskStatus.DONE:
@@ -180,9 +179,9 @@ class MergeJobs(MergeJobsRepository):
     def journal_put(self, job_id: str, entries: Iterable[dict], *, merge: bool = False) -> None:
         """Writes entries (each with ``resource_type`` and ``id``) in batched writes."""
         entries = list(entries)
-        for start in range(0, len(entries), FIRESTORE_BATCH_LIMIT):
+        for start in range(0, len(entries), BATCH_LIMIT):
             batch = self._db.batch()
-            for entry in entries[start:start + FIRESTORE_BATCH_LIMIT]:
+            for entry in entries[start:start + BATCH_LIMIT]:
                 ref = self._journal(job_id).document(journal_key(entry["resource_type"], entry["id"]))
                 batch.set(ref, entry, merge=merge)
             batch.commit()
