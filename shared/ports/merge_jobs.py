@@ -14,6 +14,10 @@ class MergeJobsRepository(ABC):
         """The job document, or only ``fields`` (dotted paths); None if there is no such job."""
 
     @abstractmethod
+    def all(self) -> list[dict]:
+        """Every merge job (reports)."""
+
+    @abstractmethod
     def finished(self) -> list[dict]:
         """Every merge that completed (status ``done``; unmerged ones are not)."""
 

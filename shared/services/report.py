@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from shared.domain.group import GROUP_COLLECTIONS, NIK_GROUPS
 from shared.domain.review import ReviewStatus
 from shared.ports.index import GroupRepository, PatientKeyRepository, ReviewItemRepository
+from shared.ports.merge_jobs import MergeJobsRepository
 
 
 @dataclass
@@ -19,7 +20,7 @@ class ReportSources:
     keys: PatientKeyRepository
     groups: GroupRepository
     reviews: ReviewItemRepository
-    jobs: object   # MergeJobRepository: ``all()`` yields every job document
+    jobs: MergeJobsRepository
 
 
 def build_report(sources: ReportSources) -> dict:
