@@ -9,6 +9,7 @@ Each fake keeps the semantics its production adapter has and the services rely o
   serialise on a lock. ``fail_next`` makes attempts fail (aborted and retried, or raised).
 - ``InMemoryPatientKeys`` / ``InMemoryReviewItems`` / ``InMemoryBackfillRuns``: documents stored in
   their ``to_doc()`` form, so a test sees exactly what Firestore would hold.
+- ``InMemoryMergeJobs`` (``MergeJobs``): jobs, their task records and journal; see its docstring.
 - ``RecordingPublisher`` (``Publisher``): records what was published, as JSON would carry it;
   ``fail_next`` makes publishes raise.
 - ``InMemoryFhir`` (``FhirClient``): a small FHIR R4 server, see its docstring.
@@ -21,14 +22,16 @@ import itertools
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from shared.adapters.merge_jobs import FINALISE_MARKER, STALE_FINALISE_CLAIM_SECONDS, journal_key
 from shared.clock import now_iso
 from shared.domain.backfill import BackfillProgress
 from shared.domain.group import Group
+from shared.domain.merge_job import JobStatus, TaskStatus, remaining_tasks
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.compartment import patient_compartment
@@ -38,6 +41,7 @@ from shared.fhir.wire import next_link_path
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.fhir import FhirPort, Params
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
+from shared.ports.merge_jobs import MergeJobsRepository
 from shared.ports.messaging import MessagePublisher
 
 T = TypeVar("T")
@@ -197,14 +201,247 @@ class InMemoryBackfillRuns(BackfillRunRepository):
         self.saves += 1
 
 
-class InMemoryMergeJobs:
-    """The part of the merge jobs repository the report reads."""
+class InjectedFailure(RuntimeError):
+    """What ``fail_next`` of ``InMemoryFhir`` and ``InMemoryMergeJobs`` raises by default: the process
+    died (before the call did its work, or after it, before the reply)."""
 
-    def __init__(self, jobs: Sequence[dict] = ()):
-        self.jobs = [copy.deepcopy(job) for job in jobs]
+
+class _Faults:
+    """Failures injected into a fake's calls. ``fail(op, ...)`` makes a later call of ``op`` (one
+    whose arguments satisfy ``when``, after ``skip`` such calls went through) raise ``error``:
+    before the call does anything, or with ``after`` once its work is done (the reply was lost).
+    ``before(op, action, ...)`` runs ``action(*args)`` just before such a call does its work."""
+
+    def __init__(self) -> None:
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+
+    def add(self, op: str, *, when: Callable[..., bool] | None = None, skip: int = 0, after: bool = False,
+            error: BaseException | None = None, action: Callable[..., Any] | None = None) -> None:
+        with self._lock:
+            self._pending.append({"op": op, "when": when, "skip": skip, "after": after, "action": action,
+                                  "error": error or InjectedFailure(f"{op} failed (injected)")})
+
+    def _take(self, op: str, args: tuple) -> dict | None:
+        with self._lock:
+            for fault in self._pending:
+                if fault["op"] != op or (fault["when"] is not None and not fault["when"](*args)):
+                    continue
+                if fault["skip"]:
+                    fault["skip"] -= 1
+                    return None
+                self._pending.remove(fault)
+                return fault
+        return None
+
+    def run(self, op: str, args: tuple, work: Callable[[], T]) -> T:
+        fault = self._take(op, args)
+        if fault is not None and fault["action"] is not None:
+            fault["action"](*args)
+            fault = None
+        if fault is not None and not fault["after"]:
+            raise fault["error"]
+        result = work()
+        if fault is not None:
+            raise fault["error"]
+        return result
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+
+_TASK_COUNTERS = ("rewritten", "found", "conflicts")
+
+
+def _masked(doc: dict, fields: Sequence[str]) -> dict:
+    """What a Firestore read with ``field_paths`` returns: only those dotted paths (absent ones omitted)."""
+    out: dict = {}
+    for path in fields:
+        node: Any = doc
+        parts = path.split(".")
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            target = out
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = copy.deepcopy(node)
+    return out
+
+
+def _set_path(doc: dict, path: str, value: Any) -> None:
+    """A Firestore ``update`` of a dotted field path: the maps on the way are kept (or made)."""
+    *parents, last = path.split(".")
+    for part in parents:
+        if not isinstance(doc.get(part), dict):
+            doc[part] = {}
+        doc = doc[part]
+    doc[last] = copy.deepcopy(value)
+
+
+def _merge_into(target: dict, source: dict) -> None:
+    """``set(..., merge=True)``: nested maps merge, everything else is replaced."""
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class InMemoryMergeJobs(MergeJobsRepository):
+    """``MergeJobs`` in memory: ``docs`` (job id -> job document), ``tasks`` (job id -> {Type or
+    ``_finalise``: document}) and ``journal`` (job id -> {``Type__id``: entry}), as the collection,
+    its ``tasks`` and ``journal`` subcollections hold them. A finished task is counted once (its
+    ``tasks`` document is created once, with the decrement of ``remaining`` and its journal entries,
+    all or nothing); a failure never overwrites a done type; the finalise claim is the create of
+    ``tasks/_finalise``, taken over once ``STALE_FINALISE_CLAIM_SECONDS`` have passed on ``clock``.
+    Updating a missing job raises ``LookupError`` (Firestore's NotFound). ``fail_next`` injects
+    failures into any method (see ``_Faults``). ``jobs`` seeds documents as they are (reports)."""
+
+    def __init__(self, jobs: Sequence[dict] = (), *, clock: Callable[[], datetime] | None = None):
+        self.docs: dict[str, dict] = {job.get("job_id") or f"job-{index:04d}": copy.deepcopy(job)
+                                      for index, job in enumerate(jobs)}
+        self.tasks: dict[str, dict[str, dict]] = {}
+        self.journal: dict[str, dict[str, dict]] = {}
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.calls: Counter = Counter()   # method -> calls
+        self._faults = _Faults()
+        self._lock = threading.RLock()
+
+    def fail_next(self, method: str, *, when: Callable[..., bool] | None = None, skip: int = 0, after: bool = False,
+                  error: BaseException | None = None) -> None:
+        """A later call of ``method`` (e.g. ``record_task``) raises; see ``_Faults``."""
+        self._faults.add(method, when=when, skip=skip, after=after, error=error)
+
+    def _call(self, method: str, args: tuple, work: Callable[[], T]) -> T:
+        self.calls[method] += 1
+        with self._lock:
+            return self._faults.run(method, args, work)
+
+    def _now(self) -> str:
+        return self.clock().isoformat()
+
+    def _job(self, job_id: str) -> dict:
+        if job_id not in self.docs:
+            raise LookupError(f"no merge job {job_id}")
+        return self.docs[job_id]
+
+    # --- the job document -------------------------------------------------------------------
+    def get(self, job_id: str, fields: Iterable[str] | None = None) -> dict | None:
+        def work():
+            doc = self.docs.get(job_id)
+            if doc is None:
+                return None
+            return _masked(doc, list(fields)) if fields is not None else copy.deepcopy(doc)
+        return self._call("get", (job_id, fields), work)
 
     def all(self) -> list[dict]:
-        return copy.deepcopy(self.jobs)
+        return self._call("all", (), lambda: [copy.deepcopy(self.docs[i]) for i in sorted(self.docs)])
+
+    def finished(self) -> list[dict]:
+        return self._call("finished", (), lambda: [copy.deepcopy(self.docs[i]) for i in sorted(self.docs)
+                                                   if self.docs[i].get("status") == JobStatus.DONE])
+
+    def create(self, job: dict) -> tuple[dict, bool]:
+        def work():
+            current = self.docs.get(job["job_id"])
+            if current is not None:
+                return copy.deepcopy(current), False
+            now = self._now()
+            doc = {**copy.deepcopy(job), "remaining": remaining_tasks(job), "finalise_published": False,
+                   "created_at": now, "updated_at": now}
+            self.docs[job["job_id"]] = doc
+            return copy.deepcopy(doc), True
+        return self._call("create", (job,), work)
+
+    def record_task(self, job_id: str, resource_type: str, result: dict, *, previous: dict | None = None,
+                    journal_done: list[dict] = ()) -> int | None:
+        def work():
+            counters = {k: result.get(k, 0) for k in _TASK_COUNTERS}
+            done = list(journal_done)
+            if result["status"] != TaskStatus.DONE:
+                self._journal_put(job_id, done, merge=True)
+                task = self._job(job_id)["types"].setdefault(resource_type, {})
+                if task.get("status") == TaskStatus.DONE:
+                    return None
+                for k, v in counters.items():
+                    task[k] = task.get(k, 0) + v
+                task.update(copy.deepcopy({k: v for k, v in result.items() if k not in counters}))
+                self.docs[job_id]["updated_at"] = self._now()
+                return None
+            job = self._job(job_id)   # the batch's update of a missing job fails, and with it the batch
+            tasks = self.tasks.setdefault(job_id, {})
+            if resource_type in tasks:
+                self._journal_put(job_id, done, merge=True)   # a duplicate delivery: counted already
+                return None
+            self._journal_put(job_id, done, merge=True)
+            tasks[resource_type] = {**copy.deepcopy(result), "resource_type": resource_type,
+                                    "recorded_at": self._now()}
+            for k, v in counters.items():
+                _set_path(job, f"types.{resource_type}.{k}", (previous or {}).get(k, 0) + v)
+            for k, v in result.items():
+                if k not in counters:
+                    _set_path(job, f"types.{resource_type}.{k}", v)
+            job["remaining"] = job.get("remaining", 0) - 1   # Firestore's Increment(-1) of a missing field
+            job["updated_at"] = self._now()
+            return job["remaining"]
+        return self._call("record_task", (job_id, resource_type, result), work)
+
+    def claim_finalise(self, job_id: str) -> bool:
+        def work():
+            job = self.docs.get(job_id)
+            if job is None or job.get("remaining") or job.get("status") != JobStatus.RUNNING \
+                    or job.get("finalise_published"):
+                return False
+            tasks = self.tasks.setdefault(job_id, {})
+            held = tasks.get(FINALISE_MARKER)
+            if held is not None:
+                claimed_at = datetime.fromisoformat(held.get("claimed_at") or self._now())
+                if (self.clock() - claimed_at).total_seconds() < STALE_FINALISE_CLAIM_SECONDS:
+                    return False
+            tasks[FINALISE_MARKER] = {"claimed_at": self._now(), **({"taken_over": True} if held else {})}
+            job.update(finalise_published=True, status=JobStatus.FINALISING.value, updated_at=self._now())
+            return True
+        return self._call("claim_finalise", (job_id,), work)
+
+    def release_finalise(self, job_id: str) -> None:
+        def work():
+            self._job(job_id).update(finalise_published=False, status=JobStatus.RUNNING.value,
+                                     updated_at=self._now())
+            self.tasks.get(job_id, {}).pop(FINALISE_MARKER, None)
+        return self._call("release_finalise", (job_id,), work)
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        def work():
+            job = self._job(job_id)
+            for path, value in {**fields, "updated_at": self._now()}.items():
+                _set_path(job, path, value)
+        return self._call("update", (job_id, fields), work)
+
+    # --- the journal ----------------------------------------------------------------------------
+    def _journal_put(self, job_id: str, entries: Iterable[dict], *, merge: bool) -> None:
+        journal = self.journal.setdefault(job_id, {})
+        for entry in entries:
+            key = journal_key(entry["resource_type"], entry["id"])
+            if merge and key in journal:
+                _merge_into(journal[key], entry)
+            else:
+                journal[key] = copy.deepcopy(entry)
+
+    def journal_put(self, job_id: str, entries: Iterable[dict], *, merge: bool = False) -> None:
+        entries = list(entries)
+        return self._call("journal_put", (job_id, entries), lambda: self._journal_put(job_id, entries, merge=merge))
+
+    def journal_entries(self, job_id: str, kind: str | None = None) -> list[dict]:
+        def work():
+            journal = self.journal.get(job_id, {})
+            return [copy.deepcopy(journal[key]) for key in sorted(journal)
+                    if kind is None or journal[key].get("kind") == kind]
+        return self._call("journal_entries", (job_id, kind), work)
 
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------
@@ -301,19 +538,44 @@ class InMemoryFhir(FhirPort):
       (``subject=Patient/a,Patient/b``: a Patient reference under the element of that name; ``patient``
       also looks under ``subject``), ``_count``, ``_sort`` (``[-]_id``, ``[-]_lastUpdated``); anything
       else is ignored, as a lenient server does. Pages are offset-paged with absolute ``next`` links.
-    - ``everything(id)``: the patient and every current resource referencing it.
+    - ``everything(id)``: the patient and every current resource referencing it. With
+      ``everything=False`` the server has no such operation: ``capability()`` does not declare it
+      and ``everything`` answers 400, as HAPI configured without it does.
     - ``capability()``: Patient and the Patient-compartment types with their reference parameters,
       and ``$everything`` on Patient.
+    - ``fail_next(interaction, ...)`` makes a later call fail, before its work or after it (the
+      server did the work, the reply was lost); ``before_next(interaction, action)`` runs
+      ``action`` with the call's arguments just before it (a clinician's edit between a read and
+      a write). Interactions: read, vread, history, search, everything, capability, create, update,
+      batch; a batch's entries are not separate interactions.
     """
 
-    def __init__(self, base_url: str = "http://fhir.test/fhir/", page_size: int = 50):
+    def __init__(self, base_url: str = "http://fhir.test/fhir/", page_size: int = 50, *, everything: bool = True):
         self.base_url = base_url.rstrip("/") + "/"
         self.page_size = page_size
+        self.has_everything = everything
+        self._faults = _Faults()
         self._versions: dict[tuple[str, str], list[dict | None]] = {}  # None: a deletion
         self._ids = itertools.count(1)
         self._clock = datetime(2025, 1, 1, tzinfo=UTC)
         self._lock = threading.RLock()
         self.requests: Counter = Counter()   # interaction -> count (read, search, update, batch...)
+
+    def fail_next(self, interaction: str, *, when: Callable[..., bool] | None = None, skip: int = 0,
+                  after: bool = False, error: BaseException | None = None) -> None:
+        """A later ``interaction`` (whose arguments satisfy ``when``, after ``skip`` of them) raises
+        ``error`` (``InjectedFailure``): before it does anything, or with ``after`` once it is done."""
+        self._faults.add(interaction, when=when, skip=skip, after=after, error=error)
+
+    def before_next(self, interaction: str, action: Callable[..., Any], *,
+                    when: Callable[..., bool] | None = None) -> None:
+        """``action(*arguments)`` runs just before the next such ``interaction`` does its work."""
+        self._faults.add(interaction, when=when, action=action)
+
+    def _serve(self, interaction: str, args: tuple, work: Callable[[], T]) -> T:
+        with self._lock:
+            self.requests[interaction] += 1
+            return self._faults.run(interaction, args, work)
 
     # --- storage ---------------------------------------------------------------------------------
     def _tick(self) -> str:
@@ -350,8 +612,11 @@ class InMemoryFhir(FhirPort):
     def delete(self, resource_type: str, id: str) -> None:
         """DELETE (not on the port: tests use it to make a resource gone)."""
         with self._lock:
-            self._current(resource_type, id)
-            self._versions[(resource_type, id)].append(None)
+            self._delete(resource_type, id)
+
+    def _delete(self, resource_type: str, id: str) -> None:
+        self._current(resource_type, id)
+        self._versions[(resource_type, id)].append(None)
 
     def resources(self, resource_type: str | None = None) -> list[dict]:
         """Every current resource (of one type), in creation order: for assertions."""
@@ -361,28 +626,27 @@ class InMemoryFhir(FhirPort):
 
     # --- reads -----------------------------------------------------------------------------------
     def read(self, resource_type: str, id: str) -> dict:
-        with self._lock:
-            self.requests["read"] += 1
-            return copy.deepcopy(self._current(resource_type, id))
+        return self._serve("read", (resource_type, id), lambda: copy.deepcopy(self._current(resource_type, id)))
 
     def vread(self, resource_type: str, id: str, version_id: str) -> dict:
-        with self._lock:
-            self.requests["vread"] += 1
-            versions = self._versions.get((resource_type, id)) or []
-            index = int(version_id) - 1 if str(version_id).isdigit() else -1
-            if not 0 <= index < len(versions):
-                raise NotFound(f"GET {resource_type}/{id}/_history/{version_id} -> 404", status=404)
-            if versions[index] is None:
-                raise Gone(f"GET {resource_type}/{id}/_history/{version_id} -> 410", status=410)
-            return copy.deepcopy(versions[index])
+        return self._serve("vread", (resource_type, id, version_id), lambda: self._vread(resource_type, id, version_id))
+
+    def _vread(self, resource_type: str, id: str, version_id: str) -> dict:
+        versions = self._versions.get((resource_type, id)) or []
+        index = int(version_id) - 1 if str(version_id).isdigit() else -1
+        if not 0 <= index < len(versions):
+            raise NotFound(f"GET {resource_type}/{id}/_history/{version_id} -> 404", status=404)
+        if versions[index] is None:
+            raise Gone(f"GET {resource_type}/{id}/_history/{version_id} -> 410", status=410)
+        return copy.deepcopy(versions[index])
 
     def history(self, resource_type: str, id: str) -> list[dict]:
-        with self._lock:
-            self.requests["history"] += 1
+        def work():
             versions = self._versions.get((resource_type, id))
             if not versions:
                 raise NotFound(f"GET {resource_type}/{id}/_history -> 404", status=404)
             return [copy.deepcopy(v) for v in reversed(versions) if v is not None]
+        return self._serve("history", (resource_type, id), work)
 
     def _matches(self, resource: dict, name: str, value: str) -> bool:
         alternatives = value.split(",")
@@ -398,7 +662,6 @@ class InMemoryFhir(FhirPort):
         return True  # an unknown parameter: ignored
 
     def _search_page(self, resource_type: str, items: list[tuple[str, str]]) -> dict:
-        self.requests["search"] += 1
         filters = [(n, v) for n, v in items if not n.startswith("_") or n == "_id"]
         options = dict(items)
         count = int(options.get("_count", self.page_size))
@@ -431,8 +694,7 @@ class InMemoryFhir(FhirPort):
         items = _items(params)
         if not any(name == "_count" for name, _ in items):
             items.append(("_count", str(self.page_size)))
-        with self._lock:
-            bundle = self._search_page(resource_type, items)
+        bundle = self._serve("search", (resource_type, items), lambda: self._search_page(resource_type, items))
         while True:
             yield bundle
             link = next((item["url"] for item in bundle.get("link") or [] if item.get("relation") == "next"), None)
@@ -446,14 +708,15 @@ class InMemoryFhir(FhirPort):
                 yield entry["resource"]
 
     def everything(self, patient_id: str, params: Params | None = None) -> Iterator[dict]:
-        with self._lock:
-            self.requests["everything"] += 1
+        def work():
+            if not self.has_everything:
+                raise FhirError(f"GET Patient/{patient_id}/$everything -> 400", status=400,
+                                outcome=_outcome("not-supported"))
             patient = copy.deepcopy(self._current("Patient", patient_id))
-            related = [copy.deepcopy(r) for (rtype, id), versions in self._versions.items()
-                       if (r := versions[-1]) is not None and (rtype, id) != ("Patient", patient_id)
-                       and any(pid == patient_id for _, pid in patient_references(r))]
-        yield patient
-        yield from related
+            return [patient] + [copy.deepcopy(r) for (rtype, id), versions in self._versions.items()
+                                if (r := versions[-1]) is not None and (rtype, id) != ("Patient", patient_id)
+                                and any(pid == patient_id for _, pid in patient_references(r))]
+        yield from self._serve("everything", (patient_id,), work)
 
     def get_path(self, path: str) -> dict:
         parts = urlsplit(path)
@@ -463,7 +726,7 @@ class InMemoryFhir(FhirPort):
             if segments == ["metadata"]:
                 return self.capability()
             if len(segments) == 1:
-                return self._search_page(segments[0], items)
+                return self._serve("search", (segments[0], items), lambda: self._search_page(segments[0], items))
             if len(segments) == 2:
                 return self.read(*segments)
             if len(segments) == 4 and segments[2] == "_history":
@@ -471,7 +734,9 @@ class InMemoryFhir(FhirPort):
         raise FhirError(f"GET {path.split('?')[0]}: not supported by InMemoryFhir", status=400)
 
     def capability(self) -> dict:
-        self.requests["capability"] += 1
+        return self._serve("capability", (), self._capability)
+
+    def _capability(self) -> dict:
         interactions = [{"code": c} for c in ("read", "vread", "update", "create", "delete", "history-instance",
                                                 "search-type")]
         compartment = dict(patient_compartment())
@@ -479,7 +744,8 @@ class InMemoryFhir(FhirPort):
         resources = [{"type": "Patient", "interaction": interactions,
                       "searchParam": [{"name": "identifier", "type": "token"}, {"name": "link", "type": "reference"}],
                       "operation": [{"name": "everything",
-                                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]}]
+                                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+                      if self.has_everything else []}]
         resources += [{"type": rtype, "interaction": interactions,
                        "searchParam": [{"name": p, "type": "reference"} for p in params]}
                       for rtype, params in sorted(compartment.items()) if rtype != "Patient"]
@@ -488,21 +754,19 @@ class InMemoryFhir(FhirPort):
 
     # --- writes ----------------------------------------------------------------------------------
     def create(self, resource: dict) -> dict:
-        with self._lock:
-            self.requests["create"] += 1
-            resource = {**resource, "id": f"{resource['resourceType'][:3].lower()}{next(self._ids):05d}"}
-            return self._store(resource)
+        return self._serve("create", (resource,), lambda: self._create(resource))
+
+    def _create(self, resource: dict) -> dict:
+        return self._store({**resource, "id": f"{resource['resourceType'][:3].lower()}{next(self._ids):05d}"})
 
     def update(self, resource: dict, *, if_match: str | None = None) -> dict:
-        with self._lock:
-            self.requests["update"] += 1
+        def work():
             self._check_version(resource["resourceType"], resource["id"], if_match)
             return self._store(resource)
+        return self._serve("update", (resource,), work)
 
     def batch(self, entries: list[dict]) -> list[EntryOutcome]:
-        with self._lock:
-            self.requests["batch"] += 1
-            return [self._entry(entry) for entry in entries]
+        return self._serve("batch", (entries,), lambda: [self._entry(entry) for entry in entries])
 
     def _entry(self, entry: dict) -> EntryOutcome:
         request = entry.get("request") or {}
@@ -513,10 +777,10 @@ class InMemoryFhir(FhirPort):
                 resource = self._current(path[0], path[1])
                 return EntryOutcome(200, copy.deepcopy(resource), _etag(resource), None, None)
             if method == "DELETE":
-                self.delete(path[0], path[1])
+                self._delete(path[0], path[1])
                 return EntryOutcome(204, None, None, None, None)
             if method == "POST":
-                resource = self.create(entry["resource"])
+                resource = self._create(entry["resource"])
                 return EntryOutcome(201, resource, _etag(resource), _location(resource), None)
             if method == "PUT":
                 resource = entry["resource"]
@@ -549,8 +813,10 @@ def _outcome(code: str) -> dict:
 class FakeServices:
     """Every fake and the services built on them, as ``shared.bootstrap`` wires the real ones."""
 
-    def __init__(self, settings, fhir: InMemoryFhir | None = None, jobs: Sequence[dict] = ()):
+    def __init__(self, settings, fhir: InMemoryFhir | None = None, jobs: Sequence[dict] = (), *,
+                 clock: Callable[[], datetime] | None = None):
         from shared.services.matching import MatchingService
+        from shared.services.merge_deps import MergeDeps
         from shared.services.merge_requests import MergeRequests
         from shared.services.report import ReportSources
         from shared.services.review import ReviewService
@@ -561,12 +827,14 @@ class FakeServices:
         self.groups = InMemoryGroups(self.reviews)
         self.keys = InMemoryPatientKeys()
         self.backfill_runs = InMemoryBackfillRuns()
-        self.jobs = InMemoryMergeJobs(jobs)
+        self.jobs = InMemoryMergeJobs(jobs, clock=clock)
         self.publisher = RecordingPublisher()
         self.requests = MergeRequests(settings, self.groups, self.publisher)
         self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
         self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir)
         self.report_sources = ReportSources(keys=self.keys, groups=self.groups, reviews=self.reviews, jobs=self.jobs)
+        self.merge_deps = MergeDeps(settings=settings, fhir=self.fhir, jobs=self.jobs, index=self.requests,
+                                    publisher=self.publisher)
 
     def merge_requests_published(self) -> list[dict]:
         """The merge-requests messages sent, as their JSON bodies carry them."""

@@ -63,5 +63,6 @@ def test_work_in_progress_counts_open_requests_and_running_jobs_until_done():
     assert work_in_progress(world.report_sources) == 3             # running counts too
     world.requests.complete_request(message["group"], message["request_id"], claimed.master,
                                     list(claimed.duplicates))
-    world.jobs.jobs = [{"status": "done"}] * 3
+    for job_id in list(world.jobs.docs):
+        world.jobs.update(job_id, status="done")
     assert work_in_progress(world.report_sources) == 0
