@@ -459,19 +459,25 @@ class RecordingPublisher(MessagePublisher):
         self.published: list[tuple[str, bytes]] = []
         self.attributes: list[dict[str, str]] = []
         self.sent: list[tuple[str, Any]] = []
-        self._failures: list[tuple[str | None, BaseException]] = []
+        self._failures: list[list] = []   # [topic or None, error, publishes to let through first]
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def fail_next(self, times: int = 1, *, topic: str | None = None, error: BaseException | None = None) -> None:
-        """The next ``times`` publishes (to ``topic``: a topic name, or a ``topic_setting`` for ``send``) fail."""
+    def fail_next(self, times: int = 1, *, topic: str | None = None, error: BaseException | None = None,
+                  skip: int = 0) -> None:
+        """The next ``times`` publishes (to ``topic``: a topic name, or a ``topic_setting`` for ``send``) fail,
+        after ``skip`` of them went through."""
         with self._lock:
-            self._failures.extend([(topic, error or PublishFailed("publish failed (injected)"))] * times)
+            self._failures.extend([[topic, error or PublishFailed("publish failed (injected)"), skip]
+                                   for _ in range(times)])
 
     def _record(self, topic: str, record) -> str:
         with self._lock:
-            for index, (target, error) in enumerate(self._failures):
+            for index, (target, error, skip) in enumerate(self._failures):
                 if target is None or target == topic:
+                    if skip:
+                        self._failures[index][2] -= 1
+                        break
                     del self._failures[index]
                     raise error
             record()
