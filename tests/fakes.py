@@ -318,8 +318,8 @@ class InMemoryMergeJobs(MergeJobsRepository):
         self._faults.add(method, when=when, skip=skip, after=after, error=error)
 
     def _call(self, method: str, args: tuple, work: Callable[[], T]) -> T:
-        self.calls[method] += 1
         with self._lock:
+            self.calls[method] += 1
             return self._faults.run(method, args, work)
 
     def _now(self) -> str:
