@@ -27,11 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from shared.adapters.merge_jobs import FINALISE_MARKER, STALE_FINALISE_CLAIM_SECONDS, journal_key
+from shared.adapters.merge_jobs import FINALISE_MARKER, journal_key
 from shared.clock import now_iso
 from shared.domain.backfill import BackfillProgress
 from shared.domain.group import Group
-from shared.domain.merge_job import JobStatus, TaskStatus, remaining_tasks
+from shared.domain.merge_job import JobStatus, TaskStatus, claim_is_stale, finalise_claimable, remaining_tasks
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.compartment import patient_compartment
@@ -394,15 +394,12 @@ class InMemoryMergeJobs(MergeJobsRepository):
     def claim_finalise(self, job_id: str) -> bool:
         def work():
             job = self.docs.get(job_id)
-            if job is None or job.get("remaining") or job.get("status") != JobStatus.RUNNING \
-                    or job.get("finalise_published"):
+            if not finalise_claimable(job):
                 return False
             tasks = self.tasks.setdefault(job_id, {})
             held = tasks.get(FINALISE_MARKER)
-            if held is not None:
-                claimed_at = datetime.fromisoformat(held.get("claimed_at") or self._now())
-                if (self.clock() - claimed_at).total_seconds() < STALE_FINALISE_CLAIM_SECONDS:
-                    return False
+            if held is not None and not claim_is_stale(held, self.clock()):
+                return False
             tasks[FINALISE_MARKER] = {"claimed_at": self._now(), **({"taken_over": True} if held else {})}
             job.update(finalise_published=True, status=JobStatus.FINALISING.value, updated_at=self._now())
             return True

@@ -21,13 +21,17 @@ from google.cloud import firestore
 from shared.adapters.firestore import BATCH_LIMIT, TRANSACTION_ATTEMPTS
 from shared.clock import now_iso
 from shared.config import Settings
-from shared.domain.merge_job import JobStatus, TaskStatus, remaining_tasks
+from shared.domain.merge_job import (
+    CLAIM_FIELDS,
+    JobStatus,
+    TaskStatus,
+    claim_is_stale,
+    finalise_claimable,
+    remaining_tasks,
+)
 from shared.ports.merge_jobs import MergeJobsRepository
 
 FINALISE_MARKER = "_finalise"
-STALE_FINALISE_CLAIM_SECONDS = 60
-# What a finished task needs to know of its job: whether it was the last one.
-PROGRESS_FIELDS = ("status", "remaining", "finalise_published")
 
 
 def journal_key(resource_type: str, resource_id: str) -> str:
@@ -145,19 +149,16 @@ class MergeJobs(MergeJobsRepository):
         The claim is the atomic create of ``tasks/_finalise`` (names of resource types start with a
         capital, so it cannot clash): like the task counting, no transaction on the hot job document,
         which the emulator and Firestore both serialise badly when many tasks end together. A claim
-        whose holder died before ``finalise_published`` was set is taken over after a minute.
+        whose holder died before publishing (the finaliser never started) is taken over after a minute
+        (``shared.domain.merge_job.finalise_claimable`` / ``claim_is_stale``).
         """
-        job = self.get(job_id, PROGRESS_FIELDS)
-        if job is None or job.get("remaining") or job.get("status") != JobStatus.RUNNING \
-                or job.get("finalise_published"):
+        if not finalise_claimable(self.get(job_id, CLAIM_FIELDS)):
             return False
         marker = self._ref(job_id).collection("tasks").document(FINALISE_MARKER)
         try:
             marker.create({"claimed_at": now_iso()})
         except AlreadyExists:
-            held = marker.get().to_dict() or {}
-            claimed_at = datetime.fromisoformat(held.get("claimed_at", now_iso()))
-            if (datetime.now(UTC) - claimed_at).total_seconds() < STALE_FINALISE_CLAIM_SECONDS:
+            if not claim_is_stale(marker.get().to_dict() or {}, datetime.now(UTC)):
                 return False
             marker.set({"claimed_at": now_iso(), "taken_over": True})
         self._ref(job_id).update({"finalise_published": True, "status": JobStatus.FINALISING.value,

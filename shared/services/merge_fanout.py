@@ -65,6 +65,8 @@ def fan_out(message: MergeRequested, deps: MergeDeps) -> dict | None:
         })
         log.info("merge_job_created" if created else "merge_job_found", job_id=request_id,
                  nik_token=job.get("nik_token"), tasks=len(plan))
+    if job["status"] == JobStatus.FINALISING:
+        publish_finalise_once(deps, request_id)   # a claim whose holder died before publishing
     if job["status"] != JobStatus.RUNNING:
         return job
     for resource_type, task in sorted(job["types"].items()):

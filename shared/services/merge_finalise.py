@@ -112,6 +112,9 @@ def finalise(message: FinaliseMerge, deps: MergeDeps) -> dict | None:
     pending = [t for t, task in job["types"].items() if task.get("status") not in CLOSED_TASK_STATES]
     if pending:
         raise MergeTaskFailed(f"merge job {job_id}: finalise before {len(pending)} task(s) are done")
+    if not job.get("finalise_started_at"):
+        # From now on the finalise message was delivered: its claim is never taken over again.
+        deps.jobs.update(job_id, finalise_started_at=now_iso())
 
     # Resources created or changed while the tasks ran are caught here (and journaled).
     swept_types = [(t, task["params"]) for t, task in sorted(job["types"].items())

@@ -59,9 +59,9 @@ def run_task(message: MergeTask, deps: MergeDeps) -> TypeResult | None:
                                   f"could not be rewritten (see the job document)")
     else:
         result = None
-        # A redelivery of a done task: the first delivery may have crashed before publishing.
-        remaining = job.get("remaining") if job["status"] == JobStatus.RUNNING and not job.get("finalise_published") \
-            else None
+        # A redelivery of a done task: the first delivery may have crashed before publishing (the
+        # claim decides whether anything is left to publish).
+        remaining = job.get("remaining") if job["status"] in (JobStatus.RUNNING, JobStatus.FINALISING) else None
     if remaining is not None and remaining <= 0:
         publish_finalise_once(deps, job_id)   # re-checks the job, so exactly one caller publishes
     return result
