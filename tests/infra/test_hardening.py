@@ -132,7 +132,7 @@ def test_every_env_commits_its_provider_lock(envs):
     for name, env in envs.items():
         lock = (ENVS_DIR / name / ".terraform.lock.hcl").read_text()
         constraint = env.terraform[0]["required_providers"][0]["google"]["version"]
-        assert f'provider "registry.terraform.io/hashicorp/google"' in lock
+        assert 'provider "registry.terraform.io/hashicorp/google"' in lock
         assert f'constraints = "{constraint}"' in lock
         version = tuple(int(x) for x in re.search(r'version\s+= "([\d.]+)"', lock).group(1).split("."))
         assert (6, 0) <= version[:2] < (8, 0)
@@ -142,9 +142,10 @@ def test_every_env_commits_its_provider_lock(envs):
 
 def test_every_topic_is_encrypted_with_the_districts_key(modules):
     district, function = modules["district"], modules["pubsub_function"]
-    assert district.resources_of("google_pubsub_topic")["pipeline"]["kms_key_name"] == "${google_kms_crypto_key.pubsub.id}"
+    key = "${google_kms_crypto_key.pubsub.id}"
+    assert district.resources_of("google_pubsub_topic")["pipeline"]["kms_key_name"] == key
     assert function.resources_of("google_pubsub_topic")["dead_letter"]["kms_key_name"] == "${var.kms_key_name}"
-    assert district.modules["function"]["kms_key_name"] == "${google_kms_crypto_key.pubsub.id}"
+    assert district.modules["function"]["kms_key_name"] == key
     grant = district.resources_of("google_kms_crypto_key_iam_member")["pubsub_agent"]
     assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter" and "gcp-sa-pubsub" in grant["member"]
     assert "cloudkms.googleapis.com" in district.resources_of("google_project_service")["enabled"]["for_each"]

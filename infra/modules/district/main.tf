@@ -348,7 +348,7 @@ resource "google_secret_manager_secret" "nik_hash_key" {
 # --- function source and build identity ---------------------------------------------------------------
 
 resource "google_storage_bucket" "source" {
-  #checkov:skip=CKV_GCP_62:Holds only the functions' source zips (no patient data, no secrets); access logs would need a second bucket per district for no security gain.
+  #checkov:skip=CKV_GCP_62:Holds only the functions' source zips and Terraform plan files (no patient data, no secret values); access logs would need a second bucket per district for no security gain.
   project                     = var.project_id
   name                        = local.source_bucket
   location                    = var.region
