@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functions_framework
 
-from shared.bootstrap import publisher
+from shared.bootstrap import caller_verifier, publisher
 from shared.config import get_settings
 from shared.services.relay import relay_notification
 
@@ -19,5 +19,6 @@ def subscription_relay(request):
         body=request.get_data(cache=False),
         settings=settings,
         publisher=publisher(settings),
+        verifier=caller_verifier(settings),  # raises (500, 5xx alert) when no caller check is configured
     )
     return ({"status": result.reason}, result.status)

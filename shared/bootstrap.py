@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 
 from shared.adapters.backfill_runs import FirestoreBackfillRuns
+from shared.adapters.caller_auth import EitherVerifier, GoogleIdTokenVerifier, SharedSecretVerifier
 from shared.adapters.firestore import firestore_client
 from shared.adapters.firestore_index import FirestoreGroups, FirestorePatientKeys, FirestoreReviewItems
 from shared.adapters.merge_jobs import MergeJobs
 from shared.adapters.pubsub import Publisher
-from shared.config import Settings
+from shared.config import ConfigurationError, Settings
 from shared.fhir.client import FhirClient
+from shared.ports.callers import CallerVerifier
 from shared.services.matching import MatchingService
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_requests import MergeRequests
@@ -62,6 +64,23 @@ def merge_jobs(settings: Settings) -> MergeJobs:
 
 def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
     return _once("backfill_runs", settings, lambda: FirestoreBackfillRuns(firestore_client(settings), settings))
+
+
+def caller_verifier(settings: Settings) -> CallerVerifier:
+    """The relay's caller check: a Google ID token (audience + allowed callers), a shared secret, or
+    either. Neither configured raises ``ConfigurationError``: there is no built-in credential."""
+    def build() -> CallerVerifier:
+        token = (GoogleIdTokenVerifier(settings.relay_audience, settings.relay_allowed_callers)
+                 if settings.relay_audience else None)
+        secret = (SharedSecretVerifier(settings.relay_shared_secret.get_secret_value())
+                  if settings.relay_shared_secret else None)
+        if token and secret:
+            return EitherVerifier(token, secret)
+        if token or secret:
+            return token or secret
+        raise ConfigurationError("the relay has no caller check: set DEDUP_RELAY_AUDIENCE and "
+                                 "DEDUP_RELAY_ALLOWED_CALLERS, or DEDUP_RELAY_SHARED_SECRET")
+    return _once("caller_verifier", settings, build)
 
 
 # --- services ---------------------------------------------------------------------------------------

@@ -8,15 +8,46 @@ clients' own variables (``FIRESTORE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``) a
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+# Calibrated name-score thresholds (README "Name matching"); they are the defaults and the floors: a
+# lower value merges (or bridges through review) pairs the calibration saw as different people.
+CALIBRATED_NAME_MATCH_THRESHOLD = 97.0
+CALIBRATED_NAME_REVIEW_THRESHOLD = 70.0
+CALIBRATED_NIK_NAME_MATCH_THRESHOLD = 85.0
+CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD = 97.0
+CALIBRATED_THRESHOLD_FLOORS = {
+    "name_match_threshold": CALIBRATED_NAME_MATCH_THRESHOLD,
+    "name_review_threshold": CALIBRATED_NAME_REVIEW_THRESHOLD,
+    "nik_name_match_threshold": CALIBRATED_NIK_NAME_MATCH_THRESHOLD,
+    "demographic_auto_merge_threshold": CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD,
+}
+# The NIK key of the local stack. Anywhere else it would build a second index under keys nobody else
+# uses (a backfill against a real project would look complete and match nothing), so it is refused.
+DEVELOPMENT_NIK_HASH_KEY = "local-development-key-not-a-secret"
+
+
+class ConfigurationError(ValueError):
+    """Settings that must not run (pydantic reports it as a validation error naming the variables)."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEDUP_", frozen=True, extra="ignore")
+
+    # --- where the process runs ---------------------------------------------------------------
+    # local: the local stack, tests and tools (development defaults allowed); deployed: a district's
+    # project (Terraform sets it). Unset: local when the Firestore emulator is configured, else deployed,
+    # so a process that says nothing gets the strict checks.
+    environment: Literal["local", "deployed"] | None = None
 
     # --- where things are -------------------------------------------------------------------
     project_id: str = "dedup-local"
@@ -36,9 +67,15 @@ class Settings(BaseSettings):
     # --- secrets -----------------------------------------------------------------------------
     # Key of the HMAC that turns a NIK into a storage key / log token. In Google Cloud it comes
     # from Secret Manager through the function's environment. The default is for the local stack only.
-    nik_hash_key: SecretStr = SecretStr("local-development-key-not-a-secret")
-    # Bearer token the FHIR server's rest-hook Subscription sends to the subscription-relay function.
-    relay_token: SecretStr = SecretStr("local-relay-token")
+    nik_hash_key: SecretStr = SecretStr(DEVELOPMENT_NIK_HASH_KEY)
+
+    # --- who may call the subscription relay (shared/adapters/caller_auth.py) ----------------
+    # A Google-signed ID token whose audience is the relay's own URL, from one of these service
+    # accounts; and/or, for FHIR servers that cannot mint ID tokens, "Bearer <shared secret>" (Secret
+    # Manager). No default: the relay refuses every call until one of the two is configured.
+    relay_audience: str | None = None
+    relay_allowed_callers: list[str] = Field(default_factory=list)
+    relay_shared_secret: SecretStr | None = None
 
     # --- Pub/Sub topics ----------------------------------------------------------------------
     topic_patient_changes: str = "patient-changes"
@@ -55,14 +92,17 @@ class Settings(BaseSettings):
     collection_prefix: str = ""
 
     # --- matching thresholds (rapidfuzz scores, 0..100; calibrated, see README) --------------
-    name_match_threshold: float = 97.0
-    name_review_threshold: float = 70.0
+    name_match_threshold: float = CALIBRATED_NAME_MATCH_THRESHOLD
+    name_review_threshold: float = CALIBRATED_NAME_REVIEW_THRESHOLD
     # Name threshold inside one NIK group when birth date agrees, gender does not conflict and the
     # NIK agrees with both records: the NIK, birth date and sex already agree, so the name only has
     # to rule out a colliding (mistyped) NIK of a differently named person. See README "Matching".
-    nik_name_match_threshold: float = 85.0
-    demographic_auto_merge_threshold: float = 97.0
+    nik_name_match_threshold: float = CALIBRATED_NIK_NAME_MATCH_THRESHOLD
+    demographic_auto_merge_threshold: float = CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD
     demographic_auto_merge_enabled: bool = True
+    # A threshold under its calibrated floor is refused unless this is set (after a calibration on the
+    # district's own labelled pairs); the override is logged as a warning at start-up.
+    allow_thresholds_below_calibration: bool = False
 
     # --- FHIR client behaviour ---------------------------------------------------------------
     fhir_timeout_seconds: float = 30.0
@@ -79,6 +119,31 @@ class Settings(BaseSettings):
 
     def collection(self, name: str) -> str:
         return f"{self.collection_prefix}{name}"
+
+    @property
+    def is_local(self) -> bool:
+        if self.environment is not None:
+            return self.environment == "local"
+        return bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_values(self) -> Settings:
+        below = {name: getattr(self, name) for name, floor in CALIBRATED_THRESHOLD_FLOORS.items()
+                 if getattr(self, name) < floor}
+        if below and not self.allow_thresholds_below_calibration:
+            raise ConfigurationError(
+                "thresholds below their calibrated floors "
+                f"{ {name: CALIBRATED_THRESHOLD_FLOORS[name] for name in below} }: {below}; set "
+                "DEDUP_ALLOW_THRESHOLDS_BELOW_CALIBRATION=true only after calibrating on the district's pairs")
+        if below:
+            log.warning("thresholds_below_calibration", thresholds=below, floors=CALIBRATED_THRESHOLD_FLOORS)
+        if not self.is_local and self.nik_hash_key.get_secret_value() == DEVELOPMENT_NIK_HASH_KEY:
+            raise ConfigurationError(
+                "DEDUP_NIK_HASH_KEY is the local development key outside the local stack; set the district's "
+                "key (Secret Manager), or DEDUP_ENVIRONMENT=local for the emulators")
+        if bool(self.relay_audience) != bool(self.relay_allowed_callers):
+            raise ConfigurationError("DEDUP_RELAY_AUDIENCE and DEDUP_RELAY_ALLOWED_CALLERS go together")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ FHIR data is shared by the session's server; a test module that needs an empty s
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings, get_settings
+# Tests run with the local stack's development defaults (the NIK key, no relay secret): a process that
+# does not say it is local refuses them (shared/config.py). Set before any test module builds Settings().
+os.environ.setdefault("DEDUP_ENVIRONMENT", "local")
+
+from shared.config import Settings, get_settings  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
 _STACK_TIMINGS = pytest.StashKey[dict]()

@@ -72,12 +72,32 @@ def test_cloudbuild_matches_the_cloud_build_schema():
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def test_cloudbuild_runs_lint_tests_package_and_terraform():
+def _cloudbuild_steps() -> dict[str, str]:
     text = (REPO_ROOT / "cloudbuild.yaml").read_text()
-    step_ids = re.findall(r"^  - id: (\S+)$", text, flags=re.MULTILINE)
-    assert step_ids == ["lint", "test", "package", "upload", "terraform"]
-    assert "make test" in text and "infra/package_source.py" in text
-    assert "infra/envs/${_DISTRICT}" in text and "terraform apply" in text
+    steps = re.split(r"^  - id: ", text.split("\nsteps:\n", 1)[1], flags=re.MULTILINE)[1:]
+    return {step.split("\n", 1)[0].strip(): step for step in steps}
+
+
+def test_cloudbuild_runs_lint_tests_package_and_terraform():
+    steps = _cloudbuild_steps()
+    assert list(steps) == ["lint", "test", "package", "upload", "fetch-plan", "terraform", "store-plan"]
+    assert "make test" in steps["test"] and "infra/package_source.py" in steps["package"]
+    assert "dir: infra/envs/${_DISTRICT}" in steps["terraform"]
+
+
+def test_cloudbuild_applies_only_the_reviewed_and_approved_plan_file():
+    steps = _cloudbuild_steps()
+    terraform = steps["terraform"]
+    applies = re.findall(r"terraform apply[^\n]*", terraform)
+    assert applies == ["terraform apply -input=false tfplan"], applies  # the saved plan, never a re-plan
+    assert "terraform plan -input=false -out=tfplan" in terraform
+    # The plan build stores the plan file and its text; the apply build fetches it by the plan build's id
+    # and refuses it unless an approval holds that file's sha256.
+    assert "${BUILD_ID}" in steps["store-plan"] and "tfplan.txt" in steps["store-plan"]
+    fetch = steps["fetch-plan"]
+    assert "${_PLAN_ID}" in fetch and 'sha256sum tfplan' in fetch and "/approved" in fetch
+    assert re.search(r'if \[ "\$\$\{approved%% \*\}" != "\$\$\{actual\}" \]; then\n.*\n\s+exit 1', fetch), fetch
+    assert fetch.index("exit 1") < len(fetch)
 
 
 def test_source_package_layout_is_deterministic():

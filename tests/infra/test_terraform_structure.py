@@ -183,6 +183,11 @@ def test_fhir_roles_are_granted_on_the_store_only(modules):
     assert "databases/" in block(firestore, "condition")["expression"]
 
 
+# The one public invoker: an HTTP function that verifies every caller itself (the relay), because Cloud
+# Run strips the signature of an ID token it checked. Internal ingress still applies.
+CALLER_CHECKING_INVOKER = "pubsub_function/google_cloud_run_v2_service_iam_member.callers_checked_by_function"
+
+
 def test_no_basic_or_admin_roles_and_no_public_members(modules, envs):
     bindings = list(_iam_bindings(modules, envs))
     assert bindings
@@ -190,13 +195,17 @@ def test_no_basic_or_admin_roles_and_no_public_members(modules, envs):
         role = body["role"]
         assert role not in BASIC_ROLES, f"{where}: {role}"
         assert not role.endswith((".admin", "Admin")), f"{where}: {role}"
+        if where == CALLER_CHECKING_INVOKER:
+            assert body["count"] == "${var.function_checks_callers ? 1 : 0}" and role == "roles/run.invoker"
+            continue
         assert body["member"] not in PUBLIC_MEMBERS, f"{where}: public member"
     for path, text in _all_tf_texts().items():
         for role in BASIC_ROLES:
             assert f'"{role}"' not in text, f"{path} mentions {role}"
-    for env in envs.values():
-        members = env.modules["district"].get("relay_invoker_members", [])
-        assert not PUBLIC_MEMBERS.intersection(members)
+    # Only the relay checks its callers itself; every other function keeps Cloud Run's invoker check.
+    defaults = modules["district"].locals["function_defaults"]
+    assert {name for name, spec in defaults.items() if spec["caller_check"]} == {"subscription-relay"}
+    assert modules["district"].modules["function"]["function_checks_callers"] == "${each.value.caller_check}"
 
 
 def test_no_all_traffic_ingress(modules):
@@ -213,8 +222,8 @@ def test_function_settings_are_real_settings_fields(modules):
     settings = modules["district"].locals["settings"]
     # merge({...}, var.extra_settings): take the literal keys out of the expression.
     keys = set(re.findall(r"\b(DEDUP_[A-Z_]+)\s*=", settings))
-    keys |= set(re.findall(r"DEDUP_[A-Z_]+", str(modules["district"].locals["nik_key_env"])))
-    keys |= set(re.findall(r"DEDUP_[A-Z_]+", str(modules["district"].locals["fhir_token_env"])))
+    for local in ("nik_key_env", "fhir_token_env", "relay_secret_env", "relay_settings", "threshold_settings"):
+        keys |= set(re.findall(r"DEDUP_[A-Z_]+", str(modules["district"].locals[local])))
     assert "DEDUP_NIK_HASH_KEY" in keys and "DEDUP_FHIR_BASE_URL" in keys
     fields = {f"DEDUP_{name.upper()}" for name in Settings.model_fields}
     assert keys <= fields, f"not in shared/config.py: {sorted(keys - fields)}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -214,6 +215,9 @@ class LocalPipeline:
         self._lock = threading.Lock()
         self._loops: list[_DeliveryLoop] = []
         self._subscriber: pubsub_v1.SubscriberClient | None = None
+        # The relay's shared secret for this run (the FHIR server's Subscription sends it): the local
+        # stack authenticates its rest-hook like a district without ID tokens does, with no built-in value.
+        self.relay_secret = secrets.token_urlsafe(32)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> LocalPipeline:
@@ -301,6 +305,8 @@ class LocalPipeline:
             **os.environ,
             **self.env,
             "PYTHONPATH": str(REPO),
+            "DEDUP_ENVIRONMENT": "local",
+            "DEDUP_RELAY_SHARED_SECRET": self.relay_secret,
             "THREADS": str(self.threads_per_function),
             "PYTHONUNBUFFERED": "1",
         }
@@ -364,7 +370,7 @@ class LocalPipeline:
             self._loops.append(loop)
 
     def _register_fhir_subscription(self) -> None:
-        """A rest-hook Subscription on every Patient write, carrying the full resource, with the relay's token."""
+        """A rest-hook Subscription on every Patient write, carrying the full resource, with the relay's secret."""
         subscription = {
             "resourceType": "Subscription",
             "status": "requested",
@@ -374,7 +380,7 @@ class LocalPipeline:
                 "type": "rest-hook",
                 "endpoint": self.relay_url,
                 "payload": "application/fhir+json",
-                "header": [f"Authorization: Bearer {self.settings.relay_token.get_secret_value()}"],
+                "header": [f"Authorization: Bearer {self.relay_secret}"],
             },
         }
         response = httpx.post(f"{self.settings.fhir_base_url}/Subscription", json=subscription, timeout=30,

@@ -482,6 +482,8 @@ class LocalStack:
             "PUBSUB_EMULATOR_HOST": f"{HOST}:{self.pubsub.port}",
             "DEDUP_FHIR_BASE_URL": self.fhir.base_url,
             "DEDUP_PROJECT_ID": self.project_id,
+            # Development defaults (the NIK key) are allowed here only (shared/config.py).
+            "DEDUP_ENVIRONMENT": "local",
         }
 
     def describe(self) -> str:

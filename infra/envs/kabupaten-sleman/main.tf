@@ -33,12 +33,13 @@ module "district" {
   external_fhir_base_url     = "http://10.20.0.5:8080/fhir"
   external_fhir_token_secret = "dedup-fhir-token"
   vpc_connector              = "projects/dedup-kabupaten-sleman/locations/asia-southeast2/connectors/dedup-fhir"
-  relay_invoker_members      = ["serviceAccount:hapi-fhir@dedup-kabupaten-sleman.iam.gserviceaccount.com"]
+  # The HAPI host sends a Google ID token for the relay's URL (output relay_audience) as this account.
+  relay_allowed_callers = ["hapi-fhir@dedup-kabupaten-sleman.iam.gserviceaccount.com"]
 
-  # Regency data comes mostly from puskesmas (SIMPUS) and carries more typing noise.
-  source_priority       = ["simpus", "simrs", "sikda", "pcare", "lab"]
-  name_review_threshold = 65
-  alert_emails          = ["dedup-alerts@example.org"]
+  # Regency data comes mostly from puskesmas (SIMPUS) and carries more typing noise. Thresholds stay
+  # at the calibrated defaults (shared/config.py) until a calibration on Sleman's own pairs says otherwise.
+  source_priority = ["simpus", "simrs", "sikda", "pcare", "lab"]
+  alert_emails    = ["dedup-alerts@example.org"]
 }
 
 output "district" {

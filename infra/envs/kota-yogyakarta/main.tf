@@ -32,9 +32,10 @@ module "district" {
   fhir_dataset = "satusehat-kota-yogyakarta"
   fhir_store   = "patients"
 
-  nik_system           = "https://fhir.kemkes.go.id/id/nik"
-  name_match_threshold = 85
-  alert_emails         = ["dedup-alerts@example.org"]
+  # Thresholds: the calibrated defaults (shared/config.py); set one here only above its floor, or with
+  # allow_thresholds_below_calibration after a calibration on this district's labelled pairs.
+  nik_system   = "https://fhir.kemkes.go.id/id/nik"
+  alert_emails = ["dedup-alerts@example.org"]
 }
 
 output "district" {

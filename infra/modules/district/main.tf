@@ -27,32 +27,53 @@ locals {
   fhir_auth = local.uses_healthcare_api ? "google" : (var.external_fhir_token_secret == null ? "none" : "bearer")
 
   # DEDUP_* settings shared by every function (names: shared/config.py, field name upper-cased).
+  # DEDUP_ENVIRONMENT=deployed: development defaults (the NIK key) are refused (shared/config.py).
   settings = merge({
-    DEDUP_PROJECT_ID                       = var.project_id
-    DEDUP_FHIR_BASE_URL                    = local.fhir_base_url
-    DEDUP_FHIR_AUTH                        = local.fhir_auth
-    DEDUP_NIK_SYSTEM                       = var.nik_system
-    DEDUP_NIK_IBU_SYSTEM                   = var.nik_ibu_system
-    DEDUP_GOLDEN_TAG_SYSTEM                = var.golden_tag_system
-    DEDUP_SOURCE_PRIORITY                  = jsonencode(var.source_priority)
-    DEDUP_TOPIC_PATIENT_CHANGES            = local.topics.patient_changes
-    DEDUP_TOPIC_OPS_FORCE_MERGE            = local.topics.ops_force_merge
-    DEDUP_TOPIC_MERGE_REQUESTS             = local.topics.merge_requests
-    DEDUP_TOPIC_MERGE_TASKS                = local.topics.merge_tasks
-    DEDUP_TOPIC_MERGE_FINALISE             = local.topics.merge_finalise
-    DEDUP_TOPIC_OPS_RECONCILE              = local.topics.ops_reconcile
-    DEDUP_FIRESTORE_DATABASE               = var.firestore_database
-    DEDUP_NAME_MATCH_THRESHOLD             = tostring(var.name_match_threshold)
-    DEDUP_NAME_REVIEW_THRESHOLD            = tostring(var.name_review_threshold)
-    DEDUP_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD = tostring(var.demographic_auto_merge_threshold)
-    DEDUP_DEMOGRAPHIC_AUTO_MERGE_ENABLED   = tostring(var.demographic_auto_merge_enabled)
-  }, var.extra_settings)
+    DEDUP_ENVIRONMENT                        = "deployed"
+    DEDUP_PROJECT_ID                         = var.project_id
+    DEDUP_FHIR_BASE_URL                      = local.fhir_base_url
+    DEDUP_FHIR_AUTH                          = local.fhir_auth
+    DEDUP_NIK_SYSTEM                         = var.nik_system
+    DEDUP_NIK_IBU_SYSTEM                     = var.nik_ibu_system
+    DEDUP_GOLDEN_TAG_SYSTEM                  = var.golden_tag_system
+    DEDUP_SOURCE_PRIORITY                    = jsonencode(var.source_priority)
+    DEDUP_TOPIC_PATIENT_CHANGES              = local.topics.patient_changes
+    DEDUP_TOPIC_OPS_FORCE_MERGE              = local.topics.ops_force_merge
+    DEDUP_TOPIC_MERGE_REQUESTS               = local.topics.merge_requests
+    DEDUP_TOPIC_MERGE_TASKS                  = local.topics.merge_tasks
+    DEDUP_TOPIC_MERGE_FINALISE               = local.topics.merge_finalise
+    DEDUP_TOPIC_OPS_RECONCILE                = local.topics.ops_reconcile
+    DEDUP_FIRESTORE_DATABASE                 = var.firestore_database
+    DEDUP_DEMOGRAPHIC_AUTO_MERGE_ENABLED     = tostring(var.demographic_auto_merge_enabled)
+    DEDUP_ALLOW_THRESHOLDS_BELOW_CALIBRATION = tostring(var.allow_thresholds_below_calibration)
+  }, local.threshold_settings, var.extra_settings)
 
-  # Secret env var name -> Secret Manager secret id.
-  nik_key_env = tomap({ DEDUP_NIK_HASH_KEY = var.nik_hash_key_secret })
+  # Thresholds reach the functions only when an env sets them; otherwise the code's calibrated values.
+  threshold_settings = { for name, value in {
+    DEDUP_NAME_MATCH_THRESHOLD             = var.name_match_threshold
+    DEDUP_NAME_REVIEW_THRESHOLD            = var.name_review_threshold
+    DEDUP_NIK_NAME_MATCH_THRESHOLD         = var.nik_name_match_threshold
+    DEDUP_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD = var.demographic_auto_merge_threshold
+  } : name => tostring(value) if value != null }
+
+  # The relay's caller check (shared/adapters/caller_auth.py). The audience is the function's
+  # cloudfunctions.net URL, known before the function exists; callers request ID tokens for it.
+  relay_audience = "https://${var.region}-${var.project_id}.cloudfunctions.net/subscription-relay"
+  relay_settings = length(var.relay_allowed_callers) == 0 ? tomap({}) : tomap({
+    DEDUP_RELAY_AUDIENCE        = local.relay_audience
+    DEDUP_RELAY_ALLOWED_CALLERS = jsonencode(var.relay_allowed_callers)
+  })
+
+  # Secret env var name -> Secret Manager secret id and the version read (pinned, never latest).
+  nik_key_env = tomap({ DEDUP_NIK_HASH_KEY = { secret = var.nik_hash_key_secret, version = var.secret_versions.nik_hash_key } })
   fhir_token_env = (
     var.fhir_mode == "external" && var.external_fhir_token_secret != null
-    ? tomap({ DEDUP_FHIR_BEARER_TOKEN = var.external_fhir_token_secret }) : tomap({})
+    ? tomap({ DEDUP_FHIR_BEARER_TOKEN = { secret = var.external_fhir_token_secret, version = var.secret_versions.external_fhir_token } })
+    : tomap({})
+  )
+  relay_secret_env = (
+    var.relay_shared_secret == null ? tomap({})
+    : tomap({ DEDUP_RELAY_SHARED_SECRET = { secret = var.relay_shared_secret, version = var.secret_versions.relay_shared_secret } })
   )
 
   reader = local.uses_healthcare_api ? "roles/healthcare.fhirResourceReader" : null
@@ -80,43 +101,43 @@ locals {
     match-patient = {
       description   = "Matches a changed patient against the NIK index."
       publish       = ["merge_requests"]
-      fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true, caller_check = false
       max_instances = 10, concurrency = 8, memory = "512Mi", timeout = 120
     }
     force-merge = {
       description   = "Ops-requested merge of the patients holding one NIK."
       publish       = ["merge_requests"]
-      fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true, caller_check = false
       max_instances = 2, concurrency = 1, memory = "512Mi", timeout = 300
     }
     merge-fanout = {
       description   = "Opens a merge job and publishes one task per resource type."
       publish       = ["merge_tasks", "merge_finalise"]
-      fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.reader, firestore = true, nik_key = true, caller_check = false
       max_instances = 3, concurrency = 4, memory = "512Mi", timeout = 120
     }
     merge-worker = {
       description   = "Rewrites references of one resource type to the master."
       publish       = ["merge_finalise"]
-      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
       max_instances = 5, concurrency = 2, memory = "1Gi", timeout = 540
     }
     merge-finaliser = {
       description   = "Links duplicates to the master and closes the merge job."
       publish       = ["merge_requests"]
-      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
       max_instances = 2, concurrency = 1, memory = "512Mi", timeout = 300
     }
     reconcile = {
       description   = "Rewrites references that reached a duplicate after its merge."
       publish       = []
-      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
       max_instances = 1, concurrency = 1, memory = "1Gi", timeout = 540
     }
     subscription-relay = {
       description   = "Republishes FHIR rest-hook notifications to patient-changes."
       publish       = ["patient_changes"]
-      fhir          = false, fhir_role = null, firestore = false, nik_key = false
+      fhir          = false, fhir_role = null, firestore = false, nik_key = false, caller_check = true
       max_instances = 5, concurrency = 40, memory = "256Mi", timeout = 30
     }
   }
@@ -147,6 +168,10 @@ resource "terraform_data" "input_checks" {
       condition     = var.fhir_mode != "external" || var.external_fhir_base_url != null
       error_message = "fhir_mode = external needs external_fhir_base_url."
     }
+    precondition {
+      condition     = var.fhir_mode != "external" || length(var.relay_allowed_callers) > 0 || var.relay_shared_secret != null
+      error_message = "fhir_mode = external needs the relay's callers (relay_allowed_callers) or a shared secret (relay_shared_secret): the relay has no built-in credential."
+    }
   }
 }
 
@@ -166,6 +191,7 @@ resource "google_project_service" "enabled" {
     "pubsub.googleapis.com",
     "run.googleapis.com",            # 2nd gen functions run on Cloud Run
     "cloudscheduler.googleapis.com", # the daily reconcile
+    "cloudkms.googleapis.com",       # the key of the Pub/Sub topics
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ])
@@ -176,16 +202,44 @@ resource "google_project_service" "enabled" {
 
 # --- Pub/Sub topics ------------------------------------------------------------------------------------
 
-resource "google_pubsub_topic" "pipeline" {
-  #checkov:skip=CKV_GCP_83:Google-managed encryption at rest; messages hold resource ids and NIK tokens (ops-force-merge one NIK). CMEK would add a KMS key per district to operate with no stated key-custody requirement.
-  for_each = local.topics
+# Messages carry patient data: relayed notifications are whole Patients, merge tasks clinical resources
+# (RelatedPerson and Person too), ops-force-merge a NIK. Every topic, dead-letter topics included, is
+# encrypted with the district's own key, and keeps messages for var.message_retention only (4 days:
+# a long weekend to replay a backlog after a bad deployment or to read the dead letters).
+resource "google_kms_key_ring" "pubsub" {
   project  = var.project_id
-  name     = each.value
-  labels   = local.labels
-  # Kept a week so a backlog can be replayed (seek) after a bad deployment.
-  message_retention_duration = "604800s"
+  name     = "dedup-pubsub"
+  location = var.region
 
   depends_on = [google_project_service.enabled]
+}
+
+resource "google_kms_crypto_key" "pubsub" {
+  name            = "dedup-pubsub-messages"
+  key_ring        = google_kms_key_ring.pubsub.id
+  rotation_period = "7776000s" # 90 days; old versions stay to decrypt retained messages
+  labels          = local.labels
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+# Pub/Sub encrypts and decrypts with its service agent; publishers and subscribers need nothing more.
+resource "google_kms_crypto_key_iam_member" "pubsub_agent" {
+  crypto_key_id = google_kms_crypto_key.pubsub.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+resource "google_pubsub_topic" "pipeline" {
+  for_each                   = local.topics
+  project                    = var.project_id
+  name                       = each.value
+  labels                     = local.labels
+  kms_key_name               = google_kms_crypto_key.pubsub.id
+  message_retention_duration = var.message_retention
+
+  depends_on = [google_project_service.enabled, google_kms_crypto_key_iam_member.pubsub_agent]
 }
 
 # --- FHIR store --------------------------------------------------------------------------------------
@@ -226,14 +280,53 @@ resource "google_firestore_database" "dedup" {
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
   delete_protection_state           = "DELETE_PROTECTION_ENABLED"
   deletion_policy                   = "ABANDON"
+  lifecycle {
+    prevent_destroy = true
+  }
 
   depends_on = [google_project_service.enabled]
+}
+
+# Point-in-time recovery reaches 7 days back; backups keep the index for longer (a bad merge or a
+# wrong key noticed after a week). Daily kept 7 days, weekly (Sunday) kept 14 weeks.
+resource "google_firestore_backup_schedule" "daily" {
+  project   = var.project_id
+  database  = var.firestore_database
+  retention = "604800s"
+  daily_recurrence {}
+
+  depends_on = [google_firestore_database.dedup]
+}
+
+resource "google_firestore_backup_schedule" "weekly" {
+  project   = var.project_id
+  database  = var.firestore_database
+  retention = "8467200s"
+  weekly_recurrence {
+    day = "SUNDAY"
+  }
+
+  depends_on = [google_firestore_database.dedup]
+}
+
+# Data Access audit logs: who read or wrote patient records (FHIR store) and the index (Firestore).
+resource "google_project_iam_audit_config" "data_access" {
+  for_each = toset(["healthcare.googleapis.com", "datastore.googleapis.com", "firestore.googleapis.com"])
+  project  = var.project_id
+  service  = each.value
+  audit_log_config {
+    log_type = "DATA_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_WRITE"
+  }
 }
 
 # --- NIK hashing key ---------------------------------------------------------------------------------
 
 # Only the secret is managed here; its value is added out of band (README) so it never sits in
-# Terraform state. Changing the key re-keys every Firestore document id: never rotate it casually.
+# Terraform state. Changing the key re-keys every Firestore document id: never rotate it casually,
+# and never let Terraform destroy it (the index would be unreadable).
 resource "google_secret_manager_secret" "nik_hash_key" {
   project   = var.project_id
   secret_id = var.nik_hash_key_secret
@@ -245,6 +338,9 @@ resource "google_secret_manager_secret" "nik_hash_key" {
       }
     }
   }
+  lifecycle {
+    prevent_destroy = true
+  }
 
   depends_on = [google_project_service.enabled]
 }
@@ -252,7 +348,7 @@ resource "google_secret_manager_secret" "nik_hash_key" {
 # --- function source and build identity ---------------------------------------------------------------
 
 resource "google_storage_bucket" "source" {
-  #checkov:skip=CKV_GCP_62:Holds only the functions' source zips (no patient data, no secrets); access logs would need a second bucket per district for no security gain.
+  #checkov:skip=CKV_GCP_62:Holds only the functions' source zips and Terraform plan files (no patient data, no secret values); access logs would need a second bucket per district for no security gain.
   project                     = var.project_id
   name                        = local.source_bucket
   location                    = var.region
@@ -318,14 +414,20 @@ module "function" {
   fhir_store_id      = local.fhir_store_id
   fhir_store_role    = each.value.fhir_role
   firestore_database = each.value.firestore ? var.firestore_database : null
-  environment        = local.settings
+  environment        = merge(local.settings, each.value.caller_check ? local.relay_settings : tomap({}))
   secret_environment = merge(
     each.value.nik_key ? local.nik_key_env : tomap({}),
     each.value.fhir ? local.fhir_token_env : tomap({}),
+    each.value.caller_check ? local.relay_secret_env : tomap({}),
   )
 
-  ingress         = each.value.trigger == null ? var.relay_ingress : "ALLOW_INTERNAL_ONLY"
-  invoker_members = each.value.trigger == null ? var.relay_invoker_members : []
+  ingress = each.value.trigger == null ? var.relay_ingress : "ALLOW_INTERNAL_ONLY"
+  # Cloud Run strips the signature of an ID token it verified, so the relay cannot verify it again:
+  # its invoker check is left to the function (ingress stays internal).
+  function_checks_callers = each.value.caller_check
+
+  kms_key_name      = google_kms_crypto_key.pubsub.id
+  message_retention = var.message_retention
 
   vpc_connector         = each.value.fhir ? var.vpc_connector : null
   max_instances         = each.value.max_instances
@@ -339,6 +441,7 @@ module "function" {
     google_storage_bucket_iam_member.build_reads_source,
     google_secret_manager_secret.nik_hash_key,
     google_firestore_database.dedup,
+    google_kms_crypto_key_iam_member.pubsub_agent,
   ]
 }
 
@@ -373,7 +476,9 @@ module "monitoring" {
   dead_letter_subscriptions = {
     for name, f in module.function : name => f.dead_letter_subscription if local.functions[name].trigger != null
   }
-  function_services      = { for name, f in module.function : name => f.service_name }
-  alert_emails           = var.alert_emails
-  error_threshold_per_5m = var.error_threshold_per_5m
+  function_services       = { for name, f in module.function : name => f.service_name }
+  alert_emails            = var.alert_emails
+  error_threshold_per_5m  = var.error_threshold_per_5m
+  relay_service           = try(module.function["subscription-relay"].service_name, null)
+  relay_rejections_per_5m = var.relay_rejections_per_5m
 }

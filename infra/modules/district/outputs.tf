@@ -20,3 +20,8 @@ output "source_bucket" {
 output "nik_hash_key_secret" {
   value = google_secret_manager_secret.nik_hash_key.id
 }
+
+output "relay_audience" {
+  description = "Audience of the ID tokens the relay accepts (relay_allowed_callers request tokens for it); the relay answers at this URL too."
+  value       = local.relay_audience
+}

@@ -100,19 +100,37 @@ variable "source_priority" {
   default     = ["simrs", "simpus", "sikda", "pcare", "lab"]
 }
 
+# Thresholds: null (the default) leaves the code's calibrated value (shared/config.py, CALIBRATED_*),
+# the one source of truth; the functions refuse a value under its floor unless
+# allow_thresholds_below_calibration is set (README "Deploying a district").
 variable "name_match_threshold" {
-  type    = number
-  default = 85
+  description = "DEDUP_NAME_MATCH_THRESHOLD; null = the calibrated default (97)."
+  type        = number
+  default     = null
 }
 
 variable "name_review_threshold" {
-  type    = number
-  default = 60
+  description = "DEDUP_NAME_REVIEW_THRESHOLD; null = the calibrated default (70)."
+  type        = number
+  default     = null
+}
+
+variable "nik_name_match_threshold" {
+  description = "DEDUP_NIK_NAME_MATCH_THRESHOLD; null = the calibrated default (85)."
+  type        = number
+  default     = null
 }
 
 variable "demographic_auto_merge_threshold" {
-  type    = number
-  default = 97
+  description = "DEDUP_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD; null = the calibrated default (97)."
+  type        = number
+  default     = null
+}
+
+variable "allow_thresholds_below_calibration" {
+  description = "Lets a threshold under its calibrated floor start (logged as a warning); only after calibrating on the district's own labelled pairs."
+  type        = bool
+  default     = false
 }
 
 variable "demographic_auto_merge_enabled" {
@@ -149,6 +167,23 @@ variable "nik_hash_key_secret" {
   default     = "dedup-nik-hash-key"
 }
 
+variable "secret_versions" {
+  description = <<-EOT
+    The version each function reads of each secret (never latest: a new version then reaches the
+    functions only through a reviewed plan). Keys: nik_hash_key, external_fhir_token, relay_shared_secret.
+  EOT
+  type = object({
+    nik_hash_key        = optional(string, "1")
+    external_fhir_token = optional(string, "1")
+    relay_shared_secret = optional(string, "1")
+  })
+  default = {}
+  validation {
+    condition     = alltrue([for v in values(var.secret_versions) : can(regex("^[1-9][0-9]*$", v))])
+    error_message = "Secret versions are numbers; latest is not allowed."
+  }
+}
+
 variable "source_bucket" {
   description = "Bucket for the functions' source zips; defaults to <project>-dedup-source."
   type        = string
@@ -168,10 +203,26 @@ variable "relay_ingress" {
   default     = "ALLOW_INTERNAL_ONLY"
 }
 
-variable "relay_invoker_members" {
-  description = "Principals allowed to call subscription-relay, e.g. the HAPI server's service account."
+variable "relay_allowed_callers" {
+  description = "Service account emails whose Google ID tokens (audience: the relay's URL, output relay_audience) the relay accepts, e.g. the HAPI host's."
   type        = list(string)
   default     = []
+  validation {
+    condition     = alltrue([for e in var.relay_allowed_callers : can(regex("^[^@:\\s]+@[^@\\s]+$", e))])
+    error_message = "Emails only (no serviceAccount: prefix)."
+  }
+}
+
+variable "relay_shared_secret" {
+  description = "Secret Manager secret id holding the relay's shared secret, for a FHIR server that cannot send ID tokens (null: none)."
+  type        = string
+  default     = null
+}
+
+variable "relay_rejections_per_5m" {
+  description = "Rejected relay calls (401) within 5 minutes that raise an alert; 0 = any."
+  type        = number
+  default     = 0
 }
 
 variable "function_limits" {
@@ -188,6 +239,12 @@ variable "alert_emails" {
 variable "error_threshold_per_5m" {
   type    = number
   default = 10
+}
+
+variable "message_retention" {
+  description = "How long the pipeline topics and subscriptions keep messages, dead letters included (they may hold patient resources: kept short, encrypted with the district's key)."
+  type        = string
+  default     = "345600s"
 }
 
 variable "max_delivery_attempts" {

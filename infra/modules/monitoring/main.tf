@@ -70,3 +70,56 @@ resource "google_monitoring_alert_policy" "function_errors" {
     content   = "${each.key} is failing repeatedly; Pub/Sub keeps redelivering with backoff and dead-letters after the last attempt. Check the function's logs and the FHIR server's quota (429s)."
   }
 }
+
+# The relay answers 401 to a caller it does not accept (shared/services/relay.py logs relay_rejected with
+# a reason code). A 4xx never reaches the 5xx alert, and a FHIR server with a stale token or secret loses
+# every patient change silently, so rejections are counted from the logs and alerted on.
+resource "google_logging_metric" "relay_rejections" {
+  count   = var.relay_service == null ? 0 : 1
+  project = var.project_id
+  name    = "dedup-relay-rejections"
+  filter  = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${var.relay_service}\" AND jsonPayload.event = \"relay_rejected\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "missing-header, not-bearer, bad-secret, bad-token, expired-token, wrong-audience, unknown-caller"
+    }
+  }
+  label_extractors = {
+    reason = "EXTRACT(jsonPayload.reason)"
+  }
+}
+
+resource "google_monitoring_alert_policy" "relay_rejections" {
+  count                 = var.relay_service == null ? 0 : 1
+  project               = var.project_id
+  display_name          = "dedup ${var.district}: relay rejects callers"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "subscription-relay answered 401"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.relay_rejections[0].name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.relay_rejections_per_5m
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.reason"]
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The relay refused calls (reason label: expired-token or unknown-caller = the FHIR server's ID token or service account; bad-secret = its shared secret is not the current Secret Manager version; wrong-audience = it requests tokens for another URL). Patient changes sent in those calls were not relayed: fix the FHIR server's Subscription header, then run `python -m ops backfill` for the gap."
+  }
+}

@@ -29,3 +29,15 @@ variable "error_threshold_per_5m" {
   type        = number
   default     = 10
 }
+
+variable "relay_service" {
+  description = "Cloud Run service of subscription-relay; null when the district has no relay."
+  type        = string
+  default     = null
+}
+
+variable "relay_rejections_per_5m" {
+  description = "Rejected relay calls (401, relay_rejected log events) within 5 minutes that raise an alert."
+  type        = number
+  default     = 0
+}

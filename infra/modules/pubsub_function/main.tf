@@ -49,7 +49,7 @@ resource "google_project_iam_member" "firestore" {
 resource "google_secret_manager_secret_iam_member" "secret" {
   for_each  = var.secret_environment
   project   = var.project_id
-  secret_id = each.value
+  secret_id = each.value.secret
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.runtime.member
 }
@@ -102,8 +102,8 @@ resource "google_cloudfunctions2_function" "this" {
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
-        secret     = secret_environment_variables.value
-        version    = "latest"
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
       }
     }
   }
@@ -112,7 +112,7 @@ resource "google_cloudfunctions2_function" "this" {
   depends_on = [google_secret_manager_secret_iam_member.secret]
 }
 
-# --- invocation: only the push identity (and listed principals for HTTP) may call the function --------
+# --- invocation: only the push identity may call a triggered function; an HTTP one checks its callers ---
 
 resource "google_service_account" "push" {
   count        = local.triggered ? 1 : 0
@@ -139,23 +139,33 @@ resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
   member   = google_service_account.push[0].member
 }
 
-resource "google_cloud_run_v2_service_iam_member" "invoker" {
-  for_each = toset(var.invoker_members)
+# Only for an HTTP function that verifies every caller itself (the relay, shared/adapters/caller_auth.py):
+# Cloud Run replaces the signature of an ID token it checked, so the function could not check it again.
+resource "google_cloud_run_v2_service_iam_member" "callers_checked_by_function" {
+  count    = var.function_checks_callers ? 1 : 0
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.this.service_config[0].service
   role     = "roles/run.invoker"
-  member   = each.value
+  member   = "allUsers"
+
+  lifecycle {
+    precondition {
+      condition     = !local.triggered
+      error_message = "Only an HTTP function checks its callers itself; Pub/Sub pushes use the push identity."
+    }
+  }
 }
 
 # --- delivery: push subscription with retry policy and dead-letter topic --------------------------------
 
+# Dead letters are copies of pipeline messages (patient data): the same key and retention as the topics.
 resource "google_pubsub_topic" "dead_letter" {
-  #checkov:skip=CKV_GCP_83:Same as the pipeline topics: Google-managed encryption at rest; dead letters are copies of pipeline messages.
   count                      = local.triggered ? 1 : 0
   project                    = var.project_id
   name                       = "${var.name}-dead-letter"
   labels                     = merge(local.labels, { role = "dead-letter" })
+  kms_key_name               = var.kms_key_name
   message_retention_duration = var.message_retention
 }
 

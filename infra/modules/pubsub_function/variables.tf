@@ -81,9 +81,13 @@ variable "environment" {
 }
 
 variable "secret_environment" {
-  description = "Env var name -> Secret Manager secret id; the function gets accessor on these secrets only."
-  type        = map(string)
+  description = "Env var name -> Secret Manager secret id and the version read; the function gets accessor on these secrets only."
+  type        = map(object({ secret = string, version = string }))
   default     = {}
+  validation {
+    condition     = alltrue([for s in values(var.secret_environment) : can(regex("^[1-9][0-9]*$", s.version))])
+    error_message = "Pin a secret version number; latest would deploy an unreviewed secret."
+  }
 }
 
 variable "ingress" {
@@ -96,14 +100,19 @@ variable "ingress" {
   }
 }
 
-variable "invoker_members" {
-  description = "Extra principals allowed to invoke an HTTP function (never allUsers / allAuthenticatedUsers)."
-  type        = list(string)
-  default     = []
-  validation {
-    condition     = alltrue([for m in var.invoker_members : !contains(["allUsers", "allAuthenticatedUsers"], m)])
-    error_message = "Public invokers are not allowed."
-  }
+variable "function_checks_callers" {
+  description = <<-EOT
+    HTTP function that authenticates every caller itself (the relay: a Google ID token it verifies, or a
+    shared secret). Cloud Run then lets requests through to it (run.invoker for allUsers) because it
+    strips the signature of a token it verified itself; ingress stays internal.
+  EOT
+  type        = bool
+  default     = false
+}
+
+variable "kms_key_name" {
+  description = "KMS key encrypting the dead-letter topic (the district's Pub/Sub key)."
+  type        = string
 }
 
 variable "vpc_connector" {
@@ -154,7 +163,6 @@ variable "maximum_backoff" {
 variable "message_retention" {
   description = "How long unacknowledged messages (and dead letters) are kept."
   type        = string
-  default     = "604800s"
 }
 
 variable "labels" {
