@@ -7,7 +7,11 @@ Tests that want other adapters (in-memory fakes) build the services directly.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
+
+from pydantic import SecretStr
 
 from shared.adapters.backfill_runs import FirestoreBackfillRuns
 from shared.adapters.caller_auth import EitherVerifier, GoogleIdTokenVerifier, SharedSecretVerifier
@@ -28,8 +32,16 @@ _lock = threading.RLock()  # builders call each other (matching needs the index)
 _built: dict[tuple[str, str], object] = {}
 
 
+def _settings_key(settings: Settings) -> str:
+    """The whole configuration, secrets included (``model_dump_json`` masks them, and two settings that
+    differ only in a key or a token must not share an adapter)."""
+    values = {name: value.get_secret_value() if isinstance(value, SecretStr) else value
+              for name, value in settings}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _once(kind: str, settings: Settings, build):
-    key = (kind, settings.model_dump_json())
+    key = (kind, _settings_key(settings))
     with _lock:
         if key not in _built:
             _built[key] = build()

@@ -107,3 +107,16 @@ def test_no_import_cycles():
     graph = {_module_name(p): {d for d in _project_imports(p, known) if not _module_name(p).startswith(d + ".")}
              - {_module_name(p)} for p in files}
     assert find_cycles(graph) == []
+
+
+def test_the_composition_root_does_not_share_adapters_across_secrets():
+    from pydantic import SecretStr
+
+    from shared import bootstrap
+    from shared.config import Settings
+
+    one = Settings(nik_hash_key=SecretStr("key-one"), environment="local")
+    other = Settings(nik_hash_key=SecretStr("key-two"), environment="local")
+    assert bootstrap._settings_key(one) != bootstrap._settings_key(other)
+    assert bootstrap._settings_key(one) == bootstrap._settings_key(Settings(nik_hash_key=SecretStr("key-one"),
+                                                                            environment="local"))
