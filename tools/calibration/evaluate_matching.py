@@ -58,7 +58,7 @@ from tools.calibration.matching_score import (
 )
 
 app = typer.Typer(add_completion=False)
-console = Console()
+console = Console(width=170)   # the results table is wide; a pipe would get 80 columns
 
 
 def notification(patient_id: str) -> object:
