@@ -128,9 +128,13 @@ def pattern_lines(results: list[dict]) -> list[str]:
 
 def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, json_out: Path | None,
                            workdir: Path | None) -> list[dict]:
+    import logging
+
     from shared.config import Settings
+    from shared.logging import set_level
     from tools.calibration.offline import evaluate_offline
 
+    set_level(logging.WARNING)    # the services log one JSON line per patient: they would flood the table
     settings = Settings()
     directory = workdir or Path(tempfile.mkdtemp(prefix="dedup-eval-offline-"))
     results = []

@@ -11,13 +11,11 @@ scores them. Same code as production minus the I/O: a 10,000-patient district ta
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.config import Settings
-from shared.logging import set_level
 from shared.messages import PatientChange
 from tools.calibration.matching_score import EVAL_SETS, score_run
 from tools.dataset.generate import Params, generate, iter_resources
@@ -38,7 +36,6 @@ def patients_in_order(directory: Path) -> list[dict]:
 def run_offline(directory: Path, settings: Settings) -> OfflineRun:
     from tests.fakes import FakeServices, InMemoryFhir
 
-    set_level(logging.WARNING)    # one JSON line per patient would dominate the run
     fhir = InMemoryFhir()
     patients = patients_in_order(directory)
     for patient in patients:
