@@ -1,9 +1,18 @@
-"""Scores matching against a generated district dataset's ground truth.
+"""Scores matching against generated districts' ground truth, offline or through the local stack.
 
-    python -m tools.calibration.evaluate_matching --patients 1000 --seed 1 [--workers 4] [--dataset DIR] \\
-        [--explain FILE]
+    python -m tools.calibration.evaluate_matching --offline --sets default,legacy,lookalike --seeds 1,2,3 \\
+        --patients 5000 [--json FILE]
 
-Starts its own local stack (emulators + an empty FHIR server), generates the dataset (or uses DIR),
+Offline (``tools/calibration/offline.py``): for each set (``matching_score.EVAL_SETS``: the field noise,
+the legacy noise, the look-alike mix with the legacy noise) and seed, generates the district, runs every
+Patient through ``MatchingService.handle_change`` over the in-memory fakes (the production decision
+code minus I/O), scores it (``matching_score.score_run``), prints one table row per set and seed and
+the top patterns of false pairs, review and misses per set, and writes every figure as JSON.
+
+    python -m tools.calibration.evaluate_matching --patients 1000 --seed 1 [--sets legacy] [--workers 4] \\
+        [--dataset DIR] [--explain FILE]
+
+The stack mode starts its own local stack (emulators + an empty FHIR server), generates the dataset (or uses DIR),
 loads it, then delivers one Healthcare-API-style notification per Patient (NameOnly, as the
 production store is configured) to the real ``match_patient`` entry point, ``--workers`` at a time.
 Reports, over pairs of patient records:
@@ -22,14 +31,13 @@ agree/conflict/missing per field, NIK issues). Never a name, NIK or birth date.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,8 +45,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tools.calibration.matching_score import (
+    EVAL_SETS,
+    MERGED,
+    MISSED,
+    REVIEW,
+    classify_pairs,
+    merged_clusters,
+    nik_bearing_pairs,
+    pairs_of,
+    score_run,
+)
+
 app = typer.Typer(add_completion=False)
-console = Console()
+console = Console(width=170)   # the results table is wide; a pipe would get 80 columns
 
 
 def notification(patient_id: str) -> object:
@@ -62,79 +82,108 @@ def patient_ids_in_order(directory: Path) -> list[str]:
     return ids
 
 
-def pairs_of(groups) -> set[tuple[str, str]]:
-    return {tuple(sorted(p)) for group in groups for p in itertools.combinations(sorted(set(group)), 2)}
+def index_documents(db, settings) -> list[dict]:
+    return [snapshot.to_dict() for collection in ("nik_index", "demographic_index")
+            for snapshot in db.collection(settings.collection(collection)).stream()]
 
 
-class Clusters:
-    """Union-find over patient ids."""
-
-    def __init__(self):
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def join(self, ids) -> None:
-        ids = [i for i in ids if i]
-        for other in ids[1:]:
-            self.parent[self.find(other)] = self.find(ids[0])
-
-    def together(self, a: str, b: str) -> bool:
-        return self.find(a) == self.find(b)
+def parse_list(text: str, kind=str) -> list:
+    return [kind(part.strip()) for part in text.split(",") if part.strip()]
 
 
-MERGED, REVIEW, MISSED = "merged", "review", "missed"
+ROW = (("precision", "precision", "{:.4f}"), ("false pairs", "false_pairs", "{}"),
+       ("auto recall", "recall_auto", "{:.4f}"), ("auto recall NIK", "recall_auto_nik", "{:.4f}"),
+       ("recall +review", "recall_with_review", "{:.4f}"), ("review % pts", "review_pct", "{:.2f}"),
+       ("baby/twin false", "baby_twin_false_pairs", "{}"), ("true pairs", "true_pairs", "{}"),
+       ("NIK pairs", "nik_pairs", "{}"), ("matching s", "seconds_matching", "{:.1f}"))
 
 
-def classify_pairs(pairs, merged: set[tuple[str, str]], merge_groups, review_groups,
-                   same_person) -> dict[tuple[str, str], str]:
-    """Each same-person pair: merged (decided), review (not merged, but pending review items unite
-    the two when a reviewer approves the items that name one person twice, as a careful reviewer
-    would, and rejects the rest) or missed."""
-    united = Clusters()
-    for group in merge_groups:
-        united.join(sorted(group))
-    for group in review_groups:
-        for x, y in itertools.combinations(sorted(set(group)), 2):
-            if same_person(x, y):
-                united.join([x, y])
-    return {pair: MERGED if tuple(sorted(pair)) in merged else REVIEW if united.together(*pair) else MISSED
-            for pair in pairs}
+def results_table(results: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("set")
+    table.add_column("seed", justify="right")
+    for header, _, _ in ROW:
+        table.add_column(header, justify="right")
+    for result in results:
+        table.add_row(result["set"], str(result["seed"]),
+                      *(fmt.format(result[key]) if key in result else "" for _, key, fmt in ROW))
+    return table
 
 
-def merged_clusters(db, settings) -> list[list[str]]:
-    """Union of every request (master + duplicates + pending members): the merge decisions taken."""
-    union = Clusters()
-    for collection in ("nik_index", "demographic_index"):
-        for snapshot in db.collection(settings.collection(collection)).stream():
-            doc = snapshot.to_dict()
-            request = doc.get("request") or {}
-            members = [request.get("master"), *request.get("duplicates", [])] if request else []
-            pending = [pid for pid, m in (doc.get("members") or {}).items() if m.get("status") == "pending"]
-            if pending and doc.get("master"):
-                members += [doc["master"], *pending]
-            union.join(members)
-    clusters = defaultdict(list)
-    for pid in list(union.parent):
-        clusters[union.find(pid)].append(pid)
-    return [c for c in clusters.values() if len(c) > 1]
+def pattern_lines(results: list[dict]) -> list[str]:
+    """Per set, the patterns summed over its seeds, most frequent first."""
+    lines = []
+    for set_name in dict.fromkeys(r["set"] for r in results):
+        for key, label in (("false_pairs_by_pattern", "false pairs"), ("missed_by_pattern", "missed"),
+                           ("review_by_pattern", "in review")):
+            total: Counter = Counter()
+            for result in results:
+                if result["set"] == set_name:
+                    total.update(dict(result[key]))
+            if total:
+                lines.append(f"[bold]{set_name}[/bold], {label}: " +
+                             "; ".join(f"{pattern} ({count})" for pattern, count in total.most_common(6)))
+    return lines
+
+
+def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, json_out: Path | None,
+                           workdir: Path | None) -> list[dict]:
+    import logging
+
+    from shared.config import Settings
+    from shared.logging import set_level
+    from tools.calibration.offline import evaluate_offline
+
+    set_level(logging.WARNING)    # the services log one JSON line per patient: they would flood the table
+    settings = Settings()
+    directory = workdir or Path(tempfile.mkdtemp(prefix="dedup-eval-offline-"))
+    results = []
+    for set_name in sets:
+        for seed in seeds:
+            results.append(evaluate_offline(set_name, seed, patients, settings, directory))
+            console.print(f"{set_name} seed {seed}: precision {results[-1]['precision']:.4f}, "
+                          f"auto recall {results[-1]['recall_auto']:.4f} "
+                          f"({results[-1]['seconds_matching']:.1f} s)")
+    console.print(results_table(results, f"Matching, offline, {patients} patients per district"))
+    for line in pattern_lines(results):
+        console.print(line)
+    if json_out:
+        json_out.write_text(json.dumps({"patients": patients, "sets": {s: EVAL_SETS[s] for s in sets},
+                                        "results": results}, indent=1) + "\n")
+        console.print(f"figures written to {json_out}")
+    return results
 
 
 @app.command()
 def main(
     patients: int = typer.Option(1000, "--patients"),
-    seed: int = typer.Option(1, "--seed"),
+    seed: int = typer.Option(1, "--seed", help="stack mode: the seed"),
+    offline: bool = typer.Option(False, "--offline", help="run the decision code in memory, no stack"),
+    sets: str = typer.Option("default", "--sets", help=f"comma-separated, of {', '.join(EVAL_SETS)} "
+                                                        "(stack mode: one)"),
+    seeds: str | None = typer.Option(None, "--seeds", help="offline: comma-separated seeds (default: --seed)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write every figure as JSON"),
+    workdir: Path | None = typer.Option(None, "--workdir", help="offline: where the districts are generated"),
     workers: int = typer.Option(4, "--workers", min=1, help="events handled at once"),
     dataset: Path | None = typer.Option(None, "--dataset", help="an existing generated dataset"),
     explain: Path | None = typer.Option(None, "--explain",
                                            help="write the NIK-bearing pairs not merged, with rule and evidence "
                                                 "(JSON lines, no patient data)"),
 ):
+    set_names = parse_list(sets)
+    unknown = [name for name in set_names if name not in EVAL_SETS]
+    if unknown or not set_names:
+        raise typer.BadParameter(f"unknown set(s) {unknown}; known: {', '.join(EVAL_SETS)}")
+    if offline:
+        run_offline_evaluation(set_names, parse_list(seeds, int) if seeds else [seed], patients, json_out, workdir)
+        return
+    if len(set_names) != 1 or seeds:
+        raise typer.BadParameter("the stack mode runs one set and one seed (--sets NAME --seed N)")
+    run_on_stack(set_names[0], patients, seed, workers, dataset, explain, json_out)
+
+
+def run_on_stack(set_name: str, patients: int, seed: int, workers: int, dataset: Path | None,
+                 explain: Path | None, json_out: Path | None) -> None:
     from tools.runtime.stack import LocalStack
 
     with LocalStack() as stack:
@@ -159,7 +208,8 @@ def main(
 
         directory = dataset or Path(tempfile.mkdtemp(prefix="dedup-eval-"))
         if dataset is None:
-            generate(directory, Params(patients=patients, seed=seed, resources_per_patient=0.0), settings)
+            generate(directory, Params(patients=patients, seed=seed, resources_per_patient=0.0,
+                                       **EVAL_SETS[set_name]), settings)
         truth = json.loads((directory / "ground_truth.json").read_text())
         with FhirClient.from_settings(settings) as fhir:
             report = load_dataset(directory, fhir, show_progress=False)
@@ -183,16 +233,21 @@ def main(
 
         db = firestore.Client(project=project)
         person_of = {pid: info["person"] for pid, info in truth["patients"].items()}
-        clusters = merged_clusters(db, settings)
+        resources = {pid: r for pid, r in resources.items() if pid in person_of}
+        documents = index_documents(db, settings)
+        clusters = merged_clusters(documents)
         predicted = pairs_of(clusters)
         actual = pairs_of(truth["persons"].values())
         facts = {pid: patient_facts(r, settings) for pid, r in resources.items()}
-        nik_duplicates = {(a, b) for a, b in actual
-                          if facts[a].kind == "nik" and facts[b].kind == "nik" and facts[a].nik_token
-                          and facts[a].nik_token == facts[b].nik_token}
+        nik_duplicates = nik_bearing_pairs(actual, facts)
         true_positive = predicted & actual
         false_merges = sorted(predicted - actual)
         review_items = [s.to_dict() for s in db.collection(settings.collection("review_items")).stream()]
+        figures = {"set": set_name, "seed": truth["seed"],
+                   **score_run(truth, resources, documents, review_items, settings)}
+        if json_out:
+            json_out.write_text(json.dumps({"patients": len(ids), "sets": {set_name: EVAL_SETS[set_name]},
+                                            "results": [figures]}, indent=1) + "\n")
         reviews = Counter(item["reason"] for item in review_items)
         pending = [item["patient_ids"] for item in review_items if item.get("status") == "pending"]
         outcome = classify_pairs(actual, predicted, clusters, pending, lambda x, y: person_of[x] == person_of[y])
@@ -224,6 +279,9 @@ def main(
                       f"{ordered[int(0.95 * (len(ordered) - 1))] * 1000:.0f}")
         table.add_row("events/s", f"{len(ids) / elapsed:.1f}")
         console.print(table)
+        console.print(results_table([figures], "Summary (as the offline mode reports it)"))
+        for line in pattern_lines([figures]):
+            console.print(line)
         for a, b in false_merges[:20]:
             console.print(f"false merge: {a} ({truth['patients'][a]['case']}) + {b} ({truth['patients'][b]['case']})")
 

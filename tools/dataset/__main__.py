@@ -28,10 +28,14 @@ def generate_command(
                                                 help="mean clinical resources per patient record"),
     bulk_fraction: float = typer.Option(0.7, "--bulk-fraction", min=0.0, max=1.0),
     as_of: str = typer.Option("2025-06-30", "--as-of", help="the dataset's 'today' (YYYY-MM-DD)"),
+    noise: str = typer.Option("field", "--noise", help="error model: field (default) or legacy "
+                                                       "(tools/dataset/noise_legacy.py)"),
+    mix: str = typer.Option("district", "--mix", help="people: district (default) or lookalike "
+                                                      "(tools/dataset/lookalike.py)"),
 ):
     """Write a district dataset (NDJSON per phase and type, manifest.json, ground_truth.json)."""
     params = Params(patients=patients, seed=seed, resources_per_patient=resources_per_patient,
-                    bulk_fraction=bulk_fraction, as_of=date.fromisoformat(as_of))
+                    bulk_fraction=bulk_fraction, as_of=date.fromisoformat(as_of), noise=noise, mix=mix)
     started = time.perf_counter()
     truth = generate(out, params, get_settings())
     seconds = time.perf_counter() - started

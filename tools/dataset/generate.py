@@ -25,6 +25,8 @@ from pathlib import Path
 
 from shared.config import Settings
 from tools.dataset import tables as T
+from tools.dataset.noise_legacy import RATES as LEGACY_RATES
+from tools.dataset.noise_legacy import LegacyNoise
 
 SOURCES = ("simrs", "simpus", "sikda", "pcare", "lab")
 PHASES = ("bulk", "stream")
@@ -61,6 +63,8 @@ GROUP_WEIGHTS = {
 # How many records an ordinary person has across the legacy systems.
 COPIES_WEIGHTS = {1: 60, 2: 20, 3: 9, 4: 5, 5: 2, 6: 1.5, 7: 1, 8: 0.6, 9: 0.5, 10: 0.4}
 MAX_GROUP_RECORDS = 12
+NOISE_MODELS = ("field", "legacy")       # field: the noise in this module; legacy: tools/dataset/noise_legacy.py
+MIXES = ("district", "lookalike")        # lookalike: tools/dataset/lookalike.py
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,22 @@ class Params:
     resources_per_patient: float = 20.0   # mean number of clinical resources per patient record
     bulk_fraction: float = 0.7
     as_of: date = DEFAULT_AS_OF            # "today" of the dataset, fixed so output does not depend on the clock
+    noise: str = "field"                   # one of NOISE_MODELS
+    mix: str = "district"                  # one of MIXES: which groups of people the district is made of
+
+    def __post_init__(self):
+        if self.noise not in NOISE_MODELS or self.mix not in MIXES:
+            raise ValueError(f"noise must be one of {NOISE_MODELS}, mix one of {MIXES}")
 
     def as_json(self) -> dict:
-        return {"patients": self.patients, "seed": self.seed, "resources_per_patient": self.resources_per_patient,
-                "bulk_fraction": self.bulk_fraction, "as_of": self.as_of.isoformat()}
+        out = {"patients": self.patients, "seed": self.seed, "resources_per_patient": self.resources_per_patient,
+               "bulk_fraction": self.bulk_fraction, "as_of": self.as_of.isoformat()}
+        # Only when not the default, so the default output stays byte-identical to before they existed.
+        if self.noise != "field":
+            out["noise"] = self.noise
+        if self.mix != "district":
+            out["mix"] = self.mix
+        return out
 
 
 @dataclass
@@ -103,12 +119,15 @@ class PatientInfo:
     load: str
     nik_kind: str | None
     collides_with: str | None = None
+    noise: list[str] | None = None     # legacy noise only: the errors in this record (noise_legacy.RATES)
 
     def as_json(self) -> dict:
         out = {"person": self.person, "source": self.source, "case": self.case, "has_nik": self.has_nik,
                "load": self.load, "nik_kind": self.nik_kind}
         if self.collides_with:
             out["collides_with"] = self.collides_with
+        if self.noise is not None:
+            out["noise"] = self.noise
         return out
 
 
@@ -118,6 +137,7 @@ class GroundTruth:
     params: dict
     patients: dict[str, PatientInfo] = field(default_factory=dict)
     persons: dict[str, list[str]] = field(default_factory=dict)
+    noise_stats: dict[str, dict[str, int]] | None = None   # legacy noise: per type, records eligible/applied
 
     def add(self, info: PatientInfo) -> None:
         self.patients[info.id] = info
@@ -130,9 +150,17 @@ class GroundTruth:
         return dict(sorted(counts.items()))
 
     def as_json(self) -> dict:
-        return {"seed": self.seed, "params": self.params,
-                "patients": {pid: info.as_json() for pid, info in self.patients.items()},
-                "persons": self.persons, "cases": self.cases(), "labels": CASE_LABELS}
+        from tools.dataset.lookalike import LOOKALIKE_CASE_LABELS
+
+        cases = self.cases()
+        labels = {**CASE_LABELS, **{k: v for k, v in LOOKALIKE_CASE_LABELS.items() if k in cases}}
+        out = {"seed": self.seed, "params": self.params,
+               "patients": {pid: info.as_json() for pid, info in self.patients.items()},
+               "persons": self.persons, "cases": cases, "labels": labels}
+        if self.noise_stats is not None:
+            out["noise_rates"] = LEGACY_RATES
+            out["noise_stats"] = self.noise_stats
+        return out
 
 
 class NdjsonWriter:
@@ -186,6 +214,9 @@ class DistrictGenerator:
         self._serials: dict[str, int] = {}
         self._person_seq = 0
         self._mrn_seq = 0
+        self.legacy = LegacyNoise(self.rng, params.as_of) if params.noise == "legacy" else None
+        if self.legacy is not None:
+            self.truth.noise_stats = self.legacy.stats
         self._shared_resources()
 
     # ------------------------------------------------------------------ ids and small draws
@@ -416,6 +447,9 @@ class DistrictGenerator:
                "lab": f"LAB-{self.p.as_of.year}-{self._mrn_seq:06d}"}[source]
         identifiers = [{"use": "usual", "system": f"urn:source:{source}:mrn", "value": mrn}]
         nik_value = person.nik if nik is None and nik_kind == "nik" else nik
+        if self.legacy is not None:
+            return self.legacy_patient(pid, person, source, case, identifiers, nik_value, nik_kind, name,
+                                       multiple_birth, keep_demographics, collides_with, load)
         if nik_kind is not None and nik_value:
             system = self.settings.nik_system if nik_kind == "nik" else self.settings.nik_ibu_system
             shown = nik_value if canonical or not self.chance(0.3) else self.noisy_nik(nik_value)
@@ -445,6 +479,37 @@ class DistrictGenerator:
         load = load or ("bulk" if self.chance(self.p.bulk_fraction) else "stream")
         info = PatientInfo(id=pid, person=person.id, source=source, case=case, has_nik=nik_kind == "nik",
                            load=load, nik_kind=nik_kind, collides_with=collides_with)
+        return resource, info
+
+    def legacy_patient(self, pid: str, person: Person, source: str, case: str, identifiers: list[dict],
+                       nik_value: str | None, nik_kind: str | None, name: dict | None,
+                       multiple_birth: int | None, keep_demographics: bool, collides_with: str | None,
+                       load: str | None) -> tuple[dict, PatientInfo]:
+        """``patient`` under the legacy noise model (``noise_legacy.LegacyNoise``)."""
+        assert self.legacy is not None
+        own = nik_kind == "nik" and nik_value is not None and nik_value == person.nik
+        fields = self.legacy.fields(person, nik=nik_value if nik_kind is not None else None, own_nik=own,
+                                    name=name, keep_demographics=keep_demographics)
+        if nik_kind is not None and fields.nik is not None:
+            system = self.settings.nik_system if nik_kind == "nik" else self.settings.nik_ibu_system
+            identifiers.append({"use": "official", "system": system, "value": fields.nik})
+        else:
+            nik_kind = None
+        resource: dict = {"resourceType": "Patient", "id": pid, "meta": {"source": f"urn:source:{source}"},
+                          "identifier": identifiers, "active": True, "name": [fields.name]}
+        if fields.phone:
+            resource["telecom"] = [{"system": "phone", "value": fields.phone, "use": "mobile"}]
+        if fields.gender:
+            resource["gender"] = fields.gender
+        if fields.birth_date:
+            resource["birthDate"] = fields.birth_date
+        if fields.address:
+            resource["address"] = [fields.address]
+        if multiple_birth is not None:
+            resource["multipleBirthInteger"] = multiple_birth
+        load = load or ("bulk" if self.chance(self.p.bulk_fraction) else "stream")
+        info = PatientInfo(id=pid, person=person.id, source=source, case=case, has_nik=nik_kind == "nik",
+                           load=load, nik_kind=nik_kind, collides_with=collides_with, noise=fields.labels)
         return resource, info
 
     def emit(self, resource: dict, info: PatientInfo, person: Person, *, related: list[tuple[dict, str]] = ()
@@ -587,6 +652,11 @@ class DistrictGenerator:
                 self.emit(*self.patient(person, source, "sibling", canonical=i == 0), person)
 
     def run(self) -> GroundTruth:
+        if self.p.mix == "lookalike":
+            from tools.dataset.lookalike import LookalikeMix
+
+            LookalikeMix(self).run()
+            return self.truth
         groups = {name: getattr(self, name.replace("-", "_")) for name in GROUP_WEIGHTS}
         while len(self.truth.patients) < self.p.patients:
             remaining = self.p.patients - len(self.truth.patients)
