@@ -70,3 +70,58 @@ resource "google_monitoring_alert_policy" "function_errors" {
     content   = "${each.key} is failing repeatedly; Pub/Sub keeps redelivering with backoff and dead-letters after the last attempt. Check the function's logs and the FHIR server's quota (429s)."
   }
 }
+
+# Malformed messages: each entry point logs "event_quarantined" (functions/_delivery.py) when it puts
+# one on the quarantine topic. Counted here from the logs (jsonPayload.event: the structlog event name).
+resource "google_logging_metric" "quarantined_messages" {
+  project = var.project_id
+  name    = "dedup-${var.district}-quarantined-messages"
+  filter  = "resource.type = \"cloud_run_revision\" AND jsonPayload.event = \"event_quarantined\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Reason code of the malformed message (never its content)."
+    }
+    labels {
+      key         = "topic"
+      value_type  = "STRING"
+      description = "Topic the message came from."
+    }
+  }
+  label_extractors = {
+    reason = "EXTRACT(jsonPayload.reason)"
+    topic  = "EXTRACT(jsonPayload.topic)"
+  }
+}
+
+# One malformed message is one patient change or merge step nobody will process until ops look.
+resource "google_monitoring_alert_policy" "quarantined_messages" {
+  project               = var.project_id
+  display_name          = "dedup ${var.district}: quarantined messages"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "a message was quarantined"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.quarantined_messages.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A function received a message it could not understand and put it, unchanged, on ${var.quarantine_topic} (attributes quarantine_reason, origin_topic). Read it with `python -m ops quarantine list` (or gcloud pubsub subscriptions pull ${var.quarantine_subscription}), fix the sender, then `python -m ops quarantine replay`. Messages stay 7 days."
+  }
+}
