@@ -71,12 +71,12 @@ resource "google_monitoring_alert_policy" "function_errors" {
   }
 }
 
-# Malformed messages: each entry point logs "event_quarantined" (functions/_delivery.py) when it puts
+# Malformed messages: each entry point logs "event_malformed" (functions/_delivery.py) once it has put
 # one on the quarantine topic. Counted here from the logs (jsonPayload.event: the structlog event name).
 resource "google_logging_metric" "quarantined_messages" {
   project = var.project_id
   name    = "dedup-${var.district}-quarantined-messages"
-  filter  = "resource.type = \"cloud_run_revision\" AND jsonPayload.event = \"event_quarantined\""
+  filter  = "resource.type = \"cloud_run_revision\" AND jsonPayload.event = \"event_malformed\""
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
