@@ -49,7 +49,7 @@ def json_body(data: bytes) -> object:
     """A message body as JSON; ``MalformedEvent`` when it is not."""
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not UTF-8, not JSON, or a number past int()'s 4,300-digit limit
         raise MalformedEvent("bad-json") from None
     except RecursionError:  # nesting deeper than the interpreter's stack (a forged or broken body)
         raise MalformedEvent("json-too-deep") from None

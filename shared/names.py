@@ -244,13 +244,16 @@ def _strip_leading_titles(pieces: list[_Piece]) -> list[_Piece]:
 MAX_NAME_CHARS = 200
 
 
-@lru_cache(maxsize=65536)
 def normalise_name(raw: str) -> NormalisedName:
     """Comparable form of a name as written in any legacy system (see module doc); only its first
     ``MAX_NAME_CHARS`` characters count."""
     if not isinstance(raw, str):
         return NormalisedName("", (), False, None)
-    raw = raw[:MAX_NAME_CHARS]
+    return _normalise(raw[:MAX_NAME_CHARS])
+
+
+@lru_cache(maxsize=65536)
+def _normalise(raw: str) -> NormalisedName:
     pieces = _strip_leading_titles(_pieces(raw)) or _pieces(raw)
     if pieces and pieces[0].text in BABY_WORDS and len(pieces) > 1:
         rest = pieces[1:]
@@ -336,9 +339,7 @@ def name_similarity(a: str, b: str) -> float:
     A baby's generic name ("By. Ny. Sari") never resembles an adult's name (the mother's, above all),
     and twins whose order markers differ ("Bayi 1" / "Bayi 2") score 0.
     """
-    # Capped before normalising too (normalise_name caps as well), so a stored normalised name longer
-    # than the cap (indexed before it existed) costs no more than a capped one.
-    first, second = (normalise_name(n[:MAX_NAME_CHARS] if isinstance(n, str) else n) for n in (a, b))
+    first, second = normalise_name(a), normalise_name(b)  # each capped at MAX_NAME_CHARS
     if first.is_baby != second.is_baby:
         return 0.0
     if first.is_baby:

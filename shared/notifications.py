@@ -135,7 +135,7 @@ def _subscription(env: Envelope) -> list[PatientChange] | Ignored:
         request_method = request_method.upper() if isinstance(request_method, str) else ""
         action = "delete" if request_method == "DELETE" else "upsert"
         if isinstance(resource, Mapping):
-            if resource.get("resourceType") in _STATUS_TYPES:
+            if isinstance(resource.get("resourceType"), str) and resource["resourceType"] in _STATUS_TYPES:
                 continue
             change = _from_resource(resource, ChangeSource.FHIR_SUBSCRIPTION, False, action)
             if isinstance(change, PatientChange):
