@@ -23,13 +23,15 @@ log = get_logger(__name__)
 
 @functions_framework.cloud_event
 def match_patient(cloud_event) -> None:
-    parsed = parse_or_acknowledge(cloud_event, parse_patient_change, "patient-changes")
+    settings = get_settings()
+    parse = partial(parse_patient_change, trust_healthcare_api=settings.trust_healthcare_notifications)
+    parsed = parse_or_acknowledge(cloud_event, parse, "patient-changes")
     if parsed is None:
         return
     if isinstance(parsed, Ignored):
         log.info("event_ignored", reason=parsed.reason)
         return
-    service = matching_service(get_settings())
+    service = matching_service(settings)
     for change in parsed:
         service.handle_change(change)
 

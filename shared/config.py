@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     relay_allowed_callers: list[str] = Field(default_factory=list)
     relay_shared_secret: SecretStr | None = None
 
+    # --- trust in patient-changes messages (docs/DESIGN.md "Following one event") ------------
+    # True only where the patient-changes topic has no publisher but the Healthcare API's service
+    # agent: infra/modules/district sets it exactly where it grants publish on the topic to that agent
+    # alone (tests/infra checks both). Otherwise every message is a hint: matching reads the Patient.
+    trust_healthcare_notifications: bool = False
+
     # --- Pub/Sub topics ----------------------------------------------------------------------
     topic_patient_changes: str = "patient-changes"
     topic_ops_force_merge: str = "ops-force-merge"
@@ -85,6 +91,8 @@ class Settings(BaseSettings):
     topic_merge_finalise: str = "merge-finalise"
     # Cloud Scheduler publishes here (infra/); the reconcile function rewrites late references.
     topic_ops_reconcile: str = "ops-reconcile"
+    # Messages no entry point could understand, kept as they came (functions/_delivery.py).
+    topic_quarantine: str = "quarantine"
 
     # --- Firestore ---------------------------------------------------------------------------
     firestore_database: str = "(default)"

@@ -23,9 +23,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
-_ID = r"[A-Za-z0-9\-.]{1,64}"
+from shared.fhir.ids import FHIR_ID_PATTERN, is_fhir_id
+
+_ID = FHIR_ID_PATTERN
 RESOURCE_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
@@ -46,12 +49,13 @@ def json_body(data: bytes) -> object:
     """A message body as JSON; ``MalformedEvent`` when it is not."""
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not UTF-8, not JSON, or a number past int()'s 4,300-digit limit
         raise MalformedEvent("bad-json") from None
+    except RecursionError:  # nesting deeper than the interpreter's stack (a forged or broken body)
+        raise MalformedEvent("json-too-deep") from None
 
 
-def _is_id(value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(_ID, value) is not None
+_is_id = is_fhir_id
 
 
 def _require_str(value: object, name: str) -> None:
@@ -143,8 +147,9 @@ class MergeRequested(Message):
         if not isinstance(self.group, str) or "/" not in self.group:
             raise MalformedEvent("missing-group")
         _require_str(self.nik_token, "nik_token")
-        _require_str(self.master, "master")
-        if not isinstance(self.duplicates, tuple) or not all(isinstance(d, str) for d in self.duplicates):
+        if not _is_id(self.master):
+            raise MalformedEvent("missing-master")
+        if not isinstance(self.duplicates, tuple) or not all(_is_id(d) for d in self.duplicates):
             raise MalformedEvent("bad-duplicates")
         for name in ("reason", "requested_by"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
@@ -194,7 +199,7 @@ class MergeTask(Message):
     @staticmethod
     def _usable(resources: object, resource_type: str) -> bool:
         return isinstance(resources, (list, tuple)) and all(
-            isinstance(r, dict) and r.get("resourceType") == resource_type and isinstance(r.get("id"), str)
+            isinstance(r, dict) and r.get("resourceType") == resource_type and _is_id(r.get("id"))
             for r in resources)
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,9 +278,11 @@ def envelope(event_data: object) -> Envelope:
     if not isinstance(attributes, Mapping):
         raise MalformedEvent("bad-attributes")
     raw = message.get("data") or ""
+    if not isinstance(raw, (str, bytes, bytearray)):  # bytes(<int>) would allocate that many bytes
+        raise MalformedEvent("bad-data")
     try:
         data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else bytes(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError):
         raise MalformedEvent("bad-base64") from None
     message_id = message.get("messageId") or message.get("message_id")
     return Envelope(str(message_id) if message_id else None, {str(k): str(v) for k, v in attributes.items()},
@@ -299,13 +306,27 @@ class Ignored:
     reason: str  # e.g. "not-patient", "ping", "no-focus"
 
 
+class ChangeSource(StrEnum):
+    """Who announced a patient change (decided by the decoder, ``shared.notifications``)."""
+
+    HEALTHCARE_API = "healthcare-api"      # the store's own notification (resource name or resource)
+    FHIR_SUBSCRIPTION = "fhir-subscription"  # a rest-hook body relayed by subscription-relay
+    BACKFILL = "backfill"                  # a page the backfill read from the store itself
+
+
 @dataclass(frozen=True)
 class PatientChange:
-    """One patient change announced on patient-changes (decoded only: others publish it)."""
+    """One patient change announced on patient-changes (decoded only: others publish it).
+
+    ``trusted``: whether ``resource``, ``version`` and a delete may be believed as they are. Only what
+    nobody else can publish is: the Healthcare API's own notification topic when Terraform grants
+    publish on it to the Healthcare service agent alone, and what the pipeline read from the store.
+    Anything else is a hint: matching reads the Patient by id before acting (docs/DESIGN.md)."""
 
     topic_setting: ClassVar[str] = "topic_patient_changes"
     patient_id: str
     action: str  # "upsert" | "delete"
     version: str | None = None  # versionId when the event names one
     resource: dict | None = field(default=None, repr=False)  # None: read it from FHIR
-    source: str = "healthcare-api"
+    source: ChangeSource = ChangeSource.HEALTHCARE_API
+    trusted: bool = False

@@ -238,11 +238,22 @@ def _strip_leading_titles(pieces: list[_Piece]) -> list[_Piece]:
     return pieces
 
 
-@lru_cache(maxsize=65536)
+# Longest name read, in characters. Scoring pairs every token of one name with every token of the
+# other (quadratic): two 10,000-character names took 16.7 s inside a group transaction. Real names
+# (with titles and degrees) stay far below 200 characters; only the first 200 are compared.
+MAX_NAME_CHARS = 200
+
+
 def normalise_name(raw: str) -> NormalisedName:
-    """Comparable form of a name as written in any legacy system (see module doc)."""
+    """Comparable form of a name as written in any legacy system (see module doc); only its first
+    ``MAX_NAME_CHARS`` characters count."""
     if not isinstance(raw, str):
         return NormalisedName("", (), False, None)
+    return _normalise(raw[:MAX_NAME_CHARS])
+
+
+@lru_cache(maxsize=65536)
+def _normalise(raw: str) -> NormalisedName:
     pieces = _strip_leading_titles(_pieces(raw)) or _pieces(raw)
     if pieces and pieces[0].text in BABY_WORDS and len(pieces) > 1:
         rest = pieces[1:]
@@ -328,7 +339,7 @@ def name_similarity(a: str, b: str) -> float:
     A baby's generic name ("By. Ny. Sari") never resembles an adult's name (the mother's, above all),
     and twins whose order markers differ ("Bayi 1" / "Bayi 2") score 0.
     """
-    first, second = normalise_name(a), normalise_name(b)
+    first, second = normalise_name(a), normalise_name(b)  # each capped at MAX_NAME_CHARS
     if first.is_baby != second.is_baby:
         return 0.0
     if first.is_baby:
@@ -355,13 +366,15 @@ def patient_name(patient: dict) -> str:
     ``text`` wins when present; otherwise given names and family are joined (prefixes and suffixes
     left out, they are titles).
     """
-    name = _pick_human_name((patient or {}).get("name") or [])
+    names = patient.get("name") if isinstance(patient, dict) else None
+    name = _pick_human_name(names if isinstance(names, list) else [])
     if name is None:
         return ""
     text = name.get("text")
     if isinstance(text, str) and text.strip():
         return " ".join(text.split())
-    parts = [g for g in name.get("given") or [] if isinstance(g, str)]
+    given = name.get("given")
+    parts = [g for g in given if isinstance(g, str)] if isinstance(given, list) else []
     if isinstance(name.get("family"), str):
         parts.append(name["family"])
     return " ".join(" ".join(parts).split())

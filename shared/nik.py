@@ -50,6 +50,9 @@ _SEPARATORS = re.compile(r"[\s.\-/_]+")
 _FLOAT_TAIL = re.compile(r"^([0-9]+)\.0+$")
 _SCIENTIFIC = re.compile(r"^[0-9]+(\.[0-9]+)?[eE]\+?[0-9]+$")
 _DIGITS = re.compile(r"^[0-9]+$")
+# Longest raw value read as a possible NIK: 16 digits with generous legacy noise. Anything longer is
+# not a NIK, and is refused before any work proportional to its length.
+_MAX_RAW_LENGTH = 64
 _QUOTES = "\"'`\u2018\u2019\u201c\u201d"
 
 
@@ -85,10 +88,12 @@ def _from_float_notation(text: str) -> str | None:
         # A positive exponent means the digits stop before the units place: the rest was lost.
         if number.as_tuple().exponent > 0 or number != number.to_integral_value():
             raise NikError("non-digit")
+        if number.adjusted() >= NIK_LENGTH:  # too many digits for a NIK (and for int->str, past ~4300)
+            raise NikError("wrong-length")
         digits = str(int(number))
     else:
         return None
-    if int(digits) > _FLOAT_EXACT_LIMIT:
+    if len(digits) > NIK_LENGTH or int(digits) > _FLOAT_EXACT_LIMIT:
         raise NikError("non-digit")
     return digits
 
@@ -99,6 +104,10 @@ def normalise_nik(raw: str | int) -> str:
         raise NikError("empty")
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise NikError("non-digit")  # floats included: their digits cannot be trusted
+    if isinstance(raw, int) and not 0 <= raw < 10**NIK_LENGTH:
+        raise NikError("wrong-length")  # also keeps str() of a huge int (a ValueError past ~4300 digits) away
+    if len(raw if isinstance(raw, str) else "") > _MAX_RAW_LENGTH:
+        raise NikError("wrong-length")
     text = str(raw).strip().strip(_QUOTES).strip()
     text = _PREFIX.sub("", text).strip().strip(_QUOTES).strip()
     if not text:

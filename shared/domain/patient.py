@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from shared.config import Settings
 from shared.names import normalise_name, patient_name
@@ -43,6 +43,16 @@ class PatientFacts:
     source: str | None
     score: float  # completeness, see ``completeness``
     has_name: bool = field(default=False)
+
+
+def _dict(value: object) -> dict:
+    """A JSON object field, or {} when it is absent or not an object (resources are read defensively)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    """A JSON array field, or [] when it is absent or not an array."""
+    return value if isinstance(value, list) else []
 
 
 def _keyed(kind: str, value: str, key: str) -> str:
@@ -88,12 +98,13 @@ def _multiple_birth(resource: dict) -> int | None:
 
 
 def _identifier_values(resource: dict, system: str) -> list[str]:
-    return [i["value"] for i in resource.get("identifier") or []
+    return [i["value"] for i in _list(resource.get("identifier"))
             if isinstance(i, dict) and i.get("system") == system and isinstance(i.get("value"), str)]
 
 
 def _source(resource: dict) -> str | None:
-    match = _SOURCE.match(str((resource.get("meta") or {}).get("source") or ""))
+    source = _dict(resource.get("meta")).get("source")
+    match = _SOURCE.match(source) if isinstance(source, str) else None
     return match.group(1).lower() if match else None
 
 
@@ -110,9 +121,11 @@ def completeness(*, has_name: bool, birth_date: str | None, gender: str | None, 
 
 
 def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
+    """Never raises on a resource's content: a field of the wrong JSON type counts as absent."""
     key = settings.nik_hash_key.get_secret_value()
-    patient_id = str(resource.get("id") or "")
-    meta = resource.get("meta") or {}
+    resource = _dict(resource)
+    patient_id = resource.get("id") if isinstance(resource.get("id"), str) else ""
+    meta = _dict(resource.get("meta"))
     birth_date, gender = _birth_date(resource), _gender(resource)
     display_name = patient_name(resource) or ""
     normalised = normalise_name(display_name) if display_name.strip() else None
@@ -143,35 +156,37 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
 
     corroborators: set[str] = set()
     has_telecom = has_address = False
-    for telecom in resource.get("telecom") or []:
+    for telecom in _list(resource.get("telecom")):
         if isinstance(telecom, dict) and telecom.get("system") in ("phone", "sms", None):
-            phone = normalise_phone(str(telecom.get("value") or ""))
+            value = telecom.get("value")
+            phone = normalise_phone(value) if isinstance(value, str) else None
             if phone:
                 has_telecom = True
                 corroborators.add(_keyed("phone", phone, key))
-    for address in resource.get("address") or []:
+    for address in _list(resource.get("address")):
         if isinstance(address, dict):
-            line = normalise_address(" ".join(str(x) for x in address.get("line") or []))
+            line = normalise_address(" ".join(x for x in _list(address.get("line")) if isinstance(x, str)))
             if line:
                 has_address = True
                 corroborators.add(_keyed("addr", line, key))
     skip_systems = {settings.nik_system, settings.nik_ibu_system}
-    for identifier in resource.get("identifier") or []:
-        if (isinstance(identifier, dict) and identifier.get("system") not in skip_systems
-                and identifier.get("system") and identifier.get("value")):
+    for identifier in _list(resource.get("identifier")):
+        if (isinstance(identifier, dict) and isinstance(identifier.get("system"), str)
+                and identifier["system"] not in skip_systems and identifier["system"]
+                and isinstance(identifier.get("value"), str) and identifier["value"]):
             corroborators.add(_keyed("id", f"{identifier['system']}|{identifier['value']}", key))
 
     golden = any(isinstance(t, dict) and t.get("system") == settings.golden_tag_system
-                 and t.get("code") == patient_id for t in meta.get("tag") or [])
-    replaced_by = next((_reference_id((link.get("other") or {}).get("reference"))
-                        for link in resource.get("link") or []
+                 and t.get("code") == patient_id for t in _list(meta.get("tag")))
+    replaced_by = next((_reference_id(_dict(link.get("other")).get("reference"))
+                        for link in _list(resource.get("link"))
                         if isinstance(link, dict) and link.get("type") == "replaced-by"), None)
     has_name = bool(normalised and normalised.text)
-    version = meta.get("versionId")
+    version, last_updated = meta.get("versionId"), meta.get("lastUpdated")
     return PatientFacts(
         patient_id=patient_id,
-        version=str(version) if version is not None else None,
-        last_updated=meta.get("lastUpdated"),
+        version=str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else None,
+        last_updated=last_updated if isinstance(last_updated, str) else None,
         active=resource.get("active") is not False,
         kind=kind,
         nik_token=token,
@@ -214,12 +229,21 @@ def member_record(facts: PatientFacts) -> dict:
 
 
 def _timestamp(value: str | None) -> datetime | None:
-    if not value:
+    if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    # FHIR instants carry a zone; one without is read as UTC so the two always compare.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _version_number(version: object) -> int | None:
+    """A numeric versionId as a number (ASCII digits within FHIR's 64-character id), else None."""
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version if version >= 0 else None
+    return int(version) if isinstance(version, str) and re.fullmatch(r"[0-9]{1,64}", version) else None
 
 
 def is_newer(version: str | None, last_updated: str | None, stored: dict | None) -> bool:
@@ -229,8 +253,9 @@ def is_newer(version: str | None, last_updated: str | None, stored: dict | None)
     if not stored or stored.get("version") is None and not stored.get("last_updated"):
         return True
     stored_version = stored.get("version")
-    if version is not None and stored_version is not None and version.isdigit() and str(stored_version).isdigit():
-        return int(version) > int(stored_version)
+    incoming_number, stored_number = _version_number(version), _version_number(stored_version)
+    if incoming_number is not None and stored_number is not None:
+        return incoming_number > stored_number
     if version is not None and stored_version is not None and version == str(stored_version):
         return False
     incoming_time, stored_time = _timestamp(last_updated), _timestamp(stored.get("last_updated"))

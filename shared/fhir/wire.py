@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 
 from shared.fhir.errors import FhirError
+from shared.fhir.ids import is_fhir_id
 
 _REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -115,13 +115,13 @@ def resource_path(resource_type: str, id: str | None = None, version_id: str | N
     """``Type``, ``Type/id`` or ``Type/id/_history/vid``, refusing anything that is not a FHIR type or
     id (a stray ``?`` or ``/`` would silently turn a read into a search or into another resource).
     The value is not echoed: a caller's bug might pass patient data."""
-    if not _RESOURCE_TYPE.fullmatch(resource_type):
+    if not isinstance(resource_type, str) or not _RESOURCE_TYPE.fullmatch(resource_type):
         raise ValueError("not a FHIR resource type")
     parts = [resource_type]
     for value in (id, version_id):
         if value is None:
             continue
-        if not isinstance(value, str) or not _FHIR_ID.fullmatch(value):
+        if not is_fhir_id(value):  # "." and ".." too: Patient/.. is the type's root
             raise ValueError("not a FHIR id")
         parts.append(value)
     if version_id is not None:

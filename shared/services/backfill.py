@@ -25,7 +25,7 @@ from shared.domain.backfill import BackfillProgress
 from shared.domain.patient import member_record, patient_facts
 from shared.fhir.wire import next_link_path
 from shared.logging import get_logger
-from shared.messages import PatientChange
+from shared.messages import ChangeSource, PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.fhir import FhirPort
 from shared.services.matching import MatchingService
@@ -76,8 +76,9 @@ def run_backfill(
             def process(batch: list[dict]) -> list:
                 outcomes = []
                 for resource in batch:
+                    # Read from the store by this process: trusted.
                     change = PatientChange(resource["id"], "upsert", (resource.get("meta") or {}).get("versionId"),
-                                           resource, source="backfill")
+                                           resource, source=ChangeSource.BACKFILL, trusted=True)
                     outcomes.append(matching.handle_change(change, publish=False))
                 return outcomes
 

@@ -2,7 +2,11 @@
 items and at most one merge request per group, published exactly once per request id.
 
 Order of work for a change (each step idempotent, so a redelivered event converges):
-1. Read the resource from FHIR when the event does not carry it (404/410 -> a delete).
+0. An event naming a version no newer than the index changes nothing (whatever it carries).
+1. Read the resource from FHIR unless the event is ``trusted`` and carries it (``PatientChange``:
+   only the Healthcare API's own topic is): a relayed body is at most a hint, never indexed, and its
+   version never stored. A delete is believed only when the read answers 404/410; a patient the read
+   still finds is indexed as read.
 2. Take the patient out of groups it no longer belongs to (NIK changed, birth date corrected).
 3. One transaction per group (``GroupRepository.transact``): the pure ``apply_member`` stores the
    member unless the index is as new, runs the group's rules, opens or joins the merge request; the
@@ -82,16 +86,21 @@ class MatchingService:
         """``publish=False`` (batch callers) leaves open requests unpublished; the caller publishes
         them once for all its patients with ``publish_pending`` so a group's request is complete."""
         keys = self._keys.get(change.patient_id)
-        if change.action == "delete":
+        if change.version is not None and keys and not is_newer(change.version, None, keys.as_member()):
+            return self._replay(keys, publish)  # an older (or the same) version: nothing to change
+        if change.trusted and change.resource is not None and change.action != "delete":
+            return self.index_patient(change.resource, keys, publish=publish)
+        try:
+            resource = self._fhir.read("Patient", change.patient_id)
+        except (NotFound, Gone):
             return self.remove_patient(change.patient_id, keys)
-        resource = change.resource
-        if resource is None:
-            if change.version is not None and keys and not is_newer(change.version, None, keys.as_member()):
-                return self._replay(keys, publish)
-            try:
-                resource = self._fhir.read("Patient", change.patient_id)
-            except (NotFound, Gone):
-                return self.remove_patient(change.patient_id, keys)
+        read_version = (resource.get("meta") or {}).get("versionId")
+        if change.action == "delete" or (change.version is not None and change.version != read_version):
+            # A delete the store denies, or a body naming a version the store does not have: the event
+            # was forged or is out of date; the store's state is what gets indexed.
+            log.warning("patient_change_disagrees_with_store", patient_id=change.patient_id,
+                        source=str(change.source), action=change.action, hinted_version=change.version,
+                        read_version=read_version)
         return self.index_patient(resource, keys, publish=publish)
 
     def _replay(self, keys: PatientKeys, publish: bool = True) -> ChangeOutcome:
@@ -116,6 +125,10 @@ class MatchingService:
 
     def index_patient(self, resource: dict, keys: PatientKeys | None = None, *, publish: bool = True) -> ChangeOutcome:
         facts = patient_facts(resource, self._settings)
+        if keys and not is_newer(facts.version, facts.last_updated, keys.as_member()):
+            # Out of order (a late v1 after v2): whatever it holds, it must not move the patient back
+            # between groups nor lower the stored version.
+            return self._replay(keys, publish)
         patient_id = facts.patient_id
         record = member_record(facts)
         groups = self._groups_for(record)

@@ -9,18 +9,28 @@ function sees one topic whatever the server.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.config import Settings
+from shared.fhir.ids import FHIR_ID_PATTERN
 from shared.logging import get_logger
+from shared.messages import MalformedEvent, json_body
 from shared.ports.callers import CallerRejected, CallerVerifier
 from shared.ports.messaging import MessagePublisher
 
 log = get_logger(__name__)
 
 # R4 rest-hook "put-resource" style: PUT <endpoint>/<Type>/<id>
-_RESOURCE_PATH = re.compile(r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})/?$")
+_RESOURCE_PATH = re.compile(rf"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>{FHIR_ID_PATTERN})/?$")
+# Pub/Sub's limit on a message (data and attributes): a larger body could never be published.
 _MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def resource_path(path: object) -> tuple[str, str] | None:
+    """``(type, id)`` of a rest-hook URL path ending in ``<Type>/<id>`` (FHIR's id grammar), else None."""
+    match = _RESOURCE_PATH.search(path) if isinstance(path, str) else None
+    return (match["type"], match["id"]) if match else None
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,8 @@ def relay_notification(
 
     Answers 2xx for everything it accepts or deliberately ignores (so the FHIR server does not retry),
     401 for a caller it does not accept (``relay_rejected`` with a reason code: a log-based metric counts
-    them, infra/modules/monitoring), 413 for an oversized body, and raises if Pub/Sub fails (the server
-    retries).
+    them, infra/modules/monitoring), 413 for a body over Pub/Sub's limit, 400 for a body that is not a
+    JSON object (an empty body is an id-only ping), and raises if Pub/Sub fails (the server retries).
     """
     try:
         caller = verifier.verify(authorization)
@@ -49,15 +59,24 @@ def relay_notification(
     if len(body) > _MAX_BODY_BYTES:
         log.warning("relay_rejected", reason="body-too-large", size=len(body))
         return RelayResult(413, "body-too-large")
+    if body.strip():
+        try:
+            if not isinstance(json_body(body), Mapping):
+                raise MalformedEvent("not-an-object")
+        except MalformedEvent as error:
+            # Not a FHIR notification: refused where the sender sees it, not published to be dropped.
+            log.warning("relay_rejected", reason=error.reason, size=len(body))
+            return RelayResult(400, error.reason)
 
     attributes = {"source": "fhir-subscription", "httpMethod": method.upper()}
-    match = _RESOURCE_PATH.search(path or "")
-    if match:
-        if match["type"] != "Patient":
+    target = resource_path(path)
+    if target:
+        resource_type, resource_id = target
+        if resource_type != "Patient":
             # Subscriptions should filter on Patient; anything else is dropped cheaply.
-            log.info("relay_ignored", reason="not-a-patient", resource_type=match["type"])
+            log.info("relay_ignored", reason="not-a-patient", resource_type=resource_type)
             return RelayResult(200, "ignored-not-patient")
-        attributes["resourcePath"] = f"Patient/{match['id']}"
+        attributes["resourcePath"] = f"Patient/{resource_id}"
     message_id = publisher.publish_bytes(settings.topic_patient_changes, body, **attributes)
     log.info("relay_published", message_id=message_id, resource_path=attributes.get("resourcePath"),
              caller=caller.principal)

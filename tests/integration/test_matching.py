@@ -10,6 +10,7 @@ import random
 import threading
 import uuid
 
+import httpx
 from cloudevents.http import CloudEvent
 from structlog.testing import capture_logs
 
@@ -158,6 +159,9 @@ def test_delete_removes_from_index(settings, fhir, firestore_db, topics):
     patient = make_patient(fhir, settings, "Dewi Lestari", nik, birth="1990-05-15", gender="female")
     match_patient(notify(patient["id"]))
     assert patient["id"] in group_doc(firestore_db, settings, patient)["members"]
+    match_patient(notify(patient["id"], action="DeleteResource"))  # the store still has it: not believed
+    assert patient["id"] in group_doc(firestore_db, settings, patient)["members"]
+    httpx.delete(f"{settings.fhir_base_url}/Patient/{patient['id']}", timeout=30).raise_for_status()
     match_patient(notify(patient["id"], action="DeleteResource"))
     assert patient["id"] not in group_doc(firestore_db, settings, patient)["members"]
     keys = firestore_db.collection(settings.collection("patient_keys")).document(patient["id"]).get()

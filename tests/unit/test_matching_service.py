@@ -160,6 +160,7 @@ def test_a_member_of_a_running_request_is_marked_deleted_not_removed(world):
     [message] = world.merge_requests_published()
     assert as_dict(world.requests.claim_request(message["group"], message["request_id"])) is not None
     duplicate = message["duplicates"][0]
+    world.fhir.delete("Patient", duplicate)
     world.matching.handle_change(PatientChange(duplicate, "delete"))
     group = world.groups.get(nik_group())
     assert group.members[duplicate]["status"] == "deleted"
@@ -193,6 +194,7 @@ def test_a_nikless_record_matching_a_nik_holder_joins_the_nik_group_linked(world
     keys = world.keys.get(nikless["id"])
     assert keys.linked == [nik_group()] and nik_group() not in keys.groups
     # A delete finds the linked group through the keys too.
+    world.fhir.delete("Patient", nikless["id"])
     world.matching.handle_change(PatientChange(nikless["id"], "delete"))
     assert nikless["id"] not in world.groups.get(nik_group()).members
 

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from functions.merge import merge_fanout, merge_finaliser, merge_worker
 from shared.messages import MalformedEvent, MergeTask, decode
+from tests.fakes import RecordingPublisher
 
 
 def event(data) -> CloudEvent:
@@ -24,10 +25,14 @@ def body(payload) -> dict:
     body({"job_id": 7}), body({"resource_type": "Observation"}),
 ])
 @pytest.mark.parametrize("entry_point", [merge_fanout, merge_worker, merge_finaliser])
-def test_malformed_messages_are_acknowledged(entry_point, data):
+def test_malformed_messages_are_acknowledged(entry_point, data, monkeypatch):
+    quarantine = RecordingPublisher()
+    monkeypatch.setattr("functions._delivery.publisher", lambda settings: quarantine)
     with capture_logs() as logs:
         entry_point(event(data))  # returns: Pub/Sub acks it (no Firestore or FHIR was needed)
     assert [entry["event"] for entry in logs] == ["event_malformed"]
+    [(topic, _)] = quarantine.published  # ...once it is kept on the quarantine topic
+    assert topic == "quarantine" and quarantine.attributes[0]["quarantine_reason"] == logs[0]["reason"]
 
 
 def test_decode_requires_string_keys():

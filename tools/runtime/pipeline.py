@@ -357,6 +357,16 @@ class LocalPipeline:
                     topic=publisher.topic_path(project, dead_letter_topic(topic)))
             except gexc.AlreadyExists:
                 pass
+        # Malformed messages are kept on the quarantine topic (functions/_delivery.py), held as in infra/.
+        quarantine = self.settings.topic_quarantine
+        for create in (lambda: publisher.create_topic(name=publisher.topic_path(project, quarantine)),
+                       lambda: self._subscriber.create_subscription(
+                           name=self._subscriber.subscription_path(project, f"{quarantine}-hold"),
+                           topic=publisher.topic_path(project, quarantine))):
+            try:
+                create()
+            except gexc.AlreadyExists:
+                pass
 
     def _start_delivery(self) -> None:
         project = self.settings.project_id

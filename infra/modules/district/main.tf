@@ -13,6 +13,9 @@ locals {
     merge_tasks     = "merge-tasks"
     merge_finalise  = "merge-finalise"
     ops_reconcile   = "ops-reconcile"
+    # Messages no entry point could understand, raw bytes and attributes as they came (plus
+    # quarantine_reason, origin_topic): ops pull them from the quarantine subscription (below).
+    quarantine = "quarantine"
   }
 
   fhir_store_id = (
@@ -28,6 +31,8 @@ locals {
 
   # DEDUP_* settings shared by every function (names: shared/config.py, field name upper-cased).
   # DEDUP_ENVIRONMENT=deployed: development defaults (the NIK key) are refused (shared/config.py).
+  # DEDUP_TRUST_HEALTHCARE_NOTIFICATIONS: bodies on patient-changes are believed only where the
+  # Healthcare service agent is its only publisher (google_pubsub_topic_iam_binding.healthcare_notifications).
   settings = merge({
     DEDUP_ENVIRONMENT                        = "deployed"
     DEDUP_PROJECT_ID                         = var.project_id
@@ -43,6 +48,8 @@ locals {
     DEDUP_TOPIC_MERGE_TASKS                  = local.topics.merge_tasks
     DEDUP_TOPIC_MERGE_FINALISE               = local.topics.merge_finalise
     DEDUP_TOPIC_OPS_RECONCILE                = local.topics.ops_reconcile
+    DEDUP_TOPIC_QUARANTINE                   = local.topics.quarantine
+    DEDUP_TRUST_HEALTHCARE_NOTIFICATIONS     = tostring(local.uses_healthcare_api)
     DEDUP_FIRESTORE_DATABASE                 = var.firestore_database
     DEDUP_DEMOGRAPHIC_AUTO_MERGE_ENABLED     = tostring(var.demographic_auto_merge_enabled)
     DEDUP_ALLOW_THRESHOLDS_BELOW_CALIBRATION = tostring(var.allow_thresholds_below_calibration)
@@ -244,13 +251,16 @@ resource "google_pubsub_topic" "pipeline" {
 
 # --- FHIR store --------------------------------------------------------------------------------------
 
-# The Healthcare API publishes store changes with its service agent.
-resource "google_pubsub_topic_iam_member" "healthcare_notifications" {
+# The Healthcare API publishes store changes with its service agent, and it alone may publish there:
+# the binding is authoritative for the publisher role on the topic (any other member is removed), so
+# a message on it cannot be forged and matching may believe its body (DEDUP_TRUST_HEALTHCARE_NOTIFICATIONS).
+# With an external FHIR server the topic is the relay's (its function's own grant) and nothing is believed.
+resource "google_pubsub_topic_iam_binding" "healthcare_notifications" {
   count   = local.uses_healthcare_api ? 1 : 0
   project = var.project_id
   topic   = google_pubsub_topic.pipeline["patient_changes"].name
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"
+  members = ["serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"]
 
   depends_on = [google_project_service.enabled]
 }
@@ -265,7 +275,7 @@ module "fhir_store" {
   notification_topic_id = google_pubsub_topic.pipeline["patient_changes"].id
   labels                = local.labels
 
-  depends_on = [google_pubsub_topic_iam_member.healthcare_notifications]
+  depends_on = [google_pubsub_topic_iam_binding.healthcare_notifications]
 }
 
 # --- Firestore ---------------------------------------------------------------------------------------
@@ -408,8 +418,10 @@ module "function" {
   build_service_account_id = google_service_account.build.id
   labels                   = local.labels
 
-  trigger_topic  = each.value.trigger == null ? null : google_pubsub_topic.pipeline[each.value.trigger].name
-  publish_topics = toset([for t in each.value.publish : google_pubsub_topic.pipeline[t].name])
+  trigger_topic = each.value.trigger == null ? null : google_pubsub_topic.pipeline[each.value.trigger].name
+  # Every Pub/Sub-triggered function quarantines the messages it cannot understand (functions/_delivery.py).
+  publish_topics = toset(concat([for t in each.value.publish : google_pubsub_topic.pipeline[t].name],
+  each.value.trigger == null ? [] : [google_pubsub_topic.pipeline["quarantine"].name]))
 
   fhir_store_id      = local.fhir_store_id
   fhir_store_role    = each.value.fhir_role
@@ -445,6 +457,24 @@ module "function" {
   ]
 }
 
+# --- quarantine ----------------------------------------------------------------------------------------
+
+# Where ops read quarantined messages (gcloud pubsub subscriptions pull; README "Quarantined messages").
+# Nothing consumes it automatically: a malformed message needs a person (fix the sender, then replay).
+resource "google_pubsub_subscription" "quarantine" {
+  project = var.project_id
+  name    = "${local.topics.quarantine}-hold"
+  topic   = google_pubsub_topic.pipeline["quarantine"].name
+  labels  = local.labels
+  # Like every topic holding patient data: days, not a week (the alert fires on the first message).
+  message_retention_duration = var.message_retention
+  retain_acked_messages      = true
+  ack_deadline_seconds       = 60
+  expiration_policy {
+    ttl = ""
+  }
+}
+
 # --- scheduled reconcile -----------------------------------------------------------------------------
 
 # Late references (data that reaches a duplicate after its merge finished) are rewritten daily; the
@@ -477,6 +507,8 @@ module "monitoring" {
     for name, f in module.function : name => f.dead_letter_subscription if local.functions[name].trigger != null
   }
   function_services       = { for name, f in module.function : name => f.service_name }
+  quarantine_topic        = google_pubsub_topic.pipeline["quarantine"].name
+  quarantine_subscription = google_pubsub_subscription.quarantine.name
   alert_emails            = var.alert_emails
   error_threshold_per_5m  = var.error_threshold_per_5m
   relay_service           = try(module.function["subscription-relay"].service_name, null)

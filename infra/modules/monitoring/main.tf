@@ -123,3 +123,58 @@ resource "google_monitoring_alert_policy" "relay_rejections" {
     content   = "The relay refused calls (reason label: expired-token or unknown-caller = the FHIR server's ID token or service account; bad-secret = its shared secret is not the current Secret Manager version; wrong-audience = it requests tokens for another URL). Patient changes sent in those calls were not relayed: fix the FHIR server's Subscription header, then run `python -m ops backfill` for the gap."
   }
 }
+
+# Malformed messages: each entry point logs "event_malformed" (functions/_delivery.py) once it has put
+# one on the quarantine topic. Counted here from the logs (jsonPayload.event: the structlog event name).
+resource "google_logging_metric" "quarantined_messages" {
+  project = var.project_id
+  name    = "dedup-${var.district}-quarantined-messages"
+  filter  = "resource.type = \"cloud_run_revision\" AND jsonPayload.event = \"event_malformed\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Reason code of the malformed message (never its content)."
+    }
+    labels {
+      key         = "topic"
+      value_type  = "STRING"
+      description = "Topic the message came from."
+    }
+  }
+  label_extractors = {
+    reason = "EXTRACT(jsonPayload.reason)"
+    topic  = "EXTRACT(jsonPayload.topic)"
+  }
+}
+
+# One malformed message is one patient change or merge step nobody will process until ops look.
+resource "google_monitoring_alert_policy" "quarantined_messages" {
+  project               = var.project_id
+  display_name          = "dedup ${var.district}: quarantined messages"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "a message was quarantined"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.quarantined_messages.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A function received a message it could not understand and put it, unchanged, on ${var.quarantine_topic} (attributes quarantine_reason, origin_topic). Read it with `gcloud pubsub subscriptions pull ${var.quarantine_subscription}` (README, \"Quarantined messages\"), fix the sender, then republish the body to its origin topic. Messages stay for the district's message retention (4 days by default)."
+  }
+}

@@ -41,3 +41,13 @@ variable "relay_rejections_per_5m" {
   type        = number
   default     = 0
 }
+
+variable "quarantine_topic" {
+  description = "Topic the functions publish messages they cannot understand to (shared/config.py topic_quarantine)."
+  type        = string
+}
+
+variable "quarantine_subscription" {
+  description = "Pull subscription holding the quarantined messages for ops."
+  type        = string
+}
