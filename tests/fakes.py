@@ -21,7 +21,7 @@ import itertools
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from shared.clock import now_iso
 from shared.domain.backfill import BackfillProgress
 from shared.domain.group import Group
+from shared.domain.merge_job import JobStatus, TaskStatus, remaining_tasks
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.compartment import patient_compartment
@@ -38,6 +39,7 @@ from shared.fhir.wire import next_link_path
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.fhir import FhirPort, Params
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
+from shared.ports.merge_jobs import MergeJobsRepository
 from shared.ports.messaging import MessagePublisher
 
 T = TypeVar("T")
@@ -139,6 +141,12 @@ class InMemoryGroups(GroupRepository):
             if group_id.startswith(collection + "/"):
                 yield Group.from_doc(group_id, copy.deepcopy(self.docs[group_id]))
 
+    def with_request_status(self, collection: str, statuses: Iterable[str]) -> Iterator[Group]:
+        wanted = {str(s) for s in statuses}
+        for group in self.all(collection):
+            if group.request and str(group.request.status) in wanted:
+                yield group
+
     def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
         with self._lock(group_id):
             for attempt in range(self._attempt_limit):
@@ -197,14 +205,89 @@ class InMemoryBackfillRuns(BackfillRunRepository):
         self.saves += 1
 
 
-class InMemoryMergeJobs:
-    """The part of the merge jobs repository the report reads."""
+class InMemoryMergeJobs(MergeJobsRepository):
+    """Merge jobs (``MergeJobs``): documents by id (``docs``), the finalise claims and the journal.
+    ``jobs``: extra documents without an id that only the report reads (``all``)."""
 
     def __init__(self, jobs: Sequence[dict] = ()):
-        self.jobs = [copy.deepcopy(job) for job in jobs]
+        self.docs: dict[str, dict] = {job["job_id"]: copy.deepcopy(job) for job in jobs if "job_id" in job}
+        self.jobs = [copy.deepcopy(job) for job in jobs if "job_id" not in job]
+        self.journal: dict[str, dict[str, dict]] = {}
+        self.finalise_claims: set[str] = set()
+        self._lock = threading.RLock()
+
+    def get(self, job_id: str, fields: Iterable[str] | None = None) -> dict | None:
+        with self._lock:
+            return copy.deepcopy(self.docs.get(job_id))
 
     def all(self) -> list[dict]:
-        return copy.deepcopy(self.jobs)
+        with self._lock:
+            return copy.deepcopy([*self.jobs, *self.docs.values()])
+
+    def finished(self) -> list[dict]:
+        return self.with_status([JobStatus.DONE])
+
+    def with_status(self, statuses: Iterable[str]) -> list[dict]:
+        wanted = {str(s) for s in statuses}
+        with self._lock:
+            return [copy.deepcopy(job) for job in self.docs.values() if str(job.get("status")) in wanted]
+
+    def create(self, job: dict) -> tuple[dict, bool]:
+        with self._lock:
+            if job["job_id"] in self.docs:
+                return copy.deepcopy(self.docs[job["job_id"]]), False
+            doc = {**copy.deepcopy(job), "remaining": remaining_tasks(job), "finalise_published": False,
+                   "created_at": now_iso(), "updated_at": now_iso()}
+            self.docs[job["job_id"]] = doc
+            return copy.deepcopy(doc), True
+
+    def record_task(self, job_id: str, resource_type: str, result: dict, *, previous: dict | None = None,
+                    journal_done: list[dict] = ()) -> int | None:
+        with self._lock:
+            self.journal_put(job_id, journal_done, merge=True)
+            job = self.docs[job_id]
+            task = job["types"].setdefault(resource_type, {})
+            if task.get("status") == TaskStatus.DONE:
+                return None
+            task.update(copy.deepcopy(result))
+            job["updated_at"] = now_iso()
+            if result["status"] != TaskStatus.DONE:
+                return None
+            job["remaining"] -= 1
+            return job["remaining"]
+
+    def claim_finalise(self, job_id: str) -> bool:
+        with self._lock:
+            job = self.docs.get(job_id)
+            if job is None or job.get("remaining") or job.get("status") != JobStatus.RUNNING \
+                    or job.get("finalise_published") or job_id in self.finalise_claims:
+                return False
+            self.finalise_claims.add(job_id)
+            job.update(finalise_published=True, status=str(JobStatus.FINALISING), updated_at=now_iso())
+            return True
+
+    def release_finalise(self, job_id: str) -> None:
+        with self._lock:
+            self.finalise_claims.discard(job_id)
+            self.docs[job_id].update(finalise_published=False, status=str(JobStatus.RUNNING), updated_at=now_iso())
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        with self._lock:
+            if job_id not in self.docs:   # Firestore's update() of a missing document fails too
+                raise LookupError(f"no merge job {job_id}")
+            self.docs[job_id].update({**copy.deepcopy(fields), "updated_at": now_iso()})
+
+    def journal_put(self, job_id: str, entries: Iterable[dict], *, merge: bool = False) -> None:
+        with self._lock:
+            journal = self.journal.setdefault(job_id, {})
+            for entry in entries:
+                key = f"{entry['resource_type']}__{entry['id']}"
+                journal[key] = {**journal.get(key, {}), **copy.deepcopy(entry)} if merge else copy.deepcopy(entry)
+
+    def journal_entries(self, job_id: str, kind: str | None = None) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(e) for e in self.journal.get(job_id, {}).values()
+                    if kind is None or e.get("kind") == kind]
 
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------

@@ -13,15 +13,17 @@ class RequestStatus(StrEnum):
     OPEN = "open"
     RUNNING = "running"
     DONE = "done"
+    FAILED = "failed"    # released by the sweeper or a refused finalise: its members are live again
 
 
-def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
-    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}"
+def request_id_for(group: str, master: str, duplicates: Iterable[str], attempt: int = 0) -> str:
+    """``attempt`` > 0 after requests with the same participants failed: their jobs keep the plain id."""
+    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}" + (f"|{attempt}" if attempt else "")
     return "mr-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 _REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
-                   "created_at", "claimed_at", "completed_at", "follow_up_of")
+                   "created_at", "claimed_at", "completed_at", "follow_up_of", "sweeps", "failed_reason")
 
 
 @dataclass
@@ -38,6 +40,8 @@ class MergeRequest:
     claimed_at: str | None = None
     completed_at: str | None = None
     follow_up_of: str | None = None
+    sweeps: int | None = None           # times the sweeper republished it
+    failed_reason: str | None = None
 
     @property
     def participants(self) -> set[str]:
