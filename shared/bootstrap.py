@@ -66,7 +66,8 @@ def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
 
 # --- services ---------------------------------------------------------------------------------------
 def merge_requests(settings: Settings) -> MergeRequests:
-    return _once("merge_requests", settings, lambda: MergeRequests(settings, groups(settings), publisher(settings)))
+    return _once("merge_requests", settings, lambda: MergeRequests(settings, groups(settings), publisher(settings),
+                                                                      patient_keys(settings)))
 
 
 def matching_service(settings: Settings) -> MatchingService:

@@ -646,7 +646,7 @@ class FakeServices:
         self.backfill_runs = InMemoryBackfillRuns()
         self.jobs = InMemoryMergeJobs(jobs)
         self.publisher = RecordingPublisher()
-        self.requests = MergeRequests(settings, self.groups, self.publisher)
+        self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)
         self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
         self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir)
         self.report_sources = ReportSources(keys=self.keys, groups=self.groups, reviews=self.reviews, jobs=self.jobs)
