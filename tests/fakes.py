@@ -634,6 +634,7 @@ class FakeServices:
 
     def __init__(self, settings, fhir: InMemoryFhir | None = None, jobs: Sequence[dict] = ()):
         from shared.services.matching import MatchingService
+        from shared.services.merge_deps import MergeDeps
         from shared.services.merge_requests import MergeRequests
         from shared.services.report import ReportSources
         from shared.services.review import ReviewService
@@ -649,6 +650,8 @@ class FakeServices:
         self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)
         self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
         self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir)
+        self.merge = MergeDeps(settings=settings, fhir=self.fhir, jobs=self.jobs, index=self.requests,
+                               publisher=self.publisher)
         self.report_sources = ReportSources(keys=self.keys, groups=self.groups, reviews=self.reviews, jobs=self.jobs)
 
     def merge_requests_published(self) -> list[dict]:
