@@ -65,7 +65,7 @@ class SweepReport:
 
 def _age(since: str | None, now: datetime) -> float:
     if not since:
-        return float("inf")
+        return (now - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()   # never moved: as old as can be
     moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
     return (now - (moment if moment.tzinfo else moment.replace(tzinfo=UTC))).total_seconds()
 
