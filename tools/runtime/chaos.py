@@ -124,11 +124,14 @@ def _killer(pipeline: LocalPipeline, stop: threading.Event, rng: random.Random, 
             pause_s: float) -> None:
     """Kills a step's process while it has work in flight, the least-killed step first."""
     while not stop.is_set():
-        time.sleep(rng.uniform(0.2, pause_s))
+        # Once every step was hit, kill less often: the pipeline must still make progress.
+        time.sleep(rng.uniform(0.2, pause_s) * (1 if any(kills[s] == 0 for s in KILLED_STEPS) else 5))
         busy = [name for name in KILLED_STEPS if pipeline.stats[name].in_flight > 0]
         if not busy:
             continue
         name = min(busy, key=lambda n: (kills[n], rng.random()))
+        if kills[name] and any(kills[s] == 0 for s in KILLED_STEPS):
+            continue   # wait for a step not hit yet to be busy
         pipeline.kill_and_restart(name)
         kills[name] += 1
 
