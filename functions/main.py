@@ -6,5 +6,5 @@ repo (run from the repo root)."""
 
 from functions.matching import force_merge, match_patient  # noqa: F401
 from functions.merge import merge_fanout, merge_finaliser, merge_worker  # noqa: F401
-from functions.ops import reconcile_late_references  # noqa: F401
+from functions.ops import reconcile_late_references, sweep_stuck_work  # noqa: F401
 from functions.relay import subscription_relay  # noqa: F401

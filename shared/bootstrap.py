@@ -97,7 +97,8 @@ def caller_verifier(settings: Settings) -> CallerVerifier:
 
 # --- services ---------------------------------------------------------------------------------------
 def merge_requests(settings: Settings) -> MergeRequests:
-    return _once("merge_requests", settings, lambda: MergeRequests(settings, groups(settings), publisher(settings)))
+    return _once("merge_requests", settings, lambda: MergeRequests(settings, groups(settings), publisher(settings),
+                                                                      patient_keys(settings)))
 
 
 def matching_service(settings: Settings) -> MatchingService:

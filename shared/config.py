@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     topic_ops_reconcile: str = "ops-reconcile"
     # Messages no entry point could understand, kept as they came (functions/_delivery.py).
     topic_quarantine: str = "quarantine"
+    # Cloud Scheduler publishes here (infra/); the sweeper continues or fails stuck merge work.
+    topic_ops_sweep: str = "ops-sweep"
 
     # --- Firestore ---------------------------------------------------------------------------
     firestore_database: str = "(default)"
@@ -124,6 +126,12 @@ class Settings(BaseSettings):
     # merges update patients while a backfill pages: offset-paged servers then skip records. "" = the
     # server's order (a server that rejects _sort=_id; cursor-paged servers such as the Healthcare API).
     scan_sort: str = "_id"
+
+    # --- stuck work (the sweeper, shared/services/sweeper.py) ----------------------------------
+    # A merge request or job with no progress for this long is stuck: the sweeper republishes what
+    # can continue, and after ``stuck_republish_limit`` republishes marks it failed (with an alert).
+    stuck_after_seconds: int = Field(default=1800, ge=1)
+    stuck_republish_limit: int = Field(default=3, ge=0)
 
     def collection(self, name: str) -> str:
         return f"{self.collection_prefix}{name}"

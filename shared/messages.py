@@ -259,6 +259,29 @@ class ReconcileRun(Message):
         return cls(full=body.get("full", False))
 
 
+@dataclass(frozen=True)
+class SweepRun(Message):
+    """ops-sweep (Cloud Scheduler): continue or fail stuck merge work. ``older_than_seconds``
+    overrides ``Settings.stuck_after_seconds`` (ops, tests)."""
+
+    topic_setting: ClassVar[str] = "topic_ops_sweep"
+    older_than_seconds: int | None = None
+
+    def __post_init__(self):
+        value = self.older_than_seconds
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise MalformedEvent("older-than-not-a-count")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {} if self.older_than_seconds is None else {"older_than_seconds": self.older_than_seconds}
+
+    @classmethod
+    def from_dict(cls, body: Mapping) -> SweepRun:
+        if not isinstance(body, Mapping):
+            raise MalformedEvent("bad-body")
+        return cls(older_than_seconds=body.get("older_than_seconds"))
+
+
 # --- the CloudEvent around a message ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Envelope:

@@ -143,6 +143,12 @@ class InMemoryGroups(GroupRepository):
             if group_id.startswith(collection + "/"):
                 yield Group.from_doc(group_id, copy.deepcopy(self.docs[group_id]))
 
+    def with_request_status(self, collection: str, statuses: Iterable[str]) -> Iterator[Group]:
+        wanted = {str(s) for s in statuses}
+        for group in self.all(collection):
+            if group.request and str(group.request.status) in wanted:
+                yield group
+
     def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
         with self._lock(group_id):
             for attempt in range(self._attempt_limit):
@@ -341,6 +347,10 @@ class InMemoryMergeJobs(MergeJobsRepository):
 
     def all(self) -> list[dict]:
         return self._call("all", (), lambda: [copy.deepcopy(self.docs[i]) for i in sorted(self.docs)])
+
+    def with_status(self, statuses: Iterable[str]) -> list[dict]:
+        wanted = {str(s) for s in statuses}
+        return [job for job in self.all() if str(job.get("status")) in wanted]
 
     def finished(self) -> list[dict]:
         return self._call("finished", (), lambda: [copy.deepcopy(self.docs[i]) for i in sorted(self.docs)
@@ -832,7 +842,7 @@ class FakeServices:
         self.backfill_runs = InMemoryBackfillRuns()
         self.jobs = InMemoryMergeJobs(jobs, clock=clock)
         self.publisher = RecordingPublisher()
-        self.requests = MergeRequests(settings, self.groups, self.publisher)
+        self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)
         self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
         self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir)
         self.report_sources = ReportSources(keys=self.keys, groups=self.groups, reviews=self.reviews, jobs=self.jobs)

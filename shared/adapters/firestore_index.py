@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from google.api_core.exceptions import Aborted
@@ -91,6 +91,12 @@ class FirestoreGroups(GroupRepository):
 
     def all(self, collection: str) -> Iterator[Group]:
         for snapshot in self._db.collection(self._settings.collection(collection)).stream():
+            yield Group.from_doc(f"{collection}/{snapshot.id}", snapshot.to_dict())
+
+    def with_request_status(self, collection: str, statuses: Iterable[str]) -> Iterator[Group]:
+        query = self._db.collection(self._settings.collection(collection)).where(
+            filter=firestore.FieldFilter("request.status", "in", [str(s) for s in statuses]))
+        for snapshot in query.stream():
             yield Group.from_doc(f"{collection}/{snapshot.id}", snapshot.to_dict())
 
     def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:

@@ -9,7 +9,9 @@ group's master, at most one merge request, and the pairs humans decided (``confi
   as ``pending`` and become the follow-up request when it completes;
 - the merge fan-out claims it (``open -> running``), re-selecting the master when none is golden yet;
 - the finaliser completes it (``running -> done``), marking duplicates merged and the master golden;
-- an unmerge records the pairs as ``do_not_match`` and brings the members back.
+- an unmerge records the pairs as ``do_not_match`` and brings the members back;
+- a request that cannot finish (its job failed, or the sweeper gave up on it) is released
+  (``-> failed``): its members are live again and those that waited get their own follow-up.
 
 Pure: no I/O. Repositories load a ``Group`` from a document, a use case calls these methods inside the
 group's transaction, and the repository writes ``to_doc()`` back when it changed.
@@ -114,6 +116,7 @@ class Group:
     previous_request: MergeRequest | None = None
     do_not_match: set[str] = field(default_factory=set)
     confirmed: set[str] = field(default_factory=set)
+    released: list[str] = field(default_factory=list)   # ids of failed requests: never reused
     updated_at: str | None = None
 
     # --- storage form ----------------------------------------------------------------------------
@@ -129,6 +132,7 @@ class Group:
             previous_request=MergeRequest.from_doc(previous) if previous else None,
             do_not_match=set(doc.get("do_not_match") or ()),
             confirmed=set(doc.get("confirmed") or ()),
+            released=list(doc.get("released") or ()),
             updated_at=doc.get("updated_at"),
         )
 
@@ -140,6 +144,8 @@ class Group:
             "do_not_match": sorted(self.do_not_match),
             "confirmed": sorted(self.confirmed),
         }
+        if self.released:
+            doc["released"] = list(self.released)
         if self.previous_request:
             doc["previous_request"] = self.previous_request.to_doc()
         if self.updated_at:
@@ -190,8 +196,11 @@ class Group:
                 if pid not in in_request and self.status_of(pid) not in (MemberStatus.MERGED, MemberStatus.DELETED):
                     self.set_status(pid, MemberStatus.PENDING)
             return request
+        attempt = 0
+        while request_id_for(self.id, plan.master, wanted, attempt) in self.released:
+            attempt += 1   # its job exists, failed: a new id gets a new job
         request = MergeRequest(
-            id=request_id_for(self.id, plan.master, wanted), status=RequestStatus.OPEN, master=plan.master,
+            id=request_id_for(self.id, plan.master, wanted, attempt), status=RequestStatus.OPEN, master=plan.master,
             duplicates=sorted(wanted), reason=plan.reason, requested_by=plan.requested_by,
             evidence={"first": plan.evidence or {}}, published=False, created_at=now_iso())
         self.request = request
@@ -235,6 +244,52 @@ class Group:
         for pid in request.duplicates:
             self.set_status(pid, MemberStatus.DUPLICATE)
         return request
+
+    def unclaim_request(self, request_id: str) -> bool:
+        """running -> open again: the fan-out found a participant in another group's running request
+        (a chain) and backs off; the claim is retried later."""
+        request = self.request
+        if not request or request.id != request_id or request.status != RequestStatus.RUNNING:
+            return False
+        request.status, request.claimed_at = RequestStatus.OPEN, None
+        return True
+
+    def release_request(self, request_id: str, reason: str) -> MergeRequest | None:
+        """The request cannot finish (``-> failed``): its duplicates are active again, members deleted
+        while it ran leave, the master stays master only if it is golden. Members that waited as
+        ``pending`` become a follow-up request on a live master (returned unpublished), else active."""
+        request = self.request
+        if not request or request.id != request_id or request.status not in (RequestStatus.OPEN,
+                                                                               RequestStatus.RUNNING):
+            return None
+        request.status, request.failed_reason, request.completed_at = RequestStatus.FAILED, reason, now_iso()
+        self.previous_request, self.request = request, None
+        self.released = [*self.released, request.id][-20:]
+        for pid in request.participants:
+            member = self.members.get(pid)
+            if member is None:
+                continue
+            if member.get("status") == MemberStatus.DELETED:
+                del self.members[pid]
+            elif member.get("status") in (MemberStatus.DUPLICATE, MemberStatus.MASTER) and not member.get("golden"):
+                member["status"] = str(MemberStatus.ACTIVE)
+        golden = golden_members(self.members, self.members)
+        self.master = golden[0] if golden else None
+        pending = sorted(pid for pid, m in self.members.items() if m.get("status") == MemberStatus.PENDING)
+        master = request.master if is_live(self.members.get(request.master)) else self.master
+        if not pending or master is None:
+            for pid in pending:
+                self.set_status(pid, MemberStatus.ACTIVE)
+            return None
+        follow_up = self.open_request(RequestPlan(master, tuple(pending), "follow-up", "matching",
+                                                  {"follow_up_of": request_id}))
+        follow_up.follow_up_of = request_id
+        return follow_up
+
+    def holds_in_running_request(self, patient_id: str) -> bool:
+        """The patient takes part in this group's running request (a merge is rewriting it now)."""
+        return bool(self.request and self.request.status == RequestStatus.RUNNING
+                    and patient_id in self.request.participants)
 
     def complete_request(self, request_id: str, master: str, duplicates: list[str]) -> MergeRequest | None:
         """The finaliser's completion: duplicates ``merged``, the master golden, the request ``done``.

@@ -13,15 +13,17 @@ class RequestStatus(StrEnum):
     OPEN = "open"
     RUNNING = "running"
     DONE = "done"
+    FAILED = "failed"    # released by the sweeper or a refused finalise: its members are live again
 
 
-def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
-    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}"
+def request_id_for(group: str, master: str, duplicates: Iterable[str], attempt: int = 0) -> str:
+    """``attempt`` > 0 after requests with the same participants failed: their jobs keep the plain id."""
+    key = f"{group}|{master}|{','.join(sorted(set(duplicates)))}" + (f"|{attempt}" if attempt else "")
     return "mr-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 _REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
-                   "created_at", "claimed_at", "completed_at", "follow_up_of")
+                   "created_at", "claimed_at", "completed_at", "follow_up_of", "sweeps", "swept_at", "failed_reason")
 
 
 @dataclass
@@ -38,6 +40,9 @@ class MergeRequest:
     claimed_at: str | None = None
     completed_at: str | None = None
     follow_up_of: str | None = None
+    sweeps: int | None = None           # times the sweeper republished it
+    swept_at: str | None = None
+    failed_reason: str | None = None
 
     @property
     def participants(self) -> set[str]:
@@ -46,6 +51,14 @@ class MergeRequest:
     @property
     def in_progress(self) -> bool:
         return self.status in (RequestStatus.OPEN, RequestStatus.RUNNING)
+
+    @property
+    def last_progress(self) -> str | None:
+        """When it last moved: opened, claimed, or republished by the sweeper (ISO-8601)."""
+        return max(t for t in (self.created_at, self.claimed_at, self.swept_at, "") if t is not None) or None
+
+    def note_sweep(self, at: str) -> None:
+        self.sweeps, self.swept_at = (self.sweeps or 0) + 1, at
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> MergeRequest:

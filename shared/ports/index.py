@@ -9,7 +9,7 @@ review items the function proposed) atomically when it changed, retrying on cont
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from shared.domain.group import Group
@@ -44,6 +44,11 @@ class GroupRepository(ABC):
     @abstractmethod
     def all(self, collection: str) -> Iterator[Group]:
         """Every group of one collection (``nik_index`` or ``demographic_index``): reports only."""
+
+    @abstractmethod
+    def with_request_status(self, collection: str, statuses: Iterable[str]) -> Iterator[Group]:
+        """The groups of one collection whose request has one of ``statuses`` (a query on
+        ``request.status``, not a scan): the sweeper's way to find open and running requests."""
 
 
 class PatientKeyRepository(ABC):

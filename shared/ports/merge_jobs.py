@@ -22,6 +22,10 @@ class MergeJobsRepository(ABC):
         """Every merge that completed (status ``done``; unmerged ones are not)."""
 
     @abstractmethod
+    def with_status(self, statuses: Iterable[str]) -> list[dict]:
+        """The jobs whose ``status`` is one of ``statuses`` (a query): the sweeper's running ones."""
+
+    @abstractmethod
     def create(self, job: dict) -> tuple[dict, bool]:
         """Stores ``job`` unless a job with its id exists; returns (the stored job, created?)."""
 

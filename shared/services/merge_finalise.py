@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from shared.clock import now_iso
 from shared.concurrency import run_concurrently
+from shared.domain.chains import chain_in_patients
 from shared.domain.merge_job import CLOSED_TASK_STATES, JobStatus, TaskStatus
 from shared.domain.survivorship import build_provenance, fill_master, link_duplicate
 from shared.fhir.references import without_meta
 from shared.logging import get_logger
 from shared.messages import FinaliseMerge, MergeRequested
 from shared.services.merge_deps import MergeDeps, MergeTaskFailed
+from shared.services.merge_failure import fail_job
+from shared.services.provenance import find_provenance
 from shared.services.rewrite import (
     MAX_ENTRY_ATTEMPTS,
     MAX_SEARCH_ROUNDS,
@@ -66,17 +69,6 @@ def _merge_patients(deps: MergeDeps, job: dict) -> None:
     raise MergeTaskFailed(f"merge job {job_id}: patients could not be updated")
 
 
-def find_provenance(deps: MergeDeps, job: dict, activity: str) -> dict | None:
-    """The job's Provenance for ``activity`` if a crashed earlier run already wrote it (one search
-    instead of a second Provenance)."""
-    marker = f"(merge job {job['job_id']})"
-    for provenance in deps.fhir.search("Provenance", [("target", f"Patient/{job['master']}")]):
-        codes = {c.get("code") for c in (provenance.get("activity") or {}).get("coding", [])}
-        if activity in codes and any(marker in (r.get("text") or "") for r in provenance.get("reason", [])):
-            return provenance
-    return None
-
-
 def _sweep_everything(deps: MergeDeps, job: dict, resource_types: list[str]) -> list[tuple[str, TypeResult]]:
     """The finaliser's sweep over every type with one ``$everything`` per duplicate: rewrite what
     still references a duplicate, and look again until nothing does."""
@@ -107,7 +99,7 @@ def finalise(message: FinaliseMerge, deps: MergeDeps) -> dict | None:
     """merge-finalise -> sweep every type again, link the patients, Provenance, index."""
     job_id = message.job_id
     job = deps.jobs.get(job_id)
-    if job is None or job["status"] in (JobStatus.DONE, JobStatus.UNMERGED):
+    if job is None or job["status"] in (JobStatus.DONE, JobStatus.UNMERGED, JobStatus.FAILED):
         return job
     pending = [t for t, task in job["types"].items() if task.get("status") not in CLOSED_TASK_STATES]
     if pending:
@@ -115,6 +107,12 @@ def finalise(message: FinaliseMerge, deps: MergeDeps) -> dict | None:
     if not job.get("finalise_started_at"):
         # From now on the finalise message was delivered: its claim is never taken over again.
         deps.jobs.update(job_id, finalise_started_at=now_iso())
+    # Before anything is linked: a master already replaced, or a duplicate that is already the master
+    # of another merge, would make a chain. The job fails and what its tasks rewrote is put back.
+    chain = chain_in_patients(deps.fhir.read("Patient", job["master"]),
+                              [deps.fhir.read("Patient", d) for d in job["duplicates"]], job["duplicates"])
+    if chain:
+        return fail_job(deps, job, f"chain:{chain}")
 
     # Resources created or changed while the tasks ran are caught here (and journaled).
     swept_types = [(t, task["params"]) for t, task in sorted(job["types"].items())

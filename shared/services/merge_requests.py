@@ -2,6 +2,11 @@
 fan-out, completed by the finaliser, undone by an unmerge. Each step is one group transaction over the
 domain's transitions (``shared.domain.group``); publishing is at-least-once (the request id makes a
 second copy harmless) and marked afterwards, so a crash in between republishes the same request.
+
+The claim refuses chains (``shared.domain.chains``): after claiming, it reads the participants' other
+groups (``patient_keys``) and backs off (running -> open, ``ClaimConflict``) when one holds a
+participant in its running request. Claim-then-check on both sides means two requests sharing a
+patient never both run: the later claim always sees the earlier one.
 """
 
 from __future__ import annotations
@@ -9,14 +14,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shared.config import Settings
+from shared.domain.chains import claim_conflicts
 from shared.domain.group import Group, group_token
 from shared.domain.merge_request import MergeRequest, RequestStatus
 from shared.logging import get_logger
 from shared.messages import MergeRequested
-from shared.ports.index import GroupRepository
+from shared.ports.index import GroupRepository, PatientKeyRepository
 from shared.ports.messaging import MessagePublisher
 
 log = get_logger(__name__)
+
+
+class ClaimConflict(RuntimeError):
+    """A participant is in another group's running request: the request stays open, and the message
+    is redelivered later (ids only in the text)."""
 
 
 def request_message(group_id: str, request: MergeRequest) -> MergeRequested:
@@ -27,10 +38,12 @@ def request_message(group_id: str, request: MergeRequest) -> MergeRequested:
 
 
 class MergeRequests:
-    def __init__(self, settings: Settings, groups: GroupRepository, publisher: MessagePublisher):
+    def __init__(self, settings: Settings, groups: GroupRepository, publisher: MessagePublisher,
+                 keys: PatientKeyRepository):
         self._settings = settings
         self._groups = groups
         self._publisher = publisher
+        self._keys = keys
 
     # --- matching's side -----------------------------------------------------------------------
     def publish(self, group_id: str, request: MergeRequest | None) -> str | None:
@@ -57,10 +70,35 @@ class MergeRequests:
 
     # --- the merge pipeline's side ---------------------------------------------------------------
     def claim_request(self, group_id: str, request_id: str) -> MergeRequested | None:
-        """open -> running; the request as the merge pipeline sees it, or None when not claimable."""
+        """open -> running; the request as the merge pipeline sees it, or None when not claimable.
+        Raises ``ClaimConflict`` (the request open again) when another group runs a participant."""
         request = self._groups.transact(
             group_id, lambda tx: tx.group.claim_request(request_id, self._settings.source_priority))
-        return request_message(group_id, request) if request else None
+        if request is None:
+            return None
+        conflicts = claim_conflicts(group_id, request.participants,
+                                    self._other_groups(group_id, request.participants))
+        if conflicts:
+            self._groups.transact(group_id, lambda tx: tx.group.unclaim_request(request_id))
+            log.warning("merge_request_claim_conflict", request_id=request_id, patient_ids=conflicts)
+            raise ClaimConflict(f"merge request {request_id}: patient(s) {', '.join(conflicts)} take part in "
+                                f"another group's running merge; retried later")
+        return request_message(group_id, request)
+
+    def _other_groups(self, group_id: str, patient_ids: Iterable[str]) -> dict[str, Group]:
+        """The other groups the patients are in (their NIK group, block, linked NIK groups)."""
+        others: dict[str, Group] = {}
+        for pid in sorted(patient_ids):
+            keys = self._keys.get(pid)
+            for other in (keys.all_groups if keys else []):
+                if other != group_id and other not in others:
+                    others[other] = self._groups.get(other) or Group(other)
+        return others
+
+    def release_request(self, group_id: str, request_id: str, reason: str) -> MergeRequested | None:
+        """open/running -> failed; the follow-up request (unpublished) for members that waited, if any."""
+        follow_up = self._groups.transact(group_id, lambda tx: tx.group.release_request(request_id, reason))
+        return request_message(group_id, follow_up) if follow_up else None
 
     def complete_request(self, group_id: str, request_id: str, master: str,
                          duplicates: list[str]) -> MergeRequested | None:

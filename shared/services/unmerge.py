@@ -3,6 +3,11 @@
 A resource changed since the merge is reported, never clobbered; the patients get their pre-merge
 version when untouched since, else exactly what the merge added is taken out. The index records
 the unmerge first, so the automation does not merge the patients straight back.
+
+Only a finished job (done, or failed: what its tasks rewrote) can be unmerged: a running or
+finalising one is still writing, and undoing it under its workers would leave its group's request
+running forever. ``roll_back`` is the same restore without the index and Provenance, for a job that
+fails (the sweeper, a finalise refused for a chain).
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from shared.domain.survivorship import build_provenance, revert_duplicate, rever
 from shared.fhir.references import rewrite_patient_references, without_meta
 from shared.logging import get_logger
 from shared.services.merge_deps import MergeDeps
-from shared.services.merge_finalise import find_provenance
+from shared.services.provenance import find_provenance
 from shared.services.rewrite import chunks, put_entry, version_of
 
 log = get_logger(__name__)
+
+
+class UnmergeRefused(RuntimeError):
+    """The job cannot be unmerged now (the message says why and what to do); nothing was written."""
 
 
 @dataclass
@@ -39,18 +48,7 @@ def _resolve_version_after(deps: MergeDeps, job: dict, entry: dict, current: dic
     return version_of(current) if without_meta(intended) == without_meta(current) else None
 
 
-def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
-    job = deps.jobs.get(job_id)
-    if job is None:
-        raise KeyError(f"merge job {job_id} not found")
-    report = UnmergeReport(job_id)
-    if job["status"] == JobStatus.UNMERGED:
-        report.provenance_id = job.get("unmerge_provenance_id")
-        return report
-    entries = [e for e in deps.jobs.journal_entries(job_id) if e.get("status") in ("done", "pending")]
-    references = [e for e in entries if e.get("kind") != "patient"]
-    patients = [e for e in entries if e.get("kind") == "patient"]
-
+def _restore_references(deps: MergeDeps, job: dict, references: list[dict], report: UnmergeReport) -> None:
     def plan_restore(entry: dict):
         current = deps.fhir.read(entry["resource_type"], entry["id"])
         after = entry.get("version_after") or _resolve_version_after(deps, job, entry, current)
@@ -77,11 +75,9 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
                 report.conflicts.append({"resource_type": entry["resource_type"], "id": entry["id"],
                                          "reason": f"status-{outcome.status}"})
 
-    # Before the patients come back to life (their change events reach matching): remember that a
-    # human undid this merge, or the automation would merge them straight back.
-    deps.index.record_unmerge(job["group"], job["master"], job["duplicates"])
 
-    # Patients: the pre-merge version when untouched since, else take out exactly what was added.
+def _restore_patients(deps: MergeDeps, job: dict, patients: list[dict], report: UnmergeReport) -> None:
+    """The pre-merge version when untouched since, else take out exactly what was added."""
     puts = []
     for entry in patients:
         current = deps.fhir.read("Patient", entry["id"])
@@ -92,7 +88,8 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
             wanted = revert_master(current, entry.get("added") or {})
         else:
             wanted = revert_duplicate(current, before, job["master"])
-        puts.append((entry, put_entry(wanted, version_of(current))))
+        if without_meta(wanted) != without_meta(current):
+            puts.append((entry, put_entry(wanted, version_of(current))))
     outcomes = deps.fhir.batch([put for _, put in puts]) if puts else []
     for (entry, _), outcome in zip(puts, outcomes):
         if outcome.ok:
@@ -100,6 +97,42 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
         else:
             report.conflicts.append({"resource_type": "Patient", "id": entry["id"],
                                      "reason": f"status-{outcome.status}"})
+
+
+def _journal(deps: MergeDeps, job_id: str) -> tuple[list[dict], list[dict]]:
+    entries = [e for e in deps.jobs.journal_entries(job_id) if e.get("status") in ("done", "pending")]
+    return [e for e in entries if e.get("kind") != "patient"], [e for e in entries if e.get("kind") == "patient"]
+
+
+def roll_back(job: dict, deps: MergeDeps) -> UnmergeReport:
+    """Puts back what a failing job wrote (its journal), leaving the index and Provenance alone."""
+    report = UnmergeReport(job["job_id"])
+    references, patients = _journal(deps, job["job_id"])
+    _restore_references(deps, job, references, report)
+    _restore_patients(deps, job, patients, report)
+    return report
+
+
+def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
+    job = deps.jobs.get(job_id)
+    if job is None:
+        raise KeyError(f"merge job {job_id} not found")
+    report = UnmergeReport(job_id)
+    if job["status"] == JobStatus.UNMERGED:
+        report.provenance_id = job.get("unmerge_provenance_id")
+        return report
+    if job["status"] in (JobStatus.RUNNING, JobStatus.FINALISING):
+        raise UnmergeRefused(
+            f"merge job {job_id} is {job['status']}: it is still writing, and undoing it now would leave "
+            f"its group's request running. Wait until it is done (python -m ops jobs --stuck shows jobs "
+            f"stuck past {deps.settings.stuck_after_seconds} s; the sweeper fails those), then unmerge.")
+    references, patients = _journal(deps, job_id)
+    _restore_references(deps, job, references, report)
+
+    # Before the patients come back to life (their change events reach matching): remember that a
+    # human undid this merge, or the automation would merge them straight back.
+    deps.index.record_unmerge(job["group"], job["master"], job["duplicates"])
+    _restore_patients(deps, job, patients, report)
 
     provenance = find_provenance(deps, job, "unmerge")
     if provenance is None:

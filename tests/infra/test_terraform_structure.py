@@ -23,6 +23,8 @@ EXPECTED_ACCESS = {
     "merge-finaliser": ("${local.editor}", ["merge_requests"], True),
     "subscription-relay": (None, ["patient_changes"], False),
     "reconcile": ("${local.editor}", [], True),
+    # republishes requests, tasks, finalises; rolls a failed job back (FHIR writes)
+    "sweeper": ("${local.editor}", ["merge_requests", "merge_tasks", "merge_finalise"], True),
 }
 
 
@@ -252,6 +254,24 @@ def test_alerting_covers_dead_letters_and_errors(modules):
     policies = modules["monitoring"].resources_of("google_monitoring_alert_policy")
     assert "num_undelivered_messages" in str(policies["dead_letters"])
     assert "5xx" in str(policies["function_errors"])
+
+
+def test_stuck_work_is_swept_on_a_schedule_with_the_settings_age_and_alerted(modules):
+    district = modules["district"]
+    settings = district.locals["settings"]
+    assert "DEDUP_STUCK_AFTER_SECONDS" in settings and "var.stuck_after_seconds" in settings
+    assert "DEDUP_STUCK_REPUBLISH_LIMIT" in settings and "var.stuck_republish_limit" in settings
+    assert district.variables["stuck_after_seconds"]["default"] == Settings.model_fields["stuck_after_seconds"].default
+    assert district.variables["stuck_republish_limit"]["default"] == \
+        Settings.model_fields["stuck_republish_limit"].default
+    job = district.resources_of("google_cloud_scheduler_job")["sweep"]
+    assert "ops_sweep" in block(job, "pubsub_target")["topic_name"]
+    assert district.locals["topics"]["ops_sweep"] == Settings.model_fields["topic_ops_sweep"].default
+    metric = modules["monitoring"].resources_of("google_logging_metric")["merge_failed"]
+    # the events shared/services/merge_failure.py and sweeper.py log
+    assert "merge_job_failed" in metric["filter"] and "merge_request_released" in metric["filter"]
+    policy = modules["monitoring"].resources_of("google_monitoring_alert_policy")["merge_failed"]
+    assert "google_logging_metric.merge_failed.name" in str(policy)
 
 
 def test_every_district_env_uses_the_modules(envs):

@@ -28,7 +28,8 @@ NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 
 def make_deps(settings, fhir, firestore_db, publisher) -> MergeDeps:
     return MergeDeps(settings=settings, fhir=fhir, jobs=MergeJobs(firestore_db, settings),
-                     index=MergeRequests(settings, bootstrap.groups(settings), publisher), publisher=publisher)
+                     index=MergeRequests(settings, bootstrap.groups(settings), publisher,
+                                         bootstrap.patient_keys(settings)), publisher=publisher)
 
 
 def _patient(tag: str, nik: str, **extra) -> dict:

@@ -89,13 +89,17 @@ class FaultProxy:
     """Threaded HTTP/1.1 proxy on 127.0.0.1 (free port). ``base_url`` has the target's path."""
 
     def __init__(self, target_base_url: str, *, latency: float = 0.0, jitter: float = 0.0,
-                 seed: int | None = None, upstream_timeout: float = 120.0, max_connections: int = 64):
+                 seed: int | None = None, upstream_timeout: float = 120.0, max_connections: int = 64,
+                 fault_rate: float = 0.0, random_faults: tuple[Fault, ...] = ()):
         target = urlsplit(target_base_url.rstrip("/"))
         self.target_origin = f"{target.scheme}://{target.netloc}"
         self._target_path = target.path
         self.latency = latency
         self.jitter = jitter
         self._random = random.Random(seed)
+        # Besides the queued faults: each other request meets one of ``random_faults`` with this chance.
+        self.fault_rate = fault_rate
+        self.random_faults = tuple(random_faults)
         self._lock = threading.Lock()
         self._faults: list[_QueuedFault] = []
         self.requests: list[ProxiedRequest] = []
@@ -195,6 +199,8 @@ class FaultProxy:
             for index, queued in enumerate(self._faults):
                 if queued.matches(method, path):
                     return self._faults.pop(index).fault
+            if self.random_faults and self._random.random() < self.fault_rate:
+                return self._random.choice(self.random_faults)
         return None
 
     def _record(self, method: str, path: str, outcome: str, upstream_seconds: float = 0.0) -> None:

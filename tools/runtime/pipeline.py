@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -109,11 +111,21 @@ class DeliveryStats:
     last_activity: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class DeliveryChaos:
+    """At-least-once delivery at its worst, for the chaos run: each message is POSTed 1..``max_copies``
+    times, each copy after a random pause of up to ``max_delay_s`` (so messages overtake each other);
+    it is acked only if every copy succeeded, else nacked (and redelivered, copies again)."""
+    max_copies: int = 3
+    max_delay_s: float = 1.0
+    seed: int = 0
+
+
 class _DeliveryLoop:
     """Pulls one trigger subscription and POSTs each message to its function as Pub/Sub push would."""
 
     def __init__(self, subscriber: pubsub_v1.SubscriberClient, subscription: str, endpoint: str,
-                 concurrency: int, stats: DeliveryStats, lock: threading.Lock):
+                 concurrency: int, stats: DeliveryStats, lock: threading.Lock, chaos: DeliveryChaos | None = None):
         self._subscriber = subscriber
         self._subscription = subscription
         self._endpoint = endpoint
@@ -124,6 +136,8 @@ class _DeliveryLoop:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{subscription[-20:]}")
         self._http = httpx.Client(timeout=ACK_DEADLINE_S)
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._chaos = chaos
+        self._random = random.Random(f"{chaos.seed if chaos else 0}-{subscription}")
 
     def start(self) -> None:
         self._thread.start()
@@ -176,10 +190,15 @@ class _DeliveryLoop:
             },
             "deliveryAttempt": received.delivery_attempt,
         }
-        try:
-            ok = self._http.post(self._endpoint, json=body).status_code < 300
-        except httpx.HTTPError:
-            ok = False
+        copies = self._random.randint(1, self._chaos.max_copies) if self._chaos else 1
+        ok = True
+        for _ in range(copies):
+            if self._chaos:
+                time.sleep(self._random.uniform(0, self._chaos.max_delay_s))
+            try:
+                ok = self._http.post(self._endpoint, json=body).status_code < 300 and ok
+            except httpx.HTTPError:
+                ok = False
         try:
             if ok:
                 self._subscriber.acknowledge(request={"subscription": self._subscription,
@@ -208,6 +227,7 @@ class LocalPipeline:
     log_dir: Path
     threads_per_function: int = 8
     register_fhir_subscription: bool = True
+    chaos: DeliveryChaos | None = None
     functions: dict[str, RunningFunction] = field(default_factory=dict)
     stats: dict[str, DeliveryStats] = field(default_factory=dict)
 
@@ -265,6 +285,17 @@ class LocalPipeline:
     def relay_url(self) -> str:
         return self.functions["subscription-relay"].url
 
+    def kill_and_restart(self, name: str) -> None:
+        """SIGKILLs a function's process group (whatever it was doing) and starts it again on the same
+        port; deliveries meanwhile fail and are redelivered."""
+        running = self.functions[name]
+        os.killpg(running.process.pid, signal.SIGKILL)
+        running.process.popen.wait(timeout=10)
+        running.process.stop()
+        restarted = self._start_function(running.spec, port=running.port)
+        _wait_until_listening(restarted)
+        self.functions[name] = restarted
+
     def pids(self) -> dict[str, int]:
         return {name: f.process.pid for name, f in self.functions.items()}
 
@@ -298,8 +329,8 @@ class LocalPipeline:
                 raise TimeoutError(f"pipeline still busy after {timeout:.0f} s ({in_flight} in flight)")
 
     # --- internals -----------------------------------------------------------------------------
-    def _start_function(self, spec: FunctionSpec) -> RunningFunction:
-        port = free_port()
+    def _start_function(self, spec: FunctionSpec, port: int | None = None) -> RunningFunction:
+        port = port or free_port()
         log_path = self.log_dir / f"{spec.name}.log"
         env = {
             **os.environ,
@@ -375,7 +406,7 @@ class LocalPipeline:
             loop = _DeliveryLoop(
                 self._subscriber, self._subscriber.subscription_path(project, f"{spec.name}-trigger"),
                 f"{self.functions[spec.name].url}/projects/{project}/topics/{topic}",
-                self.threads_per_function, self.stats[spec.name], self._lock)
+                self.threads_per_function, self.stats[spec.name], self._lock, self.chaos)
             loop.start()
             self._loops.append(loop)
 

@@ -16,6 +16,7 @@ locals {
     # Messages no entry point could understand, raw bytes and attributes as they came (plus
     # quarantine_reason, origin_topic): ops pull them from the quarantine subscription (below).
     quarantine = "quarantine"
+    ops_sweep  = "ops-sweep"
   }
 
   fhir_store_id = (
@@ -49,6 +50,9 @@ locals {
     DEDUP_TOPIC_MERGE_FINALISE               = local.topics.merge_finalise
     DEDUP_TOPIC_OPS_RECONCILE                = local.topics.ops_reconcile
     DEDUP_TOPIC_QUARANTINE                   = local.topics.quarantine
+    DEDUP_TOPIC_OPS_SWEEP                    = local.topics.ops_sweep
+    DEDUP_STUCK_AFTER_SECONDS                = tostring(var.stuck_after_seconds)
+    DEDUP_STUCK_REPUBLISH_LIMIT              = tostring(var.stuck_republish_limit)
     DEDUP_TRUST_HEALTHCARE_NOTIFICATIONS     = tostring(local.uses_healthcare_api)
     DEDUP_FIRESTORE_DATABASE                 = var.firestore_database
     DEDUP_DEMOGRAPHIC_AUTO_MERGE_ENABLED     = tostring(var.demographic_auto_merge_enabled)
@@ -99,6 +103,8 @@ locals {
   # - subscription-relay: only republishes notifications; many small requests.
   # - reconcile: daily (Cloud Scheduler) sweep for references that reached a duplicate after its
   #   merge; one at a time, long-running for a full scan.
+  # - sweeper: every sweep_schedule, republishes or fails merge work stuck past stuck_after_seconds;
+  #   a failed job's rewrites are put back from its journal (FHIR editor). One at a time.
   # The function list (name, entry point, trigger topic or "http") is functions/functions.json, shared
   # with the local pipeline and the tests; here, keyed by its names, what each function may touch and
   # its sizing. publish: keys of local.topics; fhir: the function talks to the FHIR server.
@@ -140,6 +146,12 @@ locals {
       publish       = []
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
       max_instances = 1, concurrency = 1, memory = "1Gi", timeout = 540
+    }
+    sweeper = {
+      description   = "Continues or fails merge requests and jobs stuck past their age."
+      publish       = ["merge_requests", "merge_tasks", "merge_finalise"]
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      max_instances = 1, concurrency = 1, memory = "512Mi", timeout = 540
     }
     subscription-relay = {
       description   = "Republishes FHIR rest-hook notifications to patient-changes."
@@ -197,7 +209,7 @@ resource "google_project_service" "enabled" {
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",            # 2nd gen functions run on Cloud Run
-    "cloudscheduler.googleapis.com", # the daily reconcile
+    "cloudscheduler.googleapis.com", # the daily reconcile, the sweeper
     "cloudkms.googleapis.com",       # the key of the Pub/Sub topics
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
@@ -492,6 +504,22 @@ resource "google_cloud_scheduler_job" "reconcile" {
   pubsub_target {
     topic_name = google_pubsub_topic.pipeline["ops_reconcile"].id
     data       = base64encode(jsonencode({ full = each.value.full }))
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# --- scheduled sweep of stuck merge work -----------------------------------------------------------
+
+resource "google_cloud_scheduler_job" "sweep" {
+  project   = var.project_id
+  region    = var.region
+  name      = "dedup-sweep"
+  schedule  = var.sweep_schedule
+  time_zone = var.time_zone
+  pubsub_target {
+    topic_name = google_pubsub_topic.pipeline["ops_sweep"].id
+    data       = base64encode(jsonencode({}))
   }
 
   depends_on = [google_project_service.enabled]

@@ -270,3 +270,25 @@ variable "time_zone" {
   type        = string
   default     = "Asia/Jakarta"
 }
+
+variable "sweep_schedule" {
+  description = "Cron schedule of the sweeper (merge work stuck past stuck_after_seconds)."
+  type        = string
+  default     = "*/15 * * * *"
+}
+
+variable "stuck_after_seconds" {
+  description = "A merge request or job with no progress for this long is stuck (DEDUP_STUCK_AFTER_SECONDS): the sweeper republishes it."
+  type        = number
+  default     = 1800
+  validation {
+    condition     = var.stuck_after_seconds >= 600
+    error_message = "stuck_after_seconds below 10 minutes would republish merges that are still working (a worker may run 9 minutes)."
+  }
+}
+
+variable "stuck_republish_limit" {
+  description = "Republishes of one stuck request or job before the sweeper fails it (DEDUP_STUCK_REPUBLISH_LIMIT)."
+  type        = number
+  default     = 3
+}

@@ -178,3 +178,45 @@ resource "google_monitoring_alert_policy" "quarantined_messages" {
     content   = "A function received a message it could not understand and put it, unchanged, on ${var.quarantine_topic} (attributes quarantine_reason, origin_topic). Read it with `gcloud pubsub subscriptions pull ${var.quarantine_subscription}` (README, \"Quarantined messages\"), fix the sender, then republish the body to its origin topic. Messages stay for the district's message retention (4 days by default)."
   }
 }
+
+# Merge work the sweeper (or a finalise refusing a chain) gave up on: the job was rolled back and its
+# request released, so those patients stay unmerged until someone looks (logs: job_id, reason).
+resource "google_logging_metric" "merge_failed" {
+  project     = var.project_id
+  name        = "dedup_${var.district}_merge_failed"
+  description = "Merge jobs failed and merge requests released (sweeper, chain refused)."
+  filter      = "jsonPayload.event = (\"merge_job_failed\" OR \"merge_request_released\")"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+resource "google_monitoring_alert_policy" "merge_failed" {
+  project               = var.project_id
+  display_name          = "dedup ${var.district}: merge failed or released"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "a merge job failed or a request was released"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.merge_failed.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A merge could not finish and was failed: its rewrites were put back from its journal and its group's request released (members active again). See the logs for job_id and reason (stuck-running, stuck-finalising, stuck-open, job-unmerged, chain:...), `python -m ops jobs --stuck` for what is still stuck; the rollback's conflicts are on the job document (rollback_conflicts)."
+  }
+}
