@@ -150,7 +150,7 @@ locals {
     sweeper = {
       description   = "Continues or fails merge requests and jobs stuck past their age."
       publish       = ["merge_requests", "merge_tasks", "merge_finalise"]
-      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
       max_instances = 1, concurrency = 1, memory = "512Mi", timeout = 540
     }
     subscription-relay = {
