@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from shared.adapters.audit import FirestoreAuditLog
 from shared.adapters.backfill_runs import FirestoreBackfillRuns
 from shared.adapters.firestore import firestore_client
 from shared.adapters.firestore_index import FirestoreGroups, FirestorePatientKeys, FirestoreReviewItems
@@ -60,6 +61,10 @@ def merge_jobs(settings: Settings) -> MergeJobs:
     return _once("merge_jobs", settings, lambda: MergeJobs(firestore_client(settings), settings))
 
 
+def audit_log(settings: Settings) -> FirestoreAuditLog:
+    return _once("audit_log", settings, lambda: FirestoreAuditLog(firestore_client(settings), settings))
+
+
 def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
     return _once("backfill_runs", settings, lambda: FirestoreBackfillRuns(firestore_client(settings), settings))
 
@@ -82,7 +87,8 @@ def merge_deps(settings: Settings) -> MergeDeps:
 
 def review_service(settings: Settings) -> ReviewService:
     return _once("review", settings, lambda: ReviewService(
-        review_items(settings), groups(settings), matching_service(settings), fhir_client(settings)))
+        review_items(settings), groups(settings), matching_service(settings), fhir_client(settings),
+        audit=audit_log(settings), jobs=merge_jobs(settings), settings=settings))
 
 
 def report_sources(settings: Settings) -> ReportSources:
