@@ -77,7 +77,8 @@ def create_app(settings: Settings, services: WorkbenchServices | None = None,
         load_user()
         g.language = session.get("lang") or config.default_language
         # No anonymous access: refused here, before anything else (CSRF included) looks at the request.
-        if g.user is None and request.endpoint not in ("static", "signin", "language"):
+        open_endpoints = ("static", "language", "signin") if dev_sign_in_allowed(config) else ("static",)
+        if g.user is None and request.endpoint not in open_endpoints:
             if dev_sign_in_allowed(config) and not g.get("identity"):
                 return redirect(url_for("signin"))
             abort(403 if g.get("identity") else 401)

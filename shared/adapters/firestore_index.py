@@ -67,7 +67,7 @@ class FirestoreReviewItems(ReviewItemRepository):
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         # Ordered in the query (index: REVIEW_QUEUE_INDEXES), so ``limit`` keeps the oldest items.
-        query = self._pending_query(reason).order_by("created_at").order_by(firestore.FieldPath.document_id())
+        query = self._pending_query(reason).order_by("created_at").order_by("__name__")
         return [ReviewItem.from_doc(s.id, s.to_dict()) for s in query.limit(limit).stream()]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
@@ -75,7 +75,7 @@ class FirestoreReviewItems(ReviewItemRepository):
         if queue.older_than_days:
             cutoff = _days_before(now, queue.older_than_days)
             query = query.where(filter=firestore.FieldFilter("created_at", "<=", cutoff))
-        query = query.order_by("created_at").order_by(firestore.FieldPath.document_id())
+        query = query.order_by("created_at").order_by("__name__")
         if after:
             cursor = self.ref(after).get()
             if cursor.exists:
