@@ -75,7 +75,7 @@ def test_cloudbuild_matches_the_cloud_build_schema():
 def test_cloudbuild_runs_lint_tests_package_and_terraform():
     text = (REPO_ROOT / "cloudbuild.yaml").read_text()
     step_ids = re.findall(r"^  - id: (\S+)$", text, flags=re.MULTILINE)
-    assert step_ids == ["lint", "test", "package", "upload", "terraform"]
+    assert step_ids == ["lint", "test", "package", "upload", "workbench-image", "terraform"]
     assert "make test" in text and "infra/package_source.py" in text
     assert "infra/envs/${_DISTRICT}" in text and "terraform apply" in text
 
