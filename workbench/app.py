@@ -169,13 +169,19 @@ def create_app(settings: Settings, services: WorkbenchServices | None = None,
             abort(404)
         undo = review.last_decision(g.user.email) if g.user.can(Role.REVIEWER) else None
         return render_template("item.html", d=details, evidence=evidence_view(details.item.evidence),
-                               charts=charts, revealed=revealed or {}, undo=undo, pending=ReviewStatus.PENDING,
-                               next_id=next_item(item_id))
+                               charts=charts, revealed=revealed or {}, undo=undo, pending=ReviewStatus.PENDING)
 
     @app.get("/items/<item_id>")
     @requires(Role.VIEWER)
     def item(item_id: str):
         return render_item(item_id)
+
+    @app.get("/items/<item_id>/next")
+    @requires(Role.VIEWER)
+    def next_after(item_id: str):
+        # Resolved on click, not while the item page renders: the queue query stays off that path.
+        following = _after_in_queue(item_id) or next_item(item_id)
+        return redirect(url_for("item", item_id=following) if following else url_for("queue"))
 
     @app.post("/items/<item_id>/reveal")
     @requires(Role.REVIEWER)
