@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 
 from shared.bootstrap import audit_log, report_sources, review_service
 from shared.config import Settings
@@ -112,6 +113,14 @@ def sign_in(browser, url: str, email: str) -> None:
     assert email in browser.find_element("id", "whoami").text
 
 
+def status_becomes(settings: Settings, item_id: str, status: ReviewStatus, timeout: float = 10.0) -> bool:
+    """A click returns before the browser's POST is done: wait for the decision to land."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(None, timeout, poll_frequency=0.1).until(
+        lambda _: review_service(settings).get(item_id).status == status)
+
+
 def screenshot(browser, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
@@ -164,7 +173,7 @@ def test_approving_with_the_keyboard_merges_the_pair_on_the_stack(district, brow
     browser.get(f"{workbench.url}/items/{item.id}")
     browser.find_element("id", "note").send_keys("nama sama, panggilan singkat")
     press(browser, "a")
-    assert "Disetujui" in browser.find_element("css selector", ".flash").text
+    assert status_becomes(settings, item.id, ReviewStatus.APPROVED)
     wait_quiet(settings, pipeline)
     decided = review_service(settings).get(item.id)
     assert decided.status == ReviewStatus.APPROVED and decided.decision["decided_by"] == CLERK
@@ -184,7 +193,7 @@ def test_a_rejected_pair_stays_rejected_after_a_later_event(district, browser):
     browser.get(f"{workbench.url}/items/{item.id}")
     browser.find_element("id", "note").send_keys("dua orang berbeda")
     browser.find_element("id", "reject").click()
-    assert review_service(settings).get(item.id).status == ReviewStatus.REJECTED
+    assert status_becomes(settings, item.id, ReviewStatus.REJECTED)
     with FhirClient(settings.fhir_base_url) as fhir:   # a later change of one of them
         patient = fhir.read("Patient", "d-pcare")
         patient["telecom"] = [{"system": "phone", "value": "085799990000"}]
@@ -203,10 +212,11 @@ def test_a_clerk_undoes_a_rejection(district, browser):
     item = item_of(settings, "s-simpus", "s-lab")
     browser.get(f"{workbench.url}/items/{item.id}")
     browser.find_element("id", "reject").click()
-    assert review_service(settings).get(item.id).status == ReviewStatus.REJECTED
+    assert status_becomes(settings, item.id, ReviewStatus.REJECTED)
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements("css selector", ".flash"))
     press(browser, "u")
-    assert "dibatalkan" in browser.find_element("css selector", ".flash").text
-    assert review_service(settings).get(item.id).status == ReviewStatus.PENDING
+    assert status_becomes(settings, item.id, ReviewStatus.PENDING)
+    WebDriverWait(browser, 10).until(lambda b: "dibatalkan" in b.find_element("css selector", ".flash").text)
     assert browser.find_element("id", "item-id").text == item.id
     assert browser.find_element("id", "decide-form")
 
