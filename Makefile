@@ -35,7 +35,7 @@ ops: $(VENV_STAMP)
 
 venv: $(VENV_STAMP) $(FHIR_STAMP)
 
-$(VENV_STAMP): requirements-dev.txt requirements.txt
+$(VENV_STAMP): requirements-dev.txt requirements.txt requirements-workbench.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@

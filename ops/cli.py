@@ -307,11 +307,19 @@ def reconcile(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
 
 # --- report ----------------------------------------------------------------------------------------
 @app.command()
-def report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+def report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
+           html: Path | None = typer.Option(None, "--html", dir_okay=False,
+                                            help="Also write the dashboard (charts) as one standalone HTML file"),
+           language: str = typer.Option("id", "--language", help="id (Bahasa Indonesia) or en, for --html")):
     """Patients seen, NIKs with duplicates, merges, references rewritten, review by reason, per source."""
     from shared.bootstrap import report_sources
     from shared.services.report import build_report
 
+    if html is not None:
+        from workbench.app import render_dashboard_file
+
+        html.write_text(render_dashboard_file(_settings(ctx), report_sources(_settings(ctx)), language))
+        err_console.print(f"dashboard written to {html}")
     data = build_report(report_sources(_settings(ctx)))
     if as_json:
         console.print_json(json.dumps(data))

@@ -13,6 +13,7 @@ import threading
 
 from pydantic import SecretStr
 
+from shared.adapters.audit import FirestoreAuditLog
 from shared.adapters.backfill_runs import FirestoreBackfillRuns
 from shared.adapters.caller_auth import EitherVerifier, GoogleIdTokenVerifier, SharedSecretVerifier
 from shared.adapters.firestore import firestore_client
@@ -74,6 +75,10 @@ def merge_jobs(settings: Settings) -> MergeJobs:
     return _once("merge_jobs", settings, lambda: MergeJobs(firestore_client(settings), settings))
 
 
+def audit_log(settings: Settings) -> FirestoreAuditLog:
+    return _once("audit_log", settings, lambda: FirestoreAuditLog(firestore_client(settings), settings))
+
+
 def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
     return _once("backfill_runs", settings, lambda: FirestoreBackfillRuns(firestore_client(settings), settings))
 
@@ -114,7 +119,8 @@ def merge_deps(settings: Settings) -> MergeDeps:
 
 def review_service(settings: Settings) -> ReviewService:
     return _once("review", settings, lambda: ReviewService(
-        review_items(settings), groups(settings), matching_service(settings), fhir_client(settings)))
+        review_items(settings), groups(settings), matching_service(settings), fhir_client(settings),
+        audit=audit_log(settings), jobs=merge_jobs(settings), settings=settings))
 
 
 def report_sources(settings: Settings) -> ReportSources:

@@ -254,3 +254,19 @@ def fault_proxy(request: pytest.FixtureRequest):
     for proxy in started:
         proxy.stop()
 
+
+
+# --------------------------------------------------------------------------------------------
+# the browser (review workbench tests)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """(chromium, chromedriver) paths: Debian's packages, installed by apt-get when missing. An install
+    that fails fails the test with apt's message; nothing is skipped."""
+    from tests.browser import BrowserUnavailable, ensure_chromium
+
+    try:
+        return ensure_chromium()
+    except BrowserUnavailable as error:
+        pytest.fail(str(error), pytrace=False)

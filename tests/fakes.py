@@ -29,15 +29,26 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from shared.adapters.merge_jobs import FINALISE_MARKER, journal_key
 from shared.clock import now_iso
+from shared.domain.audit import AuditEntry
 from shared.domain.backfill import BackfillProgress
 from shared.domain.group import Group
 from shared.domain.merge_job import JobStatus, TaskStatus, claim_is_stale, finalise_claimable, remaining_tasks
 from shared.domain.patient_keys import PatientKeys
-from shared.domain.review import ReviewItem, ReviewStatus
+from shared.domain.review import (
+    AGE_BUCKETS,
+    DECISION_FIELDS,
+    QueueCounts,
+    QueueFilter,
+    QueuePage,
+    ReviewItem,
+    ReviewStatus,
+    stamp_sources,
+)
 from shared.fhir.compartment import patient_compartment
 from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed
 from shared.fhir.references import patient_references
 from shared.fhir.wire import next_link_path
+from shared.ports.audit import AuditLog
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.fhir import FhirPort, Params
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
@@ -64,12 +75,55 @@ class InMemoryReviewItems(ReviewItemRepository):
             doc = self.docs.get(item_id)
             return ReviewItem.from_doc(item_id, copy.deepcopy(doc)) if doc is not None else None
 
-    def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+    def _pending(self, reason: str | None = None, source: str | None = None,
+                 created_until: str | None = None) -> list[ReviewItem]:
+        """Pending items oldest first (then by id), as the ordered Firestore query returns them."""
         with self._lock:
-            # As the Firestore query: filter, take ``limit`` in document-id order, then oldest first.
-            ids = sorted(i for i, d in self.docs.items() if d.get("status") == ReviewStatus.PENDING
-                         and (not reason or d.get("reason") == reason))[:limit]
-            items = [ReviewItem.from_doc(i, copy.deepcopy(self.docs[i])) for i in ids]
+            items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items()
+                     if d.get("status") == ReviewStatus.PENDING and (not reason or d.get("reason") == reason)
+                     and (not source or source in (d.get("sources") or []))
+                     and (created_until is None or (d.get("created_at") or "") <= created_until)]
+        return sorted(items, key=lambda item: (item.created_at or "", item.id))
+
+    def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        return self._pending(reason)[:limit]
+
+    def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
+        until = _days_before(now, queue.older_than_days) if queue.older_than_days else None
+        items = self._pending(queue.reason, queue.source, until)
+        if after and after in self.docs:
+            cursor = (self.docs[after].get("created_at") or "", after)
+            items = [i for i in items if (i.created_at or "", i.id) > cursor]
+        return QueuePage(items[:size], items[size - 1].id if len(items) > size else None)
+
+    def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
+        items = self._pending()
+        by_reason = Counter(i.reason if i.reason in reasons else "other" for i in items)
+        by_source = Counter(s for i in items for s in i.sources if s in sources)
+        by_age: dict[str, int] = {}
+        for label, newer_than, older_than in AGE_BUCKETS:
+            low = _days_before(now, older_than) if older_than is not None else ""
+            high = _days_before(now, newer_than)
+            by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
+        return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
+
+    def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
+        with self._lock:
+            doc = self.docs.get(item_id)
+            if doc is None or doc.get("status") != expected:
+                return False
+            for name in DECISION_FIELDS:
+                doc.pop(name, None)
+            doc["status"] = str(ReviewStatus.PENDING)
+            return True
+
+    def record_skip(self, item_id: str) -> None:
+        with self._lock:
+            self.docs[item_id]["skips"] = int(self.docs[item_id].get("skips") or 0) + 1
+
+    def for_group(self, group: str) -> list[ReviewItem]:
+        with self._lock:
+            items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items() if d.get("group") == group]
         return sorted(items, key=lambda item: (item.created_at or "", item.id))
 
     def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
@@ -99,7 +153,7 @@ class _Transaction(GroupTransaction):
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         for item in items:
             if item.id not in self._reviews.docs:
-                self.new_reviews.append(copy.deepcopy(item))
+                self.new_reviews.append(stamp_sources(copy.deepcopy(item), self.group.members))
 
 
 class InMemoryGroups(GroupRepository):
@@ -205,6 +259,31 @@ class InMemoryBackfillRuns(BackfillRunRepository):
     def save(self, progress: BackfillProgress) -> None:
         self.docs[progress.run_id] = copy.deepcopy(progress.to_doc())
         self.saves += 1
+
+
+def _days_before(now: str, days: int) -> str:
+    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
+
+
+class InMemoryAuditLog(AuditLog):
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    def record(self, entry: AuditEntry) -> None:
+        self.entries.append(copy.deepcopy(entry))
+
+    def for_item(self, item_id: str) -> list[AuditEntry]:
+        return sorted((e for e in self.entries if e.item_id == item_id), key=lambda e: e.at)
+
+    def for_group(self, group: str) -> list[AuditEntry]:
+        return sorted((e for e in self.entries if e.group == group), key=lambda e: e.at)
+
+    def last_decision_by(self, actor: str) -> AuditEntry | None:
+        mine = [e for e in self.entries if e.actor == actor and e.is_decision]
+        return max(mine, key=lambda e: e.at) if mine else None
+
+    def since(self, at: str) -> list[AuditEntry]:
+        return sorted((e for e in self.entries if e.at >= at), key=lambda e: e.at)
 
 
 class InjectedFailure(RuntimeError):
@@ -449,6 +528,13 @@ class InMemoryMergeJobs(MergeJobsRepository):
             return [copy.deepcopy(journal[key]) for key in sorted(journal)
                     if kind is None or journal[key].get("kind") == kind]
         return self._call("journal_entries", (job_id, kind), work)
+
+    def for_group(self, group: str) -> list[dict]:
+        return sorted((job for job in self.all() if job.get("group") == group), key=lambda j: j.get("created_at") or "")
+
+    def recent(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        jobs = [job for job in self.all() if not status or job.get("status") == status]
+        return sorted(jobs, key=lambda j: j.get("created_at") or "", reverse=True)[:limit]
 
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------
@@ -844,7 +930,9 @@ class FakeServices:
         self.publisher = RecordingPublisher()
         self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)
         self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
-        self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir)
+        self.audit = InMemoryAuditLog()
+        self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir, audit=self.audit,
+                                    jobs=self.jobs, settings=settings)
         self.report_sources = ReportSources(keys=self.keys, groups=self.groups, reviews=self.reviews, jobs=self.jobs)
         self.merge_deps = MergeDeps(settings=settings, fhir=self.fhir, jobs=self.jobs, index=self.requests,
                                     publisher=self.publisher)

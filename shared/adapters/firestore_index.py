@@ -15,6 +15,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from google.api_core.exceptions import Aborted
@@ -25,7 +27,16 @@ from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.group import Group, split_group_id
 from shared.domain.patient_keys import PatientKeys
-from shared.domain.review import ReviewItem, ReviewStatus
+from shared.domain.review import (
+    AGE_BUCKETS,
+    DECISION_FIELDS,
+    QueueCounts,
+    QueueFilter,
+    QueuePage,
+    ReviewItem,
+    ReviewStatus,
+    stamp_sources,
+)
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -36,6 +47,7 @@ _GROUP_LOCKS = tuple(threading.Lock() for _ in range(256))
 
 class FirestoreReviewItems(ReviewItemRepository):
     def __init__(self, db: firestore.Client, settings: Settings):
+        self._db = db
         self._items = db.collection(settings.collection("review_items"))
 
     def ref(self, item_id: str):
@@ -45,11 +57,68 @@ class FirestoreReviewItems(ReviewItemRepository):
         snapshot = self.ref(item_id).get()
         return ReviewItem.from_doc(snapshot.id, snapshot.to_dict()) if snapshot.exists else None
 
-    def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+    def _pending_query(self, reason: str | None = None, source: str | None = None):
         query = self._items.where(filter=firestore.FieldFilter("status", "==", str(ReviewStatus.PENDING)))
         if reason:
             query = query.where(filter=firestore.FieldFilter("reason", "==", reason))
-        items = [ReviewItem.from_doc(s.id, s.to_dict()) for s in query.limit(limit).stream()]
+        if source:
+            query = query.where(filter=firestore.FieldFilter("sources", "array_contains", source))
+        return query
+
+    def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        # Ordered in the query (index: REVIEW_QUEUE_INDEXES), so ``limit`` keeps the oldest items.
+        query = self._pending_query(reason).order_by("created_at").order_by("__name__")
+        return [ReviewItem.from_doc(s.id, s.to_dict()) for s in query.limit(limit).stream()]
+
+    def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
+        query = self._pending_query(queue.reason, queue.source)
+        if queue.older_than_days:
+            cutoff = _days_before(now, queue.older_than_days)
+            query = query.where(filter=firestore.FieldFilter("created_at", "<=", cutoff))
+        query = query.order_by("created_at").order_by("__name__")
+        if after:
+            cursor = self.ref(after).get()
+            if cursor.exists:
+                query = query.start_after(cursor)
+        snapshots = list(query.limit(size + 1).stream())
+        items = [ReviewItem.from_doc(s.id, s.to_dict()) for s in snapshots[:size]]
+        return QueuePage(items, items[-1].id if len(snapshots) > size else None)
+
+    def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
+        def count(query) -> int:
+            return int(query.count().get()[0][0].value)
+
+        pending = self._pending_query()
+        queries = {("total", ""): pending}
+        queries |= {("reason", r): self._pending_query(reason=r) for r in reasons}
+        queries |= {("source", s): self._pending_query(source=s) for s in sources}
+        for label, newer_than, _ in AGE_BUCKETS:
+            # Items proposed at least ``newer_than`` days ago; the buckets are the differences.
+            queries[("age", label)] = pending.where(
+                filter=firestore.FieldFilter("created_at", "<=", _days_before(now, newer_than)))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = dict(zip(queries, pool.map(count, queries.values())))
+        return _queue_counts(results, reasons, sources)
+
+    def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
+        ref = self.ref(item_id)
+
+        @firestore.transactional
+        def run(transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists or snapshot.get("status") != str(expected):
+                return False
+            transaction.update(ref, {"status": str(ReviewStatus.PENDING),
+                                     **{name: firestore.DELETE_FIELD for name in DECISION_FIELDS}})
+            return True
+        return run(self._db.transaction())
+
+    def record_skip(self, item_id: str) -> None:
+        self.ref(item_id).update({"skips": firestore.Increment(1)})
+
+    def for_group(self, group: str) -> list[ReviewItem]:
+        query = self._items.where(filter=firestore.FieldFilter("group", "==", group))
+        items = [ReviewItem.from_doc(s.id, s.to_dict()) for s in query.stream()]
         return sorted(items, key=lambda item: (item.created_at or "", item.id))
 
     def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
@@ -58,6 +127,35 @@ class FirestoreReviewItems(ReviewItemRepository):
     def all(self) -> Iterator[ReviewItem]:
         for snapshot in self._items.stream():
             yield ReviewItem.from_doc(snapshot.id, snapshot.to_dict())
+
+
+# The composite indexes the review queries need in production (the emulator needs none): declared in
+# infra/modules/district/firestore_indexes.tf, held together by tests/infra. (field, "ASCENDING" |
+# "DESCENDING" | "CONTAINS") each; the document id follows implicitly.
+REVIEW_QUEUE_INDEXES = {
+    "review_items": [
+        (("status", "ASCENDING"), ("created_at", "ASCENDING")),
+        (("status", "ASCENDING"), ("reason", "ASCENDING"), ("created_at", "ASCENDING")),
+        (("status", "ASCENDING"), ("sources", "CONTAINS"), ("created_at", "ASCENDING")),
+        (("status", "ASCENDING"), ("reason", "ASCENDING"), ("sources", "CONTAINS"), ("created_at", "ASCENDING")),
+    ],
+}
+
+
+def _days_before(now: str, days: int) -> str:
+    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
+
+
+def _queue_counts(results: dict[tuple[str, str], int], reasons: list[str], sources: list[str]) -> QueueCounts:
+    total = results[("total", "")]
+    by_reason = {r: results[("reason", r)] for r in reasons if results[("reason", r)]}
+    by_source = {s: results[("source", s)] for s in sources if results[("source", s)]}
+    if total - sum(by_reason.values()) > 0:
+        by_reason["other"] = total - sum(by_reason.values())
+    at_least = [results[("age", label)] for label, _, _ in AGE_BUCKETS]
+    by_age = {label: at_least[i] - (at_least[i + 1] if i + 1 < len(at_least) else 0)
+              for i, (label, _, _) in enumerate(AGE_BUCKETS)}
+    return QueueCounts(total, by_reason, by_source, by_age)
 
 
 class _Transaction(GroupTransaction):
@@ -72,7 +170,7 @@ class _Transaction(GroupTransaction):
         # items are written together when the change returns.
         for item in items:
             if not self._reviews.ref(item.id).get(transaction=self._transaction).exists:
-                self.new_reviews.append(item)
+                self.new_reviews.append(stamp_sources(item, self.group.members))
 
 
 class FirestoreGroups(GroupRepository):

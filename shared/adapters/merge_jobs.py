@@ -38,6 +38,10 @@ def journal_key(resource_type: str, resource_id: str) -> str:
     return f"{resource_type}__{resource_id}"
 
 
+# Composite indexes of these queries in production (infra/modules/district/firestore_indexes.tf).
+MERGE_JOB_INDEXES = {"merge_jobs": [(("status", "ASCENDING"), ("created_at", "DESCENDING"))]}
+
+
 class MergeJobs(MergeJobsRepository):
     def __init__(self, db: firestore.Client, settings: Settings):
         self._db = db
@@ -56,6 +60,18 @@ class MergeJobs(MergeJobsRepository):
     def all(self) -> list[dict]:
         """Every merge job (reports)."""
         return [snapshot.to_dict() for snapshot in self._jobs.stream()]
+
+    def for_group(self, group: str) -> list[dict]:
+        query = self._jobs.where(filter=firestore.FieldFilter("group", "==", group))
+        return sorted((snapshot.to_dict() for snapshot in query.stream()), key=lambda job: job.get("created_at") or "")
+
+    def recent(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        # Index (status, created_at DESC): MERGE_JOB_INDEXES, declared in infra/.
+        query = self._jobs
+        if status:
+            query = query.where(filter=firestore.FieldFilter("status", "==", status))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+        return [snapshot.to_dict() for snapshot in query.stream()]
 
     def finished(self) -> list[dict]:
         """Every merge that completed (status ``done``; unmerged ones are not)."""

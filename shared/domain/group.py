@@ -233,7 +233,9 @@ class Group:
         if request.status != RequestStatus.OPEN:
             return None
         everyone = [request.master, *request.duplicates]
-        if not golden_members(self.members, everyone):
+        # A reviewer's chosen master (review workbench) stands, like a golden one.
+        chosen = (request.evidence.get("first") or {}).get("master_chosen_by")
+        if not golden_members(self.members, everyone) and not chosen:
             master = select_master(self.members, everyone, source_priority)
             request.master = master
             request.duplicates = sorted(p for p in everyone if p != master)
@@ -335,6 +337,29 @@ class Group:
                            for pid, m in self.members.items() if pid not in duplicates)
         if master in self.members and not still_merged:
             self.members[master].update(status=str(MemberStatus.ACTIVE), golden=False)
+
+    def withdraw_request(self, request_id: str, patient_ids: Iterable[str], confirmed_pairs: Iterable[str]) -> bool:
+        """A reviewer took back the approval that opened this request, before the merge started: the
+        request goes (the fan-out will find nothing to claim), its members are in review again and the
+        pairs the approval confirmed are forgotten. Only a request that is still open and holds
+        nothing but the approved patients can go; returns whether it went."""
+        request = self.request
+        ids = set(patient_ids)
+        if not request or request.id != request_id or request.status != RequestStatus.OPEN \
+                or not request.participants <= ids:
+            return False
+        self.request = None
+        for pid in request.participants:
+            if pid in self.members:
+                self.members[pid].update(status=str(MemberStatus.REVIEW))
+        if self.master in request.participants and not (self.members.get(self.master) or {}).get("golden"):
+            self.master = None
+        self.confirmed -= set(confirmed_pairs)
+        return True
+
+    def forget_rejection(self, pairs: Iterable[str]) -> None:
+        """A reviewer took back a rejection: exactly the pairs it added are no longer do-not-match."""
+        self.do_not_match -= set(pairs)
 
     def reject(self, patient_ids: Iterable[str]) -> None:
         """A human said these are different people: never proposed again."""

@@ -103,7 +103,7 @@ def join_nik_group(group: Group, join: CrossJoin) -> MergeRequest | None:
 
 
 def confirm_members(group: Group, confirmed: list[str], *, reason: str, requested_by: str,
-                    settings: Settings) -> Confirmation:
+                    settings: Settings, master: str | None = None) -> Confirmation:
     """Human-confirmed ids: recorded as confirmed pairs and merged into one master, except where the
     newborn/twin rules refuse (those never merge, whoever asks)."""
     members = group.members
@@ -119,13 +119,22 @@ def confirm_members(group: Group, confirmed: list[str], *, reason: str, requeste
     # In a NIK group the group's master is the adult holder's master; newborns on the mother's NIK and a
     # demographic block (different people) take a master among the confirmed records.
     babies = any(members.get(pid, {}).get("is_baby") for pid in live)
+    chosen = master if master in live and not members[master].get("is_baby") else None
     master = group.master if group.is_nik and not babies and is_live(members.get(group.master)) else None
+    if chosen and (master is None or not members[master].get("golden")):
+        # A reviewer's choice of master, unless the group already has a golden one (once a master,
+        # always the master: references never move back and forth).
+        master = chosen
+    else:
+        chosen = None
     if master is None:
         adults = [pid for pid in live if not members[pid].get("is_baby")] or live
         if not adults:
             return result
         master = select_master(members, adults, settings.source_priority)
     duplicates, evidence = [], {"pairs": [], "requested": len(confirmed)}
+    if chosen:
+        evidence["master_chosen_by"] = requested_by
     for pid in live:
         if pid == master or members[pid].get("status") in ("duplicate", "pending"):
             continue

@@ -21,7 +21,10 @@ def review_item_id(group: str, patient_ids: Iterable[str], reason: str) -> str:
     return "rv-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-_DECISION_FIELDS = ("decided_by", "decided_at", "refused", "published")
+# Fields a decision writes on the item (an undo removes them again). ``note``: the reviewer's words;
+# ``master_choice``: the master the reviewer chose, if any; ``pairs_added``: the confirmed or
+# do-not-match pairs this decision added to the group (an undo takes out exactly those).
+_DECISION_FIELDS = ("decided_by", "decided_at", "refused", "published", "note", "master_choice", "pairs_added")
 
 
 @dataclass
@@ -33,7 +36,10 @@ class ReviewItem:
     evidence: dict = field(default_factory=dict)
     status: ReviewStatus = ReviewStatus.PENDING
     created_at: str | None = None
-    decision: dict = field(default_factory=dict)   # decided_by, decided_at, refused, published
+    decision: dict = field(default_factory=dict)   # decided_by, decided_at, refused, published, note, ...
+    # The source systems of the item's patients (stamped when proposed: the queue filters on them).
+    sources: list[str] = field(default_factory=list)
+    skips: int = 0                                   # "not sure" answers so far (notes in the audit log)
 
     @classmethod
     def proposed(cls, group: str, patient_ids: Iterable[str], reason: str, evidence: dict, now: str) -> ReviewItem:
@@ -48,13 +54,51 @@ class ReviewItem:
     def from_doc(cls, item_id: str, doc: Mapping) -> ReviewItem:
         return cls(item_id, doc.get("reason", "unknown"), doc["group"], list(doc.get("patient_ids") or []),
                    dict(doc.get("evidence") or {}), ReviewStatus(doc.get("status", "pending")), doc.get("created_at"),
-                   {k: doc[k] for k in _DECISION_FIELDS if k in doc})
+                   {k: doc[k] for k in _DECISION_FIELDS if k in doc}, list(doc.get("sources") or []),
+                   int(doc.get("skips") or 0))
 
     def to_doc(self) -> dict:
         return {"reason": self.reason, "group": self.group, "nik_token": self.nik_token,
                 "patient_ids": list(self.patient_ids), "evidence": self.evidence, "status": str(self.status),
-                "created_at": self.created_at, **self.decision}
+                "created_at": self.created_at, "sources": list(self.sources), "skips": self.skips, **self.decision}
 
     def as_dict(self) -> dict:
         """What ops tools print: the stored fields with the id."""
         return {"id": self.id, **self.to_doc()}
+
+
+DECISION_FIELDS = _DECISION_FIELDS
+
+
+def stamp_sources(item: ReviewItem, members: Mapping[str, Mapping]) -> ReviewItem:
+    """The item with the source systems of its patients (from the group's members), for the queue's
+    source filter. Repositories call it when they create a proposed item."""
+    item.sources = sorted({(members.get(pid) or {}).get("source") or "unknown" for pid in item.patient_ids})
+    return item
+
+
+# --- the review queue ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which pending items a reviewer looks at: by reason, by source system, older than N days."""
+    reason: str | None = None
+    source: str | None = None
+    older_than_days: int | None = None
+
+
+@dataclass
+class QueuePage:
+    items: list[ReviewItem]
+    next_cursor: str | None          # the last item's id: the next page starts after it
+
+
+@dataclass
+class QueueCounts:
+    """Pending items: in total, by reason, by source system and by age (days since proposed)."""
+    total: int
+    by_reason: dict[str, int]
+    by_source: dict[str, int]
+    by_age: dict[str, int]           # "0-1", "1-7", "7-30", "30+" (days)
+
+
+AGE_BUCKETS = (("0-1", 0, 1), ("1-7", 1, 7), ("7-30", 7, 30), ("30+", 30, None))

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from shared.domain.group import Group
 from shared.domain.patient_keys import PatientKeys
-from shared.domain.review import ReviewItem, ReviewStatus
+from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewStatus
 
 T = TypeVar("T")
 
@@ -79,3 +79,27 @@ class ReviewItemRepository(ABC):
 
     @abstractmethod
     def all(self) -> Iterator[ReviewItem]: ...
+
+    # --- the review workbench's queue and decisions (Firestore: composite indexes in infra/) ---------
+    @abstractmethod
+    def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
+        """One page of pending items matching ``queue``, oldest first (then by id); ``after``: the
+        last item id of the previous page."""
+
+    @abstractmethod
+    def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
+        """Pending items in total and by reason, source and age; reasons and sources outside the
+        given lists are counted as "other"."""
+
+    @abstractmethod
+    def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
+        """Puts a decided item back to pending, removing the decision fields, if its status is still
+        ``expected``; False otherwise."""
+
+    @abstractmethod
+    def record_skip(self, item_id: str) -> None:
+        """Counts one "not sure" answer on a pending item."""
+
+    @abstractmethod
+    def for_group(self, group: str) -> list[ReviewItem]:
+        """Every item (any status) of one group, oldest first."""

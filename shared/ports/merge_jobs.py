@@ -53,3 +53,11 @@ class MergeJobsRepository(ABC):
     @abstractmethod
     def journal_entries(self, job_id: str, kind: str | None = None) -> list[dict]:
         """The job's journal; ``kind`` ("patient" or "reference") keeps only those entries."""
+
+    @abstractmethod
+    def for_group(self, group: str) -> list[dict]:
+        """The group's merge jobs (any status), oldest first: its merge history."""
+
+    @abstractmethod
+    def recent(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        """The latest jobs (newest first), optionally of one status: the workbench's merge list."""

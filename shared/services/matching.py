@@ -222,19 +222,20 @@ class MatchingService:
         return outcome
 
     def confirm_group(self, group_id: str, patient_ids: list[str], *, reason: str,
-                      requested_by: str) -> ForceMergeOutcome:
+                      requested_by: str, master: str | None = None) -> ForceMergeOutcome:
         """A human confirmed these patients of the group are one person (review approval): the same
         path as a force-merge naming them, without the FHIR lookup (they are indexed already)."""
         outcome = ForceMergeOutcome(Group(group_id).token, "done")
-        self._confirm(group_id, list(patient_ids), reason, requested_by, outcome)
+        self._confirm(group_id, list(patient_ids), reason, requested_by, outcome, master=master)
         log.info("group_confirmed", group_token=outcome.nik_token, confirmed=len(patient_ids),
                  refused=outcome.refused, published=outcome.published, requested_by=requested_by)
         return outcome
 
     def _confirm(self, group_id: str, patient_ids: list[str], reason: str, requested_by: str,
-                 outcome: ForceMergeOutcome) -> None:
+                 outcome: ForceMergeOutcome, master: str | None = None) -> None:
         confirmation = self._groups.transact(group_id, lambda tx: confirm_members(
-            tx.group, patient_ids, reason=reason, requested_by=requested_by, settings=self._settings))
+            tx.group, patient_ids, reason=reason, requested_by=requested_by, settings=self._settings,
+            master=master))
         outcome.refused.update(confirmation.refused)
         self._publish(group_id, confirmation.request, outcome.published)
 

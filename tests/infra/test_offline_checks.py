@@ -80,9 +80,13 @@ def _cloudbuild_steps() -> dict[str, str]:
 
 def test_cloudbuild_runs_lint_tests_package_and_terraform():
     steps = _cloudbuild_steps()
-    assert list(steps) == ["lint", "test", "package", "upload", "fetch-plan", "terraform", "store-plan"]
+    assert list(steps) == ["lint", "test", "package", "upload", "workbench-image", "fetch-plan", "terraform",
+                           "store-plan"]
     assert "make test" in steps["test"] and "infra/package_source.py" in steps["package"]
     assert "dir: infra/envs/${_DISTRICT}" in steps["terraform"]
+    # The workbench image is built for a plan only: the plan deploys it by digest, apply needs no new one.
+    assert 'if [ "${_TF_ACTION}" != "plan" ]; then exit 0; fi' in steps["workbench-image"]
+    assert "workbench_image=" in steps["terraform"]
 
 
 def test_cloudbuild_applies_only_the_reviewed_and_approved_plan_file():

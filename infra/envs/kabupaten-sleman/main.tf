@@ -13,6 +13,12 @@ terraform {
   }
 }
 
+variable "workbench_image" {
+  description = "Review workbench image by digest (Cloud Build, workbench/Dockerfile)."
+  type        = string
+  default     = null
+}
+
 variable "source_object" {
   description = "Source zip uploaded by Cloud Build (infra/package_source.py)."
   type        = string
@@ -28,6 +34,12 @@ module "district" {
   project_id    = "dedup-kabupaten-sleman"
   district      = "kabupaten-sleman"
   source_object = var.source_object
+
+  workbench_image = var.workbench_image
+  workbench_roles = {
+    "data.manager@dinkes.example.go.id"   = "supervisor"
+    "registry.clerk@dinkes.example.go.id" = "reviewer"
+  }
 
   fhir_mode                  = "external"
   external_fhir_base_url     = "http://10.20.0.5:8080/fhir"

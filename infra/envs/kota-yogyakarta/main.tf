@@ -12,6 +12,12 @@ terraform {
   }
 }
 
+variable "workbench_image" {
+  description = "Review workbench image by digest (Cloud Build, workbench/Dockerfile)."
+  type        = string
+  default     = null
+}
+
 variable "source_object" {
   description = "Source zip uploaded by Cloud Build (infra/package_source.py)."
   type        = string
@@ -27,6 +33,12 @@ module "district" {
   project_id    = "dedup-kota-yogyakarta"
   district      = "kota-yogyakarta"
   source_object = var.source_object
+
+  workbench_image = var.workbench_image
+  workbench_roles = {
+    "data.manager@dinkes.example.go.id"   = "supervisor"
+    "registry.clerk@dinkes.example.go.id" = "reviewer"
+  }
 
   fhir_mode    = "create"
   fhir_dataset = "satusehat-kota-yogyakarta"

@@ -205,6 +205,7 @@ resource "google_project_service" "enabled" {
     "firestore.googleapis.com",
     "healthcare.googleapis.com",
     "iam.googleapis.com",
+    "iap.googleapis.com", # Identity-Aware Proxy in front of the review workbench
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

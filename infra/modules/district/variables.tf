@@ -170,12 +170,14 @@ variable "nik_hash_key_secret" {
 variable "secret_versions" {
   description = <<-EOT
     The version each function reads of each secret (never latest: a new version then reaches the
-    functions only through a reviewed plan). Keys: nik_hash_key, external_fhir_token, relay_shared_secret.
+    functions only through a reviewed plan). Keys: nik_hash_key, external_fhir_token, relay_shared_secret,
+    workbench_session_key.
   EOT
   type = object({
-    nik_hash_key        = optional(string, "1")
-    external_fhir_token = optional(string, "1")
-    relay_shared_secret = optional(string, "1")
+    nik_hash_key          = optional(string, "1")
+    external_fhir_token   = optional(string, "1")
+    relay_shared_secret   = optional(string, "1")
+    workbench_session_key = optional(string, "1")
   })
   default = {}
   validation {
