@@ -36,6 +36,26 @@ def _load_env_file(path: Path | None) -> None:
         load_dotenv(path, override=False)
 
 
+def _running_stack_env() -> Path | None:
+    """``.stack/env`` of a running local stack in this directory or a parent (run inside the repo),
+    used when neither --env-file nor DEDUP_ENV_FILE nor a DEDUP_FHIR_BASE_URL says otherwise."""
+    if os.environ.get("DEDUP_FHIR_BASE_URL") or os.environ.get("DEDUP_PROJECT_ID"):
+        return None
+    for directory in (Path.cwd(), *Path.cwd().parents):
+        candidate = directory / ".stack" / "env"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ops import version
+
+        console.print(f"dedup {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -46,20 +66,39 @@ def main(
     env_file: Path | None = typer.Option(
         None, "--env-file", envvar="DEDUP_ENV_FILE", exists=True, dir_okay=False,
         help="dotenv file of DEDUP_* settings and emulator hosts, used for the variables the environment does "
-             "not set (the local stack writes .stack/env)"),
+             "not set (the local stack writes .stack/env; inside the repo a running stack's is found by itself)"),
+    log_json: bool = typer.Option(False, "--log-json", help="Structured JSON log lines (INFO and up) on stderr; "
+                                  "default: only warnings, one readable line each"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit"),
 ):
-    _load_env_file(env_file)
+    from shared.logging import use_terminal_output
+
+    use_terminal_output(json_lines=log_json)
+    _load_env_file(env_file or _running_stack_env())
     overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
     ctx.obj = Settings(**overrides)
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj
+    """The settings, after the checks this command needs (``ops.preflight``), once per command."""
+    from ops.preflight import preflight
+
+    root = ctx.find_root()
+    settings = root.obj
+    if not root.meta.get("preflight_done"):
+        top = ctx
+        while top.parent is not None and top.parent is not root:
+            top = top.parent
+        preflight(top.info_name or "", settings)
+        root.meta["preflight_done"] = True
+    return settings
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+    from ops.errors import NotFoundProblem, OpsError, UsageProblem
+
+    raise {2: UsageProblem, 3: NotFoundProblem}.get(code, OpsError)(message)
 
 
 # --- force-merge -----------------------------------------------------------------------------------
@@ -71,6 +110,7 @@ def force_merge(
     reason: str = typer.Option(..., help="Why (kept in the audit trail)"),
     requested_by: str = typer.Option(..., "--by", help="Who asks (kept in the audit trail)"),
     patient_id: list[str] = typer.Option([], "--patient-id", help="Patient ids a human confirmed are this person"),
+    as_json: bool = typer.Option(False, "--json"),
 ):
     """Publish a NIK to the ops topic: every patient with it is indexed and merged by the rules
     (named --patient-id ones as human-confirmed). The NIK is never printed."""
@@ -86,6 +126,10 @@ def force_merge(
         _fail(f"not a valid NIK ({error.reason}); nothing was published")
     message = ForceMerge(nik=parsed.value, reason=reason, requested_by=requested_by, patient_ids=tuple(patient_id))
     message_id = publisher(settings).send(message)
+    if as_json:
+        console.print_json(json.dumps({"nik_token": nik_token(parsed.value, settings.nik_hash_key),
+                                       "message_id": message_id}))
+        return
     console.print(f"published force-merge for NIK token [bold]{nik_token(parsed.value, settings.nik_hash_key)}[/bold]"
                   f" (message {message_id})")
 
@@ -155,8 +199,12 @@ def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help
         console.print_json(json.dumps(items, default=str))
         return
     table = Table(title=f"{len(items)} pending review item(s)")
+    longest_id = max((len(pid) for item in items for pid in [item["id"], *item["patient_ids"]]), default=10)
     for column in ("id", "reason", "patients", "rule / scores"):
-        table.add_column(column)
+        # Ids are never cut: their columns keep their full width, the scores column gives way.
+        full = column in ("id", "patients")
+        table.add_column(column, no_wrap=full, min_width=longest_id if full else None,
+                         overflow="fold" if full else "ellipsis")
     for item in items:
         evidence = item.get("evidence") or {}
         scores = {k: v for k, v in evidence.items() if isinstance(v, (int, float, str)) and k != "nik_token"}
@@ -166,10 +214,15 @@ def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help
 
 @review_app.command("show")
 def review_show(ctx: typer.Context, item_id: str,
-                details: bool = typer.Option(False, "--details", help="Also show names, birth dates, identifiers")):
+                details: bool = typer.Option(False, "--details", help="Also show names, birth dates, identifiers"),
+                as_json: bool = typer.Option(False, "--json", help="The item (and --details) as one JSON document")):
     """One item with its evidence; --details reads the patients from FHIR for you to compare."""
     service = _review_service(_settings(ctx))
     item = _or_fail(lambda: service.get(item_id))
+    if as_json:
+        shown = item.as_dict() | ({"patients": service.patient_details(item)} if details else {})
+        console.print_json(json.dumps(shown, default=str))
+        return
     console.print_json(json.dumps(item.as_dict(), default=str))
     if details:
         table = Table(title="patients (confidential)")
@@ -182,17 +235,25 @@ def review_show(ctx: typer.Context, item_id: str,
 
 
 @review_app.command("approve")
-def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer")):
+def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer"),
+                   as_json: bool = typer.Option(False, "--json")):
     """Merge the item's patients (the newborn and twin rules still apply)."""
     result = _or_fail(lambda: _review_service(_settings(ctx)).approve(item_id, by))
+    if as_json:
+        console.print_json(json.dumps({"id": item_id, **result}))
+        return
     console.print(f"approved {item_id}: merge request(s) {result['published'] or 'already open'}"
                   + (f"; refused by rule: {result['refused']}" if result["refused"] else ""))
 
 
 @review_app.command("reject")
-def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer")):
+def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer"),
+                  as_json: bool = typer.Option(False, "--json")):
     """Not the same person: remembered, never proposed again."""
     _or_fail(lambda: _review_service(_settings(ctx)).reject(item_id, by))
+    if as_json:
+        console.print_json(json.dumps({"id": item_id, "status": "rejected"}))
+        return
     console.print(f"rejected {item_id}: remembered as do-not-match")
 
 
@@ -201,19 +262,27 @@ def _or_fail(action):
 
     try:
         return action()
-    except (ReviewItemNotFound, ReviewAlreadyDecided, ReviewRefused, KeyError) as error:
-        _fail(str(error).strip("'"))
+    except (ReviewItemNotFound, KeyError) as error:
+        _fail(str(error).strip("'"), 3)
+    except (ReviewAlreadyDecided, ReviewRefused) as error:
+        _fail(str(error), 1)
 
 
 # --- merge jobs ------------------------------------------------------------------------------------
 @app.command()
-def status(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")):
-    """A merge job: state, master, duplicates, per-type progress."""
+def status(ctx: typer.Context, job_id: str | None = typer.Argument(None, help="A merge job (default: the stack)"),
+           as_json: bool = typer.Option(False, "--json")):
+    """A merge job: state, master, duplicates, per-type progress. Without JOB_ID: the local stack's
+    components (`dedup up`) and whether each answers."""
+    if job_id is None:
+        from ops.stack import stack_status
+
+        raise typer.Exit(stack_status(as_json))
     from shared.bootstrap import merge_deps
 
     job = merge_deps(_settings(ctx)).jobs.get(job_id)
     if job is None:
-        _fail(f"no merge job {job_id}")
+        _fail(f"no merge job {job_id}", 3)
     if as_json:
         console.print_json(json.dumps(job, default=str))
         return
@@ -250,7 +319,15 @@ def preview(ctx: typer.Context, master: str, duplicates: list[str],
     from shared.bootstrap import merge_deps
     from shared.services.merge_preview import preview as preview_merge
 
-    counts = preview_merge(master, duplicates, merge_deps(_settings(ctx)))
+    from ops.explicit_merge import checked
+    from shared.bootstrap import fhir_client
+    from shared.services.explicit_merge import check_ids, read_patients
+
+    settings = _settings(ctx)
+    # Unknown or identical ids are errors, not "0 resources would change".
+    duplicates = checked(lambda: check_ids(master, duplicates))
+    checked(lambda: read_patients(fhir_client(settings), [master, *duplicates], must_be_active=False))
+    counts = preview_merge(master, duplicates, merge_deps(settings))
     if as_json:
         console.print_json(json.dumps(counts))
     else:
@@ -318,3 +395,21 @@ def _print_mapping(title: str, mapping: dict) -> None:
     for key, value in mapping.items():
         table.add_row(str(key), value if isinstance(value, str) else json.dumps(value, default=str))
     console.print(table)
+
+
+# --- more commands, each in its own module (registered here) -----------------------------------------
+from ops import explicit_merge, history, load, stack  # noqa: E402
+
+for _module in (stack, load, history, explicit_merge):
+    _module.register(app)
+
+
+def run(args: list[str] | None = None, prog_name: str = "dedup") -> int:
+    """The `dedup` console script (and `python -m ops`): the app behind the one error handler."""
+    from ops.errors import run_app
+
+    return run_app(app, args, prog_name)
+
+
+def entry_point() -> None:
+    sys.exit(run())

@@ -16,6 +16,7 @@ from shared.adapters.merge_jobs import MergeJobs
 from shared.adapters.pubsub import Publisher
 from shared.config import Settings
 from shared.fhir.client import FhirClient
+from shared.services.explicit_merge import ExplicitMerges
 from shared.services.matching import MatchingService
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_requests import MergeRequests
@@ -78,6 +79,12 @@ def merge_deps(settings: Settings) -> MergeDeps:
     return _once("merge", settings, lambda: MergeDeps(
         settings=settings, fhir=fhir_client(settings), jobs=merge_jobs(settings), index=merge_requests(settings),
         publisher=publisher(settings)))
+
+
+def explicit_merges(settings: Settings) -> ExplicitMerges:
+    return _once("explicit_merges", settings, lambda: ExplicitMerges(
+        settings, matching_service(settings), groups(settings), patient_keys(settings), merge_requests(settings),
+        fhir_client(settings)))
 
 
 def review_service(settings: Settings) -> ReviewService:

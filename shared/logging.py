@@ -159,3 +159,32 @@ def set_level(level: int) -> None:
 def get_logger(name: str):
     configure_logging()
     return structlog.get_logger(name)
+
+
+def _terminal_line(_logger, method, event_dict) -> str:
+    """``warning: event key=value ...`` (already scrubbed): what an operator reads on a terminal."""
+    event = event_dict.pop("event", "")
+    for key in ("severity", "timestamp", "level", "logger"):
+        event_dict.pop(key, None)
+    details = " ".join(f"{key}={value}" for key, value in event_dict.items())
+    return f"{method}: {event}" + (f" {details}" if details else "")
+
+
+def use_terminal_output(json_lines: bool) -> None:
+    """For command-line tools: JSON lines from INFO up when asked (``--log-json``), else only warnings
+    and errors, as one readable line each. The same scrubbing either way."""
+    global _configured
+    renderer = structlog.processors.JSONRenderer() if json_lines else _terminal_line
+    structlog.configure(
+        processors=[*_SHARED_PROCESSORS, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO if json_lines else logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _route_library_logs()
+    if not json_lines:
+        logging.getLogger().handlers[0].setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_log_level, *_SHARED_PROCESSORS[1:]],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        lambda logger, _method, event: _terminal_line(logger, event.get("level", "warning"), event)]))
+    _configured = True

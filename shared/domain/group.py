@@ -224,7 +224,7 @@ class Group:
         if request.status != RequestStatus.OPEN:
             return None
         everyone = [request.master, *request.duplicates]
-        if not golden_members(self.members, everyone):
+        if not request.fixed_master and not golden_members(self.members, everyone):
             master = select_master(self.members, everyone, source_priority)
             request.master = master
             request.duplicates = sorted(p for p in everyone if p != master)

@@ -21,7 +21,7 @@ def request_id_for(group: str, master: str, duplicates: Iterable[str]) -> str:
 
 
 _REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
-                   "created_at", "claimed_at", "completed_at", "follow_up_of")
+                   "created_at", "claimed_at", "completed_at", "follow_up_of", "fixed_master")
 
 
 @dataclass
@@ -38,6 +38,8 @@ class MergeRequest:
     claimed_at: str | None = None
     completed_at: str | None = None
     follow_up_of: str | None = None
+    # A human chose the master (an explicit merge): the claim keeps it instead of re-selecting one.
+    fixed_master: bool | None = None
 
     @property
     def participants(self) -> set[str]:

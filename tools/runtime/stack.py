@@ -515,11 +515,13 @@ def _read_state() -> dict | None:
         return None
 
 
-def _write_state(stack: LocalStack, supervisor_pid: int) -> None:
+def _write_state(stack: LocalStack, supervisor_pid: int, product: Product | None = None) -> None:
     STATE_DIR.mkdir(exist_ok=True)
-    state = {"supervisor_pid": supervisor_pid, "pids": stack.pids,
-             "ports": {name: proc.port for name, proc in stack.processes.items()},
-             "startup_seconds": stack.startup_seconds, "env": stack.env}
+    processes = {**stack.processes, **(product.processes if product else {})}
+    state = {"supervisor_pid": supervisor_pid, "pids": {name: proc.pid for name, proc in processes.items()},
+             "ports": {name: proc.port for name, proc in processes.items()},
+             "startup_seconds": stack.startup_seconds, "env": stack.env,
+             "workbench_url": product.workbench_url if product else None}
     _state_path().write_text(json.dumps(state, indent=2))
     env_lines = [f"export {key}={shlex.quote(value)}" for key, value in stack.env.items()]
     partial = ENV_FILE.with_name(ENV_FILE.name + ".partial")   # renamed into place: never read half-written
@@ -532,34 +534,112 @@ def _clear_state() -> None:
         path.unlink(missing_ok=True)
 
 
-def _run_foreground(project_id: str) -> None:
+@dataclass
+class Product:
+    """The whole product on a running stack: every function of functions/functions.json fed by its
+    topic, the FHIR Subscriptions calling the relay, and the review workbench when this checkout has
+    it. What `dedup up` runs as a standing service; the main job and the tests start the same
+    ``LocalPipeline`` on their own stacks."""
+
+    stack: LocalStack
+    log_dir: Path
+    pipeline: object | None = None
+    workbench: object | None = None
+    workbench_url: str | None = None
+
+    def start(self) -> Product:
+        from shared.config import Settings
+        from tools.runtime.pipeline import LocalPipeline
+
+        env = self.stack.env
+        # The functions and this process talk to the emulators (the workbench runs in this process).
+        os.environ.update({k: env[k] for k in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")})
+        settings = Settings(project_id=env["DEDUP_PROJECT_ID"], fhir_base_url=env["DEDUP_FHIR_BASE_URL"])
+        self.pipeline = LocalPipeline(settings, env, self.log_dir).start()
+        self.workbench, self.workbench_url = _start_workbench(settings)
+        return self
+
+    def stop(self) -> None:
+        if self.workbench is not None:
+            self.workbench.shutdown()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    @property
+    def processes(self) -> dict[str, ManagedProcess]:
+        return {name: f.process for name, f in (self.pipeline.functions.items() if self.pipeline else ())}
+
+    def alive(self) -> bool:
+        return all(proc.alive() for proc in self.processes.values())
+
+
+def _start_workbench(settings) -> tuple[object | None, str | None]:
+    """The review workbench (package ``web``, an app factory ``create_app(settings, services)``) in a
+    thread of this process, when the checkout has it; (None, None) when not."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("web") is None:
+        return None, None
+    factory = None
+    for module_name in ("web", "web.app"):
+        try:
+            factory = getattr(importlib.import_module(module_name), "create_app", None)
+        except ImportError:
+            continue
+        if factory:
+            break
+    if factory is None:
+        return None, None
+    from werkzeug.serving import make_server
+
+    import shared.bootstrap as services
+
+    port = free_port()
+    server = make_server(HOST, port, factory(settings, services), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name="workbench").start()
+    return server, f"http://{HOST}:{port}/"
+
+
+def _run_foreground(project_id: str, functions: bool = False) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     began = time.monotonic()
     stack = LocalStack(project_id=project_id, work_dir=STATE_DIR / "run")
+    product: Product | None = None
     # Fresh data on every start: the FHIR store of a previous run would otherwise come back.
     shutil.rmtree(STATE_DIR / "run", ignore_errors=True)
     try:
         stack.start()
         print(stack.describe(), flush=True)
+        if functions:
+            product = Product(stack, STATE_DIR / "run" / "functions").start()
+            print(f"{len(product.processes)} functions running (logs in {product.log_dir}): "
+                  f"{', '.join(product.processes)}", flush=True)
+            print(f"review workbench: {product.workbench_url or 'not in this checkout'}", flush=True)
         print(f"stack ready in {time.monotonic() - began:.2f}s (components start in parallel)", flush=True)
         print(f"environment: source {ENV_FILE}", flush=True)
         print(_ops_hint(), flush=True)
         # Last: `up` returns (and prints this log) once the env file exists.
-        _write_state(stack, os.getpid())
-        while not stop.is_set() and all(proc.alive() for proc in stack.processes.values()):
+        _write_state(stack, os.getpid(), product)
+        while not stop.is_set() and all(proc.alive() for proc in stack.processes.values()) \
+                and (product is None or product.alive()):
             stop.wait(0.5)
-        for name, proc in stack.processes.items():
+        for name, proc in {**stack.processes, **(product.processes if product else {})}.items():
             if not proc.alive():
                 print(f"{name} exited unexpectedly:\n{proc.log_tail()}", file=sys.stderr, flush=True)
     finally:
+        if product is not None:
+            product.stop()
         stack.stop()
         _clear_state()
+        print("stopped", flush=True)
 
 
 def _ops_hint() -> str:
-    return f'ops CLI on this stack: export DEDUP_ENV_FILE={ENV_FILE}   (or: make ops ARGS="report")'
+    return (f"ops CLI on this stack: `dedup ...` inside this checkout finds {ENV_FILE} by itself; "
+            f"elsewhere: export DEDUP_ENV_FILE={ENV_FILE}")
 
 
 app = typer.Typer(add_completion=False, help="Local emulators and FHIR server for development and tests.")
@@ -567,7 +647,8 @@ app = typer.Typer(add_completion=False, help="Local emulators and FHIR server fo
 
 @app.command()
 def up(foreground: bool = typer.Option(False, help="run in this terminal until Ctrl+C"),
-       project_id: str = typer.Option(DEFAULT_PROJECT_ID, help="DEDUP_PROJECT_ID written to .stack/env")):
+       project_id: str = typer.Option(DEFAULT_PROJECT_ID, help="DEDUP_PROJECT_ID written to .stack/env"),
+       functions: bool = typer.Option(False, help="also every function, the FHIR Subscriptions and the workbench")):
     """Start the stack and write .stack/env; returns once everything answers."""
     state = _read_state()
     if state and _pid_alive(state["supervisor_pid"]):
@@ -576,16 +657,17 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
         raise typer.Exit(0)
     _clear_state()
     if foreground:
-        _run_foreground(project_id)
+        _run_foreground(project_id, functions)
         return
     STATE_DIR.mkdir(exist_ok=True)
     log_path = STATE_DIR / "stack.log"
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tools.runtime.stack", "up", "--foreground", "--project-id", project_id],
+            [sys.executable, "-m", "tools.runtime.stack", "up", "--foreground", "--project-id", project_id,
+             "--functions" if functions else "--no-functions"],
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS * 2
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS * (4 if functions else 2)
     while time.monotonic() < deadline:
         if ENV_FILE.exists():
             typer.echo(log_path.read_text().strip())
@@ -629,6 +711,31 @@ def env():
     typer.echo(ENV_FILE.read_text().strip())
 
 
+def read_state() -> dict | None:
+    """The running stack's state (``.stack/state.json``), or None when no stack is running."""
+    state = _read_state()
+    return state if state and _pid_alive(state["supervisor_pid"]) else None
+
+
+def component_health(state: dict) -> list[dict]:
+    """Each component of a running stack: name, pid, port, start-up seconds, and whether it answers
+    (HTTP for the servers, a TCP connect for the functions)."""
+    rows = []
+    for name, port in state["ports"].items():
+        if name in ("firestore", "pubsub", "fhir"):
+            url = f"http://{HOST}:{port}/fhir/metadata" if name == "fhir" else f"http://{HOST}:{port}/"
+            ok = _http_probe(url)()
+        else:
+            try:
+                with socket.create_connection((HOST, port), timeout=2):
+                    ok = True
+            except OSError:
+                ok = False
+        rows.append({"name": name, "pid": state["pids"][name], "port": port,
+                     "startup_seconds": state["startup_seconds"].get(name), "ok": ok})
+    return rows
+
+
 @app.command()
 def status():
     """Show each component's pid, port, start-up time and whether it answers."""
@@ -636,14 +743,11 @@ def status():
     if not state:
         typer.echo("not running")
         raise typer.Exit(1)
-    healthy = True
-    for name, port in state["ports"].items():
-        url = f"http://{HOST}:{port}/fhir/metadata" if name == "fhir" else f"http://{HOST}:{port}/"
-        ok = _http_probe(url)()
-        healthy &= ok
-        typer.echo(f"{name:<10} pid {state['pids'][name]:<8} port {port:<6} "
-                   f"started in {state['startup_seconds'].get(name, 0):.2f}s  {'ok' if ok else 'NOT ANSWERING'}")
-    raise typer.Exit(0 if healthy else 1)
+    rows = component_health(state)
+    for row in rows:
+        typer.echo(f"{row['name']:<20} pid {row['pid']:<8} port {row['port']:<6} "
+                   f"started in {row['startup_seconds'] or 0:.2f}s  {'ok' if row['ok'] else 'NOT ANSWERING'}")
+    raise typer.Exit(0 if all(row["ok"] for row in rows) else 1)
 
 
 if __name__ == "__main__":
