@@ -316,12 +316,10 @@ def unmerge(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False,
 def preview(ctx: typer.Context, master: str, duplicates: list[str],
             as_json: bool = typer.Option(False, "--json")):
     """What merging DUPLICATES into MASTER would rewrite, per resource type. Writes nothing."""
-    from shared.bootstrap import merge_deps
-    from shared.services.merge_preview import preview as preview_merge
-
     from ops.explicit_merge import checked
-    from shared.bootstrap import fhir_client
+    from shared.bootstrap import fhir_client, merge_deps
     from shared.services.explicit_merge import check_ids, read_patients
+    from shared.services.merge_preview import preview as preview_merge
 
     settings = _settings(ctx)
     # Unknown or identical ids are errors, not "0 resources would change".

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Sequence
 
 import typer
+
 # Typer 0.29 ships its own copy of click (typer._click); its exceptions are the ones a Typer app raises.
 from typer._click import exceptions as click_exceptions
 
@@ -49,7 +50,8 @@ class Unreachable(OpsError):
     exit_code = UNREACHABLE
 
 
-STACK_HINT = "start the local stack with `dedup up --detach`, or point --env-file / --fhir-url / --project at a district"
+STACK_HINT = ("start the local stack with `dedup up --detach`, "
+              "or point --env-file / --fhir-url / --project at a district")
 
 
 def describe(error: BaseException) -> tuple[int, str, str | None]:

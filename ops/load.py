@@ -171,7 +171,8 @@ def resources_of(source: Source) -> Iterator[dict | str]:
 
 def _entry(resource: dict) -> dict:
     if resource.get("id"):
-        return {"resource": resource, "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}
+        url = f"{resource['resourceType']}/{resource['id']}"
+        return {"resource": resource, "request": {"method": "PUT", "url": url}}
     return {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
 
 

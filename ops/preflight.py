@@ -80,10 +80,10 @@ def check_google(settings: Settings, needs: frozenset[str]) -> None:
         if need in needs and os.environ.get(emulated[need]):
             _emulator_answers(emulated[need], "Firestore" if need == FIRESTORE else "Pub/Sub")
     if real:
+        import logging
+
         import google.auth
         from google.auth.exceptions import DefaultCredentialsError
-
-        import logging
 
         # google.auth logs a warning for each way it tried; the one line below says it all.
         logging.getLogger("google.auth").setLevel(logging.ERROR)

@@ -70,4 +70,5 @@ def patient_links(patient_id: str, sources: LinkSources) -> dict:
 
 
 def _others(pairs: set[str], patient_id: str) -> set[str]:
-    return {other for pair in pairs if patient_id in pair.split("|") for other in pair.split("|") if other != patient_id}
+    return {other for pair in pairs for other in pair.split("|")
+            if patient_id in pair.split("|") and other != patient_id}
