@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ops.context import print_mapping as _print_mapping
+from ops.context import settings_of as _settings
 from shared.config import Settings
 
 app = typer.Typer(help="Patient deduplication: ops commands.", no_args_is_help=True, add_completion=False)
@@ -78,21 +80,6 @@ def main(
     _load_env_file(env_file or _running_stack_env())
     overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
     ctx.obj = Settings(**overrides)
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    """The settings, after the checks this command needs (``ops.preflight``), once per command."""
-    from ops.preflight import preflight
-
-    root = ctx.find_root()
-    settings = root.obj
-    if not root.meta.get("preflight_done"):
-        top = ctx
-        while top.parent is not None and top.parent is not root:
-            top = top.parent
-        preflight(top.info_name or "", settings)
-        root.meta["preflight_done"] = True
-    return settings
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -384,15 +371,6 @@ def print_report(data: dict) -> None:
         console.print(table)
     if data["resources_rewritten_by_type"]:
         _print_mapping("resources rewritten, by type", data["resources_rewritten_by_type"])
-
-
-def _print_mapping(title: str, mapping: dict) -> None:
-    table = Table(title=title, show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value", justify="right")
-    for key, value in mapping.items():
-        table.add_row(str(key), value if isinstance(value, str) else json.dumps(value, default=str))
-    console.print(table)
 
 
 # --- more commands, each in its own module (registered here) -----------------------------------------

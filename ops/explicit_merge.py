@@ -41,7 +41,8 @@ def merge(
 ):
     """Merge chosen records (NIK or not) into a chosen master, as a human-confirmed merge: the newborn
     and twin rules still apply; inactive, replaced or unknown records are refused."""
-    from ops.cli import _print_mapping, _settings
+    from ops.context import print_mapping as _print_mapping
+    from ops.context import settings_of as _settings
     from shared.bootstrap import explicit_merges, merge_deps
     from shared.services.merge_preview import preview
 

@@ -69,7 +69,7 @@ def jobs(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """The merge jobs: id, status, master, duplicates, age (filters combine)."""
-    from ops.cli import _settings
+    from ops.context import settings_of as _settings
     from shared.bootstrap import merge_jobs
     from shared.nik import NikError, nik_token, parse_nik
 
@@ -104,7 +104,8 @@ def jobs(
 def links(ctx: typer.Context, patient_id: str = typer.Argument(..., help="A Patient id"),
           as_json: bool = typer.Option(False, "--json")):
     """A patient's link history: merges and unmerges (jobs, Provenance), review decisions, index state."""
-    from ops.cli import _print_mapping, _settings
+    from ops.context import print_mapping as _print_mapping
+    from ops.context import settings_of as _settings
     from shared.bootstrap import fhir_client, groups, merge_jobs, patient_keys, review_items
     from shared.services.links import LinkSources, patient_links
 

@@ -226,7 +226,7 @@ def load(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Load your FHIR data into the FHIR server; then `dedup backfill` and `dedup review list`."""
-    from ops.cli import _settings
+    from ops.context import settings_of as _settings
     from shared.bootstrap import fhir_client
 
     sources = discover(path)  # refuses before anything is written
@@ -238,7 +238,7 @@ def load(
     if as_json:
         console.print_json(json.dumps(result))
     else:
-        from ops.cli import _print_mapping
+        from ops.context import print_mapping as _print_mapping
 
         _print_mapping(f"loaded {result['loaded_total']:,} resource(s) from {summary.files} file(s) "
                        f"in {result['seconds']} s", result["loaded"] or {"nothing": 0})

@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ops.errors import OpsError
+
 console = Console()
 
 
@@ -28,9 +30,18 @@ def up(
 ):
     """Start the whole product locally: emulators, FHIR server, topics, every function, the FHIR
     Subscriptions, the review workbench. Every other command then works against it."""
-    from tools.runtime import stack
+    from tools.runtime import product, stack
 
-    stack.up(foreground=not detach, project_id=project_id, functions=functions)
+    if not functions:
+        stack.up(foreground=not detach, project_id=project_id, functions=False)
+    elif detach:
+        product.up_detached(project_id)
+    else:
+        existing = stack.read_state()
+        if existing:
+            raise OpsError(f"a local stack is running already (supervisor pid {existing['supervisor_pid']})",
+                           "`dedup down` first, or use it: `dedup status`")
+        product.run_foreground(project_id)
 
 
 def down():

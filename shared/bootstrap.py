@@ -20,6 +20,7 @@ from shared.services.explicit_merge import ExplicitMerges
 from shared.services.matching import MatchingService
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_requests import MergeRequests
+from shared.services.patient_merge import PatientMergeOperation
 from shared.services.report import ReportSources
 from shared.services.review import ReviewService
 
@@ -85,6 +86,11 @@ def explicit_merges(settings: Settings) -> ExplicitMerges:
     return _once("explicit_merges", settings, lambda: ExplicitMerges(
         settings, matching_service(settings), groups(settings), patient_keys(settings), merge_requests(settings),
         fhir_client(settings)))
+
+
+def patient_merge_operation(settings: Settings) -> PatientMergeOperation:
+    return _once("patient_merge", settings, lambda: PatientMergeOperation(
+        settings, fhir_client(settings), explicit_merges(settings), merge_deps(settings), merge_jobs(settings)))
 
 
 def review_service(settings: Settings) -> ReviewService:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     topic_merge_finalise: str = "merge-finalise"
     # Cloud Scheduler publishes here (infra/); the reconcile function rewrites late references.
     topic_ops_reconcile: str = "ops-reconcile"
+    # Changes of every other resource type (Healthcare API notifications, relayed FHIR Subscriptions):
+    # the late-references function rewrites a reference to an already merged duplicate at once.
+    topic_resource_changes: str = "resource-changes"
 
     # --- Firestore ---------------------------------------------------------------------------
     firestore_database: str = "(default)"
@@ -76,6 +79,9 @@ class Settings(BaseSettings):
     # merges update patients while a backfill pages: offset-paged servers then skip records. "" = the
     # server's order (a server that rejects _sort=_id; cursor-paged servers such as the Healthcare API).
     scan_sort: str = "_id"
+
+    # Patient/$merge answers 200 when the merge completes within this many seconds, else 202 with a Task.
+    patient_merge_wait_seconds: float = 20.0
 
     def collection(self, name: str) -> str:
         return f"{self.collection_prefix}{name}"

@@ -206,6 +206,9 @@ class InMemoryMergeJobs:
     def all(self) -> list[dict]:
         return copy.deepcopy(self.jobs)
 
+    def with_duplicate(self, patient_id: str) -> list[dict]:
+        return [copy.deepcopy(job) for job in self.jobs if patient_id in (job.get("duplicates") or [])]
+
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------
 

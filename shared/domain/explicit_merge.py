@@ -22,7 +22,8 @@ BUSY = "group-busy"
 
 
 def plan_explicit_merge(group: Group, master: str, duplicates: list[str], records: Mapping[str, dict], *,
-                        reason: str, requested_by: str, settings: Settings) -> Confirmation:
+                        reason: str, requested_by: str, settings: Settings,
+                        evidence: Mapping | None = None) -> Confirmation:
     """Adds the named records missing from ``group`` (from ``records``: their index records), records
     the confirmation and opens a request with ``master`` fixed. ``refused``: patient id -> rule."""
     result = Confirmation(None)
@@ -45,7 +46,7 @@ def plan_explicit_merge(group: Group, master: str, duplicates: list[str], record
     if not is_live(candidates[master]):
         result.refused.update({pid: "master-not-live" for pid in duplicates})
         return result
-    accepted, evidence = [], {"pairs": [], "explicit": True}
+    accepted, evidence = [], {"pairs": [], "explicit": True, **(evidence or {})}
     for pid in duplicates:
         if not is_live(candidates[pid]):
             result.refused[pid] = "not-live"

@@ -102,7 +102,9 @@ class ExplicitMerges:
         unique = check_ids(master, duplicates)
         return unique, read_patients(self._fhir, [master, *unique])
 
-    def merge(self, master: str, duplicates: list[str], *, reason: str, requested_by: str) -> ExplicitMergeOutcome:
+    def merge(self, master: str, duplicates: list[str], *, reason: str, requested_by: str,
+              evidence: dict | None = None) -> ExplicitMergeOutcome:
+        """``evidence``: more for the request's evidence (``Patient/$merge`` names its Task there)."""
         unique, patients = self.check(master, duplicates)
         # Index every named record now (a bulk import sent no notifications), publishing nothing yet.
         touched: set[str] = set()
@@ -116,7 +118,8 @@ class ExplicitMerges:
         group_id = next((g for g in groups if g.startswith(NIK_GROUPS + "/")), groups[0])
         records = {pid: member_record(patient_facts(patients[pid], self._settings)) for pid in [master, *unique]}
         confirmation = self._groups.transact(group_id, lambda tx: plan_explicit_merge(
-            tx.group, master, unique, records, reason=reason, requested_by=requested_by, settings=self._settings))
+            tx.group, master, unique, records, reason=reason, requested_by=requested_by, settings=self._settings,
+            evidence=evidence))
         request = confirmation.request
         outcome = ExplicitMergeOutcome(request.id if request else None, group_id, master,
                                        list(request.duplicates) if request else [], dict(confirmation.refused))

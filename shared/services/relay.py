@@ -8,6 +8,7 @@ notification body unchanged, so the matching function sees one topic whatever th
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from dataclasses import dataclass
 
@@ -29,6 +30,23 @@ class RelayResult:
     message_id: str | None = None
 
 
+def _body_type(body: bytes) -> str | None:
+    """The resourceType of a POSTed resource (None for a ping, a Bundle or what is not JSON: those
+    go to patient-changes, whose decoder looks inside)."""
+    try:
+        resource_type = json.loads(body).get("resourceType") if body.strip() else None
+    except (ValueError, AttributeError):
+        return None
+    return None if resource_type == "Bundle" else resource_type
+
+
+def caller_authorized(authorization: str | None, settings: Settings) -> bool:
+    """Whether the caller of one of our HTTP functions presented the expected credentials. The one
+    check the relay and ``Patient/$merge`` (``functions/patient_merge.py``) share."""
+    expected = f"Bearer {settings.relay_token.get_secret_value()}"
+    return bool(authorization) and hmac.compare_digest(authorization.encode(), expected.encode())
+
+
 def relay_notification(
     *, method: str, path: str, authorization: str | None, body: bytes, settings: Settings, publisher: MessagePublisher
 ) -> RelayResult:
@@ -37,8 +55,7 @@ def relay_notification(
     Answers 2xx for everything it accepts or deliberately ignores (so the FHIR server does not retry),
     401 for a wrong token, 413 for an oversized body, and raises if Pub/Sub fails (the server retries).
     """
-    expected = f"Bearer {settings.relay_token.get_secret_value()}"
-    if not authorization or not hmac.compare_digest(authorization.encode(), expected.encode()):
+    if not caller_authorized(authorization, settings):
         log.warning("relay_rejected", reason="bad-token", http_method=method)
         return RelayResult(401, "bad-token")
     if len(body) > _MAX_BODY_BYTES:
@@ -47,12 +64,11 @@ def relay_notification(
 
     attributes = {"source": "fhir-subscription", "httpMethod": method.upper()}
     match = _RESOURCE_PATH.search(path or "")
+    resource_type = match["type"] if match else _body_type(body)
     if match:
-        if match["type"] != "Patient":
-            # Subscriptions should filter on Patient; anything else is dropped cheaply.
-            log.info("relay_ignored", reason="not-a-patient", resource_type=match["type"])
-            return RelayResult(200, "ignored-not-patient")
-        attributes["resourcePath"] = f"Patient/{match['id']}"
-    message_id = publisher.publish_bytes(settings.topic_patient_changes, body, **attributes)
-    log.info("relay_published", message_id=message_id, resource_path=attributes.get("resourcePath"))
+        attributes["resourcePath"] = f"{match['type']}/{match['id']}"
+    # Patients go to matching; every other type to the live late-reference fix.
+    topic = settings.topic_patient_changes if resource_type in ("Patient", None) else settings.topic_resource_changes
+    message_id = publisher.publish_bytes(topic, body, **attributes)
+    log.info("relay_published", message_id=message_id, topic=topic, resource_path=attributes.get("resourcePath"))
     return RelayResult(202, "published", message_id)

@@ -17,6 +17,7 @@ from shared.fhir.references import rewrite_patient_references, without_meta
 from shared.logging import get_logger
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_finalise import find_provenance
+from shared.services.merge_task import follow_job
 from shared.services.rewrite import chunks, put_entry, version_of
 
 log = get_logger(__name__)
@@ -111,5 +112,6 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
     report.provenance_id = provenance["id"]
     deps.jobs.update(job_id, status=JobStatus.UNMERGED, unmerged_at=now_iso(), unmerge_provenance_id=provenance["id"],
                      unmerge_conflicts=report.conflicts[:100])
+    follow_job(deps.fhir, {**job, "status": JobStatus.UNMERGED})   # a Patient/$merge Task, if any
     log.info("merge_unmerged", job_id=job_id, restored=report.restored, conflicts=len(report.conflicts))
     return report

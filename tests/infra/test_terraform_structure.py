@@ -21,7 +21,9 @@ EXPECTED_ACCESS = {
     "merge-fanout": ("${local.reader}", ["merge_tasks", "merge_finalise"], True),
     "merge-worker": ("${local.editor}", ["merge_finalise"], True),
     "merge-finaliser": ("${local.editor}", ["merge_requests"], True),
-    "subscription-relay": (None, ["patient_changes"], False),
+    "subscription-relay": (None, ["patient_changes", "resource_changes"], False),
+    "late-references": ("${local.editor}", [], True),
+    "patient-merge": ("${local.editor}", ["merge_requests"], True),
     "reconcile": ("${local.editor}", [], True),
 }
 

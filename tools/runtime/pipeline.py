@@ -261,6 +261,10 @@ class LocalPipeline:
     def relay_url(self) -> str:
         return self.functions["subscription-relay"].url
 
+    @property
+    def patient_merge_url(self) -> str:
+        return self.functions["patient-merge"].url
+
     def pids(self) -> dict[str, int]:
         return {name: f.process.pid for name, f in self.functions.items()}
 
@@ -364,22 +368,29 @@ class LocalPipeline:
             self._loops.append(loop)
 
     def _register_fhir_subscription(self) -> None:
-        """A rest-hook Subscription on every Patient write, carrying the full resource, with the relay's token."""
-        subscription = {
-            "resourceType": "Subscription",
-            "status": "requested",
-            "reason": "Patient deduplication: relay Patient changes to Pub/Sub",
-            "criteria": "Patient?",
-            "channel": {
-                "type": "rest-hook",
-                "endpoint": self.relay_url,
-                "payload": "application/fhir+json",
-                "header": [f"Authorization: Bearer {self.settings.relay_token.get_secret_value()}"],
-            },
-        }
-        response = httpx.post(f"{self.settings.fhir_base_url}/Subscription", json=subscription, timeout=30,
-                              headers={"Content-Type": "application/fhir+json"})
-        response.raise_for_status()
+        """Rest-hook Subscriptions calling the relay with the relay's token, carrying the full resource:
+        one on every Patient write (matching), one per clinical type that can reference a patient (the
+        live late-reference fix; R4 criteria name one type each)."""
+        from shared.fhir.compartment import AUDIT_TYPES, reference_search_plan
+
+        capability = httpx.get(f"{self.settings.fhir_base_url}/metadata", timeout=30).json()
+        plan, _ = reference_search_plan(capability)
+        for resource_type in ["Patient", *sorted(set(plan) - AUDIT_TYPES - {"Patient", "Task"})]:
+            subscription = {
+                "resourceType": "Subscription",
+                "status": "requested",
+                "reason": f"Patient deduplication: relay {resource_type} changes to Pub/Sub",
+                "criteria": f"{resource_type}?",
+                "channel": {
+                    "type": "rest-hook",
+                    "endpoint": self.relay_url,
+                    "payload": "application/fhir+json",
+                    "header": [f"Authorization: Bearer {self.settings.relay_token.get_secret_value()}"],
+                },
+            }
+            response = httpx.post(f"{self.settings.fhir_base_url}/Subscription", json=subscription, timeout=30,
+                                  headers={"Content-Type": "application/fhir+json"})
+            response.raise_for_status()
 
     def dead_letter_counts(self) -> dict[str, int]:
         """How many messages each dead-letter topic holds (pulled and released again)."""

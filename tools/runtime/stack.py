@@ -515,7 +515,7 @@ def _read_state() -> dict | None:
         return None
 
 
-def _write_state(stack: LocalStack, supervisor_pid: int, product: Product | None = None) -> None:
+def _write_state(stack: LocalStack, supervisor_pid: int, product=None) -> None:
     STATE_DIR.mkdir(exist_ok=True)
     processes = {**stack.processes, **(product.processes if product else {})}
     state = {"supervisor_pid": supervisor_pid, "pids": {name: proc.pid for name, proc in processes.items()},
@@ -534,87 +534,21 @@ def _clear_state() -> None:
         path.unlink(missing_ok=True)
 
 
-@dataclass
-class Product:
-    """The whole product on a running stack: every function of functions/functions.json fed by its
-    topic, the FHIR Subscriptions calling the relay, and the review workbench when this checkout has
-    it. What `dedup up` runs as a standing service; the main job and the tests start the same
-    ``LocalPipeline`` on their own stacks."""
-
-    stack: LocalStack
-    log_dir: Path
-    pipeline: object | None = None
-    workbench: object | None = None
-    workbench_url: str | None = None
-
-    def start(self) -> Product:
-        from shared.config import Settings
-        from tools.runtime.pipeline import LocalPipeline
-
-        env = self.stack.env
-        # The functions and this process talk to the emulators (the workbench runs in this process).
-        os.environ.update({k: env[k] for k in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")})
-        settings = Settings(project_id=env["DEDUP_PROJECT_ID"], fhir_base_url=env["DEDUP_FHIR_BASE_URL"])
-        self.pipeline = LocalPipeline(settings, env, self.log_dir).start()
-        self.workbench, self.workbench_url = _start_workbench(settings)
-        return self
-
-    def stop(self) -> None:
-        if self.workbench is not None:
-            self.workbench.shutdown()
-        if self.pipeline is not None:
-            self.pipeline.stop()
-
-    @property
-    def processes(self) -> dict[str, ManagedProcess]:
-        return {name: f.process for name, f in (self.pipeline.functions.items() if self.pipeline else ())}
-
-    def alive(self) -> bool:
-        return all(proc.alive() for proc in self.processes.values())
-
-
-def _start_workbench(settings) -> tuple[object | None, str | None]:
-    """The review workbench (package ``web``, an app factory ``create_app(settings, services)``) in a
-    thread of this process, when the checkout has it; (None, None) when not."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("web") is None:
-        return None, None
-    factory = None
-    for module_name in ("web", "web.app"):
-        try:
-            factory = getattr(importlib.import_module(module_name), "create_app", None)
-        except ImportError:
-            continue
-        if factory:
-            break
-    if factory is None:
-        return None, None
-    from werkzeug.serving import make_server
-
-    import shared.bootstrap as services
-
-    port = free_port()
-    server = make_server(HOST, port, factory(settings, services), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True, name="workbench").start()
-    return server, f"http://{HOST}:{port}/"
-
-
-def _run_foreground(project_id: str, functions: bool = False) -> None:
+def _run_foreground(project_id: str, start_product: Callable[[LocalStack], object] | None = None) -> None:
+    """Runs the stack until a signal; ``start_product`` (``tools.runtime.product``) adds the functions."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     began = time.monotonic()
     stack = LocalStack(project_id=project_id, work_dir=STATE_DIR / "run")
-    product: Product | None = None
+    product = None
     # Fresh data on every start: the FHIR store of a previous run would otherwise come back.
     shutil.rmtree(STATE_DIR / "run", ignore_errors=True)
     try:
         stack.start()
         print(stack.describe(), flush=True)
-        if functions:
-            product = Product(stack, STATE_DIR / "run" / "functions").start()
+        if start_product is not None:
+            product = start_product(stack)
             print(f"{len(product.processes)} functions running (logs in {product.log_dir}): "
                   f"{', '.join(product.processes)}", flush=True)
             print(f"review workbench: {product.workbench_url or 'not in this checkout'}", flush=True)
@@ -656,15 +590,17 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
         typer.echo(_ops_hint())
         raise typer.Exit(0)
     _clear_state()
+    if foreground and functions:
+        raise typer.BadParameter("the whole product in the foreground: python -m tools.runtime.product")
     if foreground:
-        _run_foreground(project_id, functions)
+        _run_foreground(project_id)
         return
     STATE_DIR.mkdir(exist_ok=True)
     log_path = STATE_DIR / "stack.log"
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tools.runtime.stack", "up", "--foreground", "--project-id", project_id,
-             "--functions" if functions else "--no-functions"],
+            [sys.executable, "-m", "tools.runtime.product" if functions else "tools.runtime.stack", "up",
+             "--foreground", "--project-id", project_id],
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS * (4 if functions else 2)

@@ -7,12 +7,13 @@ locals {
 
   # Topic names are the Settings defaults (shared/config.py, topic_*).
   topics = {
-    patient_changes = "patient-changes"
-    ops_force_merge = "ops-force-merge"
-    merge_requests  = "merge-requests"
-    merge_tasks     = "merge-tasks"
-    merge_finalise  = "merge-finalise"
-    ops_reconcile   = "ops-reconcile"
+    patient_changes  = "patient-changes"
+    ops_force_merge  = "ops-force-merge"
+    merge_requests   = "merge-requests"
+    merge_tasks      = "merge-tasks"
+    merge_finalise   = "merge-finalise"
+    ops_reconcile    = "ops-reconcile"
+    resource_changes = "resource-changes"
   }
 
   fhir_store_id = (
@@ -41,6 +42,7 @@ locals {
     DEDUP_TOPIC_MERGE_TASKS                = local.topics.merge_tasks
     DEDUP_TOPIC_MERGE_FINALISE             = local.topics.merge_finalise
     DEDUP_TOPIC_OPS_RECONCILE              = local.topics.ops_reconcile
+    DEDUP_TOPIC_RESOURCE_CHANGES           = local.topics.resource_changes
     DEDUP_FIRESTORE_DATABASE               = var.firestore_database
     DEDUP_NAME_MATCH_THRESHOLD             = tostring(var.name_match_threshold)
     DEDUP_NAME_REVIEW_THRESHOLD            = tostring(var.name_review_threshold)
@@ -69,6 +71,10 @@ locals {
   #   rate within the store's quota. 1 GiB and 9 minutes for large compartments.
   # - merge-finaliser: updates a handful of patients per job and publishes the NIK's next request, if any.
   # - subscription-relay: only republishes notifications; many small requests.
+  # - late-references: one indexed Firestore query per referenced patient of each clinical change; most
+  #   changes reference no merged duplicate and cost nothing more. Bursts follow bulk loads.
+  # - patient-merge: FHIR Patient/$merge, rare and human-driven; waits up to
+  #   DEDUP_PATIENT_MERGE_WAIT_SECONDS for the merge before answering 202 with a Task.
   # - reconcile: daily (Cloud Scheduler) sweep for references that reached a duplicate after its
   #   merge; one at a time, long-running for a full scan.
   # The function list (name, entry point, trigger topic or "http") is functions/functions.json, shared
@@ -113,9 +119,21 @@ locals {
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
       max_instances = 1, concurrency = 1, memory = "1Gi", timeout = 540
     }
+    late-references = {
+      description   = "Rewrites a reference to an already merged duplicate when the resource changes."
+      publish       = []
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      max_instances = 5, concurrency = 8, memory = "512Mi", timeout = 120
+    }
+    patient-merge = {
+      description   = "FHIR Patient/$merge: an explicit, human-confirmed merge."
+      publish       = ["merge_requests"]
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true
+      max_instances = 2, concurrency = 4, memory = "512Mi", timeout = 120
+    }
     subscription-relay = {
-      description   = "Republishes FHIR rest-hook notifications to patient-changes."
-      publish       = ["patient_changes"]
+      description   = "Republishes FHIR rest-hook notifications to patient-changes or resource-changes."
+      publish       = ["patient_changes", "resource_changes"]
       fhir          = false, fhir_role = null, firestore = false, nik_key = false
       max_instances = 5, concurrency = 40, memory = "256Mi", timeout = 30
     }
@@ -192,11 +210,11 @@ resource "google_pubsub_topic" "pipeline" {
 
 # The Healthcare API publishes store changes with its service agent.
 resource "google_pubsub_topic_iam_member" "healthcare_notifications" {
-  count   = local.uses_healthcare_api ? 1 : 0
-  project = var.project_id
-  topic   = google_pubsub_topic.pipeline["patient_changes"].name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"
+  for_each = local.uses_healthcare_api ? toset(["patient_changes", "resource_changes"]) : toset([])
+  project  = var.project_id
+  topic    = google_pubsub_topic.pipeline[each.key].name
+  role     = "roles/pubsub.publisher"
+  member   = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"
 
   depends_on = [google_project_service.enabled]
 }
@@ -209,6 +227,7 @@ module "fhir_store" {
   dataset               = var.fhir_dataset
   fhir_store            = var.fhir_store
   notification_topic_id = google_pubsub_topic.pipeline["patient_changes"].id
+  resource_topic_id     = google_pubsub_topic.pipeline["resource_changes"].id
   labels                = local.labels
 
   depends_on = [google_pubsub_topic_iam_member.healthcare_notifications]
