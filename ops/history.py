@@ -73,6 +73,7 @@ def jobs(
     from shared.bootstrap import merge_jobs
     from shared.nik import NikError, nik_token, parse_nik
 
+    age = parse_age(older_than) if older_than else None   # a usage error before any service is asked
     settings = _settings(ctx)
     token = None
     if nik_from_stdin:
@@ -82,7 +83,7 @@ def jobs(
             raise UsageProblem(f"standard input is not a valid NIK ({error.reason})") from None
     now = datetime.now(UTC)
     selected = select_jobs(merge_jobs(settings).all(), statuses=status, patient=patient, nik_token=token,
-                           older_than=parse_age(older_than) if older_than else None, stuck=stuck, now=now)
+                           older_than=age, stuck=stuck, now=now)
     rows = [{"job_id": job["job_id"], "status": job.get("status"), "master": job.get("master"),
              "duplicates": list(job.get("duplicates") or []), "reason": job.get("reason"),
              "requested_by": job.get("requested_by"), "created_at": job.get("created_at"),

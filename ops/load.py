@@ -111,7 +111,7 @@ def discover(path: Path) -> list[Source]:
                                "give a Bundle, a resource, an NDJSON file or a folder of them")
         return [source]
     manifest = path / "manifest.json"
-    if manifest.is_file():
+    if manifest.is_file() and "output" in (_whole_json(manifest) or {}):
         return _from_manifest(path, manifest)
     sources = []
     for candidate in sorted(p for p in path.rglob("*") if p.is_file() and _candidate(p)):

@@ -48,14 +48,18 @@ def patient_links(patient_id: str, sources: LinkSources) -> dict:
               for job in sources.jobs.all()
               if job.get("master") == patient_id or patient_id in (job.get("duplicates") or [])]
     provenance = []
-    for resource in sources.fhir.search("Provenance", [("target", f"Patient/{patient_id}")]):
-        if resource.get("resourceType") != "Provenance":
-            continue
-        provenance.append({
-            "id": resource.get("id"), "recorded": resource.get("recorded"),
-            "activity": [c.get("code") for c in (resource.get("activity") or {}).get("coding") or []],
-            "targets": [t.get("reference") for t in resource.get("target") or []],
-            "reason": [r.get("text") for r in resource.get("reason") or [] if r.get("text")]})
+    # Provenance targets the master (its duplicates are entities): search the patient's own, and its
+    # masters' (kept when they name one of this patient's jobs).
+    job_markers = {f"(merge job {row['job_id']})" for row in merges}
+    seen: set[str] = set()
+    for target in dict.fromkeys([patient_id, *(row["master"] for row in merges if row["master"])]):
+        for resource in sources.fhir.search("Provenance", [("target", f"Patient/{target}")]):
+            reasons = " ".join(r.get("text") or "" for r in resource.get("reason") or [])
+            if resource.get("resourceType") != "Provenance" or resource.get("id") in seen or (
+                    target != patient_id and not any(marker in reasons for marker in job_markers)):
+                continue
+            seen.add(resource.get("id"))
+            provenance.append(_provenance_row(resource))
     reviews = [{"id": item.id, "reason": item.reason, "status": str(item.status), "patient_ids": item.patient_ids,
                 "created_at": item.created_at, **item.decision}
                for item in sources.reviews.all() if patient_id in item.patient_ids]
@@ -67,6 +71,14 @@ def patient_links(patient_id: str, sources: LinkSources) -> dict:
         "provenance": sorted(provenance, key=lambda row: by_time(row, "recorded")),
         "reviews": sorted(reviews, key=lambda row: by_time(row, "created_at")),
     }
+
+
+def _provenance_row(resource: dict) -> dict:
+    return {"id": resource.get("id"), "recorded": resource.get("recorded"),
+            "activity": [c.get("code") for c in (resource.get("activity") or {}).get("coding") or []],
+            "targets": [t.get("reference") for t in resource.get("target") or []],
+            "entities": [(e.get("what") or {}).get("reference") for e in resource.get("entity") or []],
+            "reason": [r.get("text") for r in resource.get("reason") or [] if r.get("text")]}
 
 
 def _others(pairs: set[str], patient_id: str) -> set[str]:

@@ -34,7 +34,9 @@ def merge_task(task_id: str, source: str, target: str, job_id: str | None = None
 
 def follow_job(fhir: FhirPort, job: dict) -> None:
     """Sets the job's Task (if it has one) to the status the job is in; output: the resulting patient."""
-    reference = (job.get("evidence") or {}).get("fhir_task")
+    evidence = job.get("evidence") or {}
+    # A new request keeps its plan's evidence under "first" (``Group.open_request``).
+    reference = evidence.get("fhir_task") or (evidence.get("first") or {}).get("fhir_task")
     status = TASK_STATUS_OF_JOB.get(str(job.get("status")))
     if not reference or not status:
         return

@@ -104,6 +104,11 @@ def up_detached(project_id: str = DEFAULT_PROJECT_ID) -> None:
 app = typer.Typer(add_completion=False, help="The whole product on the local stack.")
 
 
+@app.callback()
+def main() -> None:
+    """(`up` is the one command; the group keeps `python -m tools.runtime.product up` like the stack's.)"""
+
+
 @app.command()
 def up(foreground: bool = typer.Option(True, help="run in this terminal until Ctrl+C"),
        project_id: str = typer.Option(DEFAULT_PROJECT_ID, help="DEDUP_PROJECT_ID written to .stack/env")):

@@ -38,7 +38,8 @@ import typer
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FHIR_VENV = REPO_ROOT / ".venv-fhir"
 SEKMET_REQUIREMENT = "sekmet-fhir==0.1.1"
-STATE_DIR = REPO_ROOT / ".stack"
+# DEDUP_STACK_DIR moves it (the integration tests run a second, whole product beside a developer's).
+STATE_DIR = Path(os.environ.get("DEDUP_STACK_DIR") or REPO_ROOT / ".stack")
 # The running stack's environment, in dotenv format (``export KEY=value`` lines, so a shell can
 # ``source`` it too); the ops CLI reads it with ``--env-file`` / ``DEDUP_ENV_FILE``.
 ENV_FILE = STATE_DIR / "env"
