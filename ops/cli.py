@@ -77,7 +77,9 @@ def main(
     from shared.logging import use_terminal_output
 
     use_terminal_output(json_lines=log_json)
-    _load_env_file(env_file or _running_stack_env())
+    env_file = env_file or _running_stack_env()
+    _load_env_file(env_file)
+    ctx.meta["env_file"] = env_file   # `status` finds the stack that wrote it beside it
     overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
     ctx.obj = Settings(**overrides)
 
@@ -264,7 +266,7 @@ def status(ctx: typer.Context, job_id: str | None = typer.Argument(None, help="A
     if job_id is None:
         from ops.stack import stack_status
 
-        raise typer.Exit(stack_status(as_json))
+        raise typer.Exit(stack_status(as_json, ctx.meta.get("env_file")))
     from shared.bootstrap import merge_deps
 
     job = merge_deps(_settings(ctx)).jobs.get(job_id)

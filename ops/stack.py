@@ -11,6 +11,7 @@ the integration tests start the same ``LocalStack`` and ``LocalPipeline``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -51,11 +52,13 @@ def down():
     stack.down()
 
 
-def stack_status(as_json: bool) -> int:
-    """Prints the running stack's components; the exit code: 0 all answer, 1 some do not, 3 none running."""
+def stack_status(as_json: bool, env_file: Path | None = None) -> int:
+    """Prints the running stack's components (the one whose env file the CLI reads, else this
+    checkout's); the exit code: 0 all answer, 1 some do not, 3 none running."""
     from tools.runtime.stack import ENV_FILE, component_health, read_state
 
-    state = read_state()
+    state = read_state(env_file.parent if env_file else None)
+    ENV_FILE = env_file or ENV_FILE  # noqa: N806 - the file this status is about
     if state is None:
         if as_json:
             console.print_json(json.dumps({"running": False}))

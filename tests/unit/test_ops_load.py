@@ -55,7 +55,8 @@ def test_bulk_data_export_with_manifest(tmp_path):
     ndjson(tmp_path / "a1b2.ndjson", PATIENTS)
     ndjson(tmp_path / "c3d4.ndjson", OBSERVATIONS)
     (tmp_path / "manifest.json").write_text(json.dumps({
-        "transactionTime": "2025-06-30T00:00:00Z", "request": "https://fhir.example/$export", "requiresAccessToken": True,
+        "transactionTime": "2025-06-30T00:00:00Z", "request": "https://fhir.example/$export",
+        "requiresAccessToken": True,
         "output": [{"type": "Patient", "url": "https://files.example/export/a1b2.ndjson"},
                    {"type": "Observation", "url": "https://files.example/export/c3d4.ndjson"}], "error": []}))
     (tmp_path / "unlisted.ndjson").write_text("{not json\n")   # not in the manifest: not read

@@ -648,9 +648,12 @@ def env():
     typer.echo(ENV_FILE.read_text().strip())
 
 
-def read_state() -> dict | None:
-    """The running stack's state (``.stack/state.json``), or None when no stack is running."""
-    state = _read_state()
+def read_state(state_dir: Path | None = None) -> dict | None:
+    """The running stack's state (``.stack/state.json``, or under ``state_dir``), or None when no stack runs."""
+    try:
+        state = json.loads(((state_dir or STATE_DIR) / "state.json").read_text())
+    except (OSError, ValueError):
+        state = None
     return state if state and _pid_alive(state["supervisor_pid"]) else None
 
 
