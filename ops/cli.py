@@ -187,18 +187,15 @@ def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return
-    table = Table(title=f"{len(items)} pending review item(s)")
-    longest_id = max((len(pid) for item in items for pid in [item["id"], *item["patient_ids"]]), default=10)
-    for column in ("id", "reason", "patients", "rule / scores"):
-        # Ids are never cut: their columns keep their full width, the scores column gives way.
-        full = column in ("id", "patients")
-        table.add_column(column, no_wrap=full, min_width=longest_id if full else None,
-                         overflow="fold" if full else "ellipsis")
+    # One block per item, ids whole on their own lines (soft wrap: never cut to the terminal's width).
+    console.print(f"[bold]{len(items)} pending review item(s)[/bold]")
     for item in items:
         evidence = item.get("evidence") or {}
         scores = {k: v for k, v in evidence.items() if isinstance(v, (int, float, str)) and k != "nik_token"}
-        table.add_row(item["id"], item["reason"], "\n".join(item["patient_ids"]), json.dumps(scores)[:120])
-    console.print(table)
+        console.print(f"{item['id']}  {item['reason']}  {json.dumps(scores)}", soft_wrap=True, highlight=False,
+                      markup=False)
+        for patient_id in item["patient_ids"]:
+            console.print(f"    {patient_id}", soft_wrap=True, highlight=False, markup=False)
 
 
 @review_app.command("show")

@@ -165,3 +165,25 @@ def test_debug_prints_the_traceback(capsys, monkeypatch):
     code, _, err, _ = dedup(capsys, "load", ".")
     assert code == 1 and "Traceback" in err
     assert os.environ["DEDUP_DEBUG"] == "1"
+
+
+def test_review_list_never_cuts_an_id(capsys, monkeypatch):
+    from rich.console import Console
+
+    from shared.domain.review import ReviewItem
+
+    long_ids = ["patient-with-a-rather-long-identifier-0001", "patient-with-a-rather-long-identifier-0002"]
+    item = ReviewItem.proposed("nik_index/abc", long_ids, "name-mismatch", {"name_score": 80.5}, "2025-01-01")
+
+    class Reviews:
+        def pending(self, reason, limit):
+            return [item]
+
+    monkeypatch.setattr("ops.preflight.preflight", lambda *_: None)
+    monkeypatch.setattr("ops.cli._review_service", lambda _settings: Reviews())
+    monkeypatch.setattr("ops.cli.console", Console(width=60))   # a narrow terminal
+    code, out, err, _ = dedup(capsys, "review", "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1].split()[:2] == [item.id, "name-mismatch"] and '"name_score": 80.5' in lines[1]
+    assert [line.strip() for line in lines[2:]] == long_ids
