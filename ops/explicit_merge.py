@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import typer
@@ -53,6 +54,9 @@ def merge(
     if not as_json:
         _print_mapping(f"merge into Patient/{master}: {len(duplicates)} record(s), {sum(counts.values())} "
                        "resource(s) would be rewritten", {"duplicates": ", ".join(duplicates), **counts})
+    if not yes and not sys.stdin.isatty():
+        raise OpsError("nothing merged: not confirmed (standard input is not a terminal)",
+                       "add --yes once the preview above is what you want")
     if not yes and not typer.confirm(f"Merge {len(duplicates)} record(s) into Patient/{master}?", err=True):
         raise OpsError("nothing merged (not confirmed)", "add --yes to merge without asking")
     outcome = checked(lambda: service.merge(master, duplicates, reason=reason, requested_by=requested_by))

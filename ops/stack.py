@@ -10,7 +10,10 @@ the integration tests start the same ``LocalStack`` and ``LocalPipeline``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -28,6 +31,7 @@ def up(
     functions: bool = typer.Option(True, help="Also every function, the FHIR Subscriptions and the workbench "
                                    "(--no-functions: emulators and FHIR server only)"),
     project_id: str = typer.Option("dedup-local", help="DEDUP_PROJECT_ID of the local stack"),
+    as_json: bool = typer.Option(False, "--json", help="With --detach: the components as JSON once ready"),
 ):
     """Start the whole product locally: emulators, FHIR server, topics, every function, the FHIR
     Subscriptions, the review workbench. Every other command then works against it."""
@@ -36,7 +40,11 @@ def up(
     if not functions:
         stack.up(foreground=not detach, project_id=project_id, functions=False)
     elif detach:
-        product.up_detached(project_id)
+        # With --json the start-up log goes to stderr, so stdout is one JSON document.
+        with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+            product.up_detached(project_id)
+    if detach and as_json:
+        raise typer.Exit(stack_status(True))
     else:
         existing = stack.read_state()
         if existing:
@@ -45,11 +53,17 @@ def up(
         product.run_foreground(project_id)
 
 
-def down():
+def down(as_json: bool = typer.Option(False, "--json")):
     """Stop what `dedup up --detach` started (a foreground `up` stops with Ctrl-C)."""
     from tools.runtime import stack
 
-    stack.down()
+    running = stack.read_state() is not None
+    if as_json:
+        with contextlib.redirect_stdout(io.StringIO()):
+            stack.down()
+        console.print_json(json.dumps({"was_running": running, "running": stack.read_state() is not None}))
+    else:
+        stack.down()
 
 
 def stack_status(as_json: bool, env_file: Path | None = None) -> int:

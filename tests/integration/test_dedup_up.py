@@ -179,6 +179,10 @@ def test_explicit_merge_of_two_nik_less_records(product):
     assert links["replaced_by"] == ["free-1"] and [m["job_id"] for m in links["merges"]] == [merged["job_id"]]
     assert any("merge" in p["activity"] for p in links["provenance"])
     assert product.json("status", merged["job_id"])["status"] == "done"
+    with FhirClient(product.fhir_url) as fhir:
+        fhir.update(patient("free-3", "Sri Wahyuningsih", "1972-03-03", "female"))
+    unconfirmed = product.dedup("merge", "--master", "free-1", "--duplicate", "free-3", "--by", "x", expect=1)
+    assert "not confirmed" in unconfirmed.stderr and "--yes" in unconfirmed.stderr
     refused = product.dedup("merge", "--master", "free-1", "--duplicate", "free-2", "--by", "x", "--yes", expect=1)
     assert "already replaced" in refused.stderr
 
@@ -270,12 +274,13 @@ def test_ctrl_c_stops_everything(product):
 
 
 def test_detached_up_and_down(tmp_path):
-    up = subprocess.run([sys.executable, "-m", "ops", "up", "--detach"], cwd=REPO, capture_output=True, text=True,
-                        env=clean_env(DEDUP_STACK_DIR=str(tmp_path)), timeout=300)
+    up = subprocess.run([sys.executable, "-m", "ops", "up", "--detach", "--json"], cwd=REPO, capture_output=True,
+                        text=True, env=clean_env(DEDUP_STACK_DIR=str(tmp_path)), timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
+    assert all(row["ok"] for row in json.loads(up.stdout)["components"])
     state = json.loads((tmp_path / "state.json").read_text())
     assert len(state["pids"]) == 3 + len(json.loads((REPO / "functions" / "functions.json").read_text())["functions"])
-    down = subprocess.run([sys.executable, "-m", "ops", "down"], cwd=REPO, capture_output=True, text=True,
+    down = subprocess.run([sys.executable, "-m", "ops", "down", "--json"], cwd=REPO, capture_output=True, text=True,
                           env=clean_env(DEDUP_STACK_DIR=str(tmp_path)), timeout=120)
-    assert down.returncode == 0 and "stopped" in down.stdout
+    assert down.returncode == 0 and json.loads(down.stdout) == {"was_running": True, "running": False}
     assert all(gone(pid) for pid in [state["supervisor_pid"], *state["pids"].values()])
