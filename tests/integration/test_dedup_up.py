@@ -264,6 +264,17 @@ def test_unmerge_and_force_merge(product):
     assert published["message_id"] and NIK not in json.dumps(published)
 
 
+def test_service_errors_are_one_line(product):
+    # A project whose topics do not exist (the 300-line NotFound traceback).
+    missing = product.dedup("--project", "no-topics-here", "force-merge", "-", "--reason", "x", "--by", "y",
+                            input=f"{NIK}\n", expect=4)
+    assert len(missing.stderr.strip().splitlines()) == 1 and "does not exist" in missing.stderr
+    assert NIK not in missing.stderr + missing.stdout
+    unknown_job = product.dedup("status", "mr-no-such-job", expect=3)
+    assert unknown_job.stderr.strip() == "error: no merge job mr-no-such-job"
+    assert product.dedup("links", "no-such-patient", expect=3).stderr.count("\n") == 1
+
+
 def test_ctrl_c_stops_everything(product):
     pids = list(product.state["pids"].values())
     assert all(not gone(pid) for pid in pids)
