@@ -4,8 +4,9 @@ Works against a real district with `--project`/`--fhir-url` or the `DEDUP_*` env
 and against the local stack with `--env-file .stack/env` (or `DEDUP_ENV_FILE`), the file `dedup up`
 writes; inside the checkout a running stack's `.stack/env` is found without either. Commands beyond
 this file's live in their own modules (``ops/stack.py``, ``load.py``, ``history.py``,
-``explicit_merge.py``), registered at the end; every failure goes through ``ops/errors.py``. Output never contains a NIK; patient details appear only on request
-(`review show --details`), on the operator's terminal, never in a log.
+``explicit_merge.py``), registered at the end; every failure goes through ``ops/errors.py``. Output
+never contains a NIK; patient details appear only on request (`review show --details`), on the
+operator's terminal, never in a log.
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ def fix_late_references(changes: list[ResourceChanged], deps: MergeDeps) -> Live
                 if job.get("status") in _IN_FLIGHT:
                     raise MergeStillRunning(f"{change.resource_type}/{change.id} references a patient of "
                                             f"running merge job {job.get('job_id')}")
-                if job.get("status") == JobStatus.DONE:
-                    owners[job["job_id"]] = job
+                if job.get("status") == JobStatus.DONE and not job.get("unmerging"):
+                    owners[job["job_id"]] = job   # (an unmerge in progress puts references back on purpose)
         for job_id, job in sorted(owners.items()):
             result = write_rewrites(deps, job, [resource])
             report.rewritten += result.rewritten

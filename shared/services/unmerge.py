@@ -48,6 +48,8 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
     if job["status"] == JobStatus.UNMERGED:
         report.provenance_id = job.get("unmerge_provenance_id")
         return report
+    # First, so the live late-reference fix does not rewrite what this restores back to the master.
+    deps.jobs.update(job_id, unmerging=True)
     entries = [e for e in deps.jobs.journal_entries(job_id) if e.get("status") in ("done", "pending")]
     references = [e for e in entries if e.get("kind") != "patient"]
     patients = [e for e in entries if e.get("kind") == "patient"]

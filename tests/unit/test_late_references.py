@@ -81,3 +81,11 @@ def test_an_unmerged_job_is_left_alone():
     report = fix_late_references([ResourceChanged("Observation", resource["id"], resource)],
                                  deps(fhir, job("unmerged")))
     assert report.rewritten == 0
+
+
+def test_an_unmerge_in_progress_is_left_alone():
+    fhir = InMemoryFhir()
+    resource = observation(fhir, "d")   # what the unmerge just put back
+    report = fix_late_references([ResourceChanged("Observation", resource["id"], resource)],
+                                 deps(fhir, {**job("done"), "unmerging": True}))
+    assert report.rewritten == 0

@@ -207,6 +207,9 @@ class LocalPipeline:
     log_dir: Path
     threads_per_function: int = 8
     register_fhir_subscription: bool = True
+    # Subscriptions on the clinical types too (the live late-reference fix); False leaves late references
+    # to reconcile, as for a district whose FHIR server notifies about patients only.
+    clinical_subscriptions: bool = True
     functions: dict[str, RunningFunction] = field(default_factory=dict)
     stats: dict[str, DeliveryStats] = field(default_factory=dict)
 
@@ -375,7 +378,8 @@ class LocalPipeline:
 
         capability = httpx.get(f"{self.settings.fhir_base_url}/metadata", timeout=30).json()
         plan, _ = reference_search_plan(capability)
-        for resource_type in ["Patient", *sorted(set(plan) - AUDIT_TYPES - {"Patient", "Task"})]:
+        clinical = sorted(set(plan) - AUDIT_TYPES - {"Patient", "Task"}) if self.clinical_subscriptions else []
+        for resource_type in ["Patient", *clinical]:
             subscription = {
                 "resourceType": "Subscription",
                 "status": "requested",
