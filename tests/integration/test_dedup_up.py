@@ -260,6 +260,10 @@ def test_unmerge_and_force_merge(product):
     undone = product.json("unmerge", job["job_id"])
     assert undone["patients"] == 2 and not undone["conflicts"]
     assert product.json("jobs", "--patient", "free-2", "--status", "unmerged")[0]["job_id"] == job["job_id"]
+    time.sleep(5)   # time for the live fix to (wrongly) act on the restored references, if it would
+    with FhirClient(product.fhir_url) as fhir:
+        for oid in ("obs-free-2", "late-obs"):   # merged, then fixed live: both restored, and left so
+            assert fhir.read("Observation", oid)["subject"]["reference"] == "Patient/free-2"
     published = product.json("force-merge", "-", "--reason", "test", "--by", "ops@test", input=f"{NIK}\n")
     assert published["message_id"] and NIK not in json.dumps(published)
 
