@@ -20,24 +20,28 @@ test: $(VENV_STAMP) $(FHIR_STAMP)
 demo: $(VENV_STAMP) $(FHIR_STAMP)
 	$(VENV)/bin/python -m tools.runtime.demo
 
+# The whole product in the background (`dedup up --detach`): emulators, FHIR server, every function,
+# the FHIR Subscriptions; state and .stack/env under .stack/. `dedup up` runs it in the foreground.
 stack-up: $(VENV_STAMP) $(FHIR_STAMP)
-	$(VENV)/bin/python -m tools.runtime.stack up
+	$(VENV)/bin/python -m ops up --detach
 
 stack-down: $(VENV_STAMP)
-	$(VENV)/bin/python -m tools.runtime.stack down
+	$(VENV)/bin/python -m ops down
 
 stack-status: $(VENV_STAMP)
-	$(VENV)/bin/python -m tools.runtime.stack status
+	$(VENV)/bin/python -m ops status
 
-# The ops CLI on the local stack: make ops ARGS="report" (any `python -m ops` arguments).
+# The ops CLI on the local stack: make ops ARGS="report" (any `dedup` arguments; inside the checkout
+# `dedup` finds a running stack's .stack/env by itself).
 ops: $(VENV_STAMP)
-	DEDUP_ENV_FILE=.stack/env $(VENV)/bin/python -m ops $(ARGS)
+	$(VENV)/bin/python -m ops $(ARGS)
 
 venv: $(VENV_STAMP) $(FHIR_STAMP)
 
-$(VENV_STAMP): requirements-dev.txt requirements.txt requirements-workbench.txt
+$(VENV_STAMP): requirements-dev.txt requirements-ops.txt requirements.txt requirements-workbench.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(FHIR_STAMP):

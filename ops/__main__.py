@@ -1,3 +1,5 @@
-from ops.cli import app
+import sys
 
-app(prog_name="python -m ops")
+from ops.cli import run
+
+sys.exit(run(prog_name="python -m ops"))

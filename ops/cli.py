@@ -1,9 +1,12 @@
-"""`python -m ops`: the district ops team's command-line tool.
+"""`dedup` (or `python -m ops`): the district ops team's command-line tool.
 
 Works against a real district with `--project`/`--fhir-url` or the `DEDUP_*` environment variables,
-and against the local stack with `--env-file .stack/env` (or `DEDUP_ENV_FILE`; `make ops ARGS=...` sets
-it), the file `make stack-up` writes. Output never contains a NIK; patient details appear only on request
-(`review show --details`), on the operator's terminal, never in a log.
+and against the local stack with `--env-file .stack/env` (or `DEDUP_ENV_FILE`), the file `dedup up`
+writes; inside the checkout a running stack's `.stack/env` is found without either. Commands beyond
+this file's live in their own modules (``ops/stack.py``, ``load.py``, ``history.py``,
+``explicit_merge.py``), registered at the end; every failure goes through ``ops/errors.py``. Output
+never contains a NIK; patient details appear only on request (`review show --details`), on the
+operator's terminal, never in a log.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ops.context import print_mapping as _print_mapping
+from ops.context import settings_of as _settings
 from shared.config import Settings
 
 app = typer.Typer(help="Patient deduplication: ops commands.", no_args_is_help=True, add_completion=False)
@@ -36,6 +41,26 @@ def _load_env_file(path: Path | None) -> None:
         load_dotenv(path, override=False)
 
 
+def _running_stack_env() -> Path | None:
+    """``.stack/env`` of a running local stack in this directory or a parent (run inside the repo),
+    used when neither --env-file nor DEDUP_ENV_FILE nor a DEDUP_FHIR_BASE_URL says otherwise."""
+    if os.environ.get("DEDUP_FHIR_BASE_URL") or os.environ.get("DEDUP_PROJECT_ID"):
+        return None
+    for directory in (Path.cwd(), *Path.cwd().parents):
+        candidate = directory / ".stack" / "env"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ops import version
+
+        console.print(f"dedup {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -46,20 +71,26 @@ def main(
     env_file: Path | None = typer.Option(
         None, "--env-file", envvar="DEDUP_ENV_FILE", exists=True, dir_okay=False,
         help="dotenv file of DEDUP_* settings and emulator hosts, used for the variables the environment does "
-             "not set (the local stack writes .stack/env)"),
+             "not set (the local stack writes .stack/env; inside the repo a running stack's is found by itself)"),
+    log_json: bool = typer.Option(False, "--log-json", help="Structured JSON log lines (INFO and up) on stderr; "
+                                  "default: only warnings, one readable line each"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit"),
 ):
+    from shared.logging import use_terminal_output
+
+    use_terminal_output(json_lines=log_json)
+    env_file = env_file or _running_stack_env()
     _load_env_file(env_file)
+    ctx.meta["env_file"] = env_file   # `status` finds the stack that wrote it beside it
     overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
     ctx.obj = Settings(**overrides)
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj
-
-
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+    from ops.errors import NotFoundProblem, OpsError, UsageProblem
+
+    raise {2: UsageProblem, 3: NotFoundProblem}.get(code, OpsError)(message)
 
 
 # --- force-merge -----------------------------------------------------------------------------------
@@ -71,6 +102,7 @@ def force_merge(
     reason: str = typer.Option(..., help="Why (kept in the audit trail)"),
     requested_by: str = typer.Option(..., "--by", help="Who asks (kept in the audit trail)"),
     patient_id: list[str] = typer.Option([], "--patient-id", help="Patient ids a human confirmed are this person"),
+    as_json: bool = typer.Option(False, "--json"),
 ):
     """Publish a NIK to the ops topic: every patient with it is indexed and merged by the rules
     (named --patient-id ones as human-confirmed). The NIK is never printed."""
@@ -86,6 +118,10 @@ def force_merge(
         _fail(f"not a valid NIK ({error.reason}); nothing was published")
     message = ForceMerge(nik=parsed.value, reason=reason, requested_by=requested_by, patient_ids=tuple(patient_id))
     message_id = publisher(settings).send(message)
+    if as_json:
+        console.print_json(json.dumps({"nik_token": nik_token(parsed.value, settings.nik_hash_key),
+                                       "message_id": message_id}))
+        return
     console.print(f"published force-merge for NIK token [bold]{nik_token(parsed.value, settings.nik_hash_key)}[/bold]"
                   f" (message {message_id})")
 
@@ -154,22 +190,28 @@ def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return
-    table = Table(title=f"{len(items)} pending review item(s)")
-    for column in ("id", "reason", "patients", "rule / scores"):
-        table.add_column(column)
+    # One block per item, ids whole on their own lines (soft wrap: never cut to the terminal's width).
+    console.print(f"[bold]{len(items)} pending review item(s)[/bold]")
     for item in items:
         evidence = item.get("evidence") or {}
         scores = {k: v for k, v in evidence.items() if isinstance(v, (int, float, str)) and k != "nik_token"}
-        table.add_row(item["id"], item["reason"], "\n".join(item["patient_ids"]), json.dumps(scores)[:120])
-    console.print(table)
+        console.print(f"{item['id']}  {item['reason']}  {json.dumps(scores)}", soft_wrap=True, highlight=False,
+                      markup=False)
+        for patient_id in item["patient_ids"]:
+            console.print(f"    {patient_id}", soft_wrap=True, highlight=False, markup=False)
 
 
 @review_app.command("show")
 def review_show(ctx: typer.Context, item_id: str,
-                details: bool = typer.Option(False, "--details", help="Also show names, birth dates, identifiers")):
+                details: bool = typer.Option(False, "--details", help="Also show names, birth dates, identifiers"),
+                as_json: bool = typer.Option(False, "--json", help="The item (and --details) as one JSON document")):
     """One item with its evidence; --details reads the patients from FHIR for you to compare."""
     service = _review_service(_settings(ctx))
     item = _or_fail(lambda: service.get(item_id))
+    if as_json:
+        shown = item.as_dict() | ({"patients": service.patient_details(item)} if details else {})
+        console.print_json(json.dumps(shown, default=str))
+        return
     console.print_json(json.dumps(item.as_dict(), default=str))
     if details:
         table = Table(title="patients (confidential)")
@@ -182,17 +224,25 @@ def review_show(ctx: typer.Context, item_id: str,
 
 
 @review_app.command("approve")
-def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer")):
+def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer"),
+                   as_json: bool = typer.Option(False, "--json")):
     """Merge the item's patients (the newborn and twin rules still apply)."""
     result = _or_fail(lambda: _review_service(_settings(ctx)).approve(item_id, by))
+    if as_json:
+        console.print_json(json.dumps({"id": item_id, **result}))
+        return
     console.print(f"approved {item_id}: merge request(s) {result['published'] or 'already open'}"
                   + (f"; refused by rule: {result['refused']}" if result["refused"] else ""))
 
 
 @review_app.command("reject")
-def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer")):
+def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer"),
+                  as_json: bool = typer.Option(False, "--json")):
     """Not the same person: remembered, never proposed again."""
     _or_fail(lambda: _review_service(_settings(ctx)).reject(item_id, by))
+    if as_json:
+        console.print_json(json.dumps({"id": item_id, "status": "rejected"}))
+        return
     console.print(f"rejected {item_id}: remembered as do-not-match")
 
 
@@ -202,19 +252,29 @@ def _or_fail(action):
 
     try:
         return action()
-    except (ReviewItemNotFound, ReviewAlreadyDecided, ReviewRefused, UnmergeRefused, KeyError) as error:
-        _fail(str(error).strip("'"))
+    except (ReviewItemNotFound, KeyError) as error:
+        _fail(str(error).strip("'"), 3)
+    except (ReviewAlreadyDecided, ReviewRefused) as error:
+        _fail(str(error), 1)
+    except UnmergeRefused as error:
+        _fail(str(error), 2)
 
 
 # --- merge jobs ------------------------------------------------------------------------------------
 @app.command()
-def status(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")):
-    """A merge job: state, master, duplicates, per-type progress."""
+def status(ctx: typer.Context, job_id: str | None = typer.Argument(None, help="A merge job (default: the stack)"),
+           as_json: bool = typer.Option(False, "--json")):
+    """A merge job: state, master, duplicates, per-type progress. Without JOB_ID: the local stack's
+    components (`dedup up`) and whether each answers."""
+    if job_id is None:
+        from ops.stack import stack_status
+
+        raise typer.Exit(stack_status(as_json, ctx.meta.get("env_file")))
     from shared.bootstrap import merge_deps
 
     job = merge_deps(_settings(ctx)).jobs.get(job_id)
     if job is None:
-        _fail(f"no merge job {job_id}")
+        _fail(f"no merge job {job_id}", 3)
     if as_json:
         console.print_json(json.dumps(job, default=str))
         return
@@ -275,10 +335,16 @@ def unmerge(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False,
 def preview(ctx: typer.Context, master: str, duplicates: list[str],
             as_json: bool = typer.Option(False, "--json")):
     """What merging DUPLICATES into MASTER would rewrite, per resource type. Writes nothing."""
-    from shared.bootstrap import merge_deps
+    from ops.explicit_merge import checked
+    from shared.bootstrap import fhir_client, merge_deps
+    from shared.services.explicit_merge import check_ids, read_patients
     from shared.services.merge_preview import preview as preview_merge
 
-    counts = preview_merge(master, duplicates, merge_deps(_settings(ctx)))
+    settings = _settings(ctx)
+    # Unknown or identical ids are errors, not "0 resources would change".
+    duplicates = checked(lambda: check_ids(master, duplicates))
+    checked(lambda: read_patients(fhir_client(settings), [master, *duplicates], must_be_active=False))
+    counts = preview_merge(master, duplicates, merge_deps(settings))
     if as_json:
         console.print_json(json.dumps(counts))
     else:
@@ -347,10 +413,19 @@ def print_report(data: dict) -> None:
         _print_mapping("resources rewritten, by type", data["resources_rewritten_by_type"])
 
 
-def _print_mapping(title: str, mapping: dict) -> None:
-    table = Table(title=title, show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value", justify="right")
-    for key, value in mapping.items():
-        table.add_row(str(key), value if isinstance(value, str) else json.dumps(value, default=str))
-    console.print(table)
+# --- more commands, each in its own module (registered here) -----------------------------------------
+from ops import explicit_merge, history, load, stack  # noqa: E402
+
+for _module in (stack, load, history, explicit_merge):
+    _module.register(app)
+
+
+def run(args: list[str] | None = None, prog_name: str = "dedup") -> int:
+    """The `dedup` console script (and `python -m ops`): the app behind the one error handler."""
+    from ops.errors import run_app
+
+    return run_app(app, args, prog_name)
+
+
+def entry_point() -> None:
+    sys.exit(run())

@@ -23,9 +23,11 @@ from shared.adapters.pubsub import Publisher
 from shared.config import ConfigurationError, Settings
 from shared.fhir.client import FhirClient
 from shared.ports.callers import CallerVerifier
+from shared.services.explicit_merge import ExplicitMerges
 from shared.services.matching import MatchingService
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_requests import MergeRequests
+from shared.services.patient_merge import PatientMergeOperation
 from shared.services.report import ReportSources
 from shared.services.review import ReviewService
 
@@ -115,6 +117,17 @@ def merge_deps(settings: Settings) -> MergeDeps:
     return _once("merge", settings, lambda: MergeDeps(
         settings=settings, fhir=fhir_client(settings), jobs=merge_jobs(settings), index=merge_requests(settings),
         publisher=publisher(settings)))
+
+
+def explicit_merges(settings: Settings) -> ExplicitMerges:
+    return _once("explicit_merges", settings, lambda: ExplicitMerges(
+        settings, matching_service(settings), groups(settings), patient_keys(settings), merge_requests(settings),
+        fhir_client(settings)))
+
+
+def patient_merge_operation(settings: Settings) -> PatientMergeOperation:
+    return _once("patient_merge", settings, lambda: PatientMergeOperation(
+        settings, fhir_client(settings), explicit_merges(settings), merge_deps(settings), merge_jobs(settings)))
 
 
 def review_service(settings: Settings) -> ReviewService:

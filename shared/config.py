@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     topic_quarantine: str = "quarantine"
     # Cloud Scheduler publishes here (infra/); the sweeper continues or fails stuck merge work.
     topic_ops_sweep: str = "ops-sweep"
+    # Changes of every other resource type (Healthcare API notifications, relayed FHIR Subscriptions):
+    # the late-references function rewrites a reference to an already merged duplicate at once.
+    topic_resource_changes: str = "resource-changes"
 
     # --- Firestore ---------------------------------------------------------------------------
     firestore_database: str = "(default)"
@@ -132,6 +135,8 @@ class Settings(BaseSettings):
     # can continue, and after ``stuck_republish_limit`` republishes marks it failed (with an alert).
     stuck_after_seconds: int = Field(default=1800, ge=1)
     stuck_republish_limit: int = Field(default=3, ge=0)
+    # Patient/$merge answers 200 when the merge completes within this many seconds, else 202 with a Task.
+    patient_merge_wait_seconds: float = 20.0
 
     def collection(self, name: str) -> str:
         return f"{self.collection_prefix}{name}"

@@ -57,6 +57,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(f"local stack start-up: {parts}")
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_the_functions_configure_it():
+    """A command-line tool run in-process switches logging to terminal output; later tests (which
+    capture the functions' log events) get the functions' configuration back."""
+    yield
+    from shared.logging import reset_after_terminal_output
+
+    reset_after_terminal_output()
+
+
 # --------------------------------------------------------------------------------------------
 # the stack and the FHIR server
 

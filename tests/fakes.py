@@ -536,6 +536,9 @@ class InMemoryMergeJobs(MergeJobsRepository):
         jobs = [job for job in self.all() if not status or job.get("status") == status]
         return sorted(jobs, key=lambda j: j.get("created_at") or "", reverse=True)[:limit]
 
+    def with_duplicate(self, patient_id: str) -> list[dict]:
+        return [job for job in self.all() if patient_id in (job.get("duplicates") or [])]
+
 
 # --- Pub/Sub -------------------------------------------------------------------------------------------
 

@@ -82,6 +82,10 @@ class MergeJobs(MergeJobsRepository):
         query = self._jobs.where(filter=firestore.FieldFilter("status", "in", [str(s) for s in statuses]))
         return [snapshot.to_dict() for snapshot in query.stream()]
 
+    def with_duplicate(self, patient_id: str) -> list[dict]:
+        query = self._jobs.where(filter=firestore.FieldFilter("duplicates", "array_contains", patient_id))
+        return [snapshot.to_dict() for snapshot in query.stream()]
+
     def _transact(self, job_id: str, change: Callable[[dict | None], tuple[dict | None, Any]]) -> Any:
         """Runs ``change(current doc) -> (doc to write or None, result)`` in one transaction."""
         ref = self._ref(job_id)

@@ -233,9 +233,8 @@ class Group:
         if request.status != RequestStatus.OPEN:
             return None
         everyone = [request.master, *request.duplicates]
-        # A reviewer's chosen master (review workbench) stands, like a golden one.
-        chosen = (request.evidence.get("first") or {}).get("master_chosen_by")
-        if not golden_members(self.members, everyone) and not chosen:
+        # A human's chosen master (an explicit merge, a reviewer's choice) stands, like a golden one.
+        if not request.fixed_master and not golden_members(self.members, everyone):
             master = select_master(self.members, everyone, source_priority)
             request.master = master
             request.duplicates = sorted(p for p in everyone if p != master)

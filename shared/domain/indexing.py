@@ -147,6 +147,8 @@ def confirm_members(group: Group, confirmed: list[str], *, reason: str, requeste
             result.refused[pid] = decision.reason
     if duplicates:
         result.request = group.open_request(RequestPlan(master, tuple(duplicates), reason, requested_by, evidence))
+        if chosen and result.request.master == chosen:
+            result.request.fixed_master = True   # the claim keeps a human's choice
     return result
 
 

@@ -23,7 +23,8 @@ def request_id_for(group: str, master: str, duplicates: Iterable[str], attempt: 
 
 
 _REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
-                   "created_at", "claimed_at", "completed_at", "follow_up_of", "sweeps", "swept_at", "failed_reason")
+                   "created_at", "claimed_at", "completed_at", "follow_up_of", "sweeps", "swept_at", "failed_reason",
+                   "fixed_master")
 
 
 @dataclass
@@ -43,6 +44,8 @@ class MergeRequest:
     sweeps: int | None = None           # times the sweeper republished it
     swept_at: str | None = None
     failed_reason: str | None = None
+    # A human chose the master (an explicit merge): the claim keeps it instead of re-selecting one.
+    fixed_master: bool | None = None
 
     @property
     def participants(self) -> set[str]:

@@ -26,6 +26,11 @@ class MergeJobsRepository(ABC):
         """The jobs whose ``status`` is one of ``statuses`` (a query): the sweeper's running ones."""
 
     @abstractmethod
+    def with_duplicate(self, patient_id: str) -> list[dict]:
+        """Every job (any status) that merges ``patient_id`` away: one indexed query, for the live
+        late-reference fix that runs on every clinical change."""
+
+    @abstractmethod
     def create(self, job: dict) -> tuple[dict, bool]:
         """Stores ``job`` unless a job with its id exists; returns (the stored job, created?)."""
 

@@ -9,6 +9,7 @@ from shared.clock import now_iso
 from shared.domain.merge_job import JobStatus
 from shared.logging import get_logger
 from shared.services.merge_deps import MergeDeps
+from shared.services.merge_task import follow_job
 from shared.services.unmerge import roll_back
 
 log = get_logger(__name__)
@@ -28,6 +29,7 @@ def fail_job(deps: MergeDeps, job: dict, reason: str) -> dict | None:
     """Marks the job failed (workers and the finaliser stop at that), rolls back, releases the request."""
     job_id = job["job_id"]
     deps.jobs.update(job_id, status=JobStatus.FAILED, failed_reason=reason, failed_at=now_iso())
+    follow_job(deps.fhir, {**job, "status": JobStatus.FAILED})   # a Patient/$merge Task, if any
     report = roll_back(job, deps)
     follow_up = release_request(deps, job["group"], job["request_id"], reason)
     deps.jobs.update(job_id, rolled_back=report.restored + report.patients,

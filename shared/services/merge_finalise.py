@@ -17,6 +17,7 @@ from shared.logging import get_logger
 from shared.messages import FinaliseMerge, MergeRequested
 from shared.services.merge_deps import MergeDeps, MergeTaskFailed
 from shared.services.merge_failure import fail_job
+from shared.services.merge_task import follow_job
 from shared.services.provenance import find_provenance
 from shared.services.rewrite import (
     MAX_ENTRY_ATTEMPTS,
@@ -148,6 +149,8 @@ def finalise(message: FinaliseMerge, deps: MergeDeps) -> dict | None:
     if follow_up:
         deps.publisher.send(follow_up)
         deps.index.mark_published(job["group"], follow_up.request_id)
+    # A Patient/$merge Task, if any, before the job is marked done: a failed update is redelivered.
+    follow_job(deps.fhir, {**job, "status": JobStatus.DONE})
     deps.jobs.update(job_id, status=JobStatus.DONE, completed_at=now_iso())
     log.info("merge_done", job_id=job_id, nik_token=job.get("nik_token"), duplicates=len(job["duplicates"]))
     return deps.jobs.get(job_id)

@@ -40,6 +40,13 @@ class RelayResult:
     message_id: str | None = None
 
 
+def _body_type(parsed: object) -> str | None:
+    """The resourceType of a POSTed resource (None for a ping or a Bundle: those go to patient-changes,
+    whose decoder looks inside)."""
+    resource_type = parsed.get("resourceType") if isinstance(parsed, Mapping) else None
+    return None if resource_type == "Bundle" or not isinstance(resource_type, str) else resource_type
+
+
 def relay_notification(
     *, method: str, path: str, authorization: str | None, body: bytes, settings: Settings,
     publisher: MessagePublisher, verifier: CallerVerifier,
@@ -59,9 +66,11 @@ def relay_notification(
     if len(body) > _MAX_BODY_BYTES:
         log.warning("relay_rejected", reason="body-too-large", size=len(body))
         return RelayResult(413, "body-too-large")
+    parsed = None
     if body.strip():
         try:
-            if not isinstance(json_body(body), Mapping):
+            parsed = json_body(body)
+            if not isinstance(parsed, Mapping):
                 raise MalformedEvent("not-an-object")
         except MalformedEvent as error:
             # Not a FHIR notification: refused where the sender sees it, not published to be dropped.
@@ -70,14 +79,12 @@ def relay_notification(
 
     attributes = {"source": "fhir-subscription", "httpMethod": method.upper()}
     target = resource_path(path)
+    resource_type = target[0] if target else _body_type(parsed)
     if target:
-        resource_type, resource_id = target
-        if resource_type != "Patient":
-            # Subscriptions should filter on Patient; anything else is dropped cheaply.
-            log.info("relay_ignored", reason="not-a-patient", resource_type=resource_type)
-            return RelayResult(200, "ignored-not-patient")
-        attributes["resourcePath"] = f"Patient/{resource_id}"
-    message_id = publisher.publish_bytes(settings.topic_patient_changes, body, **attributes)
-    log.info("relay_published", message_id=message_id, resource_path=attributes.get("resourcePath"),
+        attributes["resourcePath"] = f"{target[0]}/{target[1]}"
+    # Patients go to matching; every other type to the live late-reference fix.
+    topic = settings.topic_patient_changes if resource_type in ("Patient", None) else settings.topic_resource_changes
+    message_id = publisher.publish_bytes(topic, body, **attributes)
+    log.info("relay_published", message_id=message_id, topic=topic, resource_path=attributes.get("resourcePath"),
              caller=caller.principal)
     return RelayResult(202, "published", message_id)

@@ -21,6 +21,7 @@ from shared.domain.survivorship import build_provenance, revert_duplicate, rever
 from shared.fhir.references import rewrite_patient_references, without_meta
 from shared.logging import get_logger
 from shared.services.merge_deps import MergeDeps
+from shared.services.merge_task import follow_job
 from shared.services.provenance import find_provenance
 from shared.services.rewrite import chunks, put_entry, version_of
 
@@ -126,6 +127,8 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
             f"merge job {job_id} is {job['status']}: it is still writing, and undoing it now would leave "
             f"its group's request running. Wait until it is done (python -m ops jobs --stuck shows jobs "
             f"stuck past {deps.settings.stuck_after_seconds} s; the sweeper fails those), then unmerge.")
+    # First, so the live late-reference fix does not rewrite what this restores back to the master.
+    deps.jobs.update(job_id, unmerging=True)
     references, patients = _journal(deps, job_id)
     _restore_references(deps, job, references, report)
 
@@ -144,5 +147,6 @@ def unmerge(job_id: str, deps: MergeDeps) -> UnmergeReport:
     report.provenance_id = provenance["id"]
     deps.jobs.update(job_id, status=JobStatus.UNMERGED, unmerged_at=now_iso(), unmerge_provenance_id=provenance["id"],
                      unmerge_conflicts=report.conflicts[:100])
+    follow_job(deps.fhir, {**job, "status": JobStatus.UNMERGED})   # a Patient/$merge Task, if any
     log.info("merge_unmerged", job_id=job_id, restored=report.restored, conflicts=len(report.conflicts))
     return report

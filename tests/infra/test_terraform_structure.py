@@ -21,7 +21,9 @@ EXPECTED_ACCESS = {
     "merge-fanout": ("${local.reader}", ["merge_tasks", "merge_finalise"], True),
     "merge-worker": ("${local.editor}", ["merge_finalise"], True),
     "merge-finaliser": ("${local.editor}", ["merge_requests"], True),
-    "subscription-relay": (None, ["patient_changes"], False),
+    "subscription-relay": (None, ["patient_changes", "resource_changes"], False),
+    "late-references": ("${local.editor}", [], True),
+    "patient-merge": ("${local.editor}", ["merge_requests"], True),
     "reconcile": ("${local.editor}", [], True),
     # republishes requests, tasks, finalises; rolls a failed job back (FHIR writes)
     "sweeper": ("${local.editor}", ["merge_requests", "merge_tasks", "merge_finalise"], True),
@@ -205,9 +207,10 @@ def test_no_basic_or_admin_roles_and_no_public_members(modules, envs):
     for path, text in _all_tf_texts().items():
         for role in BASIC_ROLES:
             assert f'"{role}"' not in text, f"{path} mentions {role}"
-    # Only the relay checks its callers itself; every other function keeps Cloud Run's invoker check.
+    # Only the HTTP functions that FHIR servers call (the relay, Patient/$merge) check their callers
+    # themselves (shared/ports/callers.py); every other function keeps Cloud Run's invoker check.
     defaults = modules["district"].locals["function_defaults"]
-    assert {name for name, spec in defaults.items() if spec["caller_check"]} == {"subscription-relay"}
+    assert {name for name, spec in defaults.items() if spec["caller_check"]} == {"subscription-relay", "patient-merge"}
     assert modules["district"].modules["function"]["function_checks_callers"] == "${each.value.caller_check}"
 
 

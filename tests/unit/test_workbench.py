@@ -104,6 +104,7 @@ def test_undo_withdraws_an_approval_whose_merge_has_not_started(world):
     assert message["master"] == b["id"]   # the reviewer's choice
     group = world.groups.get(item.group)
     assert (group.request.evidence["first"] or {}).get("master_chosen_by") == "clerk@x"
+    assert group.request.fixed_master   # the fan-out's claim keeps it
     world.review.undo_last("clerk@x")
     assert world.review.get(item.id).status == ReviewStatus.PENDING
     group = world.groups.get(item.group)

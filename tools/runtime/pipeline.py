@@ -228,6 +228,9 @@ class LocalPipeline:
     threads_per_function: int = 8
     register_fhir_subscription: bool = True
     chaos: DeliveryChaos | None = None
+    # Subscriptions on the clinical types too (the live late-reference fix); False leaves late references
+    # to reconcile, as for a district whose FHIR server notifies about patients only.
+    clinical_subscriptions: bool = True
     functions: dict[str, RunningFunction] = field(default_factory=dict)
     stats: dict[str, DeliveryStats] = field(default_factory=dict)
 
@@ -295,6 +298,10 @@ class LocalPipeline:
         restarted = self._start_function(running.spec, port=running.port)
         _wait_until_listening(restarted)
         self.functions[name] = restarted
+
+    @property
+    def patient_merge_url(self) -> str:
+        return self.functions["patient-merge"].url
 
     def pids(self) -> dict[str, int]:
         return {name: f.process.pid for name, f in self.functions.items()}
@@ -411,22 +418,30 @@ class LocalPipeline:
             self._loops.append(loop)
 
     def _register_fhir_subscription(self) -> None:
-        """A rest-hook Subscription on every Patient write, carrying the full resource, with the relay's secret."""
-        subscription = {
-            "resourceType": "Subscription",
-            "status": "requested",
-            "reason": "Patient deduplication: relay Patient changes to Pub/Sub",
-            "criteria": "Patient?",
-            "channel": {
-                "type": "rest-hook",
-                "endpoint": self.relay_url,
-                "payload": "application/fhir+json",
-                "header": [f"Authorization: Bearer {self.relay_secret}"],
-            },
-        }
-        response = httpx.post(f"{self.settings.fhir_base_url}/Subscription", json=subscription, timeout=30,
-                              headers={"Content-Type": "application/fhir+json"})
-        response.raise_for_status()
+        """Rest-hook Subscriptions calling the relay with the relay's secret, carrying the full resource:
+        one on every Patient write (matching), one per clinical type that can reference a patient (the
+        live late-reference fix; R4 criteria name one type each)."""
+        from shared.fhir.compartment import AUDIT_TYPES, reference_search_plan
+
+        capability = httpx.get(f"{self.settings.fhir_base_url}/metadata", timeout=30).json()
+        plan, _ = reference_search_plan(capability)
+        clinical = sorted(set(plan) - AUDIT_TYPES - {"Patient", "Task"}) if self.clinical_subscriptions else []
+        for resource_type in ["Patient", *clinical]:
+            subscription = {
+                "resourceType": "Subscription",
+                "status": "requested",
+                "reason": f"Patient deduplication: relay {resource_type} changes to Pub/Sub",
+                "criteria": f"{resource_type}?",
+                "channel": {
+                    "type": "rest-hook",
+                    "endpoint": self.relay_url,
+                    "payload": "application/fhir+json",
+                    "header": [f"Authorization: Bearer {self.relay_secret}"],
+                },
+            }
+            response = httpx.post(f"{self.settings.fhir_base_url}/Subscription", json=subscription, timeout=30,
+                                  headers={"Content-Type": "application/fhir+json"})
+            response.raise_for_status()
 
     def dead_letter_counts(self) -> dict[str, int]:
         """How many messages each dead-letter topic holds (pulled and released again)."""

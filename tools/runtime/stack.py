@@ -38,7 +38,8 @@ import typer
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FHIR_VENV = REPO_ROOT / ".venv-fhir"
 SEKMET_REQUIREMENT = "sekmet-fhir==0.1.1"
-STATE_DIR = REPO_ROOT / ".stack"
+# DEDUP_STACK_DIR moves it (the integration tests run a second, whole product beside a developer's).
+STATE_DIR = Path(os.environ.get("DEDUP_STACK_DIR") or REPO_ROOT / ".stack")
 # The running stack's environment, in dotenv format (``export KEY=value`` lines, so a shell can
 # ``source`` it too); the ops CLI reads it with ``--env-file`` / ``DEDUP_ENV_FILE``.
 ENV_FILE = STATE_DIR / "env"
@@ -517,13 +518,16 @@ def _read_state() -> dict | None:
         return None
 
 
-def _write_state(stack: LocalStack, supervisor_pid: int) -> None:
+def _write_state(stack: LocalStack, supervisor_pid: int, product=None) -> None:
     STATE_DIR.mkdir(exist_ok=True)
-    state = {"supervisor_pid": supervisor_pid, "pids": stack.pids,
-             "ports": {name: proc.port for name, proc in stack.processes.items()},
-             "startup_seconds": stack.startup_seconds, "env": stack.env}
+    processes = {**stack.processes, **(product.processes if product else {})}
+    env = {**stack.env, **(product.env if product else {})}
+    state = {"supervisor_pid": supervisor_pid, "pids": {name: proc.pid for name, proc in processes.items()},
+             "ports": {name: proc.port for name, proc in processes.items()},
+             "startup_seconds": stack.startup_seconds, "env": env,
+             "workbench_url": product.workbench_url if product else None}
     _state_path().write_text(json.dumps(state, indent=2))
-    env_lines = [f"export {key}={shlex.quote(value)}" for key, value in stack.env.items()]
+    env_lines = [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     partial = ENV_FILE.with_name(ENV_FILE.name + ".partial")   # renamed into place: never read half-written
     partial.write_text("\n".join(env_lines) + "\n")
     partial.replace(ENV_FILE)
@@ -534,34 +538,46 @@ def _clear_state() -> None:
         path.unlink(missing_ok=True)
 
 
-def _run_foreground(project_id: str) -> None:
+def _run_foreground(project_id: str, start_product: Callable[[LocalStack], object] | None = None) -> None:
+    """Runs the stack until a signal; ``start_product`` (``tools.runtime.product``) adds the functions."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     began = time.monotonic()
     stack = LocalStack(project_id=project_id, work_dir=STATE_DIR / "run")
+    product = None
     # Fresh data on every start: the FHIR store of a previous run would otherwise come back.
     shutil.rmtree(STATE_DIR / "run", ignore_errors=True)
     try:
         stack.start()
         print(stack.describe(), flush=True)
+        if start_product is not None:
+            product = start_product(stack)
+            print(f"{len(product.processes)} functions running (logs in {product.log_dir}): "
+                  f"{', '.join(product.processes)}", flush=True)
+            print(f"review workbench: {product.workbench_url or 'not in this checkout'}", flush=True)
         print(f"stack ready in {time.monotonic() - began:.2f}s (components start in parallel)", flush=True)
         print(f"environment: source {ENV_FILE}", flush=True)
         print(_ops_hint(), flush=True)
         # Last: `up` returns (and prints this log) once the env file exists.
-        _write_state(stack, os.getpid())
-        while not stop.is_set() and all(proc.alive() for proc in stack.processes.values()):
+        _write_state(stack, os.getpid(), product)
+        while not stop.is_set() and all(proc.alive() for proc in stack.processes.values()) \
+                and (product is None or product.alive()):
             stop.wait(0.5)
-        for name, proc in stack.processes.items():
+        for name, proc in {**stack.processes, **(product.processes if product else {})}.items():
             if not proc.alive():
                 print(f"{name} exited unexpectedly:\n{proc.log_tail()}", file=sys.stderr, flush=True)
     finally:
+        if product is not None:
+            product.stop()
         stack.stop()
         _clear_state()
+        print("stopped", flush=True)
 
 
 def _ops_hint() -> str:
-    return f'ops CLI on this stack: export DEDUP_ENV_FILE={ENV_FILE}   (or: make ops ARGS="report")'
+    return (f"ops CLI on this stack: `dedup ...` inside this checkout finds {ENV_FILE} by itself; "
+            f"elsewhere: export DEDUP_ENV_FILE={ENV_FILE}")
 
 
 app = typer.Typer(add_completion=False, help="Local emulators and FHIR server for development and tests.")
@@ -569,7 +585,8 @@ app = typer.Typer(add_completion=False, help="Local emulators and FHIR server fo
 
 @app.command()
 def up(foreground: bool = typer.Option(False, help="run in this terminal until Ctrl+C"),
-       project_id: str = typer.Option(DEFAULT_PROJECT_ID, help="DEDUP_PROJECT_ID written to .stack/env")):
+       project_id: str = typer.Option(DEFAULT_PROJECT_ID, help="DEDUP_PROJECT_ID written to .stack/env"),
+       functions: bool = typer.Option(False, help="also every function, the FHIR Subscriptions and the workbench")):
     """Start the stack and write .stack/env; returns once everything answers."""
     state = _read_state()
     if state and _pid_alive(state["supervisor_pid"]):
@@ -577,6 +594,8 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
         typer.echo(_ops_hint())
         raise typer.Exit(0)
     _clear_state()
+    if foreground and functions:
+        raise typer.BadParameter("the whole product in the foreground: python -m tools.runtime.product")
     if foreground:
         _run_foreground(project_id)
         return
@@ -584,10 +603,11 @@ def up(foreground: bool = typer.Option(False, help="run in this terminal until C
     log_path = STATE_DIR / "stack.log"
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tools.runtime.stack", "up", "--foreground", "--project-id", project_id],
+            [sys.executable, "-m", "tools.runtime.product" if functions else "tools.runtime.stack", "up",
+             "--foreground", "--project-id", project_id],
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS * 2
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS * (4 if functions else 2)
     while time.monotonic() < deadline:
         if ENV_FILE.exists():
             typer.echo(log_path.read_text().strip())
@@ -631,6 +651,34 @@ def env():
     typer.echo(ENV_FILE.read_text().strip())
 
 
+def read_state(state_dir: Path | None = None) -> dict | None:
+    """The running stack's state (``.stack/state.json``, or under ``state_dir``), or None when no stack runs."""
+    try:
+        state = json.loads(((state_dir or STATE_DIR) / "state.json").read_text())
+    except (OSError, ValueError):
+        state = None
+    return state if state and _pid_alive(state["supervisor_pid"]) else None
+
+
+def component_health(state: dict) -> list[dict]:
+    """Each component of a running stack: name, pid, port, start-up seconds, and whether it answers
+    (HTTP for the servers, a TCP connect for the functions)."""
+    rows = []
+    for name, port in state["ports"].items():
+        if name in ("firestore", "pubsub", "fhir"):
+            url = f"http://{HOST}:{port}/fhir/metadata" if name == "fhir" else f"http://{HOST}:{port}/"
+            ok = _http_probe(url)()
+        else:
+            try:
+                with socket.create_connection((HOST, port), timeout=2):
+                    ok = True
+            except OSError:
+                ok = False
+        rows.append({"name": name, "pid": state["pids"][name], "port": port,
+                     "startup_seconds": state["startup_seconds"].get(name), "ok": ok})
+    return rows
+
+
 @app.command()
 def status():
     """Show each component's pid, port, start-up time and whether it answers."""
@@ -638,14 +686,11 @@ def status():
     if not state:
         typer.echo("not running")
         raise typer.Exit(1)
-    healthy = True
-    for name, port in state["ports"].items():
-        url = f"http://{HOST}:{port}/fhir/metadata" if name == "fhir" else f"http://{HOST}:{port}/"
-        ok = _http_probe(url)()
-        healthy &= ok
-        typer.echo(f"{name:<10} pid {state['pids'][name]:<8} port {port:<6} "
-                   f"started in {state['startup_seconds'].get(name, 0):.2f}s  {'ok' if ok else 'NOT ANSWERING'}")
-    raise typer.Exit(0 if healthy else 1)
+    rows = component_health(state)
+    for row in rows:
+        typer.echo(f"{row['name']:<20} pid {row['pid']:<8} port {row['port']:<6} "
+                   f"started in {row['startup_seconds'] or 0:.2f}s  {'ok' if row['ok'] else 'NOT ANSWERING'}")
+    raise typer.Exit(0 if all(row["ok"] for row in rows) else 1)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ locals {
 
   # Topic names are the Settings defaults (shared/config.py, topic_*).
   topics = {
-    patient_changes = "patient-changes"
-    ops_force_merge = "ops-force-merge"
-    merge_requests  = "merge-requests"
-    merge_tasks     = "merge-tasks"
-    merge_finalise  = "merge-finalise"
-    ops_reconcile   = "ops-reconcile"
+    patient_changes  = "patient-changes"
+    ops_force_merge  = "ops-force-merge"
+    merge_requests   = "merge-requests"
+    merge_tasks      = "merge-tasks"
+    merge_finalise   = "merge-finalise"
+    ops_reconcile    = "ops-reconcile"
+    resource_changes = "resource-changes"
     # Messages no entry point could understand, raw bytes and attributes as they came (plus
     # quarantine_reason, origin_topic): ops pull them from the quarantine subscription (below).
     quarantine = "quarantine"
@@ -49,6 +50,7 @@ locals {
     DEDUP_TOPIC_MERGE_TASKS                  = local.topics.merge_tasks
     DEDUP_TOPIC_MERGE_FINALISE               = local.topics.merge_finalise
     DEDUP_TOPIC_OPS_RECONCILE                = local.topics.ops_reconcile
+    DEDUP_TOPIC_RESOURCE_CHANGES             = local.topics.resource_changes
     DEDUP_TOPIC_QUARANTINE                   = local.topics.quarantine
     DEDUP_TOPIC_OPS_SWEEP                    = local.topics.ops_sweep
     DEDUP_STUCK_AFTER_SECONDS                = tostring(var.stuck_after_seconds)
@@ -101,6 +103,10 @@ locals {
   #   rate within the store's quota. 1 GiB and 9 minutes for large compartments.
   # - merge-finaliser: updates a handful of patients per job and publishes the NIK's next request, if any.
   # - subscription-relay: only republishes notifications; many small requests.
+  # - late-references: one indexed Firestore query per referenced patient of each clinical change; most
+  #   changes reference no merged duplicate and cost nothing more. Bursts follow bulk loads.
+  # - patient-merge: FHIR Patient/$merge, rare and human-driven; waits up to
+  #   DEDUP_PATIENT_MERGE_WAIT_SECONDS for the merge before answering 202 with a Task.
   # - reconcile: daily (Cloud Scheduler) sweep for references that reached a duplicate after its
   #   merge; one at a time, long-running for a full scan.
   # - sweeper: every sweep_schedule, republishes or fails merge work stuck past stuck_after_seconds;
@@ -153,9 +159,23 @@ locals {
       fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
       max_instances = 1, concurrency = 1, memory = "512Mi", timeout = 540
     }
+    late-references = {
+      description   = "Rewrites a reference to an already merged duplicate when the resource changes."
+      publish       = []
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = false
+      max_instances = 5, concurrency = 8, memory = "512Mi", timeout = 120
+    }
+    # Authenticated like the relay (the same CallerVerifier and settings), so Cloud Run's own invoker
+    # check is left to the function as for the relay.
+    patient-merge = {
+      description   = "FHIR Patient/$merge: an explicit, human-confirmed merge."
+      publish       = ["merge_requests"]
+      fhir          = true, fhir_role = local.editor, firestore = true, nik_key = true, caller_check = true
+      max_instances = 2, concurrency = 4, memory = "512Mi", timeout = 120
+    }
     subscription-relay = {
-      description   = "Republishes FHIR rest-hook notifications to patient-changes."
-      publish       = ["patient_changes"]
+      description   = "Republishes FHIR rest-hook notifications to patient-changes or resource-changes."
+      publish       = ["patient_changes", "resource_changes"]
       fhir          = false, fhir_role = null, firestore = false, nik_key = false, caller_check = true
       max_instances = 5, concurrency = 40, memory = "256Mi", timeout = 30
     }
@@ -265,13 +285,24 @@ resource "google_pubsub_topic" "pipeline" {
 # --- FHIR store --------------------------------------------------------------------------------------
 
 # The Healthcare API publishes store changes with its service agent, and it alone may publish there:
-# the binding is authoritative for the publisher role on the topic (any other member is removed), so
-# a message on it cannot be forged and matching may believe its body (DEDUP_TRUST_HEALTHCARE_NOTIFICATIONS).
-# With an external FHIR server the topic is the relay's (its function's own grant) and nothing is believed.
+# each binding is authoritative for the publisher role on its topic (any other member is removed), so
+# a message on them cannot be forged. Matching may then believe a body on patient-changes
+# (DEDUP_TRUST_HEALTHCARE_NOTIFICATIONS); the late-reference fix re-reads every resource anyway.
+# With an external FHIR server the topics are the relay's (its function's own grant) and nothing is believed.
 resource "google_pubsub_topic_iam_binding" "healthcare_notifications" {
   count   = local.uses_healthcare_api ? 1 : 0
   project = var.project_id
   topic   = google_pubsub_topic.pipeline["patient_changes"].name
+  role    = "roles/pubsub.publisher"
+  members = ["serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"]
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_topic_iam_binding" "healthcare_resource_notifications" {
+  count   = local.uses_healthcare_api ? 1 : 0
+  project = var.project_id
+  topic   = google_pubsub_topic.pipeline["resource_changes"].name
   role    = "roles/pubsub.publisher"
   members = ["serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"]
 
@@ -286,9 +317,10 @@ module "fhir_store" {
   dataset               = var.fhir_dataset
   fhir_store            = var.fhir_store
   notification_topic_id = google_pubsub_topic.pipeline["patient_changes"].id
+  resource_topic_id     = google_pubsub_topic.pipeline["resource_changes"].id
   labels                = local.labels
 
-  depends_on = [google_pubsub_topic_iam_binding.healthcare_notifications]
+  depends_on = [google_pubsub_topic_iam_binding.healthcare_notifications, google_pubsub_topic_iam_binding.healthcare_resource_notifications]
 }
 
 # --- Firestore ---------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ resource "google_healthcare_fhir_store" "this" {
     # patient data into Pub/Sub messages.
     send_full_resource = false
   }
+  # Every change again, for the live late-reference fix (it ignores patients and audit records).
+  notification_configs {
+    pubsub_topic       = var.resource_topic_id
+    send_full_resource = false
+  }
 
   lifecycle {
     prevent_destroy = true

@@ -22,6 +22,11 @@ variable "notification_topic_id" {
   type        = string
 }
 
+variable "resource_topic_id" {
+  description = "Full id of the resource-changes topic (every change; the late-references function keeps the clinical ones)."
+  type        = string
+}
+
 variable "labels" {
   type    = map(string)
   default = {}
