@@ -83,8 +83,9 @@ def main(
     env_file = env_file or _running_stack_env()
     _load_env_file(env_file)
     ctx.meta["env_file"] = env_file   # `status` finds the stack that wrote it beside it
-    overrides = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
-    ctx.obj = Settings(**overrides)
+    # Built when a command first needs them (ops.context.settings_of): `--version`, `status` of the local
+    # stack and usage errors need no configuration, and a refused one is reported there in one line.
+    ctx.obj = {k: v for k, v in {"project_id": project, "fhir_base_url": fhir_url}.items() if v}
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -286,33 +287,6 @@ def status(ctx: typer.Context, job_id: str | None = typer.Argument(None, help="A
     for resource_type, task in sorted((job.get("types") or {}).items()):
         table.add_row(resource_type, task.get("status", ""), str(task.get("found", "")),
                       str(task.get("rewritten", "")), str(task.get("conflicts", "")))
-    console.print(table)
-
-
-@app.command()
-def jobs(ctx: typer.Context,
-         stuck: bool = typer.Option(False, "--stuck", help="Only work with no progress for DEDUP_STUCK_AFTER_SECONDS "
-                                    "(what the sweeper continues or fails)"),
-         older_than: int | None = typer.Option(None, "--older-than", help="Seconds without progress (with --stuck)"),
-         as_json: bool = typer.Option(False, "--json")):
-    """Merge work in progress: jobs running or finalising, requests open or running without a job."""
-    from shared.bootstrap import groups, merge_jobs
-    from shared.services.sweeper import find_stuck
-
-    settings = _settings(ctx)
-    age = (settings.stuck_after_seconds if older_than is None else older_than) if stuck else 0
-    rows = [{"id": item.id, "kind": item.kind, "status": item.status, "age_seconds": round(item.age_seconds),
-             "group": item.group.split("/", 1)[-1] if item.group else None, "sweeps": item.sweeps}
-            for item in find_stuck(merge_jobs(settings), groups(settings), age)]
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    table = Table(title=f"{'stuck' if stuck else 'in-progress'} merge work: {len(rows)}")
-    for column in ("id", "kind", "status", "age (s)", "group token", "sweeps"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["id"], row["kind"], row["status"], str(row["age_seconds"]), row["group"] or "",
-                      str(row["sweeps"]))
     console.print(table)
 
 

@@ -19,7 +19,9 @@ def settings_of(ctx: typer.Context) -> Settings:
     from ops.preflight import preflight
 
     root = ctx.find_root()
-    settings = root.obj
+    if "settings" not in root.meta:
+        root.meta["settings"] = _build_settings(root.obj or {})
+    settings = root.meta["settings"]
     if not root.meta.get("preflight_done"):
         top = ctx
         while top.parent is not None and top.parent is not root:
@@ -27,6 +29,22 @@ def settings_of(ctx: typer.Context) -> Settings:
         preflight(top.info_name or "", settings)
         root.meta["preflight_done"] = True
     return settings
+
+
+def _build_settings(overrides: dict) -> Settings:
+    """``Settings`` from the environment; a refused configuration is a usage problem in one line (the
+    field and pydantic's reason, never the value: it may be a key or a token)."""
+    from pydantic import ValidationError
+
+    from ops.errors import UsageProblem
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc") or ()) or "settings"
+        raise UsageProblem(f"configuration refused: {where}: {first.get('msg')}",
+                           "check the DEDUP_* variables (README, \"Running ops against a real district\")") from None
 
 
 def print_mapping(title: str, mapping: dict) -> None:

@@ -15,17 +15,15 @@ from rich.table import Table
 from ops.errors import UsageProblem
 
 console = Console()
-_AGE = re.compile(r"^(\d+)([smhd])$")
+_AGE = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-# A job still running or finalising after this long is stuck (a merge takes seconds to minutes).
-STUCK_AFTER = "15m"
 
 
 def parse_age(text: str) -> timedelta:
     match = _AGE.match(text.strip())
     if not match:
         raise UsageProblem(f"{text!r} is not an age", "e.g. 30s, 15m, 2h, 7d")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    return timedelta(**{_UNITS[match[2] or "s"]: int(match[1])})   # a bare number is seconds
 
 
 def _created(job: dict) -> datetime | None:
@@ -37,10 +35,7 @@ def _created(job: dict) -> datetime | None:
 
 
 def select_jobs(jobs: list[dict], *, statuses: list[str], patient: str | None, nik_token: str | None,
-                older_than: timedelta | None, stuck: bool, now: datetime) -> list[dict]:
-    if stuck:
-        statuses = statuses or ["running", "finalising"]
-        older_than = older_than or parse_age(STUCK_AFTER)
+                older_than: timedelta | None, now: datetime) -> list[dict]:
     selected = []
     for job in jobs:
         created = _created(job)
@@ -64,8 +59,9 @@ def jobs(
     nik_from_stdin: bool = typer.Option(False, "--nik-from-stdin", help="Only the jobs of the NIK read from "
                                         "standard input (never on the command line)"),
     older_than: str | None = typer.Option(None, "--older-than", help="Only jobs created longer ago, e.g. 15m, 2h"),
-    stuck: bool = typer.Option(False, "--stuck", help=f"Running or finalising for over {STUCK_AFTER} "
-                               "(or --older-than)"),
+    stuck: bool = typer.Option(False, "--stuck", help="Merge work (jobs, and requests without a job) with no "
+                               "progress for DEDUP_STUCK_AFTER_SECONDS (or --older-than): what the sweeper "
+                               "continues or fails"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """The merge jobs: id, status, master, duplicates, age (filters combine)."""
@@ -81,9 +77,12 @@ def jobs(
             token = nik_token(parse_nik(sys.stdin.readline().strip()).value, settings.nik_hash_key)
         except NikError as error:
             raise UsageProblem(f"standard input is not a valid NIK ({error.reason})") from None
+    if stuck:
+        _print_stuck(settings, age, as_json)
+        return
     now = datetime.now(UTC)
     selected = select_jobs(merge_jobs(settings).all(), statuses=status, patient=patient, nik_token=token,
-                           older_than=age, stuck=stuck, now=now)
+                           older_than=age, now=now)
     rows = [{"job_id": job["job_id"], "status": job.get("status"), "master": job.get("master"),
              "duplicates": list(job.get("duplicates") or []), "reason": job.get("reason"),
              "requested_by": job.get("requested_by"), "created_at": job.get("created_at"),
@@ -99,6 +98,27 @@ def jobs(
         age = row["age_seconds"]
         table.add_row(row["job_id"], str(row["status"]), str(row["master"]), "\n".join(row["duplicates"]),
                       "" if age is None else str(timedelta(seconds=age)), str(row["requested_by"] or ""))
+    console.print(table)
+
+
+def _print_stuck(settings, age: timedelta | None, as_json: bool) -> None:
+    """The sweeper's view (``shared.services.sweeper.find_stuck``): one notion of stuck for both."""
+    from shared.bootstrap import groups, merge_jobs
+    from shared.services.sweeper import find_stuck
+
+    seconds = age.total_seconds() if age is not None else settings.stuck_after_seconds
+    rows = [{"id": item.id, "kind": item.kind, "status": item.status, "age_seconds": round(item.age_seconds),
+             "group": item.group.split("/", 1)[-1] if item.group else None, "sweeps": item.sweeps}
+            for item in find_stuck(merge_jobs(settings), groups(settings), seconds)]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"stuck merge work: {len(rows)}")
+    for column in ("id", "kind", "status", "age (s)", "group token", "sweeps"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["id"], row["kind"], row["status"], str(row["age_seconds"]), row["group"] or "",
+                      str(row["sweeps"]))
     console.print(table)
 
 

@@ -117,6 +117,8 @@ def resource_path(resource_type: str, id: str | None = None, version_id: str | N
     The value is not echoed: a caller's bug might pass patient data."""
     if not isinstance(resource_type, str) or not _RESOURCE_TYPE.fullmatch(resource_type):
         raise ValueError("not a FHIR resource type")
+    if version_id is not None and id is None:
+        raise ValueError("a version without an id")
     parts = [resource_type]
     for value in (id, version_id):
         if value is None:
