@@ -108,6 +108,7 @@ class DeliveryStats:
     acked: int = 0
     nacked: int = 0
     in_flight: int = 0
+    handling: int = 0     # POSTs the function has not answered yet (it is working on them now)
     last_activity: float = field(default_factory=time.monotonic)
 
 
@@ -195,10 +196,15 @@ class _DeliveryLoop:
         for _ in range(copies):
             if self._chaos:
                 time.sleep(self._random.uniform(0, self._chaos.max_delay_s))
+            with self._lock:
+                self._stats.handling += 1
             try:
                 ok = self._http.post(self._endpoint, json=body).status_code < 300 and ok
             except httpx.HTTPError:
                 ok = False
+            finally:
+                with self._lock:
+                    self._stats.handling -= 1
         try:
             if ok:
                 self._subscriber.acknowledge(request={"subscription": self._subscription,
@@ -235,6 +241,10 @@ class LocalPipeline:
         self._lock = threading.Lock()
         self._loops: list[_DeliveryLoop] = []
         self._subscriber: pubsub_v1.SubscriberClient | None = None
+        # Restarted functions are launched from this pipeline-long thread: a process gets SIGTERM when
+        # the thread that started it ends (tools.runtime.stack.launch), so a restart from a caller's
+        # short-lived thread (the chaos run's killer) would die with that thread.
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="function-launcher")
         # The relay's shared secret for this run (the FHIR server's Subscription sends it): the local
         # stack authenticates its rest-hook like a district without ID tokens does, with no built-in value.
         self.relay_secret = secrets.token_urlsafe(32)
@@ -274,6 +284,7 @@ class LocalPipeline:
         for running in self.functions.values():
             running.process.stop()
         self.functions.clear()
+        self._launcher.shutdown(wait=True)
 
     def __enter__(self) -> LocalPipeline:
         return self.start()
@@ -292,7 +303,7 @@ class LocalPipeline:
         os.killpg(running.process.pid, signal.SIGKILL)
         running.process.popen.wait(timeout=10)
         running.process.stop()
-        restarted = self._start_function(running.spec, port=running.port)
+        restarted = self._launcher.submit(self._start_function, running.spec, running.port).result()
         _wait_until_listening(restarted)
         self.functions[name] = restarted
 
