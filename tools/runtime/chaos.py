@@ -99,6 +99,7 @@ class ChaosResult:
 class _Progress:
     """Shared between the main loop (writes) and the killers (read)."""
     finished: int = 0
+    errors: list[str] = field(default_factory=list)   # a killer's failure (a function not restarted)
 
 
 def _seed_nik(settings: Settings, fhir, index: int, rng: random.Random) -> tuple[list[str], list[tuple[str, str]]]:
@@ -157,6 +158,14 @@ def kill_plan(rng: random.Random, kills_per_step: int) -> list[float]:
 
 def _killer(pipeline: LocalPipeline, step: str, plan: list[float], merges: int, progress: _Progress,
             stop: threading.Event, rng: random.Random, kills: Counter) -> None:
+    try:
+        _kill_as_planned(pipeline, step, plan, merges, progress, stop, rng, kills)
+    except Exception as error:   # a function that cannot be restarted: the run stops (see the main loop)
+        progress.errors.append(f"{step}: {error!r}")
+
+
+def _kill_as_planned(pipeline: LocalPipeline, step: str, plan: list[float], merges: int, progress: _Progress,
+                     stop: threading.Event, rng: random.Random, kills: Counter) -> None:
     """Kills ``step`` at each moment of ``plan``, while it handles a message: the first kill waits as
     long as it takes, a later one gives up after ``KILL_WAIT_SECONDS`` without work (the step's share
     of the run may be over)."""
@@ -311,6 +320,8 @@ def run_chaos(merges: int, seed: int = 1, fault_rate: float = 0.10, unmerge_shar
         idle_since, last_finished = None, -1
         while time.monotonic() < deadline:
             time.sleep(2)
+            if progress.errors:
+                raise RuntimeError(f"a killed function could not be restarted: {progress.errors}")
             progress.finished = _finished_jobs(settings)
             work = work_in_progress(sources)
             merging = sum(pipeline.stats[s].in_flight for s in MERGE_STEPS)

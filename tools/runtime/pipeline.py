@@ -254,15 +254,9 @@ class LocalPipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for spec in FUNCTIONS:
-                self.functions[spec.name] = self._start_function(spec)
+                self.functions[spec.name] = self._launch(spec)
             for name, running in list(self.functions.items()):
-                try:
-                    _wait_until_listening(running)
-                except FunctionDiedAtStart:
-                    # Seen once in a full test run: gRPC's poller died on a bad descriptor while the
-                    # worker process started, before any request. A second start is independent.
-                    self.functions[name] = self._start_function(running.spec)
-                    _wait_until_listening(self.functions[name])
+                self.functions[name] = self._listening(running)
             self._create_topics_and_subscriptions()
             self._start_delivery()
             if self.register_fhir_subscription:
@@ -303,9 +297,7 @@ class LocalPipeline:
         os.killpg(running.process.pid, signal.SIGKILL)
         running.process.popen.wait(timeout=10)
         running.process.stop()
-        restarted = self._launcher.submit(self._start_function, running.spec, running.port).result()
-        _wait_until_listening(restarted)
-        self.functions[name] = restarted
+        self.functions[name] = self._listening(self._launch(running.spec, running.port))
 
     def pids(self) -> dict[str, int]:
         return {name: f.process.pid for name, f in self.functions.items()}
@@ -340,6 +332,25 @@ class LocalPipeline:
                 raise TimeoutError(f"pipeline still busy after {timeout:.0f} s ({in_flight} in flight)")
 
     # --- internals -----------------------------------------------------------------------------
+    def _launch(self, spec: FunctionSpec, port: int | None = None) -> RunningFunction:
+        """Starts the function's process from the launcher thread (lives as long as the pipeline)."""
+        return self._launcher.submit(self._start_function, spec, port).result()
+
+    def _listening(self, running: RunningFunction, attempts: int = 3) -> RunningFunction:
+        """Waits until the function listens; one that died at start is started again (on its port).
+        Seen in test runs and in the chaos run's restarts under load: gRPC's poller died on a bad
+        descriptor while the worker process started, before any request; a new start is independent."""
+        for attempt in range(attempts):
+            try:
+                _wait_until_listening(running)
+                return running
+            except FunctionDiedAtStart:
+                if attempt == attempts - 1:
+                    raise
+                running.process.stop()
+                running = self._launch(running.spec, running.port)
+        return running
+
     def _start_function(self, spec: FunctionSpec, port: int | None = None) -> RunningFunction:
         port = port or free_port()
         log_path = self.log_dir / f"{spec.name}.log"
