@@ -359,11 +359,12 @@ def run_chaos(merges: int, seed: int = 1, fault_rate: float = 0.10, unmerge_shar
             unmerged[job["job_id"]] = (job, unmerge(job["job_id"], merge_deps(settings)))
         pipeline.wait_until_quiet(timeout=600)   # the unmerged patients' change events
 
-        # The sweeper function, as Cloud Scheduler fires it, with a short age for the run: until
-        # nothing is stuck (it republishes, then fails what stays stuck past its republish limit).
+        # The sweeper function, as Cloud Scheduler fires it, with a short age for the run: at least
+        # once, then until nothing is stuck (it republishes, then fails what stays stuck past its
+        # republish limit).
         for round_ in range(settings.stuck_republish_limit + 3):
             stuck = find_stuck(merge_jobs(settings), groups(settings), 0)
-            if not stuck:
+            if round_ and not stuck:
                 break
             time.sleep(stuck_after_seconds + 1)
             publisher(settings).send(SweepRun(older_than_seconds=stuck_after_seconds))
