@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -81,7 +82,9 @@ class _QueuedFault:
 class ProxiedRequest:
     method: str
     path: str  # path and query as received
-    outcome: str  # "forwarded", "status-429", "delay", "drop", "upstream-error"
+    # "forwarded", "status-429", "delay", "drop", "upstream-error"; "drop-after-forward" and
+    # "delay-after-forward" when the target received the request first (it took effect)
+    outcome: str
     upstream_seconds: float = 0.0  # time the target took to answer (the server's share, without added latency)
 
 
@@ -113,7 +116,7 @@ class FaultProxy:
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> FaultProxy:
         handler = type("BoundHandler", (_Handler,), {"proxy": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="fault-proxy", daemon=True)
@@ -218,6 +221,14 @@ class FaultProxy:
             (self._connections.add if open_ else self._connections.discard)(conn)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (its timeout, during a delay fault) or a dropped connection is what
+        # this proxy is for: no traceback. Anything else is still printed.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _close_quietly(conn: socket.socket) -> None:
     try:
         conn.shutdown(socket.SHUT_RDWR)
@@ -281,12 +292,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault is not None and fault.forward_first:
             if fault.kind == "drop":
-                proxy._record(method, path, "drop")
+                proxy._record(method, path, "drop-after-forward")
                 self._drop()
                 return
             time.sleep(fault.seconds)
         upstream_seconds = time.monotonic() - sent
-        proxy._record(method, path, "delay" if fault is not None else "forwarded", upstream_seconds)
+        outcome = "forwarded" if fault is None else "delay-after-forward" if fault.forward_first else "delay"
+        proxy._record(method, path, outcome, upstream_seconds)
         self._answer(upstream.status_code, self._response_headers(upstream), self._rewrite(upstream.content))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_request

@@ -108,6 +108,7 @@ class DeliveryStats:
     acked: int = 0
     nacked: int = 0
     in_flight: int = 0
+    handling: int = 0     # POSTs the function has not answered yet (it is working on them now)
     last_activity: float = field(default_factory=time.monotonic)
 
 
@@ -195,10 +196,15 @@ class _DeliveryLoop:
         for _ in range(copies):
             if self._chaos:
                 time.sleep(self._random.uniform(0, self._chaos.max_delay_s))
+            with self._lock:
+                self._stats.handling += 1
             try:
                 ok = self._http.post(self._endpoint, json=body).status_code < 300 and ok
             except httpx.HTTPError:
                 ok = False
+            finally:
+                with self._lock:
+                    self._stats.handling -= 1
         try:
             if ok:
                 self._subscriber.acknowledge(request={"subscription": self._subscription,
@@ -238,6 +244,10 @@ class LocalPipeline:
         self._lock = threading.Lock()
         self._loops: list[_DeliveryLoop] = []
         self._subscriber: pubsub_v1.SubscriberClient | None = None
+        # Restarted functions are launched from this pipeline-long thread: a process gets SIGTERM when
+        # the thread that started it ends (tools.runtime.stack.launch), so a restart from a caller's
+        # short-lived thread (the chaos run's killer) would die with that thread.
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="function-launcher")
         # The relay's shared secret for this run (the FHIR server's Subscription sends it): the local
         # stack authenticates its rest-hook like a district without ID tokens does, with no built-in value.
         self.relay_secret = secrets.token_urlsafe(32)
@@ -247,15 +257,9 @@ class LocalPipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for spec in FUNCTIONS:
-                self.functions[spec.name] = self._start_function(spec)
+                self.functions[spec.name] = self._launch(spec)
             for name, running in list(self.functions.items()):
-                try:
-                    _wait_until_listening(running)
-                except FunctionDiedAtStart:
-                    # Seen once in a full test run: gRPC's poller died on a bad descriptor while the
-                    # worker process started, before any request. A second start is independent.
-                    self.functions[name] = self._start_function(running.spec)
-                    _wait_until_listening(self.functions[name])
+                self.functions[name] = self._listening(running)
             self._create_topics_and_subscriptions()
             self._start_delivery()
             if self.register_fhir_subscription:
@@ -277,6 +281,7 @@ class LocalPipeline:
         for running in self.functions.values():
             running.process.stop()
         self.functions.clear()
+        self._launcher.shutdown(wait=True)
 
     def __enter__(self) -> LocalPipeline:
         return self.start()
@@ -295,9 +300,7 @@ class LocalPipeline:
         os.killpg(running.process.pid, signal.SIGKILL)
         running.process.popen.wait(timeout=10)
         running.process.stop()
-        restarted = self._start_function(running.spec, port=running.port)
-        _wait_until_listening(restarted)
-        self.functions[name] = restarted
+        self.functions[name] = self._listening(self._launch(running.spec, running.port))
 
     @property
     def patient_merge_url(self) -> str:
@@ -336,6 +339,25 @@ class LocalPipeline:
                 raise TimeoutError(f"pipeline still busy after {timeout:.0f} s ({in_flight} in flight)")
 
     # --- internals -----------------------------------------------------------------------------
+    def _launch(self, spec: FunctionSpec, port: int | None = None) -> RunningFunction:
+        """Starts the function's process from the launcher thread (lives as long as the pipeline)."""
+        return self._launcher.submit(self._start_function, spec, port).result()
+
+    def _listening(self, running: RunningFunction, attempts: int = 3) -> RunningFunction:
+        """Waits until the function listens; one that died at start is started again (on its port).
+        Seen in test runs and in the chaos run's restarts under load: gRPC's poller died on a bad
+        descriptor while the worker process started, before any request; a new start is independent."""
+        for attempt in range(attempts):
+            try:
+                _wait_until_listening(running)
+                return running
+            except FunctionDiedAtStart:
+                if attempt == attempts - 1:
+                    raise
+                running.process.stop()
+                running = self._launch(running.spec, running.port)
+        return running
+
     def _start_function(self, spec: FunctionSpec, port: int | None = None) -> RunningFunction:
         port = port or free_port()
         log_path = self.log_dir / f"{spec.name}.log"
