@@ -23,7 +23,7 @@ from shared.services.merge_requests import MergeRequests, request_message
 
 log = get_logger(__name__)
 SAVE_EVERY = 2.0  # seconds between checkpoints while writing
-PUBLISH_THREADS = 32
+PUBLISH_THREADS = 128
 
 
 class Listener:

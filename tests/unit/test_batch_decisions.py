@@ -66,5 +66,6 @@ def test_batch_and_incremental_make_the_same_decisions(tmp_path: Path):
     sent = incremental.merge_requests_published()
     planned = open_requests(index.groups.groups.values())
     assert sorted(r.id for _, r in planned) == sorted(m["request_id"] for m in sent)
-    assert _pairs([r.master, *r.duplicates] for _, r in planned) == _pairs([m["master"], *m["duplicates"]] for m in sent)
+    assert _pairs([r.master, *r.duplicates] for _, r in planned) == _pairs(
+        [m["master"], *m["duplicates"]] for m in sent)
     assert len(planned) > 50 and len(index.reviews.items) > 20   # the seed has merges and reviews to compare
