@@ -191,14 +191,17 @@ class BatchBackfill:
         return writes
 
     # --- 3. write --------------------------------------------------------------------------------
-    def _write(self, progress: BackfillProgress, name: str, writes: list[DocWrite]) -> list[DocWrite]:
-        return write_collection(self.store, name, writes, progress, save=self.checkpoints.save,
-                                workers=self.write_workers, listener=self.listener)
+    def _write(self, progress: BackfillProgress, name: str, writes: list[DocWrite], on_conflict=None) -> None:
+        write_collection(self.store, name, writes, progress, save=self.checkpoints.save,
+                         workers=self.write_workers, listener=self.listener, on_conflict=on_conflict)
 
     def _write_groups(self, progress: BackfillProgress) -> None:
-        conflicts = self._write(progress, "groups", self._writes(GROUP_COLLECTIONS))
-        progress.conflicted_groups = sorted({*progress.conflicted_groups,
-                                             *(f"{w.collection}/{w.doc_id}" for w in conflicts)})
+        def left_to_incremental(write: DocWrite) -> None:
+            group_id = f"{write.collection}/{write.doc_id}"
+            if group_id not in progress.conflicted_groups:
+                progress.conflicted_groups.append(group_id)
+
+        self._write(progress, "groups", self._writes(GROUP_COLLECTIONS), left_to_incremental)
         progress.phase = "write-keys"
 
     def _left_to_incremental(self, progress: BackfillProgress) -> list[str]:

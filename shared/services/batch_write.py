@@ -39,8 +39,10 @@ def _chunks(items: Sequence, size: int = WRITE_LIMIT) -> list[Sequence]:
 
 
 def write_collection(store: IndexBulkStore, name: str, writes: list[DocWrite], progress: BackfillProgress, *,
-                     save: Callable[[BackfillProgress], None], workers: int, listener: Listener) -> list[DocWrite]:
-    """Writes ``writes`` (resuming at ``progress.cursors[name]``); returns the ones that conflicted."""
+                     save: Callable[[BackfillProgress], None], workers: int, listener: Listener,
+                     on_conflict: Callable[[DocWrite], None] | None = None) -> list[DocWrite]:
+    """Writes ``writes`` (resuming at ``progress.cursors[name]``); returns the ones that conflicted.
+    ``on_conflict`` records each in ``progress`` at once, so a checkpoint saved later holds it."""
     chunks = _chunks(writes)
     start = progress.cursors.get(name, 0)
     resumed = start > 0 or progress.counts.get(f"writes:{name}") is not None
@@ -64,6 +66,8 @@ def write_collection(store: IndexBulkStore, name: str, writes: list[DocWrite], p
                     progress.count(f"writes:{name}", str(outcome))
                     if outcome == WriteOutcome.CONFLICT:
                         conflicts.append(write)
+                        if on_conflict:
+                            on_conflict(write)
                 finished.add(index)
                 listener.advance(len(chunks[index]))
                 following = next(pending, None)
