@@ -72,6 +72,7 @@ class BatchBackfill:
     requests: MergeRequests | None = None           # marks a request published when its group moved on
     write_workers: int = 4
     listener: Listener = field(default_factory=Listener)
+    _decided: list[DocWrite] | None = field(default=None, init=False, repr=False)
 
     # --- the run ---------------------------------------------------------------------------------
     def run(self, run_id: str) -> BackfillProgress:
@@ -170,8 +171,9 @@ class BatchBackfill:
         index, loaded = self._decide_in_memory(progress, self._pages())
         progress.stamp = now_iso()
         partial = self.work_dir / "decisions.partial"
+        self._decided = list(_changed_documents(index, loaded, progress.stamp))
         with partial.open("w", encoding="utf-8") as out:
-            for write in _changed_documents(index, loaded, progress.stamp):
+            for write in self._decided:
                 out.write(json.dumps([write.collection, write.doc_id, write.data, write.expected],
                                      separators=(",", ":")) + "\n")
         os.replace(partial, self._decisions_file)
@@ -182,13 +184,10 @@ class BatchBackfill:
         return self.work_dir / "decisions.jsonl"
 
     def _writes(self, collections: tuple[str, ...]) -> list[DocWrite]:
-        writes = []
-        with self._decisions_file.open(encoding="utf-8") as lines:
-            for line in lines:
-                collection, doc_id, data, expected = json.loads(line)
-                if collection in collections:
-                    writes.append(DocWrite(collection, doc_id, data, expected))
-        return writes
+        if self._decided is None:  # read once per process: the phases after deciding all use it
+            with self._decisions_file.open(encoding="utf-8") as lines:
+                self._decided = [DocWrite(*json.loads(line)) for line in lines]
+        return [write for write in self._decided if write.collection in collections]
 
     # --- 3. write --------------------------------------------------------------------------------
     def _write(self, progress: BackfillProgress, name: str, writes: list[DocWrite], on_conflict=None) -> None:
@@ -207,6 +206,8 @@ class BatchBackfill:
     def _left_to_incremental(self, progress: BackfillProgress) -> list[str]:
         """The patients the batch placed in groups it could not write."""
         conflicted = set(progress.conflicted_groups)
+        if not conflicted:
+            return []
         return sorted({pid for w in self._writes(GROUP_COLLECTIONS) if f"{w.collection}/{w.doc_id}" in conflicted
                        for pid in (w.data.get("members") or {})})
 
@@ -260,7 +261,9 @@ def _changed_documents(index: MemoryIndex, loaded: dict, stamp: str) -> Iterator
     docs: list[tuple[str, str, dict]] = []
     for group_id in sorted(index.groups.touched):
         collection, token = split_group_id(group_id)
-        docs.append((collection, token, index.groups.groups[group_id].to_doc()))
+        doc = index.groups.groups[group_id].to_doc()
+        if (collection, token) in loaded or doc != Group.from_doc(group_id, None).to_doc():
+            docs.append((collection, token, doc))  # an empty group that never existed is not created
     docs += [("patient_keys", pid, index.keys.keys[pid].to_doc()) for pid in sorted(index.keys.touched)]
     docs += [("review_items", rid, index.reviews.items[rid].to_doc()) for rid in sorted(index.reviews.touched)]
     for collection, doc_id, doc in docs:

@@ -117,6 +117,17 @@ def test_a_run_killed_while_writing_resumes_to_the_same_end_state(settings, fhir
     assert topics.pull("merge-requests", count=None, timeout=1.0) == []
 
 
+def test_a_dry_run_prints_the_plan_and_writes_nothing(settings, fhir, firestore_db, topics, district, tmp_path):
+    progress, plan = batch_backfill(settings, work_dir=tmp_path / "dry").dry_run()
+    _, request_ids = _expected(settings, fhir)
+    assert progress.patients == PATIENTS and sorted(m["request_id"] for m in plan.merges) == sorted(request_ids)
+    assert plan.reviews and all(item["patient_ids"] for item in plan.reviews)
+    assert _index(firestore_db, settings) == {}
+    assert not list(firestore_db.collection(settings.collection("backfill_runs")).stream())
+    assert not (tmp_path / "dry").exists()
+    assert topics.pull("merge-requests", count=None, timeout=1.0) == []
+
+
 def test_ndjson_is_read_without_the_server_and_gives_the_fhir_runs_index(settings, fhir, firestore_db, topics,
                                                                         district, tmp_path):
     job = batch_backfill(settings, work_dir=tmp_path / "work", ndjson=district, with_fhir=False)
