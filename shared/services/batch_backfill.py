@@ -53,6 +53,10 @@ log = get_logger(__name__)
 GROUP_COLLECTIONS = ("nik_index", "demographic_index")
 
 
+class WorkDirLost(RuntimeError):
+    """A resumed run's decisions are not in its work directory."""
+
+
 @dataclass
 class BatchPlan:
     """What a run decided (all of it for a dry run): merges and review items."""
@@ -81,6 +85,7 @@ class BatchBackfill:
         if progress.status == "done":
             return progress
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._check_work_dir(progress)
         started = time.monotonic() - progress.seconds
         steps = {"read": self._read, "decide": self._decide, "write-groups": self._write_groups,
                  "write-keys": self._write_keys, "write-reviews": self._write_reviews, "publish": self._publish,
@@ -97,6 +102,16 @@ class BatchBackfill:
         progress.status = "done"
         self.checkpoints.save(progress)
         return progress
+
+    def _check_work_dir(self, progress: BackfillProgress) -> None:
+        """A run resumed without its work files: reading again is safe before anything was written;
+        after deciding it is not (the index holds part of the run's writes), so the run refuses."""
+        if progress.phase == "decide" and not self.source.rereadable and not self._spool.exists():
+            progress.phase = "read"
+        elif progress.phase not in ("read", "decide") and not self._decisions_file.exists():
+            raise WorkDirLost(f"backfill run {progress.run_id} is in phase {progress.phase} but "
+                              f"{self._decisions_file} is gone: resume it with its work directory, "
+                              f"or start a new run (it reads the index as it is now)")
 
     def dry_run(self) -> tuple[BackfillProgress, BatchPlan]:
         progress = BackfillProgress(run_id="dry-run", mode="batch", source=self.source.describe())

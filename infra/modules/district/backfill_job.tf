@@ -5,8 +5,10 @@
 # the ops dependencies (infra/backfill.Dockerfile), built by the district's pipeline into
 # var.backfill_image (no image set: no job). Same settings and secrets as the functions; its own service account, holding
 # what it touches: Firestore (the index and backfill_runs), publish on merge-requests, read the FHIR store.
-# Checkpoints: backfill_runs/{run id} in Firestore; the work files live on the task's disk, so a
-# task that dies is retried from the Firestore checkpoint (read again when the spool is gone).
+# Checkpoints: backfill_runs/{run id} in Firestore, the work files (read spool, decisions) on the
+# task's in-memory disk, which a retry does not get back: no automatic retry (a run that died after
+# deciding refuses to resume without them, shared/services/batch_backfill.py); execute the job again
+# (a new run reads the index as it is then).
 resource "google_service_account" "backfill" {
   project      = var.project_id
   account_id   = "dedup-backfill"
@@ -61,10 +63,10 @@ resource "google_cloud_run_v2_job" "backfill" {
     template {
       service_account = google_service_account.backfill.email
       timeout         = "${var.backfill_timeout_seconds}s"
-      max_retries     = 3
+      max_retries     = 0
       containers {
         image   = var.backfill_image
-        command = ["python", "-m", "ops", "backfill", "--run-id", "job-backfill", "--work-dir", "/tmp/backfill"]
+        command = ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill"]
         resources {
           limits = { cpu = tostring(var.backfill_cpu), memory = var.backfill_memory }
         }
