@@ -115,7 +115,9 @@ class BatchBackfill:
 
     def dry_run(self) -> tuple[BackfillProgress, BatchPlan]:
         progress = BackfillProgress(run_id="dry-run", mode="batch", source=self.source.describe())
-        index, _ = self._decide_in_memory(progress, self._fresh_pages())
+        began = time.monotonic()
+        index, _ = self._decide_in_memory(progress, self.source.pages())
+        progress.seconds = progress.phase_seconds["decide"] = time.monotonic() - began
         plan = BatchPlan()
         for group_id, request in open_requests(index.groups.groups.values()):
             plan.merges.append({"request_id": request.id, "group": group_id, "master": request.master,
@@ -144,9 +146,6 @@ class BatchBackfill:
                     self.listener.advance(len(page))
             os.replace(partial, self._spool)
         progress.phase = "decide"
-
-    def _fresh_pages(self) -> Iterator[list[dict]]:
-        return self.source.pages()
 
     def _pages(self) -> Iterator[list[dict]]:
         return self.source.pages() if self.source.rereadable else NdjsonPatients(self._spool.parent).pages()
