@@ -116,18 +116,21 @@ def backfill(
     from shared.logging import set_level
 
     set_level(logging.WARNING)  # one line per patient would drown the progress bars
-    settings = _settings(ctx)
-    run_id = run_id or f"backfill-{uuid.uuid4().hex[:12]}"
-    work_dir = work_dir or Path(".backfill") / run_id
-    with _PhaseBars() as bars:
-        job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
-                             read_workers=read_workers, write_workers=write_workers, listener=bars,
-                             with_fhir=not no_fhir)
-        if dry_run:
-            progress, plan = job.dry_run()
-        else:
-            err_console.print(f"backfill run [bold]{run_id}[/bold] (resume with --run-id {run_id})")
-            progress, plan = job.run(run_id), None
+    try:
+        settings = _settings(ctx)
+        run_id = run_id or f"backfill-{uuid.uuid4().hex[:12]}"
+        work_dir = work_dir or Path(".backfill") / run_id
+        with _PhaseBars() as bars:
+            job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
+                                 read_workers=read_workers, write_workers=write_workers, listener=bars,
+                                 with_fhir=not no_fhir)
+            if dry_run:
+                progress, plan = job.dry_run()
+            else:
+                err_console.print(f"backfill run [bold]{run_id}[/bold] (resume with --run-id {run_id})")
+                progress, plan = job.run(run_id), None
+    finally:
+        set_level(logging.INFO)  # the process may go on (tests run the CLI in theirs)
     summary = _backfill_summary(progress)
     if plan is not None:
         summary.update({"would_merge": plan.merges, "would_review": plan.reviews})
