@@ -132,48 +132,96 @@ def force_merge(
 def backfill(
     ctx: typer.Context,
     run_id: str | None = typer.Option(None, help="Resume this run (default: a new run id is printed)"),
+    ndjson: Path | None = typer.Option(
+        None, exists=True, file_okay=False,
+        help="Read Patients from this folder of NDJSON (Patient*.ndjson, a $export download with manifest.json, "
+             "or a fhirStores.export copy) instead of the FHIR server"),
+    work_dir: Path | None = typer.Option(None, help="Checkpoint files (default .backfill/<run id>)"),
     page_size: int = typer.Option(1000, min=1, max=1000, help="Patients per FHIR page"),
-    workers: int = typer.Option(8, min=1, max=64, help="Threads indexing a page"),
-    max_pages: int | None = typer.Option(None, help="Stop after this many pages (resume later)"),
+    read_workers: int = typer.Option(4, min=1, max=32, help="FHIR pages fetched at once (offset-paging servers)"),
+    write_workers: int = typer.Option(4, min=1, max=32, help="Firestore batches committed at once"),
+    no_fhir: bool = typer.Option(False, "--no-fhir", help="With --ndjson: no FHIR server at all"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would merge and review; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
 ):
-    """Index every Patient in the store and send merges for the duplicates already there.
-    Resumable: run again with the same --run-id after a crash or Ctrl-C."""
-    from shared.bootstrap import backfill_runs, fhir_client, matching_service
-    from shared.services.backfill import run_backfill
+    """Match every Patient in one pass: read all, decide in memory with the live path's rules, write the
+    index in bulk beside live events, publish the merges. Resumable: run again with the same --run-id
+    after a crash or Ctrl-C."""
+    import logging
 
-    settings = _settings(ctx)
-    run_id = run_id or f"backfill-{uuid.uuid4().hex[:12]}"
-    fhir = fhir_client(settings)
-    total = _patient_count(fhir)
-    err_console.print(f"backfill run [bold]{run_id}[/bold] (resume with --run-id {run_id})")
-    with Progress(TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[rate]:.0f} patients/s"), console=err_console,
-                  disable=not err_console.is_terminal and os.environ.get("CI") == "true") as bar:
-        task = bar.add_task("patients", total=total, rate=0.0)
+    from shared.bootstrap import batch_backfill
+    from shared.logging import set_level
 
-        def on_page(progress):
-            bar.update(task, completed=progress.patients, rate=progress.patients_per_second)
-
-        progress = run_backfill(run_id=run_id, settings=settings, fhir=fhir, matching=matching_service(settings),
-                                checkpoints=backfill_runs(settings),
-                                page_size=page_size, workers=workers, max_pages=max_pages, on_page=on_page)
-    summary = {"run_id": run_id, "status": progress.status, "patients": progress.patients, "pages": progress.pages,
-               "seconds": round(progress.seconds, 1), "patients_per_second": round(progress.patients_per_second, 1),
-               "results": dict(progress.results), "merge_requests_published": progress.requests_published,
-               "review_items_proposed": progress.reviews_proposed}
-    if as_json:
-        console.print_json(json.dumps(summary))
-    else:
-        _print_mapping("backfill summary", summary)
-
-
-def _patient_count(fhir) -> int | None:
+    set_level(logging.WARNING)  # one line per patient would drown the progress bars
     try:
-        bundle = fhir.get_path("Patient?_summary=count")
-        return bundle.get("total")
-    except Exception:  # a server without _summary=count: the bar runs without a total
-        return None
+        settings = _settings(ctx)
+        run_id = run_id or f"backfill-{uuid.uuid4().hex[:12]}"
+        work_dir = work_dir or Path(".backfill") / run_id
+        with _PhaseBars() as bars:
+            job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
+                                 read_workers=read_workers, write_workers=write_workers, listener=bars,
+                                 with_fhir=not no_fhir)
+            if dry_run:
+                progress, plan = job.dry_run()
+            else:
+                err_console.print(f"backfill run [bold]{run_id}[/bold] (resume with --run-id {run_id})")
+                progress, plan = job.run(run_id), None
+    finally:
+        set_level(logging.INFO)  # the process may go on (tests run the CLI in theirs)
+    summary = _backfill_summary(progress)
+    if plan is not None:
+        summary.update({"would_merge": plan.merges, "would_review": plan.reviews})
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+        return
+    if plan is not None:
+        for title, rows in (("would merge", plan.merges), ("would send to review", plan.reviews)):
+            table = Table(title=f"{title}: {len(rows)}")
+            for column in (rows[0] if rows else {"-": ""}):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in row.values()))
+            console.print(table)
+    _print_mapping("backfill summary", {k: v for k, v in summary.items() if not k.startswith("would_")})
+
+
+def _backfill_summary(progress) -> dict:
+    return {"run_id": progress.run_id, "status": progress.status, "source": progress.source,
+            "patients": progress.patients, "seconds": round(progress.seconds, 1),
+            "patients_per_second": round(progress.patients_per_second, 1),
+            "phase_seconds": {k: round(v, 1) for k, v in progress.phase_seconds.items()},
+            "peak_rss_mb": round(progress.peak_rss_mb), "create_only": progress.create_only,
+            "decisions": dict(progress.results), "review_items_proposed": progress.reviews_proposed,
+            "merge_requests_published": progress.requests_published, **progress.counts,
+            "left_to_incremental_groups": len(progress.conflicted_groups)}
+
+
+class _PhaseBars:
+    """One rich progress bar per phase, with rate and time left; the batch backfill's ``Listener``."""
+
+    def __init__(self):
+        from rich.progress import TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             console=err_console,
+                             disable=not err_console.is_terminal and os.environ.get("CI") == "true")
+        self._task = None
+
+    def __enter__(self):
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.__exit__(*exc)
+
+    def phase(self, name: str, total: int | None) -> None:
+        self._task = self._bar.add_task(name, total=total, rate="")
+
+    def advance(self, done: int) -> None:
+        self._bar.advance(self._task, done)
+        speed = self._bar.tasks[-1].speed
+        self._bar.update(self._task, rate=f"{speed:,.0f}/s" if speed else "")
 
 
 # --- review ----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from shared.adapters.audit import FirestoreAuditLog
 from shared.adapters.backfill_runs import FirestoreBackfillRuns
 from shared.adapters.caller_auth import EitherVerifier, GoogleIdTokenVerifier, SharedSecretVerifier
 from shared.adapters.firestore import firestore_client
+from shared.adapters.firestore_bulk import FirestoreIndexBulk
 from shared.adapters.firestore_index import FirestoreGroups, FirestorePatientKeys, FirestoreReviewItems
 from shared.adapters.merge_jobs import MergeJobs
 from shared.adapters.pubsub import Publisher
@@ -85,6 +86,10 @@ def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
     return _once("backfill_runs", settings, lambda: FirestoreBackfillRuns(firestore_client(settings), settings))
 
 
+def index_bulk(settings: Settings) -> FirestoreIndexBulk:
+    return _once("index_bulk", settings, lambda: FirestoreIndexBulk(firestore_client(settings), settings))
+
+
 def caller_verifier(settings: Settings) -> CallerVerifier:
     """The relay's caller check: a Google ID token (audience + allowed callers), a shared secret, or
     either. Neither configured raises ``ConfigurationError``: there is no built-in credential."""
@@ -140,3 +145,22 @@ def report_sources(settings: Settings) -> ReportSources:
     return _once("report", settings, lambda: ReportSources(
         keys=patient_keys(settings), groups=groups(settings), reviews=review_items(settings),
         jobs=merge_jobs(settings)))
+
+
+def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int = 1000, read_workers: int = 4,
+                   write_workers: int = 4, listener=None, with_fhir: bool = True):
+    """A batch backfill over the FHIR server, or over NDJSON files (``ndjson``: a folder) without
+    reading the server. ``with_fhir=False``: no FHIR server at all; patients whose groups changed
+    under the run are then left to their next live event instead of re-read."""
+    from shared.adapters.ndjson_patients import NdjsonPatients
+    from shared.fhir.patient_scan import FhirPatientScan
+    from shared.services.batch_backfill import BatchBackfill
+    from shared.services.batch_write import Listener
+
+    source = NdjsonPatients(ndjson, page_size) if ndjson is not None else FhirPatientScan(
+        fhir_client(settings), page_size=page_size, workers=read_workers, sort=settings.scan_sort)
+    return BatchBackfill(settings=settings, source=source, store=index_bulk(settings), publisher=publisher(settings),
+                         checkpoints=backfill_runs(settings), work_dir=work_dir,
+                         incremental=matching_service(settings) if with_fhir else None,
+                         requests=merge_requests(settings), write_workers=write_workers,
+                         listener=listener or Listener())

@@ -7,11 +7,6 @@ no notifications), then the tests run in file order, each building on the state 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -186,35 +181,22 @@ def test_unmerge_restores_references(district, db):
     assert _only_job(db, settings)["status"] == "unmerged"
 
 
-def test_backfill_resumes_after_being_killed(district, db):
-    settings, pipeline, env = district
-    run_id = "backfill-kill-test"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ops", "--project", settings.project_id, "--fhir-url", settings.fhir_base_url,
-         "backfill", "--run-id", run_id, "--page-size", "1", "--workers", "1"],
-        cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = db.collection(settings.collection("backfill_runs")).document(run_id)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        snapshot = checkpoint.get()
-        if snapshot.exists and snapshot.to_dict()["pages"] >= 2:
-            break
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-    killed_at = checkpoint.get().to_dict()
-    assert killed_at["status"] == "running" and 2 <= killed_at["pages"] < len(PATIENTS), killed_at
+def test_backfill_indexes_the_bulk_load_beside_the_live_pipeline(district, db, tmp_path):
+    """The batch backfill with the functions running (kill and resume: tests/integration/test_batch_backfill.py)."""
+    import json
 
-    result = cli(settings, "backfill", "--run-id", run_id, "--page-size", "1", "--json")
+    settings, pipeline, _ = district
+    run_id = "backfill-beside-live"
+    result = cli(settings, "backfill", "--run-id", run_id, "--work-dir", str(tmp_path / "work"), "--json")
     assert result.exit_code == 0, result.output
-    finished = checkpoint.get().to_dict()
-    assert finished["status"] == "done"
-    # Every patient was seen at least once; the page being processed when killed may count twice.
-    assert len(PATIENTS) <= finished["patients"] <= len(PATIENTS) + 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "done" and summary["patients"] >= len(PATIENTS)
+    assert db.collection(settings.collection("backfill_runs")).document(run_id).get().to_dict()["status"] == "done"
     wait_quiet(settings, pipeline, db)
     indexed = {s.id for s in db.collection(settings.collection("patient_keys")).stream()}
     assert indexed >= {p["id"] for p in PATIENTS}
+    again = cli(settings, "backfill", "--run-id", run_id, "--json")   # a finished run is not run again
+    assert again.exit_code == 0 and json.loads(again.stdout)["patients"] == summary["patients"]
 
 
 def test_review_list_show_reject_and_approve(district, db):

@@ -1,4 +1,4 @@
-"""``python -m tools.bench compare|scale`` — see README "Performance"."""
+"""``python -m tools.bench compare|scale|backfill`` — see README "Performance"."""
 
 from __future__ import annotations
 
@@ -258,6 +258,25 @@ def scale_command(
     results = run_scaling(sizes, events=events, console=console)
     if json_out:
         json_out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
+@app.command("backfill")
+def backfill_command(
+    patients: str = typer.Option("10000,100000", help="store sizes (patients), comma-separated"),
+    sources: str = typer.Option("fhir,ndjson", help="fhir and/or ndjson"),
+    work_dir: Path | None = typer.Option(None, help="keep the datasets and checkpoints here"),
+    json_out: Path | None = typer.Option(None),
+):
+    """The batch backfill end to end (read, decide, index, publish): patients/s and peak memory."""
+    from tools.bench.backfill import run_one
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dedup-backfill-") as tmp:
+        for size in [int(s) for s in patients.split(",") if s.strip()]:
+            for source in [s.strip() for s in sources.split(",") if s.strip()]:
+                results.append(run_one(size, source, work_dir or Path(tmp), console))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""How the cost grows with the store: backfill (the actual ``shared.services.backfill`` code) and
+"""How the cost grows with the store: backfill (the actual batch backfill, ``shared.services.batch_backfill``) and
 incremental matching through the whole pipeline, at several store sizes.
 
 Per size: a patients-only district dataset (the generator's duplicates and hard cases, no clinical
@@ -82,8 +82,7 @@ def _incremental(settings: Settings, stack_env: dict, directory: Path, events: i
 
 def run_one(patients: int, events: int, work: Path, console) -> dict:
     from shared.adapters.pubsub import _publisher_client
-    from shared.bootstrap import backfill_runs, fhir_client, matching_service
-    from shared.services.backfill import run_backfill
+    from shared.bootstrap import batch_backfill
     from tools.runtime.stack import LocalStack, start_fhir_server
 
     directory = work / f"district-{patients}"
@@ -99,9 +98,7 @@ def run_one(patients: int, events: int, work: Path, console) -> dict:
         publisher = _publisher_client()
         topic = publisher.topic_path(settings.project_id, settings.topic_merge_requests)
         publisher.create_topic(name=topic)
-        progress = run_backfill(run_id=f"scale-{patients}", settings=settings, fhir=fhir_client(settings),
-                                matching=matching_service(settings),
-                                checkpoints=backfill_runs(settings))
+        progress = batch_backfill(settings, work_dir=work / f"backfill-{patients}").run(f"scale-{patients}")
         out["backfill"] = {"seconds": round(progress.seconds, 1), "patients_per_second":
                            round(progress.patients_per_second, 1), "merge_requests": progress.requests_published,
                            "review_items": progress.reviews_proposed, "results": dict(progress.results)}

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ops.cli import print_report
-from shared.bootstrap import backfill_runs, fhir_client, matching_service, merge_deps, report_sources
+from shared.bootstrap import batch_backfill, fhir_client, merge_deps, report_sources
 from shared.concurrency import run_concurrently
 from shared.config import Settings
 from shared.fhir.client import FhirClient
@@ -41,7 +41,6 @@ from shared.fhir.errors import PreconditionFailed
 from shared.fhir.references import patient_id_of, references_any
 from shared.logging import set_level
 from shared.nik import NikError, normalise_nik
-from shared.services.backfill import run_backfill
 from shared.services.reconcile import reconcile
 from shared.services.report import ReportSources, build_report, work_in_progress
 from tools.calibration.evaluate_matching import pairs_of
@@ -234,13 +233,12 @@ def run_main_job(patients: int, seed: int, resources_per_patient: float, keep: P
             t = lap("stream", t)
 
             console.rule("[bold]6. Backfill")
-            progress = run_backfill(run_id=f"backfill-{uuid.uuid4().hex[:8]}", settings=settings, fhir=client,
-                                    matching=matching_service(settings),
-                                    checkpoints=backfill_runs(settings), page_size=1000,
-                                    on_page=lambda p: console.print(f"  page {p.pages}: {p.patients:,} patients, "
-                                                                    f"{p.patients_per_second:,.0f}/s"))
-            console.print(f"backfill: {progress.patients:,} patients in {progress.seconds:.1f} s "
-                          f"({progress.patients_per_second:,.0f}/s); results {dict(progress.results)}")
+            progress = batch_backfill(settings, work_dir=directory / "backfill").run(f"backfill-{uuid.uuid4().hex[:8]}")
+            console.print(f"backfill (batch): {progress.patients:,} patients in {progress.seconds:.1f} s "
+                          f"({progress.patients_per_second:,.0f}/s); results {dict(progress.results)}; "
+                          f"{progress.requests_published:,} merge requests; phases "
+                          f"{ {k: round(v, 1) for k, v in progress.phase_seconds.items()} }; "
+                          f"left to the incremental path: {len(progress.conflicted_groups)} group(s)")
             t = lap("backfill", t)
 
             console.rule("[bold]7. Waiting until the pipeline is quiet")

@@ -294,3 +294,27 @@ variable "stuck_republish_limit" {
   type        = number
   default     = 3
 }
+
+variable "backfill_image" {
+  description = "Container image of the batch backfill job (infra/backfill.Dockerfile: the repository with the ops dependencies)."
+  type        = string
+  default     = null
+}
+
+variable "backfill_cpu" {
+  description = "vCPUs of the backfill job's task (deciding is one process; writing and publishing use threads)."
+  type        = number
+  default     = 2
+}
+
+variable "backfill_memory" {
+  description = "Memory of the backfill job's task: the decided index of the whole store is held in memory (README \"Batch backfill\": peak 0.9 GiB at 100,000 patients measured locally; 8 GiB leaves room for about 800,000)."
+  type        = string
+  default     = "8Gi"
+}
+
+variable "backfill_timeout_seconds" {
+  description = "Longest run of one backfill task (a resumed retry continues from the checkpoint)."
+  type        = number
+  default     = 86400
+}

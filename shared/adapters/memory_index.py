@@ -1,0 +1,202 @@
+"""The matching index in memory: the ports of ``shared.ports.index`` for one process that owns the index
+for a while (the batch backfill decides a whole store here, then writes the result in bulk).
+
+Same contract as the Firestore adapter where the use cases can tell: ``transact`` hands the change a
+``Group`` (an empty one when none exists) and keeps what it did, proposed review items that exist
+already are not created again (a decided item is never reset), ``get`` returns a copy. What it leaves
+out, because one thread owns the index: no locks, no retries, and no copy of a group per transaction
+(a change that raises leaves its partial edits; the batch stops on any error, so nothing half-done is
+written). ``touched`` says which documents changed since they were loaded: the bulk writer writes
+only those.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from shared.domain.group import Group
+from shared.domain.patient_keys import PatientKeys
+from shared.domain.review import (
+    AGE_BUCKETS,
+    DECISION_FIELDS,
+    QueueCounts,
+    QueueFilter,
+    QueuePage,
+    ReviewItem,
+    ReviewStatus,
+    stamp_sources,
+)
+from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
+
+T = TypeVar("T")
+
+
+class MemoryReviewItems(ReviewItemRepository):
+    def __init__(self) -> None:
+        self.items: dict[str, ReviewItem] = {}
+        self.touched: set[str] = set()
+
+    def load(self, item: ReviewItem) -> None:
+        """An item as stored (not a change)."""
+        self.items[item.id] = item
+
+    def create_absent(self, items: Iterable[ReviewItem]) -> None:
+        for item in items:
+            if item.id not in self.items:
+                self.items[item.id] = item
+                self.touched.add(item.id)
+
+    def get(self, item_id: str) -> ReviewItem | None:
+        item = self.items.get(item_id)
+        return copy.deepcopy(item) if item is not None else None
+
+    def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        ids = sorted(i for i, item in self.items.items() if item.status == ReviewStatus.PENDING
+                     and (not reason or item.reason == reason))[:limit]
+        return sorted((copy.deepcopy(self.items[i]) for i in ids), key=lambda item: (item.created_at or "", item.id))
+
+    def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
+        if item_id not in self.items:
+            raise LookupError(f"no review item {item_id}")
+        item = self.items[item_id]
+        item.status = status
+        item.decision.update(copy.deepcopy(decision))
+        self.touched.add(item_id)
+
+    def all(self) -> Iterator[ReviewItem]:
+        for item_id in sorted(self.items):
+            yield copy.deepcopy(self.items[item_id])
+
+    # --- the review queue (the workbench; the batch does not use these, the port asks for them) -------
+    def _pending(self, reason: str | None = None, source: str | None = None,
+                 created_until: str | None = None) -> list[ReviewItem]:
+        items = [item for item in self.items.values() if item.status == ReviewStatus.PENDING
+                 and (not reason or item.reason == reason) and (not source or source in item.sources)
+                 and (created_until is None or (item.created_at or "") <= created_until)]
+        return sorted(items, key=lambda item: (item.created_at or "", item.id))
+
+    def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
+        until = _days_before(now, queue.older_than_days) if queue.older_than_days else None
+        items = self._pending(queue.reason, queue.source, until)
+        if after and after in self.items:
+            cursor = (self.items[after].created_at or "", after)
+            items = [i for i in items if (i.created_at or "", i.id) > cursor]
+        return QueuePage([copy.deepcopy(i) for i in items[:size]], items[size - 1].id if len(items) > size else None)
+
+    def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
+        items = self._pending()
+        by_reason = Counter(i.reason if i.reason in reasons else "other" for i in items)
+        by_source = Counter(s for i in items for s in i.sources if s in sources)
+        by_age: dict[str, int] = {}
+        for label, newer_than, older_than in AGE_BUCKETS:
+            low = _days_before(now, older_than) if older_than is not None else ""
+            high = _days_before(now, newer_than)
+            by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
+        return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
+
+    def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
+        item = self.items.get(item_id)
+        if item is None or item.status != expected:
+            return False
+        for name in DECISION_FIELDS:
+            item.decision.pop(name, None)
+        item.status = ReviewStatus.PENDING
+        self.touched.add(item_id)
+        return True
+
+    def record_skip(self, item_id: str) -> None:
+        item = self.items[item_id]
+        item.skips = int(item.skips or 0) + 1
+        self.touched.add(item_id)
+
+    def for_group(self, group: str) -> list[ReviewItem]:
+        items = [copy.deepcopy(i) for i in self.items.values() if i.group == group]
+        return sorted(items, key=lambda item: (item.created_at or "", item.id))
+
+
+def _days_before(now: str, days: int) -> str:
+    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
+
+
+class _Transaction(GroupTransaction):
+    def __init__(self, group: Group, reviews: MemoryReviewItems):
+        self.group = group
+        self._reviews = reviews
+
+    def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
+        self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
+
+
+class MemoryGroups(GroupRepository):
+    """Groups by id (``nik_index/<token>``) as ``Group`` objects."""
+
+    def __init__(self, reviews: MemoryReviewItems):
+        self.reviews = reviews
+        self.groups: dict[str, Group] = {}
+        self.touched: set[str] = set()
+
+    def load(self, group: Group) -> None:
+        """A group as stored (not a change)."""
+        self.groups[group.id] = group
+
+    def get(self, group_id: str) -> Group | None:
+        group = self.groups.get(group_id)
+        return Group.from_doc(group_id, copy.deepcopy(group.to_doc())) if group is not None else None
+
+    def all(self, collection: str) -> Iterator[Group]:
+        for group_id in sorted(self.groups):
+            if group_id.startswith(collection + "/"):
+                yield self.get(group_id)
+
+    def with_request_status(self, collection: str, statuses: Iterable[str]) -> Iterator[Group]:
+        wanted = {str(s) for s in statuses}
+        for group in self.all(collection):
+            if group.request and str(group.request.status) in wanted:
+                yield group
+
+    def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group.from_doc(group_id, None)
+        self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
+        return change(_Transaction(group, self.reviews))
+
+
+class MemoryPatientKeys(PatientKeyRepository):
+    def __init__(self) -> None:
+        self.keys: dict[str, PatientKeys] = {}
+        self.touched: set[str] = set()
+        self.deleted: set[str] = set()
+
+    def load(self, keys: PatientKeys) -> None:
+        self.keys[keys.patient_id] = keys
+
+    def get(self, patient_id: str) -> PatientKeys | None:
+        keys = self.keys.get(patient_id)
+        return copy.deepcopy(keys) if keys is not None else None
+
+    def put(self, keys: PatientKeys) -> None:
+        self.keys[keys.patient_id] = copy.copy(keys)
+        self.touched.add(keys.patient_id)
+        self.deleted.discard(keys.patient_id)
+
+    def delete(self, patient_id: str) -> None:
+        if self.keys.pop(patient_id, None) is not None:
+            self.deleted.add(patient_id)
+        self.touched.discard(patient_id)
+
+    def count(self) -> int:
+        return len(self.keys)
+
+
+class MemoryIndex:
+    """The three repositories of one in-memory index."""
+
+    def __init__(self) -> None:
+        self.reviews = MemoryReviewItems()
+        self.groups = MemoryGroups(self.reviews)
+        self.keys = MemoryPatientKeys()

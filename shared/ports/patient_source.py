@@ -1,0 +1,24 @@
+"""Port: where a batch backfill reads every Patient from (the FHIR server, or an NDJSON export)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+
+class PatientSource(ABC):
+    # Whether reading it again is cheap and gives the same records (files): a resumed run reads it
+    # again instead of keeping its own copy.
+    rereadable: bool = False
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What is read, for the run's checkpoint and summary (no patient data)."""
+
+    @abstractmethod
+    def total(self) -> int | None:
+        """How many Patients there are, when cheap to know (progress bars), else None."""
+
+    @abstractmethod
+    def pages(self) -> Iterator[list[dict]]:
+        """Every Patient once, page by page, in a stable order."""

@@ -1,0 +1,42 @@
+"""The batch backfill's Cloud Run Job and the code it runs, held together: the command is the ops CLI's
+backfill with options that exist, the job gets the functions' settings and the NIK key from Secret
+Manager (pinned), and its own service account holds what the code touches and nothing more."""
+
+from __future__ import annotations
+
+import inspect
+
+from ops.cli import backfill
+
+
+def _job(modules) -> str:
+    return str(modules["district"].resources_of("google_cloud_run_v2_job")["backfill"])
+
+
+def test_the_job_runs_the_ops_backfill_with_options_it_has(modules):
+    job = _job(modules)
+    assert "'python', '-m', 'ops', 'backfill'" in job
+    options = inspect.signature(backfill).parameters
+    assert "'--work-dir'" in job and "work_dir" in options
+    assert "max_retries': 0" in job   # its work files do not survive a retry (batch_backfill.WorkDirLost)
+
+
+def test_the_job_gets_the_functions_settings_and_pinned_secrets(modules):
+    job = _job(modules)
+    assert "local.settings" in job
+    assert "merge(local.nik_key_env, local.fhir_token_env)" in job
+    assert "env.value.version" in job
+
+
+def test_the_jobs_account_holds_only_what_the_backfill_touches(modules):
+    district = modules["district"]
+    assert str(district.resources_of("google_cloud_run_v2_job")["backfill"]).count(
+        "google_service_account.backfill.email") == 1
+    grants = {name: body for type_, named in district.resources.items() for name, body in named.items()
+              if "google_service_account.backfill.member" in str(body)}
+    assert set(grants) == {"backfill_publishes_merge_requests", "backfill_reads_fhir", "backfill_firestore",
+                           "backfill_secret"}
+    assert 'pipeline["merge_requests"]' in str(grants["backfill_publishes_merge_requests"])
+    assert "local.reader" in str(grants["backfill_reads_fhir"])
+    firestore = str(grants["backfill_firestore"])
+    assert "roles/datastore.user" in firestore and "condition" in firestore

@@ -1,0 +1,149 @@
+"""The batch backfill against the local stack: FHIR pages read in parallel, the index written in bulk,
+a run SIGKILLed while it writes the index resumes to the same end state without publishing anything
+twice, a second run over the indexed store changes nothing, and NDJSON is read without the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.adapters.memory_index import MemoryIndex
+from shared.adapters.ndjson_patients import NdjsonPatients
+from shared.bootstrap import batch_backfill
+from shared.fhir.patient_scan import FhirPatientScan
+from shared.services.batch_decide import decide, matching_in_memory, open_requests
+from tools.dataset.generate import Params, generate
+
+pytestmark = pytest.mark.fresh_fhir
+REPO = Path(__file__).resolve().parents[2]
+PATIENTS = 2500
+
+
+@pytest.fixture(scope="module")
+def district(tmp_path_factory, fresh_fhir):
+    """A generated district's Patients, loaded into the module's empty FHIR server."""
+    from shared.config import Settings
+    from shared.fhir.client import FhirClient
+
+    directory = tmp_path_factory.mktemp("district")
+    generate(directory, Params(patients=PATIENTS, seed=5, resources_per_patient=0.0), Settings())
+    patients = [p for page in NdjsonPatients(directory).pages() for p in page]
+    with FhirClient(fresh_fhir.base_url) as client:
+        for start in range(0, len(patients), 500):
+            client.batch([{"resource": p, "request": {"method": "PUT", "url": f"Patient/{p['id']}"}}
+                          for p in patients[start:start + 500]])
+    return directory
+
+
+def _bare(doc: dict) -> dict:
+    bare = {k: v for k, v in doc.items() if k not in ("updated_at", "created_at")}
+    if bare.get("request"):
+        bare["request"] = _bare(bare["request"])
+    return bare
+
+
+def _index(db, settings) -> dict:
+    return {(c, s.id): _bare(s.to_dict()) for c in ("nik_index", "demographic_index", "patient_keys", "review_items")
+            for s in db.collection(settings.collection(c)).stream()}
+
+
+def _expected(settings, fhir) -> tuple[dict, set[str]]:
+    """What the run must leave: the in-memory decisions over the same scan, requests published."""
+    index = MemoryIndex()
+    decide(FhirPatientScan(fhir).pages(), matching_in_memory(settings, index))
+    docs = {}
+    for group_id, group in index.groups.groups.items():
+        collection, token = group_id.split("/", 1)
+        docs[(collection, token)] = _bare(group.to_doc())
+        if group.request:
+            docs[(collection, token)]["request"]["published"] = True
+    docs.update({("patient_keys", pid): _bare(k.to_doc()) for pid, k in index.keys.keys.items()})
+    docs.update({("review_items", rid): _bare(i.to_doc()) for rid, i in index.reviews.items.items()})
+    return docs, {r.id for _, r in open_requests(index.groups.groups.values())}
+
+
+def _ops(settings, *args) -> subprocess.Popen:
+    env = {**os.environ, "DEDUP_PROJECT_ID": settings.project_id, "DEDUP_FHIR_BASE_URL": settings.fhir_base_url,
+           "DEDUP_ENVIRONMENT": "local", "CI": "true"}
+    return subprocess.Popen([sys.executable, "-m", "ops", "backfill", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_run_killed_while_writing_resumes_to_the_same_end_state(settings, fhir, firestore_db, topics, district,
+                                                                  tmp_path):
+    work = tmp_path / "work"
+    args = ["--run-id", "killed", "--work-dir", str(work), "--write-workers", "1", "--page-size", "300"]
+    run = _ops(settings, *args)
+    runs = firestore_db.collection(settings.collection("backfill_runs"))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None:
+        doc = runs.document("killed").get()
+        if doc.exists and doc.to_dict().get("phase") == "write-groups":
+            break
+        time.sleep(0.05)
+    groups = firestore_db.collection(settings.collection("nik_index"))
+    while time.monotonic() < deadline and run.poll() is None and not list(groups.limit(1).stream()):
+        time.sleep(0.02)  # until the first batches are in
+    assert run.poll() is None, run.stdout.read()
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    partial = _index(firestore_db, settings)
+    written_groups = sum(1 for c, _ in partial if c in ("nik_index", "demographic_index"))
+    expected, request_ids = _expected(settings, fhir)
+    expected_groups = sum(1 for c, _ in expected if c in ("nik_index", "demographic_index"))
+    assert 0 < written_groups < expected_groups, "killed mid-write"
+    assert not any(c == "patient_keys" for c, _ in partial)
+    assert topics.pull("merge-requests", count=None, timeout=1.0) == []
+
+    resumed = _ops(settings, *args)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert runs.document("killed").get().to_dict()["status"] == "done"
+    assert _index(firestore_db, settings) == expected
+    published = topics.pull("merge-requests", count=len(request_ids), timeout=30.0, max_messages=len(request_ids) + 50)
+    assert sorted(m["request_id"] for m in published) == sorted(request_ids)   # each once
+
+    # Over an indexed store a new run changes nothing and publishes nothing.
+    again = batch_backfill(settings, work_dir=tmp_path / "again").run("again")
+    assert again.status == "done" and not again.create_only
+    assert again.results == {"stale": PATIENTS} and again.requests_published == 0
+    assert _index(firestore_db, settings) == expected
+    assert topics.pull("merge-requests", count=None, timeout=1.0) == []
+
+
+def test_a_dry_run_prints_the_plan_and_writes_nothing(settings, fhir, firestore_db, topics, district, tmp_path):
+    progress, plan = batch_backfill(settings, work_dir=tmp_path / "dry").dry_run()
+    _, request_ids = _expected(settings, fhir)
+    assert progress.patients == PATIENTS and sorted(m["request_id"] for m in plan.merges) == sorted(request_ids)
+    assert plan.reviews and all(item["patient_ids"] for item in plan.reviews)
+    assert _index(firestore_db, settings) == {}
+    assert not list(firestore_db.collection(settings.collection("backfill_runs")).stream())
+    assert not (tmp_path / "dry").exists()
+    assert topics.pull("merge-requests", count=None, timeout=1.0) == []
+
+
+def test_ndjson_is_read_without_the_server_and_gives_the_fhir_runs_index(settings, fhir, firestore_db, topics,
+                                                                        district, tmp_path):
+    job = batch_backfill(settings, work_dir=tmp_path / "work", ndjson=district, with_fhir=False)
+    progress = job.run("from-files")
+    assert progress.status == "done" and progress.patients == PATIENTS and progress.create_only
+    index = _index(firestore_db, settings)
+    # Same records, other order (files, not _id): the same groups and keys hold the same patients.
+    expected, _ = _expected(settings, fhir)
+    assert {k for k in index if k[0] != "review_items"} == {k for k in expected if k[0] != "review_items"}
+    assert progress.requests_published == len(topics.pull("merge-requests", count=progress.requests_published,
+                                                           timeout=30.0, max_messages=5000))
+    assert FhirPatientScan(fhir, page_size=200).parallel is False  # nothing scanned the server above
+
+
+def test_the_fhir_scan_reads_pages_in_parallel_and_every_patient_once(fhir, district):
+    scan = FhirPatientScan(fhir, page_size=200, workers=4)
+    ids = [p["id"] for page in scan.pages() for p in page]
+    assert scan.parallel and len(ids) == len(set(ids)) == PATIENTS
+    assert ids == sorted(ids)

@@ -1,0 +1,52 @@
+"""A batch backfill resumed without its work files: before anything is written it reads again; after
+deciding it refuses (the index already holds part of its writes), naming the run and the phase."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings
+from shared.domain.backfill import BackfillProgress
+from shared.ports.patient_source import PatientSource
+from shared.services.batch_backfill import BatchBackfill, WorkDirLost
+from tests.fakes import InMemoryBackfillRuns
+
+
+class _Server(PatientSource):
+    """A source read once (like the FHIR server): its pages are spooled."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def describe(self) -> str:
+        return "test-server"
+
+    def total(self) -> int | None:
+        return 0
+
+    def pages(self):
+        self.reads += 1
+        yield []
+
+
+def _job(tmp_path, checkpoints, source) -> BatchBackfill:
+    return BatchBackfill(settings=Settings(), source=source, store=None, publisher=None,  # type: ignore[arg-type]
+                         checkpoints=checkpoints, work_dir=tmp_path / "work")
+
+
+def test_a_run_that_lost_its_decisions_refuses_to_resume(tmp_path):
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r1", mode="batch", phase="write-keys"))
+    with pytest.raises(WorkDirLost, match="r1 is in phase write-keys"):
+        _job(tmp_path, checkpoints, _Server()).run("r1")
+
+
+def test_a_run_that_lost_its_read_spool_reads_again(tmp_path):
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r2", mode="batch", phase="decide"))
+    source = _Server()
+    job = _job(tmp_path, checkpoints, source)
+    job._check_work_dir(progress := checkpoints.load("r2"))
+    assert progress.phase == "read"
+    job._read(progress)
+    assert source.reads == 1 and progress.phase == "decide" and (tmp_path / "work/read/Patient.ndjson").exists()
