@@ -4,10 +4,9 @@ for a while (the batch backfill decides a whole store here, then writes the resu
 Same contract as the Firestore adapter where the use cases can tell: ``transact`` hands the change a
 ``Group`` (an empty one when none exists) and keeps what it did, proposed review items that exist
 already are not created again (a decided item is never reset), ``get`` returns a copy. What it leaves
-out, because one thread owns the index: no locks, no retries, and no copy of a group per transaction
-(a change that raises leaves its partial edits; the batch stops on any error, so nothing half-done is
-written). ``touched`` says which documents changed since they were loaded: the bulk writer writes
-only those.
+out, because one thread owns the index: no locks and no retries. Each transaction works on a copy of
+the group (as on Firestore), stored back when the change returns. ``touched`` says which documents
+changed since they were loaded: the bulk writer writes only those.
 """
 
 from __future__ import annotations
@@ -159,11 +158,14 @@ class MemoryGroups(GroupRepository):
                 yield group
 
     def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
-        group = self.groups.get(group_id)
-        if group is None:
-            group = self.groups[group_id] = Group.from_doc(group_id, None)
+        stored = self.groups.get(group_id)
+        # The change works on its own copy, as on Firestore: nothing it hands on (a CrossJoin's member
+        # record, evidence) shares state with the stored group, so batch and incremental decide alike.
+        group = Group.from_doc(group_id, copy.deepcopy(stored.to_doc()) if stored is not None else None)
+        result = change(_Transaction(group, self.reviews))
+        self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
-        return change(_Transaction(group, self.reviews))
+        return result
 
 
 class MemoryPatientKeys(PatientKeyRepository):

@@ -19,6 +19,7 @@ group's transaction, and the repository writes ``to_doc()`` back when it changed
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -188,7 +189,7 @@ class Group:
                     self.set_status(pid, MemberStatus.DUPLICATE)
             joined = request.evidence.setdefault("joined", [])
             if plan.evidence and plan.evidence not in joined and plan.evidence != request.evidence.get("first"):
-                joined.append(plan.evidence)
+                joined.append(copy.deepcopy(plan.evidence))   # a copy: the caller's dict may change later
             return request
         if request and request.status == RequestStatus.RUNNING:
             in_request = request.participants
@@ -202,7 +203,7 @@ class Group:
         request = MergeRequest(
             id=request_id_for(self.id, plan.master, wanted, attempt), status=RequestStatus.OPEN, master=plan.master,
             duplicates=sorted(wanted), reason=plan.reason, requested_by=plan.requested_by,
-            evidence={"first": plan.evidence or {}}, published=False, created_at=now_iso())
+            evidence={"first": copy.deepcopy(plan.evidence or {})}, published=False, created_at=now_iso())
         self.request = request
         self.master = plan.master
         self.set_status(plan.master, MemberStatus.MASTER)
