@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     nik_name_match_threshold: float = CALIBRATED_NIK_NAME_MATCH_THRESHOLD
     demographic_auto_merge_threshold: float = CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD
     demographic_auto_merge_enabled: bool = True
+    # Members a birth date + sex block takes at most (~600 bytes each: ~120 KB, far below Firestore's
+    # 1 MiB document limit whatever the district). Beyond it, a record without a NIK on that date is
+    # not matched by demographics (a missed merge, never a wrong one).
+    block_member_cap: int = Field(default=200, ge=2)
     # A threshold under its calibrated floor is refused unless this is set (after a calibration on the
     # district's own labelled pairs); the override is logged as a warning at start-up.
     allow_thresholds_below_calibration: bool = False

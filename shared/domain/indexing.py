@@ -37,6 +37,7 @@ class MemberApplied:
     request: MergeRequest | None = None
     reviews: list[ReviewProposal] = field(default_factory=list)
     cross: CrossJoin | None = None
+    full: bool = False   # a demographic block at its member cap: the record was not added
 
 
 @dataclass
@@ -52,6 +53,10 @@ def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, s
     stored = members.get(patient_id)
     if stored and not is_newer(record["version"], record["last_updated"], stored):
         return MemberApplied(False, group.request)
+    if stored is None and not group.is_nik and len(members) >= settings.block_member_cap:
+        # A birth date + sex block this full is a placeholder date (1 January, 1970-01-01), where a
+        # name and a date prove nothing; and its document must stay far below Firestore's 1 MiB.
+        return MemberApplied(False, group.request, full=True)
     status = (stored or {}).get("status", MemberStatus.ACTIVE)
     if record["replaced_by"]:
         status = MemberStatus.MERGED

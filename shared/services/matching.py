@@ -164,7 +164,9 @@ class MatchingService:
                 return applied
 
             applied = self._groups.transact(group_id, change)
-            if not applied.changed and outcome.result == "indexed":
+            if applied.full:
+                log.info("demographic_block_full", patient_id=patient_id, cap=self._settings.block_member_cap)
+            elif not applied.changed and outcome.result == "indexed":
                 outcome.result = "stale"
             outcome.reviews.extend(p.reason for p in applied.reviews)
             if publish:
