@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -63,20 +64,22 @@ def _require_str(value: object, name: str) -> None:
         raise MalformedEvent(f"missing-{name}")
 
 
-class Message:
+class Message(ABC):
     """What every message the pipeline publishes has: its topic's setting and a JSON body."""
 
     topic_setting: ClassVar[str]
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The message's JSON body as a dict."""
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
+    @abstractmethod
     def from_dict(cls: type[M], body: Mapping) -> M:
-        raise NotImplementedError
+        """The message from a decoded body; ``MalformedEvent`` when it does not validate."""
 
     @classmethod
     def from_json(cls: type[M], data: bytes) -> M:
