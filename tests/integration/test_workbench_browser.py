@@ -229,8 +229,20 @@ def test_the_dashboard_shows_the_figures(district, browser):
     assert len(browser.find_elements("css selector", "svg.chart")) >= 5
     screenshot(browser, "dashboard")
     browser.find_element("id", "switch-language").click()
-    assert browser.find_element("tag name", "h1").text == "Deduplication dashboard"
+    # The click navigates: wait for the new page's heading (the old page's nodes go stale meanwhile).
+    assert _heading_becomes(browser, "Deduplication dashboard")
     browser.find_element("id", "switch-language").click()
+
+
+def _heading_becomes(browser, text: str, seconds: float = 10.0) -> bool:
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def heading_is(driver) -> bool:
+        return driver.find_element("tag name", "h1").text == text
+
+    WebDriverWait(browser, seconds, ignored_exceptions=(WebDriverException,)).until(heading_is)
+    return True
 
 
 def test_a_viewer_cannot_decide(district, browser):
