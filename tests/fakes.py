@@ -42,6 +42,7 @@ from shared.domain.review import (
     QueuePage,
     ReviewItem,
     ReviewStatus,
+    days_before,
     stamp_sources,
 )
 from shared.fhir.compartment import patient_compartment
@@ -89,7 +90,7 @@ class InMemoryReviewItems(ReviewItemRepository):
         return self._pending(reason)[:limit]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
-        until = _days_before(now, queue.older_than_days) if queue.older_than_days else None
+        until = days_before(now, queue.older_than_days) if queue.older_than_days else None
         items = self._pending(queue.reason, queue.source, until)
         if after and after in self.docs:
             cursor = (self.docs[after].get("created_at") or "", after)
@@ -102,8 +103,8 @@ class InMemoryReviewItems(ReviewItemRepository):
         by_source = Counter(s for i in items for s in i.sources if s in sources)
         by_age: dict[str, int] = {}
         for label, newer_than, older_than in AGE_BUCKETS:
-            low = _days_before(now, older_than) if older_than is not None else ""
-            high = _days_before(now, newer_than)
+            low = days_before(now, older_than) if older_than is not None else ""
+            high = days_before(now, newer_than)
             by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
         return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
 
@@ -260,9 +261,6 @@ class InMemoryBackfillRuns(BackfillRunRepository):
         self.docs[progress.run_id] = copy.deepcopy(progress.to_doc())
         self.saves += 1
 
-
-def _days_before(now: str, days: int) -> str:
-    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
 
 
 class InMemoryAuditLog(AuditLog):

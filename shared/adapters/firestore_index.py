@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
 from typing import TypeVar
 
 from google.api_core.exceptions import Aborted
@@ -35,6 +34,7 @@ from shared.domain.review import (
     QueuePage,
     ReviewItem,
     ReviewStatus,
+    days_before,
     stamp_sources,
 )
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
@@ -73,7 +73,7 @@ class FirestoreReviewItems(ReviewItemRepository):
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         query = self._pending_query(queue.reason, queue.source)
         if queue.older_than_days:
-            cutoff = _days_before(now, queue.older_than_days)
+            cutoff = days_before(now, queue.older_than_days)
             query = query.where(filter=firestore.FieldFilter("created_at", "<=", cutoff))
         query = query.order_by("created_at").order_by("__name__")
         if after:
@@ -95,7 +95,7 @@ class FirestoreReviewItems(ReviewItemRepository):
         for label, newer_than, _ in AGE_BUCKETS:
             # Items proposed at least ``newer_than`` days ago; the buckets are the differences.
             queries[("age", label)] = pending.where(
-                filter=firestore.FieldFilter("created_at", "<=", _days_before(now, newer_than)))
+                filter=firestore.FieldFilter("created_at", "<=", days_before(now, newer_than)))
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = dict(zip(queries, pool.map(count, queries.values())))
         return _queue_counts(results, reasons, sources)
@@ -141,9 +141,6 @@ REVIEW_QUEUE_INDEXES = {
     ],
 }
 
-
-def _days_before(now: str, days: int) -> str:
-    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
 
 
 def _queue_counts(results: dict[tuple[str, str], int], reasons: list[str], sources: list[str]) -> QueueCounts:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
 from typing import TypeVar
 
 from shared.domain.group import Group
@@ -27,6 +26,7 @@ from shared.domain.review import (
     QueuePage,
     ReviewItem,
     ReviewStatus,
+    days_before,
     stamp_sources,
 )
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
@@ -79,7 +79,7 @@ class MemoryReviewItems(ReviewItemRepository):
         return sorted(items, key=lambda item: (item.created_at or "", item.id))
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
-        until = _days_before(now, queue.older_than_days) if queue.older_than_days else None
+        until = days_before(now, queue.older_than_days) if queue.older_than_days else None
         items = self._pending(queue.reason, queue.source, until)
         if after and after in self.items:
             cursor = (self.items[after].created_at or "", after)
@@ -92,8 +92,8 @@ class MemoryReviewItems(ReviewItemRepository):
         by_source = Counter(s for i in items for s in i.sources if s in sources)
         by_age: dict[str, int] = {}
         for label, newer_than, older_than in AGE_BUCKETS:
-            low = _days_before(now, older_than) if older_than is not None else ""
-            high = _days_before(now, newer_than)
+            low = days_before(now, older_than) if older_than is not None else ""
+            high = days_before(now, newer_than)
             by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
         return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
 
@@ -116,9 +116,6 @@ class MemoryReviewItems(ReviewItemRepository):
         items = [copy.deepcopy(i) for i in self.items.values() if i.group == group]
         return sorted(items, key=lambda item: (item.created_at or "", item.id))
 
-
-def _days_before(now: str, days: int) -> str:
-    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
 
 
 class _Transaction(GroupTransaction):

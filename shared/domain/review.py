@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.domain.group import group_token
@@ -102,3 +103,8 @@ class QueueCounts:
 
 
 AGE_BUCKETS = (("0-1", 0, 1), ("1-7", 1, 7), ("7-30", 7, 30), ("30+", 30, None))
+
+
+def days_before(now: str, days: int) -> str:
+    """The ISO timestamp ``days`` before ``now``: the boundaries of the queue's age filters and buckets."""
+    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
