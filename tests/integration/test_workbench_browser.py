@@ -109,14 +109,30 @@ def sign_in(browser, url: str, email: str) -> None:
     browser.get(url + "/queue")
     assert browser.current_url.endswith("/signin"), "an anonymous visitor goes to the sign-in"
     browser.find_element("id", "email").send_keys(email)
-    browser.find_element("id", "signin-submit").click()
+    click_and_load(browser, browser.find_element("id", "signin-submit"))
     assert email in browser.find_element("id", "whoami").text
+
+
+def click_and_load(browser, element) -> None:
+    """Click something that navigates, then wait for the new page: reading right after a click can read the old
+    page's nodes while they go stale (seen as StaleElementReferenceException under load)."""
+    from selenium.webdriver.support import expected_conditions
+
+    old_page = browser.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_page))
+    WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
+def settled(browser, condition, seconds: float = 10.0):
+    """Wait for a condition on a page that may still be replacing itself (stale nodes are retried)."""
+    from selenium.common.exceptions import WebDriverException
+
+    return WebDriverWait(browser, seconds, ignored_exceptions=(WebDriverException,)).until(condition)
 
 
 def status_becomes(settings: Settings, item_id: str, status: ReviewStatus, timeout: float = 10.0) -> bool:
     """A click returns before the browser's POST is done: wait for the decision to land."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     return WebDriverWait(None, timeout, poll_frequency=0.1).until(
         lambda _: review_service(settings).get(item_id).status == status)
 
@@ -139,16 +155,16 @@ def test_a_clerk_signs_in_filters_the_queue_and_opens_an_item(district, browser)
     assert browser.find_element("id", "total").text == "3"
     assert browser.find_element("tag name", "html").get_attribute("lang") == "id"   # Bahasa Indonesia first
     screenshot(browser, "queue")
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element("id", "filter-reason")).select_by_value("name-mismatch")
-    browser.find_element("id", "filter-submit").click()
-    WebDriverWait(browser, 10).until(lambda b: "reason=name-mismatch" in b.current_url)
+    click_and_load(browser, browser.find_element("id", "filter-submit"))
+    assert "reason=name-mismatch" in browser.current_url
     rows = browser.find_elements("css selector", "#queue-table tbody tr")
     assert len(rows) == 2 and all("name-mismatch" in row.text for row in rows)   # not the nik-conflict
     assert "Hendra" not in browser.page_source   # the queue shows no patient data
     expected = item_of(settings, "h-simrs", "h-pcare")
-    browser.find_element("css selector", f"a.open-item[href$='{expected.id}']").click()
+    click_and_load(browser, browser.find_element("css selector", f"a.open-item[href$='{expected.id}']"))
     assert browser.find_element("id", "item-id").text == expected.id
     records = browser.find_element("id", "records").text
     assert "Hendra Gunawan" in records and "Observation 3" in records and "Observation 2" in records
@@ -161,7 +177,7 @@ def test_a_clerk_signs_in_filters_the_queue_and_opens_an_item(district, browser)
 def test_revealing_a_nik_is_audited(district, browser):
     settings, _, _ = district
     item = item_of(settings, "h-simrs", "h-pcare")
-    browser.find_elements("css selector", "button.reveal")[0].click()
+    click_and_load(browser, browser.find_elements("css selector", "button.reveal")[0])
     assert NIK_APPROVE in browser.find_element("id", "records").text
     [entry] = [e for e in audit_log(settings).for_item(item.id) if e.action == "reveal-nik"]
     assert entry.actor == CLERK and NIK_APPROVE not in str(entry.to_doc())
@@ -192,7 +208,7 @@ def test_a_rejected_pair_stays_rejected_after_a_later_event(district, browser):
     item = item_of(settings, "d-simrs", "d-pcare")
     browser.get(f"{workbench.url}/items/{item.id}")
     browser.find_element("id", "note").send_keys("dua orang berbeda")
-    browser.find_element("id", "reject").click()
+    click_and_load(browser, browser.find_element("id", "reject"))
     assert status_becomes(settings, item.id, ReviewStatus.REJECTED)
     with FhirClient(settings.fhir_base_url) as fhir:   # a later change of one of them
         patient = fhir.read("Patient", "d-pcare")
@@ -211,12 +227,12 @@ def test_a_clerk_undoes_a_rejection(district, browser):
     settings, _, workbench = district
     item = item_of(settings, "s-simpus", "s-lab")
     browser.get(f"{workbench.url}/items/{item.id}")
-    browser.find_element("id", "reject").click()
+    click_and_load(browser, browser.find_element("id", "reject"))
     assert status_becomes(settings, item.id, ReviewStatus.REJECTED)
-    WebDriverWait(browser, 10).until(lambda b: b.find_elements("css selector", ".flash"))
+    settled(browser, lambda b: b.find_elements("css selector", ".flash"))
     press(browser, "u")
     assert status_becomes(settings, item.id, ReviewStatus.PENDING)
-    WebDriverWait(browser, 10).until(lambda b: "dibatalkan" in b.find_element("css selector", ".flash").text)
+    settled(browser, lambda b: "dibatalkan" in b.find_element("css selector", ".flash").text)
     assert browser.find_element("id", "item-id").text == item.id
     assert browser.find_element("id", "decide-form")
 
@@ -228,21 +244,10 @@ def test_the_dashboard_shows_the_figures(district, browser):
     assert browser.find_element("id", "tile-pending").text == "1"
     assert len(browser.find_elements("css selector", "svg.chart")) >= 5
     screenshot(browser, "dashboard")
-    browser.find_element("id", "switch-language").click()
-    # The click navigates: wait for the new page's heading (the old page's nodes go stale meanwhile).
-    assert _heading_becomes(browser, "Deduplication dashboard")
-    browser.find_element("id", "switch-language").click()
+    click_and_load(browser, browser.find_element("id", "switch-language"))
+    assert settled(browser, lambda b: b.find_element("tag name", "h1").text == "Deduplication dashboard")
+    click_and_load(browser, browser.find_element("id", "switch-language"))
 
-
-def _heading_becomes(browser, text: str, seconds: float = 10.0) -> bool:
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    def heading_is(driver) -> bool:
-        return driver.find_element("tag name", "h1").text == text
-
-    WebDriverWait(browser, seconds, ignored_exceptions=(WebDriverException,)).until(heading_is)
-    return True
 
 
 def test_a_viewer_cannot_decide(district, browser):
