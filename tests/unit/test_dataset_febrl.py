@@ -159,7 +159,9 @@ def test_the_output_is_the_same_byte_for_byte(tmp_path):
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
 
 
-def test_the_evaluation_runs_a_febrl_set_once_whatever_the_seeds(tmp_path):
+def test_the_evaluation_runs_a_febrl_set_once_whatever_the_seeds(tmp_path, monkeypatch):
+    # the command quiets the services' logs for the whole process: not for the tests that follow
+    monkeypatch.setattr("shared.logging.set_level", lambda level: None)
     out = tmp_path / "eval.json"
     result = CliRunner().invoke(evaluate_matching.app, ["--offline", "--sets", "febrl1", "--seeds", "1,2",
                                                         "--json", str(out), "--workdir", str(tmp_path)])
