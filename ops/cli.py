@@ -140,6 +140,8 @@ def backfill(
     page_size: int = typer.Option(1000, min=1, max=1000, help="Patients per FHIR page"),
     read_workers: int = typer.Option(4, min=1, max=32, help="FHIR pages fetched at once (offset-paging servers)"),
     write_workers: int = typer.Option(4, min=1, max=32, help="Firestore batches committed at once"),
+    decide_workers: int = typer.Option(os.cpu_count() or 1, min=1, max=64,
+                                       help="Processes deciding parts of the store at once (default: the CPUs)"),
     no_fhir: bool = typer.Option(False, "--no-fhir", help="With --ndjson: no FHIR server at all"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would merge and review; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
@@ -159,7 +161,8 @@ def backfill(
         work_dir = work_dir or Path(".backfill") / run_id
         with _PhaseBars() as bars:
             job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
-                                 read_workers=read_workers, write_workers=write_workers, listener=bars,
+                                 read_workers=read_workers, write_workers=write_workers,
+                                 decide_workers=decide_workers, listener=bars,
                                  with_fhir=not no_fhir)
             if dry_run:
                 progress, plan = job.dry_run()
@@ -190,7 +193,8 @@ def _backfill_summary(progress) -> dict:
             "patients": progress.patients, "seconds": round(progress.seconds, 1),
             "patients_per_second": round(progress.patients_per_second, 1),
             "phase_seconds": {k: round(v, 1) for k, v in progress.phase_seconds.items()},
-            "peak_rss_mb": round(progress.peak_rss_mb), "create_only": progress.create_only,
+            "peak_rss_mb": round(progress.peak_rss_mb), "worker_peak_rss_mb": round(progress.worker_peak_rss_mb),
+            "create_only": progress.create_only,
             "decisions": dict(progress.results), "review_items_proposed": progress.reviews_proposed,
             "merge_requests_published": progress.requests_published, **progress.counts,
             "left_to_incremental_groups": len(progress.conflicted_groups)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 
 from pydantic import SecretStr
@@ -148,7 +149,7 @@ def report_sources(settings: Settings) -> ReportSources:
 
 
 def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int = 1000, read_workers: int = 4,
-                   write_workers: int = 4, listener=None, with_fhir: bool = True):
+                   write_workers: int = 4, decide_workers: int | None = None, listener=None, with_fhir: bool = True):
     """A batch backfill over the FHIR server, or over NDJSON files (``ndjson``: a folder) without
     reading the server. ``with_fhir=False``: no FHIR server at all; patients whose groups changed
     under the run are then left to their next live event instead of re-read."""
@@ -162,5 +163,5 @@ def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int 
     return BatchBackfill(settings=settings, source=source, store=index_bulk(settings), publisher=publisher(settings),
                          checkpoints=backfill_runs(settings), work_dir=work_dir,
                          incremental=matching_service(settings) if with_fhir else None,
-                         requests=merge_requests(settings), write_workers=write_workers,
+                         write_workers=write_workers, decide_workers=decide_workers or os.cpu_count() or 1,
                          listener=listener or Listener())

@@ -7,6 +7,8 @@ Layout (docs/DESIGN.md, "Firestore layout"; collection names pass through ``Sett
 A group changes in one Firestore transaction over its document: read, let the use case change the
 ``Group``, write the whole document back when ``to_doc()`` differs, together with the review items
 the use case proposed. Concurrent events for one NIK therefore serialise and see each other's work.
+Groups and review items are stored in ``index_codec``'s form (members and evidence as JSON text), the
+batch backfill's bulk writes too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from google.api_core.exceptions import Aborted
 from google.cloud import firestore
 
 from shared.adapters.firestore import TRANSACTION_ATTEMPTS
+from shared.adapters.index_codec import decode, encode
 from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.group import Group, split_group_id
@@ -45,6 +48,16 @@ T = TypeVar("T")
 _GROUP_LOCKS = tuple(threading.Lock() for _ in range(256))
 
 
+def _review_item(snapshot) -> ReviewItem:
+    return ReviewItem.from_doc(snapshot.id, decode("review_items", snapshot.to_dict()))
+
+
+def _group(group_id: str, snapshot) -> Group:
+    """The group stored in ``snapshot`` (an empty one when it does not exist)."""
+    stored = snapshot.to_dict() if snapshot.exists else None
+    return Group.from_doc(group_id, decode(split_group_id(group_id)[0], stored))
+
+
 class FirestoreReviewItems(ReviewItemRepository):
     def __init__(self, db: firestore.Client, settings: Settings):
         self._db = db
@@ -55,7 +68,7 @@ class FirestoreReviewItems(ReviewItemRepository):
 
     def get(self, item_id: str) -> ReviewItem | None:
         snapshot = self.ref(item_id).get()
-        return ReviewItem.from_doc(snapshot.id, snapshot.to_dict()) if snapshot.exists else None
+        return _review_item(snapshot) if snapshot.exists else None
 
     def _pending_query(self, reason: str | None = None, source: str | None = None):
         query = self._items.where(filter=firestore.FieldFilter("status", "==", str(ReviewStatus.PENDING)))
@@ -68,7 +81,7 @@ class FirestoreReviewItems(ReviewItemRepository):
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         # Ordered in the query (index: REVIEW_QUEUE_INDEXES), so ``limit`` keeps the oldest items.
         query = self._pending_query(reason).order_by("created_at").order_by("__name__")
-        return [ReviewItem.from_doc(s.id, s.to_dict()) for s in query.limit(limit).stream()]
+        return [_review_item(s) for s in query.limit(limit).stream()]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         query = self._pending_query(queue.reason, queue.source)
@@ -81,7 +94,7 @@ class FirestoreReviewItems(ReviewItemRepository):
             if cursor.exists:
                 query = query.start_after(cursor)
         snapshots = list(query.limit(size + 1).stream())
-        items = [ReviewItem.from_doc(s.id, s.to_dict()) for s in snapshots[:size]]
+        items = [_review_item(s) for s in snapshots[:size]]
         return QueuePage(items, items[-1].id if len(snapshots) > size else None)
 
     def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
@@ -118,7 +131,7 @@ class FirestoreReviewItems(ReviewItemRepository):
 
     def for_group(self, group: str) -> list[ReviewItem]:
         query = self._items.where(filter=firestore.FieldFilter("group", "==", group))
-        items = [ReviewItem.from_doc(s.id, s.to_dict()) for s in query.stream()]
+        items = [_review_item(s) for s in query.stream()]
         return sorted(items, key=lambda item: (item.created_at or "", item.id))
 
     def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
@@ -126,7 +139,7 @@ class FirestoreReviewItems(ReviewItemRepository):
 
     def all(self) -> Iterator[ReviewItem]:
         for snapshot in self._items.stream():
-            yield ReviewItem.from_doc(snapshot.id, snapshot.to_dict())
+            yield _review_item(snapshot)
 
 
 # The composite indexes the review queries need in production (the emulator needs none): declared in
@@ -182,17 +195,17 @@ class FirestoreGroups(GroupRepository):
 
     def get(self, group_id: str) -> Group | None:
         snapshot = self._ref(group_id).get()
-        return Group.from_doc(group_id, snapshot.to_dict()) if snapshot.exists else None
+        return _group(group_id, snapshot) if snapshot.exists else None
 
     def all(self, collection: str) -> Iterator[Group]:
         for snapshot in self._db.collection(self._settings.collection(collection)).stream():
-            yield Group.from_doc(f"{collection}/{snapshot.id}", snapshot.to_dict())
+            yield _group(f"{collection}/{snapshot.id}", snapshot)
 
     def with_request_status(self, collection: str, statuses: Iterable[str]) -> Iterator[Group]:
         query = self._db.collection(self._settings.collection(collection)).where(
             filter=firestore.FieldFilter("request.status", "in", [str(s) for s in statuses]))
         for snapshot in query.stream():
-            yield Group.from_doc(f"{collection}/{snapshot.id}", snapshot.to_dict())
+            yield _group(f"{collection}/{snapshot.id}", snapshot)
 
     def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
         ref = self._ref(group_id)
@@ -200,15 +213,15 @@ class FirestoreGroups(GroupRepository):
         @firestore.transactional
         def run(transaction):
             snapshot = ref.get(transaction=transaction)
-            group = Group.from_doc(group_id, snapshot.to_dict() if snapshot.exists else None)
+            group = _group(group_id, snapshot)
             before = group.to_doc()
             attempt = _Transaction(group, transaction, self._reviews)
             result = change(attempt)
             if group.to_doc() != before:
                 group.updated_at = now_iso()
-                transaction.set(ref, group.to_doc())
+                transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))
             for item in attempt.new_reviews:
-                transaction.set(self._reviews.ref(item.id), item.to_doc())
+                transaction.set(self._reviews.ref(item.id), encode("review_items", item.to_doc()))
             return result
 
         # The client retries an aborted transaction at once; two contenders then abort each other

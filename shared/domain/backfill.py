@@ -38,6 +38,7 @@ class BackfillProgress:
     conflicted_groups: list = field(default_factory=list)
     phase_seconds: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    worker_peak_rss_mb: float = 0.0    # the largest deciding worker process (batch runs)
 
     def count(self, name: str, key: str, n: int = 1) -> None:
         table = self.counts.setdefault(name, {})
@@ -55,7 +56,8 @@ class BackfillProgress:
                         "create_only": self.create_only, "cursors": dict(self.cursors), "counts": self.counts,
                         "conflicted_groups": list(self.conflicted_groups),
                         "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
-                        "peak_rss_mb": round(self.peak_rss_mb, 1)})
+                        "peak_rss_mb": round(self.peak_rss_mb, 1),
+                        "worker_peak_rss_mb": round(self.worker_peak_rss_mb, 1)})
         return doc
 
     @classmethod
@@ -68,7 +70,8 @@ class BackfillProgress:
                    stamp=doc.get("stamp"), create_only=doc.get("create_only", False),
                    cursors=dict(doc.get("cursors") or {}), counts=dict(doc.get("counts") or {}),
                    conflicted_groups=list(doc.get("conflicted_groups") or []),
-                   phase_seconds=dict(doc.get("phase_seconds") or {}), peak_rss_mb=doc.get("peak_rss_mb", 0.0))
+                   phase_seconds=dict(doc.get("phase_seconds") or {}), peak_rss_mb=doc.get("peak_rss_mb", 0.0),
+                   worker_peak_rss_mb=doc.get("worker_peak_rss_mb", 0.0))
 
     @property
     def patients_per_second(self) -> float:

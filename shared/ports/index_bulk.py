@@ -29,9 +29,8 @@ class StoredDoc:
 class DocWrite:
     collection: str
     doc_id: str
-    data: dict                   # the whole document, or with ``fields`` the field paths to set
+    data: dict                   # the whole document (its ``to_doc()`` form)
     expected: str | None         # the version read; None: create only
-    fields: bool = False         # update only the named field paths (``{"request.published": True}``)
 
 
 class WriteOutcome(StrEnum):
@@ -55,5 +54,5 @@ class IndexBulkStore(ABC):
 
     @abstractmethod
     def write(self, writes: Sequence[DocWrite], *, check_first: bool = False) -> list[WriteOutcome]:
-        """Writes up to 500 documents, each only under its precondition; one outcome per write, in
-        order. ``check_first`` (a resumed run) reads them first and leaves those already as wanted."""
+        """Writes up to 500 whole documents, each only under its precondition; one outcome per write,
+        in order. ``check_first`` (a resumed run) reads them first and leaves those already as wanted."""

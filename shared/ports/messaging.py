@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from shared.messages import Message
 
@@ -17,3 +18,9 @@ class MessagePublisher(ABC):
     @abstractmethod
     def publish_bytes(self, topic: str, data: bytes, **attributes: str) -> str:
         """Publishes a body as it came (the relay forwards a FHIR server's notification unchanged)."""
+
+    def send_all(self, messages: Sequence[Message]) -> list[str]:
+        """Publishes every message (all in flight at once where the adapter can) and returns their ids
+        once the broker stored them all; raises if one failed (the others may be stored: a caller that
+        sends them again must tolerate copies)."""
+        return [self.send(message) for message in messages]

@@ -12,8 +12,9 @@ bulk, publishing, checkpoints) stays.
 
 Components: a patient's groups (its NIK group and birth date + sex block, and the NIK group a
 demographic match links it to) connect it to every patient it can ever be compared with; patients of
-different components never meet. One process holds the whole index here, so every group sees its
-patients in the source's order, as the incremental path would.
+different components never meet. The batch backfill calls ``decide`` once per part of the store (whole
+components, ``batch_parts``), in parallel processes, each part's patients in the source's order: every
+group sees its patients in that order, as the incremental path would.
 """
 
 from __future__ import annotations

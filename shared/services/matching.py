@@ -81,6 +81,11 @@ class MatchingService:
             groups.append(f"demographic_index/{blocking_token(record['birth_date'], record['gender'], self._settings)}")
         return groups
 
+    def groups_of(self, resource: dict) -> list[str]:
+        """The groups a Patient resource belongs in (``index_patient`` places it in these): the batch
+        backfill splits a store into parts that share none of them."""
+        return self._groups_for(member_record(patient_facts(resource, self._settings)))
+
     # --- a patient change ------------------------------------------------------------------
     def handle_change(self, change: PatientChange, *, publish: bool = True) -> ChangeOutcome:
         """``publish=False`` (batch callers) leaves open requests unpublished; the caller publishes

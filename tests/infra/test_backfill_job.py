@@ -18,6 +18,8 @@ def test_the_job_runs_the_ops_backfill_with_options_it_has(modules):
     assert "'python', '-m', 'ops', 'backfill'" in job
     options = inspect.signature(backfill).parameters
     assert "'--work-dir'" in job and "work_dir" in options
+    # One deciding process per vCPU of the task (the container shows the host's CPU count).
+    assert "'--decide-workers', '${tostring(var.backfill_cpu)}'" in job and "decide_workers" in options
     assert "max_retries': 0" in job   # its work files do not survive a retry (batch_backfill.WorkDirLost)
 
 

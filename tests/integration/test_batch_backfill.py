@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.index_codec import decode
 from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.bootstrap import batch_backfill
@@ -49,7 +50,9 @@ def _bare(doc: dict) -> dict:
 
 
 def _index(db, settings) -> dict:
-    return {(c, s.id): _bare(s.to_dict()) for c in ("nik_index", "demographic_index", "patient_keys", "review_items")
+    """The index as stored, in its ``to_doc()`` form (``index_codec``: members and evidence are text)."""
+    return {(c, s.id): _bare(decode(c, s.to_dict())) for c in ("nik_index", "demographic_index", "patient_keys",
+                                                               "review_items")
             for s in db.collection(settings.collection(c)).stream()}
 
 

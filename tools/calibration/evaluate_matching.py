@@ -45,6 +45,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared.adapters.index_codec import decode
 from tools.calibration.matching_score import (
     EVAL_SETS,
     MERGED,
@@ -83,7 +84,8 @@ def patient_ids_in_order(directory: Path) -> list[str]:
 
 
 def index_documents(db, settings) -> list[dict]:
-    return [snapshot.to_dict() for collection in ("nik_index", "demographic_index")
+    """The group documents in their ``Group.to_doc()`` form (stored by ``index_codec``)."""
+    return [decode(collection, snapshot.to_dict()) for collection in ("nik_index", "demographic_index")
             for snapshot in db.collection(settings.collection(collection)).stream()]
 
 
@@ -242,7 +244,8 @@ def run_on_stack(set_name: str, patients: int, seed: int, workers: int, dataset:
         nik_duplicates = nik_bearing_pairs(actual, facts)
         true_positive = predicted & actual
         false_merges = sorted(predicted - actual)
-        review_items = [s.to_dict() for s in db.collection(settings.collection("review_items")).stream()]
+        review_items = [decode("review_items", s.to_dict())
+                        for s in db.collection(settings.collection("review_items")).stream()]
         figures = {"set": set_name, "seed": truth["seed"],
                    **score_run(truth, resources, documents, review_items, settings)}
         if json_out:
@@ -292,7 +295,7 @@ def run_on_stack(set_name: str, patients: int, seed: int, workers: int, dataset:
                 group = f"nik_index/{facts[a].nik_token}"
                 if group not in groups:
                     snapshot = db.collection(settings.collection("nik_index")).document(facts[a].nik_token).get()
-                    groups[group] = snapshot.to_dict() or {}
+                    groups[group] = decode("nik_index", snapshot.to_dict()) or {}
             explanations = [explain_pair(a, b, outcome[(a, b)], truth, facts, groups, review_items,
                                          settings, compare_nik_pair, member_record) for a, b in not_merged]
             rules = Counter((e["outcome"], e["pair_decision"]["rule"]) for e in explanations)

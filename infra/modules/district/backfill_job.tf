@@ -65,8 +65,9 @@ resource "google_cloud_run_v2_job" "backfill" {
       timeout         = "${var.backfill_timeout_seconds}s"
       max_retries     = 0
       containers {
-        image   = var.backfill_image
-        command = ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill"]
+        image = var.backfill_image
+        # One deciding process per vCPU: inside the container the CPU count Python sees is the host's.
+        command = ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu)]
         resources {
           limits = { cpu = tostring(var.backfill_cpu), memory = var.backfill_memory }
         }

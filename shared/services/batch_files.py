@@ -1,0 +1,121 @@
+"""The batch backfill's decisions on disk: every document a part of the store changed, and the merge
+requests to publish, streamed to the work directory as the parts are decided and read back chunk by
+chunk by the write and publish phases (nothing holds the whole store's decisions in memory).
+
+Layout: ``<directory>/<kind>/<part number>.jsonl``; a document line is ``[collection, id, document,
+version read or null]``, an outbox line ``[group id, request]``. Kinds: ``groups`` (both group
+collections), ``patient_keys``, ``review_items``, ``outbox``.
+
+The outbox: a request the decisions opened is written in its group already marked published, and listed
+here; the publish phase sends every listed request of a group that was written (resuming at its
+cursor). So publishing costs no read and no second write of the group. A run abandoned between writing
+and publishing leaves open requests nobody sent: the sweeper sends every open request that has not moved
+for ``Settings.stuck_after_seconds``, published or not (``services/sweeper.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.adapters.memory_index import MemoryIndex
+from shared.domain.group import Group, split_group_id
+from shared.domain.merge_request import MergeRequest, RequestStatus
+from shared.ports.index_bulk import DocWrite, StoredDoc
+
+KINDS = ("groups", "patient_keys", "review_items", "outbox")
+_STAMPS = ("updated_at",)
+
+
+def _line(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+class PartWriter:
+    """One part's files (opened when first written to)."""
+
+    def __init__(self, directory: Path, number: int):
+        self._directory = directory
+        self._name = f"{number:06d}.jsonl"
+        self._files: dict = {}
+        self.counts: Counter = Counter()
+
+    def write(self, kind: str, value) -> None:
+        if kind not in self._files:
+            (self._directory / kind).mkdir(parents=True, exist_ok=True)
+            self._files[kind] = (self._directory / kind / self._name).open("w", encoding="utf-8")
+        self._files[kind].write(_line(value))
+        self.counts[kind] += 1
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._files.values():
+            handle.close()
+
+
+def _same(ours: dict, stored: dict) -> bool:
+    return {k: v for k, v in ours.items() if k not in _STAMPS} == {k: v for k, v in stored.items() if k not in _STAMPS}
+
+
+def changed_documents(index: MemoryIndex, loaded: dict[tuple[str, str], StoredDoc],
+                      stamp: str) -> Iterator[tuple[str, list]]:
+    """``(kind, line)`` of every document the decisions changed, with the version it had when loaded
+    (None: absent), and of every request they opened (the outbox)."""
+    if index.keys.deleted:
+        raise RuntimeError("a backfill removes no patient from the index")
+    docs: list[tuple[str, str, str, dict]] = []
+    outbox = []
+    for group_id in sorted(index.groups.touched):
+        collection, token = split_group_id(group_id)
+        group = index.groups.groups[group_id]
+        doc = group.to_doc()
+        if (collection, token) not in loaded and doc == Group.from_doc(group_id, None).to_doc():
+            continue  # an empty group that never existed is not created
+        request = group.unpublished_request()
+        if request is not None:
+            outbox.append([group_id, request.to_doc()])
+            doc["request"] = {**doc["request"], "published": True}
+        docs.append(("groups", collection, token, doc))
+    docs += [("patient_keys", "patient_keys", pid, index.keys.keys[pid].to_doc()) for pid in sorted(index.keys.touched)]
+    docs += [("review_items", "review_items", rid, index.reviews.items[rid].to_doc())
+             for rid in sorted(index.reviews.touched)]
+    written = set()
+    for kind, collection, doc_id, doc in docs:
+        stored = loaded.get((collection, doc_id))
+        if stored is not None and _same(doc, stored.data):
+            continue
+        written.add(f"{collection}/{doc_id}")
+        # Review items carry their own created_at; groups and keys the time of their last write.
+        yield kind, [collection, doc_id, doc if collection == "review_items" else {**doc, "updated_at": stamp},
+                     stored.version if stored is not None else None]
+    for group_id, request in outbox:
+        if group_id in written:
+            yield "outbox", [group_id, request]
+
+
+class DecisionFiles:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def exists(self) -> bool:
+        return self.directory.is_dir()
+
+    def lines(self, kind: str) -> Iterator[str]:
+        for path in sorted((self.directory / kind).glob("*.jsonl")):
+            with path.open(encoding="utf-8") as lines:
+                yield from lines
+
+    def writes(self, kind: str) -> Iterator[DocWrite]:
+        for line in self.lines(kind):
+            yield DocWrite(*json.loads(line))
+
+    def outbox(self) -> Iterator[tuple[str, MergeRequest]]:
+        for line in self.lines("outbox"):
+            group_id, request = json.loads(line)
+            request = MergeRequest.from_doc(request)
+            if request.status == RequestStatus.OPEN:
+                yield group_id, request
