@@ -262,3 +262,23 @@ def test_force_merge_finds_records_under_either_nik_system(settings, fhir, fires
     assert len(messages) == 1
     assert {messages[0]["master"], *messages[0]["duplicates"]} == {mother["id"], again["id"]}
     assert baby["id"] in group_doc(firestore_db, settings, mother)["members"]
+
+
+def test_firestore_writes_a_change_that_only_adds_evidence_to_the_open_request(settings, firestore_db):
+    # A cross-block match of a record already in the request adds only an evidence entry: the adapter's
+    # before/after comparison must see it (it once shared the evidence list with the group and lost it).
+    from shared.domain.merge_request import RequestPlan
+
+    groups = bootstrap.groups(settings)
+    group_id = f"nik_index/{uuid.uuid4().hex}"
+    first = {"pairs": [{"patients": ["a", "b"], "rule": "nik-match"}]}
+    cross = {"pairs": [{"patients": ["b", "c"], "rule": "model-match"}]}
+
+    def seed(tx):
+        tx.group.members.update({pid: {"status": "active"} for pid in "abc"})
+        tx.group.open_request(RequestPlan("a", ("b", "c"), "nik-match", "matching", first))
+
+    groups.transact(group_id, seed)
+    groups.transact(group_id, lambda tx: tx.group.open_request(
+        RequestPlan("a", ("c",), "demographic-match", "matching", cross)))
+    assert groups.get(group_id).request.evidence["joined"] == [cross]
