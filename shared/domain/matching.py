@@ -34,10 +34,17 @@ class GroupPlan:
     reviews: list[ReviewProposal] = field(default_factory=list)
     statuses: dict[str, tuple[str, str]] = field(default_factory=dict)  # pid -> (status, reason)
     decisions: dict[str, Decision] = field(default_factory=dict)  # other pid -> decision vs incoming
+    # A namesake under a NIK one serial typo away (``pair_rules.namesake_under_another_nik``): the NIK
+    # group's pairs then need a shared phone, address or identifier to merge.
+    namesake_nearby: bool = False
 
 
 def _flags(group: Group, a: str, b: str) -> dict:
     return {"confirmed": group.is_confirmed(a, b), "rejected": group.is_rejected(a, b)}
+
+
+def _nik_flags(group: Group, plan: GroupPlan, a: str, b: str) -> dict:
+    return _flags(group, a, b) | {"namesake_nearby": plan.namesake_nearby}
 
 
 def _reference(group: Group, live: dict[str, Mapping], settings: Settings) -> str | None:
@@ -67,8 +74,9 @@ def _merged_into(group: Group, target: str, plan: GroupPlan) -> list[str]:
 
 
 # Reviews a record already merged into the target can settle: a near name (the typo is the master's), or
-# a placeholder-date NIK without a shared phone/address with the master but with one of its records.
-_BRIDGEABLE = frozenset({"name-mismatch", "nik-placeholder-date"})
+# a NIK prone to collisions (placeholder date, another home, a namesake one typo away) without a shared
+# phone/address with the master but with one of its records.
+_BRIDGEABLE = frozenset({"name-mismatch", "nik-placeholder-date", "nik-home-conflict", "nik-namesake-nearby"})
 
 
 def _match_via_duplicate(group: Group, member_id: str, target: str, decision: Decision, plan: GroupPlan,
@@ -82,7 +90,7 @@ def _match_via_duplicate(group: Group, member_id: str, target: str, decision: De
         if via == member_id:
             continue
         bridge = compare_nik_pair(members[member_id], members[via], settings, model=model,
-                                  **_flags(group, member_id, via))
+                                  **_nik_flags(group, plan, member_id, via))
         if bridge.outcome == MERGE and bridge.reason == "nik-match":
             rule = "nik-match-via-duplicate"
             return Decision(MERGE, rule, decision.evidence | {
@@ -99,7 +107,8 @@ def _bridge_waiting_reviews(group: Group, live: Mapping, plan: GroupPlan, consid
             if (pid in considered or pid == target or pid in plan.duplicates or member.get("is_baby")
                     or member.get("status") != "review" or member.get("reason") not in _BRIDGEABLE):
                 continue
-            decision = compare_nik_pair(member, live[target], settings, model=model, **_flags(group, pid, target))
+            decision = compare_nik_pair(member, live[target], settings, model=model,
+                                        **_nik_flags(group, plan, pid, target))
             if decision.outcome != REVIEW or decision.reason not in _BRIDGEABLE:
                 continue
             via = _match_via_duplicate(group, pid, target, decision, plan, settings, model)
@@ -121,7 +130,8 @@ def _match_beside_a_stranger(group: Group, live: Mapping, incoming: str, referen
         if pid in (incoming, reference) or member.get("is_baby") or member.get("status", "active") not in (
                 "active", "review"):
             continue
-        decision = compare_nik_pair(live[incoming], member, settings, model=model, **_flags(group, incoming, pid))
+        decision = compare_nik_pair(live[incoming], member, settings, model=model,
+                                    **_nik_flags(group, plan, incoming, pid))
         if decision.outcome == MERGE and decision.reason == "nik-match":
             matched.append((pid, decision))
     if not matched:
@@ -137,12 +147,13 @@ def _same_cluster(decision: Decision) -> bool:
     return decision.outcome == MERGE or (decision.outcome == REVIEW and decision.reason != "nik-conflict")
 
 
-def plan_nik_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None) -> GroupPlan:
+def plan_nik_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
+                   namesake_nearby: bool = False) -> GroupPlan:
     """What the (already stored) incoming member means for its NIK group."""
     members = group.members
     # Members without a NIK joined through a demographic match are never compared here.
     live = {pid: m for pid, m in members.items() if is_live(m) and m.get("kind") != "none"}
-    plan = GroupPlan()
+    plan = GroupPlan(namesake_nearby=namesake_nearby)
     newcomer = members.get(incoming)
     if not is_live(newcomer) or incoming not in live:
         return plan
@@ -154,7 +165,8 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings, model: Match
         for pid, other in sorted(live.items()):
             if pid == incoming:
                 continue
-            decision = compare_nik_pair(newcomer, other, settings, model=model, **_flags(group, incoming, pid))
+            decision = compare_nik_pair(newcomer, other, settings, model=model,
+                                        **_nik_flags(group, plan, incoming, pid))
             plan.decisions[pid] = decision
             if decision.outcome == REVIEW:
                 plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
@@ -193,7 +205,7 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings, model: Match
                     if _same_cluster(decision) and pid not in (member_id, target)
                     and other.get("status") == "review" and not other.get("is_baby")
                     and _same_cluster(compare_nik_pair(live[member_id], other, settings, model=model,
-                                                       **_flags(group, member_id, pid)))]
+                                                       **_nik_flags(group, plan, member_id, pid)))]
             plan.reviews.append(ReviewProposal(tuple(sorted((member_id, target, *same))), decision.reason,
                                                decision.evidence | ({"waiting_with": sorted(same)} if same else {})))
             plan.statuses[member_id] = ("review", decision.reason)
@@ -207,7 +219,8 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings, model: Match
         member = live[member_id]
         if member.get("status") in ("duplicate", "pending"):
             continue  # already on its way into this master
-        decision = compare_nik_pair(member, live[target], settings, model=model, **_flags(group, member_id, target))
+        decision = compare_nik_pair(member, live[target], settings, model=model,
+                                    **_nik_flags(group, plan, member_id, target))
         if decision.outcome == REVIEW and decision.reason in _BRIDGEABLE:
             near.append((member_id, target, decision))
         else:

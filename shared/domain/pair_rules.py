@@ -117,9 +117,13 @@ _MODEL_DECIDES = frozenset({"name-mismatch", "birthdate-conflict", "gender-confl
 
 
 def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
-                     rejected: bool = False, model: MatchModel | None = None) -> Decision:
-    """Two members of one NIK group (same NIK token)."""
-    decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected)
+                     rejected: bool = False, model: MatchModel | None = None,
+                     namesake_nearby: bool = False) -> Decision:
+    """Two members of one NIK group (same NIK token). ``namesake_nearby``: a record under another NIK of
+    the same first 12 digits (kecamatan, birth date, sex) bears a name close to this pair's
+    (``namesake_under_another_nik``)."""
+    decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected,
+                                 namesake_nearby=namesake_nearby)
     if decision.outcome != REVIEW or decision.reason not in _MODEL_DECIDES or not a.get("name") or not b.get("name"):
         return decision
     outcome, reason, evidence = _model_decision(a, b, settings, model, decision.evidence)
@@ -133,6 +137,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     # merges when the records also share a phone, address or identifier (the NIK's owner lives there).
     if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not evidence["corroborating"]:
         outcome = REVIEW
+    if outcome == MERGE and _collision_prone(a, b, namesake_nearby, evidence):
+        outcome = REVIEW
     if outcome != MERGE:
         # The rule's reason stays (a human sees why the rules hesitated); the model's weights are evidence.
         return Decision(REVIEW, decision.reason, evidence)
@@ -145,13 +151,48 @@ def _single_token_subset(name_a: str, name_b: str) -> bool:
         tokens_a <= tokens_b or tokens_b <= tokens_a)
 
 
+def _places(member: Mapping) -> set[str]:
+    return set(member.get("places") or ())
+
+
+def namesake_under_another_nik(block: Mapping[str, Mapping], record: Mapping, settings: Settings) -> bool:
+    """Whether the NIK prefix block (``shared.domain.patient.nik_prefix_block``: every NIK of the same
+    kecamatan, birth date and sex) holds a live adult under another NIK, with a name close to the record's
+    (within review distance), living where the record says it lives (a place name in common): the record
+    may be that person's, with a serial typo that turned their NIK into this one."""
+    if not record.get("name") or record.get("kind") != "nik" or not _places(record):
+        return False
+    return any(other.get("kind") == "nik" and other.get("nik_token") not in (None, record.get("nik_token"))
+               and not other.get("is_baby") and other.get("status") not in ("merged", "deleted")
+               and other.get("name") and _places(other) & _places(record)
+               and _score(record, other) >= settings.name_review_threshold
+               for other in block.values())
+
+
+def _collision_prone(a: Mapping, b: Mapping, namesake_nearby: bool, evidence: dict) -> str | None:
+    """Why one NIK on two records may be a serial typo that hit another person, with nothing shared to say
+    otherwise: the NIK's first 12 digits encode the kecamatan, birth date and sex, so a typo lands on a
+    person who agrees on all three, and a common name agrees too. Two stated homes naming no common place
+    (``shared.domain.places``) then tell two people apart (a person who moved goes to review, not lost);
+    so does a namesake under a NIK one typo away who lives where the incoming record does, when the pair
+    shows no home in common. A shared phone, address or identifier settles it."""
+    if evidence["corroborating"]:
+        return None
+    places_a, places_b = _places(a), _places(b)
+    if places_a and places_b and not places_a & places_b:
+        return "nik-home-conflict"
+    if namesake_nearby and not places_a & places_b:
+        return "nik-namesake-nearby"
+    return None
+
+
 def is_placeholder_date(birth_date: object) -> bool:
     """1 January: what registries write when the birth date is unknown (and the date a NIK then encodes)."""
     return isinstance(birth_date, str) and birth_date[5:] == "01-01"
 
 
 def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool,
-                      rejected: bool) -> Decision:
+                      rejected: bool, namesake_nearby: bool = False) -> Decision:
     score = _score(a, b)
     evidence = _evidence(a, b, score)
     if rejected:
@@ -187,6 +228,8 @@ def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: 
     evidence["name_threshold"] = threshold
     if score < threshold:
         return decide(REVIEW, "name-mismatch")
+    if collision := _collision_prone(a, b, namesake_nearby, evidence):
+        return decide(REVIEW, collision)
     if is_placeholder_date(a.get("birth_date")) and not evidence["corroborating"]:
         # A NIK of a placeholder date shares its first 12 digits with every namesake of the district given
         # that date: a serial typo lands on one of them. Without a shared phone, address or identifier the

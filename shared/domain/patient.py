@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_features
+from shared.domain.places import place_words
 from shared.names import normalise_name, patient_name
 from shared.nik import NikError, nik_consistency, nik_token, parse_nik
 
@@ -50,6 +51,7 @@ class PatientFacts:
     region: str | None = None            # NIK region code (province+regency+district), None without a NIK
     nik_masks: tuple[str, ...] = ()      # keyed masks of the NIK, one per digit (one-digit typos)
     nik_prefix_token: str | None = None  # keyed token of the NIK's first 12 digits (a serial typo's block)
+    places: tuple[str, ...] = ()         # keyed tokens of the place names of the address lines (``place_words``)
 
 
 def _dict(value: object) -> dict:
@@ -76,6 +78,14 @@ def _block_token(key: str, value: str) -> str:
     return hmac.new(key.encode(), f"block|{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def nik_prefix_block(facts: PatientFacts, settings: Settings) -> str | None:
+    """The block of the NIK's first 12 digits (kecamatan, birth date, sex): every NIK a serial typo of
+    this one can be, and the namesakes born the same day in the same kecamatan."""
+    if not facts.nik_prefix_token:
+        return None
+    return _block_token(settings.nik_hash_key.get_secret_value(), facts.nik_prefix_token)
+
+
 def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
     """The candidate blocks a record joins besides its NIK group, in the order a pair is decided (the
     first block two records share decides them): birth date + sex (NIK-derived when missing), the NIK's
@@ -85,8 +95,8 @@ def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
     blocks = []
     if facts.birth_date and facts.gender:
         blocks.append(blocking_token(facts.birth_date, facts.gender, settings))
-    if facts.nik_prefix_token:
-        blocks.append(_block_token(key, facts.nik_prefix_token))
+    if prefix_block := nik_prefix_block(facts, settings):
+        blocks.append(prefix_block)
     if facts.name and facts.birth_date and not facts.is_baby:
         blocks.append(_block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}"))
     phones = [c for c in facts.corroborators if c.startswith("phone:")]
@@ -195,12 +205,15 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
             if phone:
                 has_telecom = True
                 corroborators.add(_keyed("phone", phone, key))
+    places: set[str] = set()
     for address in _list(resource.get("address")):
         if isinstance(address, dict):
-            line = normalise_address(" ".join(x for x in _list(address.get("line")) if isinstance(x, str)))
+            text = " ".join(x for x in _list(address.get("line")) if isinstance(x, str))
+            line = normalise_address(text)
             if line:
                 has_address = True
                 corroborators.add(_keyed("addr", line, key))
+                places.update(_keyed("place", word, key) for word in place_words(text))
     skip_systems = {settings.nik_system, settings.nik_ibu_system}
     for identifier in _list(resource.get("identifier")):
         if (isinstance(identifier, dict) and isinstance(identifier.get("system"), str)
@@ -252,6 +265,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
         region=region,
         nik_masks=masks,
         nik_prefix_token=nik_prefix,
+        places=tuple(sorted(places)),
     )
 
 
@@ -277,6 +291,7 @@ def member_record(facts: PatientFacts) -> dict:
         "derived": list(facts.derived),
         "region": facts.region,
         "nik_masks": list(facts.nik_masks),
+        "places": list(facts.places),
     }
 
 

@@ -8,8 +8,16 @@ from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.master import select_master
 from shared.domain.matching import plan_demographic_group, plan_nik_group
-from shared.domain.pair_rules import MERGE, NO_MATCH, REVIEW, compare_demographic_pair, compare_nik_pair
+from shared.domain.pair_rules import (
+    MERGE,
+    NO_MATCH,
+    REVIEW,
+    compare_demographic_pair,
+    compare_nik_pair,
+    namesake_under_another_nik,
+)
 from shared.domain.patient import is_newer, member_record, patient_facts
+from shared.domain.places import place_words
 
 SETTINGS = Settings()
 # The deterministic rules alone (the model's automatic merges off): the rule tests below check the rules'
@@ -278,6 +286,54 @@ def test_a_nik_of_a_placeholder_date_needs_a_shared_phone_or_address():
     a = record(patient("a", name="Sri Handayani", birth="1990-01-01", gender="female", nik=nik, address="Jl. Mawar 3"))
     b = record(patient("b", name="Sri Handayani", birth="1990-01-01", gender="female", nik=nik, address="Jl. Mawar 3"))
     assert compare_nik_pair(a, b, SETTINGS).outcome == MERGE
+
+
+def test_place_words_are_the_place_names_of_a_line_whatever_its_form():
+    forms = ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung", "TEGALREJO 01/10 MARGOAGUNG",
+             "Dusun Tegalrejo, Margoagung, Kec. Seyegan", "Dusun Tegalrejo RT 001 RW 010 Desa Margoagung")
+    assert all(place_words(line) == {"tegalrejo", "margoagung"} for line in forms)
+    assert place_words("Jl. Kaliurang No. 12, Kel. Sinduadi, Kab. Sleman") == {"kaliurang", "sinduadi"}
+
+
+def test_one_nik_on_two_stated_homes_without_a_common_place_is_a_human_decision():
+    # A NIK's first 12 digits are the kecamatan, birth date and sex: a serial typo lands on a person who
+    # agrees on all three. With a common name agreeing too, two homes naming no common place are the only
+    # sign of two people ("Paijo Hidayat" / "Paijo Hidajat" of two desa of one kecamatan).
+    a = record(patient("a", name="Paijo Hidayat", address="Dusun Tegalrejo RT 006 RW 017 Desa Sumberarum"))
+    b = record(patient("b", name="Paijo Hidajat", address="Dusun Jetis RT 009 RW 003 Desa Sumberrahayu"))
+    decision = compare_nik_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-home-conflict")
+    # One home in two forms, a desa written differently, no address on one side, a shared phone: merge.
+    for address_b, phone in (("Dsn. Tegalrejo RT 6/RW 17, Ds. Sumberarum", None),
+                             ("Dusun Tegalrejo RT 006 RW 017 Desa Sumberagung", None),
+                             (None, None),
+                             ("Dusun Jetis RT 009 RW 003 Desa Sumberrahayu", "081234567890")):
+        a = record(patient("a", name="Paijo Hidayat", phone=phone,
+                           address="Dusun Tegalrejo RT 006 RW 017 Desa Sumberarum"))
+        b = record(patient("b", name="Paijo Hidajat", address=address_b, phone=phone))
+        assert compare_nik_pair(a, b, SETTINGS).outcome == MERGE, address_b
+
+
+def test_a_namesake_one_nik_typo_away_living_where_the_record_does_makes_the_nik_a_human_decision():
+    # "Ibu Patimah" carries the NIK of "Fatimah" (serial 0001), born the same day in the same kecamatan;
+    # "Patimah" under serial 0002 lives where "Ibu Patimah" does: the record may be hers, mistyped.
+    nik_neighbour = NIK_WOMAN[:-1] + "3"
+    newcomer = record(patient("n", name="Ibu Patimah", gender=None, nik=NIK_WOMAN,
+                              address="Dusun Tegalrejo, Margoagung, Kec. Seyegan"))
+    owner = record(patient("o", name="Sdri. Fatimah", gender="female", nik=NIK_WOMAN))
+    neighbour = record(patient("x", name="PATIMAH", gender="female", nik=nik_neighbour,
+                               address="Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"))
+    assert namesake_under_another_nik({"x": neighbour, "o": owner}, newcomer, SETTINGS)
+    assert not namesake_under_another_nik({"o": owner}, newcomer, SETTINGS)          # same NIK: no namesake
+    elsewhere = {**neighbour, "places": record(patient("x", address="Dusun Jetis, Sumberrahayu"))["places"]}
+    assert not namesake_under_another_nik({"x": elsewhere}, newcomer, SETTINGS)       # lives elsewhere
+    assert compare_nik_pair(newcomer, owner, SETTINGS).outcome == MERGE
+    decision = compare_nik_pair(newcomer, owner, SETTINGS, namesake_nearby=True)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-namesake-nearby")
+    # A home the pair shares (the owner's record names the same dusun) settles it.
+    at_home = record(patient("o", name="Sdri. Fatimah", gender="female", nik=NIK_WOMAN,
+                             address="TEGALREJO 01/10 MARGOAGUNG"))
+    assert compare_nik_pair(newcomer, at_home, SETTINGS, namesake_nearby=True).outcome == MERGE
 
 
 def test_near_names_on_one_birth_date_in_one_household_are_never_merged_without_a_nik():

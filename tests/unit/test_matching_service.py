@@ -280,3 +280,18 @@ def test_a_linked_record_that_stops_matching_leaves_the_nik_group_it_joined(worl
     still_merged = request is not None and nikless["id"] in request.participants
     assert not still_merged, f"{nikless['id']} is still in the holder's {request.status} request {request.id}"
     assert nik_group() not in world.keys.get(nikless["id"]).linked
+
+
+def test_a_namesake_one_nik_typo_away_is_read_before_the_nik_group_decides(world):
+    # The NIK group decides first in an event; the block of the NIK's first 12 digits is read before it,
+    # so a record whose home is a namesake's under a NIK one serial typo away is not merged on the NIK.
+    home = {"address": [{"line": ["Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"]}]}
+    woman = {"birth": "1990-05-15", "gender": "female"}
+    owner = add(world, "Sdri. Fatimah", "3201015505900001", **woman)
+    neighbour = add(world, "Patimah", "3201015505900002", **woman, **home)
+    newcomer = add(world, "Ibu Patimah", "3201015505900001", birth="1990-05-15", gender=None,
+                   address=[{"line": ["Dusun Tegalrejo, Margoagung, Kec. Seyegan"]}])
+    for patient in (owner, neighbour):
+        world.matching.handle_change(event(patient))
+    outcome = world.matching.handle_change(event(newcomer))
+    assert "nik-namesake-nearby" in outcome.reviews and world.merge_requests_published() == []

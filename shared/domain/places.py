@@ -1,0 +1,34 @@
+"""The place names of an address line, for telling two homes apart. Pure.
+
+Address lines of one person differ in form from one legacy system to another ("Dsn. Tegalrejo RT 1/RW 10,
+Ds. Margoagung", "Dusun Tegalrejo, Margoagung, Kec. Seyegan", "TEGALREJO 01/10 MARGOAGUNG"), so a keyed
+token of the whole line rarely matches; the place names (hamlet, village, street) they carry do. Two
+records whose lines name no common place state two different homes.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+# The generic words of Indonesian address lines (and their abbreviations): what is left are place names
+# (street, hamlet, village). After a marker of a wider area (kecamatan, kabupaten, ...) its name is left out
+# too: everyone of the kecamatan shares it, so it says nothing about a home.
+_ADDRESS_WORDS = frozenset({"dusun", "dsn", "desa", "ds", "kelurahan", "kel", "jalan", "jl", "jln", "gang", "gg",
+                            "rt", "rw", "nomor", "no", "blok", "perum", "perumahan", "komplek", "kompleks",
+                            "dukuh", "kampung", "kp", "dan"})
+_WIDER_AREA = frozenset({"kecamatan", "kec", "kabupaten", "kab", "kota", "provinsi", "prov"})
+
+
+def place_words(line: str) -> set[str]:
+    """The place names of one address line ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" -> tegalrejo,
+    margoagung): words of three letters or more, neither generic nor a number nor a wider area's name."""
+    words, places, skip = _NON_WORD.sub(" ", (line or "").lower()).split(), set(), False
+    for word in words:
+        if word in _WIDER_AREA:
+            skip = True
+            continue
+        if not skip and word.isalpha() and len(word) >= 3 and word not in _ADDRESS_WORDS:
+            places.add(word)
+        skip = False
+    return places
