@@ -266,6 +266,16 @@ def review_show(ctx: typer.Context, item_id: str,
         console.print_json(json.dumps(shown, default=str))
         return
     console.print_json(json.dumps(item.as_dict(), default=str))
+    model = (item.evidence or {}).get("model")
+    if model:
+        # The model's waterfall: each comparison's level and match weight, the rule that fired, the version.
+        table = Table(title=f"model {model['model_version']}: rule {item.evidence.get('rule')}, evidence "
+                            f"{model['evidence_weight']} (identity {model['identity_weight']})")
+        for column in ("comparison", "level", "weight"):
+            table.add_column(column)
+        for name, entry in model["comparisons"].items():
+            table.add_row(name, entry["level"], f"{entry['weight']:+.2f}")
+        console.print(table)
     if details:
         table = Table(title="patients (confidential)")
         for column in ("id", "name", "birthDate", "gender", "identifiers", "active", "source"):

@@ -25,11 +25,15 @@ CALIBRATED_NAME_MATCH_THRESHOLD = 97.0
 CALIBRATED_NAME_REVIEW_THRESHOLD = 70.0
 CALIBRATED_NIK_NAME_MATCH_THRESHOLD = 85.0
 CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD = 97.0
+# The matching model's auto-merge evidence weight (docs/matching.md "Matching model"): on the seed-1 calibration no
+# false pair down to 16, false pairs at 12; 20 keeps a margin of at least 4 bits (a factor of 16).
+CALIBRATED_MODEL_MERGE_WEIGHT = 20.0
 CALIBRATED_THRESHOLD_FLOORS = {
     "name_match_threshold": CALIBRATED_NAME_MATCH_THRESHOLD,
     "name_review_threshold": CALIBRATED_NAME_REVIEW_THRESHOLD,
     "nik_name_match_threshold": CALIBRATED_NIK_NAME_MATCH_THRESHOLD,
     "demographic_auto_merge_threshold": CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD,
+    "model_merge_weight": CALIBRATED_MODEL_MERGE_WEIGHT,
 }
 # The NIK key of the local stack. Anywhere else it would build a second index under keys nobody else
 # uses (a backfill against a real project would look complete and match nothing), so it is refused.
@@ -113,10 +117,18 @@ class Settings(BaseSettings):
     nik_name_match_threshold: float = CALIBRATED_NIK_NAME_MATCH_THRESHOLD
     demographic_auto_merge_threshold: float = CALIBRATED_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD
     demographic_auto_merge_enabled: bool = True
-    # Members a birth date + sex block takes at most (~600 bytes each: ~120 KB, far below Firestore's
-    # 1 MiB document limit whatever the district). Beyond it, a record without a NIK on that date is
-    # not matched by demographics (a missed merge, never a wrong one).
+    # Members a candidate block (birth date + sex, NIK prefix, name key + birth year, phone) takes at most
+    # (~600 bytes each: ~120 KB, far below Firestore's 1 MiB document limit whatever the district). Beyond
+    # it, the record's other keys find its candidates (a missed merge at worst, never a wrong one).
     block_member_cap: int = Field(default=200, ge=2)
+    # --- the trained matching model (shared/linkage; docs/matching.md "Matching model") ---------
+    # Evidence weights (log2 Bayes factors summed over the comparisons, the prior left out: it depends on
+    # the district's size). Auto-merge at or above ``model_merge_weight``, counted without household
+    # evidence (a shared phone); review from ``model_review_weight``; no match below.
+    # Chosen on a calibration run so that precision is 1.000 with a margin; the floor is the lowest
+    # value a deployment may set.
+    model_merge_weight: float = CALIBRATED_MODEL_MERGE_WEIGHT
+    model_review_weight: float = 10.0
     # A threshold under its calibrated floor is refused unless this is set (after a calibration on the
     # district's own labelled pairs); the override is logged as a warning at start-up.
     allow_thresholds_below_calibration: bool = False

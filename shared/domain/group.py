@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any, TypedDict
 
 from shared.clock import now_iso
+from shared.domain.documents import detached
 from shared.domain.master import golden_members, select_master
 from shared.domain.merge_request import MergeRequest, RequestPlan, RequestStatus, request_id_for
 
@@ -127,7 +128,7 @@ class Group:
         request, previous = doc.get("request"), doc.get("previous_request")
         return cls(
             id=group,
-            members={pid: dict(m) for pid, m in (doc.get("members") or {}).items()},  # type: ignore[misc]
+            members={pid: detached(dict(m)) for pid, m in (doc.get("members") or {}).items()},  # type: ignore[misc]
             master=doc.get("master"),
             request=MergeRequest.from_doc(request) if request else None,
             previous_request=MergeRequest.from_doc(previous) if previous else None,
@@ -138,8 +139,10 @@ class Group:
         )
 
     def to_doc(self) -> dict[str, Any]:
+        """A document sharing no state with the group: the repositories compare it before and after a
+        change to decide whether to write (``shared.domain.documents``)."""
         doc: dict[str, Any] = {
-            "members": {pid: dict(m) for pid, m in self.members.items()},
+            "members": {pid: detached(dict(m)) for pid, m in self.members.items()},
             "master": self.master,
             "request": self.request.to_doc() if self.request else None,
             "do_not_match": sorted(self.do_not_match),

@@ -13,8 +13,9 @@ from shared.domain.group import Group, MemberStatus, is_live
 from shared.domain.master import select_master
 from shared.domain.matching import ReviewProposal, plan_demographic_group, plan_nik_group
 from shared.domain.merge_request import MergeRequest, RequestPlan
-from shared.domain.pair_rules import MERGE, compare_nik_pair
+from shared.domain.pair_rules import MERGE, compare_nik_pair, is_twin_pair
 from shared.domain.patient import is_newer
+from shared.linkage.model import MatchModel
 
 MATCHING = "matching"   # requested_by of what the rules decide
 _VERSION_FIELDS = ("version", "last_updated")
@@ -37,7 +38,8 @@ class MemberApplied:
     request: MergeRequest | None = None
     reviews: list[ReviewProposal] = field(default_factory=list)
     cross: CrossJoin | None = None
-    full: bool = False   # a demographic block at its member cap: the record was not added
+    decided: frozenset[str] = frozenset()   # candidates this group compared the record with
+    full: bool = False                      # a candidate block at its member cap: the record was not added
 
 
 @dataclass
@@ -46,16 +48,21 @@ class Confirmation:
     refused: dict[str, str] = field(default_factory=dict)   # patient id -> rule that refused it
 
 
-def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, settings: Settings) -> MemberApplied:
+def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, settings: Settings,
+                 model: MatchModel | None = None, skip: frozenset[str] = frozenset(),
+                 merged_into: frozenset[str] = frozenset(), neighbours: tuple[dict, ...] = ()) -> MemberApplied:
     """Stores the record as a member unless the stored one is as new (``changed=False``), then runs the
-    group's rules for it: statuses, review proposals, and a merge request opened or joined."""
+    group's rules for it: statuses, review proposals, and a merge request opened or joined. ``skip``:
+    candidates an earlier group of the same event decided (a pair is decided in one group only);
+    ``merged_into``: NIK tokens (or ``patient:<id>``) an earlier block of the event merged the record into;
+    ``neighbours``: for a NIK group, the records under other NIKs of its first 12 digits (``pair_rules``)."""
     members = group.members
     stored = members.get(patient_id)
     if stored and not is_newer(record["version"], record["last_updated"], stored):
         return MemberApplied(False, group.request)
     if stored is None and not group.is_nik and len(members) >= settings.block_member_cap:
-        # A birth date + sex block this full is a placeholder date (1 January, 1970-01-01), where a
-        # name and a date prove nothing; and its document must stay far below Firestore's 1 MiB.
+        # A block this large is no evidence (a placeholder birth date, a very common name): the
+        # record's other keys find its candidates; the document stays far below Firestore's 1 MiB.
         return MemberApplied(False, group.request, full=True)
     status = (stored or {}).get("status", MemberStatus.ACTIVE)
     if record["replaced_by"]:
@@ -70,13 +77,13 @@ def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, s
     if own_write:
         return MemberApplied(True, group.request)
 
-    plan = plan_nik_group(group, patient_id, settings) if group.is_nik else \
-        plan_demographic_group(group, patient_id, settings)
+    plan = plan_nik_group(group, patient_id, settings, model, neighbours) if group.is_nik else \
+        plan_demographic_group(group, patient_id, settings, model, skip, merged_into)
     for pid, (new_status, reason) in plan.statuses.items():
         if pid in members and members[pid].get("status") not in ("master", "duplicate", "pending"):
             members[pid]["status"] = new_status
             members[pid]["reason"] = reason
-    applied = MemberApplied(True, group.request, list(plan.reviews))
+    applied = MemberApplied(True, group.request, list(plan.reviews), decided=frozenset(plan.decisions))
     if not plan.master:
         return applied
     target, newcomer = members[plan.master], members[plan.duplicates[0]]
@@ -93,18 +100,53 @@ def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, s
     return applied
 
 
-def join_nik_group(group: Group, join: CrossJoin) -> MergeRequest | None:
-    """The NIK group's side of a ``CrossJoin``: the newcomer is merged into the group's live master
-    (or the anchor)."""
+@dataclass
+class Joined:
+    request: MergeRequest | None
+    reviews: list[ReviewProposal] = field(default_factory=list)
+
+
+def person_records(group: Group, target: str) -> set[str]:
+    """``target`` and the group's records already decided to be the same person: merged into it,
+    duplicates of its open or running request, members pending for it."""
+    members, request = group.members, group.request
+    ids = {target}
+    if request and request.master == target and request.in_progress:
+        ids.update(request.duplicates)
+    for pid, member in members.items():
+        if (member.get("status") in ("pending", "duplicate") and group.master == target) or (
+                member.get("status") == "merged" and member.get("replaced_by") == target):
+            ids.add(pid)
+    return {pid for pid in ids if pid in members}
+
+
+def join_nik_group(group: Group, join: CrossJoin) -> Joined:
+    """The NIK group's side of a ``CrossJoin``: the newcomer is merged into the group's live master (or
+    the anchor when there is none) only when the record it matched *is* that person (the master or a
+    record merged into it) and no record of that person is its twin. Otherwise the NIK the anchor
+    carries belongs to someone else (a NIK typed onto another person's record), or the anchor's person
+    is a twin of the newcomer: a human decides."""
     members = group.members
     if (members.get(join.newcomer_id) or {}).get("status") == MemberStatus.MERGED:
-        return group.request
+        return Joined(group.request)
     members[join.newcomer_id] = {**join.newcomer,
                                  "status": members.get(join.newcomer_id, {}).get("status", MemberStatus.ACTIVE)}
     master = group.master
     if not is_live(members.get(master)):
         master = join.anchor_id
-    return group.open_request(RequestPlan(master, (join.newcomer_id,), "demographic-match", MATCHING, join.evidence))
+    person = person_records(group, master)
+    refusal = None
+    if join.anchor_id not in person:
+        refusal = "nik-holder-not-master"
+    elif any(is_twin_pair(members[join.newcomer_id], members[pid]) for pid in person):
+        refusal = "twins"
+    if refusal:
+        members[join.newcomer_id]["status"] = str(MemberStatus.REVIEW)
+        members[join.newcomer_id]["reason"] = refusal
+        ids = tuple(sorted({join.newcomer_id, join.anchor_id, master}))
+        return Joined(group.request, [ReviewProposal(ids, refusal, join.evidence | {"rule": refusal})])
+    return Joined(group.open_request(RequestPlan(master, (join.newcomer_id,), "demographic-match", MATCHING,
+                                                 join.evidence)))
 
 
 def confirm_members(group: Group, confirmed: list[str], *, reason: str, requested_by: str,

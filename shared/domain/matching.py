@@ -14,7 +14,15 @@ from shared.config import Settings
 from shared.domain.group import Group, is_live
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
-from shared.domain.pair_rules import MERGE, REVIEW, Decision, compare_demographic_pair, compare_nik_pair
+from shared.domain.pair_rules import (
+    MERGE,
+    REVIEW,
+    Decision,
+    compare_demographic_pair,
+    compare_nik_pair,
+    lives_with,
+)
+from shared.linkage.model import MatchModel
 
 
 @dataclass
@@ -33,10 +41,17 @@ class GroupPlan:
     reviews: list[ReviewProposal] = field(default_factory=list)
     statuses: dict[str, tuple[str, str]] = field(default_factory=dict)  # pid -> (status, reason)
     decisions: dict[str, Decision] = field(default_factory=dict)  # other pid -> decision vs incoming
+    # The records under other NIKs of the group's first 12 digits (``pair_rules.nik_neighbours``): a
+    # namesake among them living with one record of a pair makes the pair's NIK a human decision.
+    neighbours: tuple[dict, ...] = ()
 
 
 def _flags(group: Group, a: str, b: str) -> dict:
     return {"confirmed": group.is_confirmed(a, b), "rejected": group.is_rejected(a, b)}
+
+
+def _nik_flags(group: Group, plan: GroupPlan, a: str, b: str) -> dict:
+    return _flags(group, a, b) | {"neighbours": plan.neighbours}
 
 
 def _reference(group: Group, live: dict[str, Mapping], settings: Settings) -> str | None:
@@ -65,17 +80,28 @@ def _merged_into(group: Group, target: str, plan: GroupPlan) -> list[str]:
                   if pid in members and members[pid].get("kind") == "nik" and not members[pid].get("is_baby"))
 
 
+# Reviews a record already merged into the target can settle: a near name (the typo is the master's), or
+# a NIK prone to collisions (placeholder date, another home, a namesake one typo away) without a shared
+# phone/address with the master but with one of its records.
+_COLLISIONS = frozenset({"nik-home-conflict", "nik-namesake-nearby"})
+_BRIDGEABLE = frozenset({"name-mismatch", "nik-placeholder-date", *_COLLISIONS})
+
+
 def _match_via_duplicate(group: Group, member_id: str, target: str, decision: Decision, plan: GroupPlan,
-                         settings: Settings) -> Decision | None:
+                         settings: Settings, model: MatchModel | None = None) -> Decision | None:
     """A record one name-threshold short of the master (same NIK, no field conflict, NIK issues
     alike: ``name-mismatch``) that fully matches a record already merged into that master is the
     same person: the typo is the master's ("Widodo Nagraha" master, "Widodo Nugraha" on both
-    others). The second pair passes every rule on its own; nothing weaker than a nik-match counts."""
+    others). The second pair passes every rule on its own; nothing weaker than a nik-match counts.
+    A record whose home or namesake made its NIK doubtful joins only through a record it lives with."""
     members = group.members
     for via in _merged_into(group, target, plan):
         if via == member_id:
             continue
-        bridge = compare_nik_pair(members[member_id], members[via], settings, **_flags(group, member_id, via))
+        if decision.reason in _COLLISIONS and not lives_with(members[member_id], members[via]):
+            continue
+        bridge = compare_nik_pair(members[member_id], members[via], settings, model=model,
+                                  **_nik_flags(group, plan, member_id, via))
         if bridge.outcome == MERGE and bridge.reason == "nik-match":
             rule = "nik-match-via-duplicate"
             return Decision(MERGE, rule, decision.evidence | {
@@ -84,18 +110,19 @@ def _match_via_duplicate(group: Group, member_id: str, target: str, decision: De
 
 
 def _bridge_waiting_reviews(group: Group, live: Mapping, plan: GroupPlan, considered: set[str],
-                            settings: Settings, take) -> None:
+                            settings: Settings, take, model: MatchModel | None = None) -> None:
     target = plan.master
     while True:
         bridged = False
         for pid, member in sorted(live.items()):
             if (pid in considered or pid == target or pid in plan.duplicates or member.get("is_baby")
-                    or member.get("status") != "review" or member.get("reason") != "name-mismatch"):
+                    or member.get("status") != "review" or member.get("reason") not in _BRIDGEABLE):
                 continue
-            decision = compare_nik_pair(member, live[target], settings, **_flags(group, pid, target))
-            if decision.outcome != REVIEW or decision.reason != "name-mismatch":
+            decision = compare_nik_pair(member, live[target], settings, model=model,
+                                        **_nik_flags(group, plan, pid, target))
+            if decision.outcome != REVIEW or decision.reason not in _BRIDGEABLE:
                 continue
-            via = _match_via_duplicate(group, pid, target, decision, plan, settings)
+            via = _match_via_duplicate(group, pid, target, decision, plan, settings, model)
             if via:
                 take(pid, target, via)
                 considered.add(pid)
@@ -105,7 +132,7 @@ def _bridge_waiting_reviews(group: Group, live: Mapping, plan: GroupPlan, consid
 
 
 def _match_beside_a_stranger(group: Group, live: Mapping, incoming: str, reference: str, plan: GroupPlan,
-                             settings: Settings) -> None:
+                             settings: Settings, model: MatchModel | None = None) -> None:
     """The best record of a master-less group is someone else (a NIK typed onto the wrong person's
     record: ``nik-conflict``). The newcomer is then compared with the group's other adults too, so
     the NIK owner's own records still merge with each other; only full ``nik-match`` pairs count."""
@@ -114,7 +141,8 @@ def _match_beside_a_stranger(group: Group, live: Mapping, incoming: str, referen
         if pid in (incoming, reference) or member.get("is_baby") or member.get("status", "active") not in (
                 "active", "review"):
             continue
-        decision = compare_nik_pair(live[incoming], member, settings, **_flags(group, incoming, pid))
+        decision = compare_nik_pair(live[incoming], member, settings, model=model,
+                                    **_nik_flags(group, plan, incoming, pid))
         if decision.outcome == MERGE and decision.reason == "nik-match":
             matched.append((pid, decision))
     if not matched:
@@ -126,12 +154,17 @@ def _match_beside_a_stranger(group: Group, live: Mapping, incoming: str, referen
     plan.evidence["pairs"] = [{"patients": sorted((incoming, pid)), **decision.evidence} for pid, decision in matched]
 
 
-def plan_nik_group(group: Group, incoming: str, settings: Settings) -> GroupPlan:
+def _same_cluster(decision: Decision) -> bool:
+    return decision.outcome == MERGE or (decision.outcome == REVIEW and decision.reason != "nik-conflict")
+
+
+def plan_nik_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
+                   neighbours: tuple[dict, ...] = ()) -> GroupPlan:
     """What the (already stored) incoming member means for its NIK group."""
     members = group.members
     # Members without a NIK joined through a demographic match are never compared here.
     live = {pid: m for pid, m in members.items() if is_live(m) and m.get("kind") != "none"}
-    plan = GroupPlan()
+    plan = GroupPlan(neighbours=neighbours)
     newcomer = members.get(incoming)
     if not is_live(newcomer) or incoming not in live:
         return plan
@@ -143,7 +176,8 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings) -> GroupPlan
         for pid, other in sorted(live.items()):
             if pid == incoming:
                 continue
-            decision = compare_nik_pair(newcomer, other, settings, **_flags(group, incoming, pid))
+            decision = compare_nik_pair(newcomer, other, settings, model=model,
+                                        **_nik_flags(group, plan, incoming, pid))
             plan.decisions[pid] = decision
             if decision.outcome == REVIEW:
                 plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
@@ -175,8 +209,16 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings) -> GroupPlan
             plan.evidence.setdefault("pairs", []).append({"patients": sorted((member_id, target)),
                                                           **decision.evidence})
         elif decision.outcome == REVIEW:
-            plan.reviews.append(ReviewProposal(tuple(sorted((member_id, target))), decision.reason,
-                                               decision.evidence))
+            # One item for the candidate cluster: members already waiting in review that this record matches
+            # or nearly matches (not a clearly different name) are named with it; a reviewer decides them
+            # together.
+            same = [pid for pid, other in sorted(live.items())
+                    if _same_cluster(decision) and pid not in (member_id, target)
+                    and other.get("status") == "review" and not other.get("is_baby")
+                    and _same_cluster(compare_nik_pair(live[member_id], other, settings, model=model,
+                                                       **_nik_flags(group, plan, member_id, pid)))]
+            plan.reviews.append(ReviewProposal(tuple(sorted((member_id, target, *same))), decision.reason,
+                                               decision.evidence | ({"waiting_with": sorted(same)} if same else {})))
             plan.statuses[member_id] = ("review", decision.reason)
         else:
             plan.statuses.setdefault(member_id, ("active", decision.reason))
@@ -188,18 +230,20 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings) -> GroupPlan
         member = live[member_id]
         if member.get("status") in ("duplicate", "pending"):
             continue  # already on its way into this master
-        decision = compare_nik_pair(member, live[target], settings, **_flags(group, member_id, target))
-        if decision.outcome == REVIEW and decision.reason == "name-mismatch":
+        decision = compare_nik_pair(member, live[target], settings, model=model,
+                                    **_nik_flags(group, plan, member_id, target))
+        if decision.outcome == REVIEW and decision.reason in _BRIDGEABLE:
             near.append((member_id, target, decision))
         else:
             take(member_id, target, decision)
     if (reference != incoming and not has_master and not plan.master and not near
             and plan.decisions.get(reference) is not None and plan.decisions[reference].reason == "nik-conflict"
             and (group.request is None or group.request.status == RequestStatus.DONE)):
-        _match_beside_a_stranger(group, live, incoming, reference, plan, settings)
+        _match_beside_a_stranger(group, live, incoming, reference, plan, settings, model)
     near_ids = {m for m, _, _ in near}
     while near:
-        bridged = [(m, t, via) for m, t, d in near if (via := _match_via_duplicate(group, m, t, d, plan, settings))]
+        bridged = [(m, t, via) for m, t, d in near
+                   if (via := _match_via_duplicate(group, m, t, d, plan, settings, model))]
         for member_id, target, decision in bridged:
             take(member_id, target, decision)
         done = {m for m, _, _ in bridged}
@@ -211,7 +255,7 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings) -> GroupPlan
     if plan.master:
         # A new duplicate may bridge members left in review earlier for the same near miss; their
         # review item stays for the record, a human rejection (do_not_match) still wins.
-        _bridge_waiting_reviews(group, live, plan, near_ids | {incoming}, settings, take)
+        _bridge_waiting_reviews(group, live, plan, near_ids | {incoming}, settings, take, model)
     if reference == incoming and incoming not in plan.statuses and not plan.master:
         plan.statuses[incoming] = ("active", None)
     if plan.master and plan.evidence:
@@ -234,9 +278,11 @@ def _joins_another_persons_request(group: Group, target: str, incoming: str) -> 
     return target not in in_request and incoming not in in_request
 
 
-def plan_demographic_group(group: Group, incoming: str, settings: Settings) -> GroupPlan:
-    """What the incoming member means for its demographic block: pairs where at least one side has
-    no NIK. A single strong candidate merges; several different strong candidates go to review."""
+def plan_demographic_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
+                           skip: frozenset[str] = frozenset(), merged_into: frozenset[str] = frozenset()) -> GroupPlan:
+    """What the incoming member means for its candidate block: pairs not sharing one NIK (those are the
+    NIK group's), except the ``skip`` candidates an earlier block of this event decided. A single strong
+    candidate merges; several different strong candidates go to review, as one item."""
     members = group.members
     live = {pid: m for pid, m in members.items() if is_live(m)}
     plan = GroupPlan()
@@ -245,15 +291,25 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings) -> G
         return plan
     strong: list[tuple[str, Decision]] = []
     for pid, other in sorted(live.items()):
-        if pid == incoming or (newcomer.get("nik_token") and other.get("nik_token")):
+        if pid == incoming or pid in skip or (newcomer.get("nik_token") and
+                                              newcomer.get("nik_token") == other.get("nik_token")):
             continue
-        decision = compare_demographic_pair(newcomer, other, settings, **_flags(group, incoming, pid))
+        decision = compare_demographic_pair(newcomer, other, settings, model=model, **_flags(group, incoming, pid))
         plan.decisions[pid] = decision
         if decision.outcome == MERGE:
             strong.append((pid, decision))
         elif decision.outcome == REVIEW:
             plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
                                                decision.evidence))
+    if merged_into:
+        # An earlier block of this event merged the newcomer: a strong candidate of another person here
+        # makes the merge ambiguous (a human decides); one of the same NIK is that person already.
+        others = [(pid, d) for pid, d in strong if live[pid].get("nik_token") not in merged_into]
+        if others:
+            ids = tuple(sorted({incoming, *(pid for pid, _ in others)}))
+            plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
+                                               {"rule": "ambiguous-match", "candidates": len(others) + 1}))
+        strong = []
     # Several strong candidates are one person only when they all carry the same NIK.
     strong_niks = {live[pid].get("nik_token") for pid, _ in strong}
     if len(strong) == 1 or (len(strong_niks) == 1 and None not in strong_niks):

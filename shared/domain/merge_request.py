@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shared.domain.documents import detached
+
 
 class RequestStatus(StrEnum):
     OPEN = "open"
@@ -65,14 +67,15 @@ class MergeRequest:
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> MergeRequest:
-        values = {k: doc[k] for k in _REQUEST_FIELDS if k in doc}
+        values = {k: detached(doc[k]) for k in _REQUEST_FIELDS if k in doc}
         values["status"] = RequestStatus(values["status"])
         values["duplicates"] = list(values.get("duplicates") or [])
         values["evidence"] = dict(values.get("evidence") or {})
         return cls(**values)
 
     def to_doc(self) -> dict:
-        doc = {k: getattr(self, k) for k in _REQUEST_FIELDS if getattr(self, k) is not None}
+        """A document sharing no state with the request (``shared.domain.documents``)."""
+        doc = {k: detached(getattr(self, k)) for k in _REQUEST_FIELDS if getattr(self, k) is not None}
         doc["status"] = str(self.status)
         doc["duplicates"] = list(self.duplicates)
         return doc

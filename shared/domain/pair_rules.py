@@ -9,10 +9,12 @@ one: every rule that is not sure sends the pair to review.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.config import Settings
+from shared.domain.nik_features import nik_one_digit_apart
+from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
 MERGE, REVIEW, NO_MATCH = "merge", "review", "no-match"
@@ -26,7 +28,9 @@ class Decision:
 
 
 def _field_agreement(a: Mapping, b: Mapping, name: str) -> str:
-    va, vb = a.get(name), b.get(name)
+    # A field filled from the record's own NIK is no evidence beside that NIK: the rules see it as missing.
+    va = None if name in (a.get("derived") or ()) else a.get(name)
+    vb = None if name in (b.get("derived") or ()) else b.get(name)
     if va is None or vb is None:
         return "missing"
     return "agree" if va == vb else "conflict"
@@ -51,9 +55,6 @@ def _baby_rules(a: Mapping, b: Mapping, score: float, settings: Settings, confir
                 and not _nik_issues(other)):
             return Decision(REVIEW, "possible-baby-duplicate", evidence)
         return Decision(NO_MATCH, "baby-vs-adult", evidence)
-    ma, mb = a.get("multiple_birth"), b.get("multiple_birth")
-    if ma is not None and mb is not None and ma != mb:
-        return Decision(NO_MATCH, "twins", evidence)
     if birth == "conflict" or gender == "conflict":
         return Decision(NO_MATCH, "different-babies", evidence)
     if confirmed:
@@ -61,6 +62,32 @@ def _baby_rules(a: Mapping, b: Mapping, score: float, settings: Settings, confir
     if score >= settings.name_review_threshold:
         return Decision(REVIEW, "possible-baby-duplicate", evidence)
     return Decision(NO_MATCH, "different-babies", evidence)
+
+
+def is_twin_pair(a: Mapping, b: Mapping) -> bool:
+    """Two different ``multipleBirth`` orders are two people, at any age."""
+    ma, mb = a.get("multiple_birth"), b.get("multiple_birth")
+    return ma is not None and mb is not None and ma != mb
+
+
+def _household(a: Mapping, b: Mapping) -> bool:
+    """A shared phone or address: the same household, which says nothing about being the same person."""
+    return bool(set(a.get("corroborators") or []) & set(b.get("corroborators") or []) - {
+        c for c in (a.get("corroborators") or []) if c.startswith("id:")})
+
+
+def _model_decision(a: Mapping, b: Mapping, settings: Settings, model: MatchModel | None, evidence: dict,
+                    *, merge_allowed: bool = True) -> tuple[str, str, dict]:
+    """The trained model over a pair no deterministic rule decided: merge at or above the calibrated
+    threshold on identity evidence (household evidence, a shared phone, never counts towards a merge),
+    review in the band below, no match under it."""
+    score = (model or default_model()).score("a", a, "b", b)
+    evidence = evidence | {"model": score.evidence()}
+    if merge_allowed and score.identity_weight >= settings.model_merge_weight:
+        return MERGE, "model-match", evidence
+    if score.evidence_weight >= settings.model_review_weight:
+        return REVIEW, "model-review", evidence
+    return NO_MATCH, "model-no-match", evidence
 
 
 def _evidence(a: Mapping, b: Mapping, score: float) -> dict:
@@ -84,13 +111,119 @@ def _score(a: Mapping, b: Mapping) -> float:
     return float(name_similarity(a["name"], b["name"]))
 
 
+# NIK-group rules that only say "not sure": the model may still merge the pair (same NIK, names close).
+_NAMES_AGREEING = frozenset({"exact", "subset-or-swap", "high"})
+_MODEL_DECIDES = frozenset({"name-mismatch", "birthdate-conflict", "gender-conflict", "nik-birthdate-mismatch"})
+
+
 def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
-                     rejected: bool = False) -> Decision:
-    """Two members of one NIK group (same NIK token)."""
+                     rejected: bool = False, model: MatchModel | None = None,
+                     neighbours: Sequence[Mapping] = ()) -> Decision:
+    """Two members of one NIK group (same NIK token). ``neighbours``: the records under other NIKs of the
+    same first 12 digits (``nik_neighbours``)."""
+    decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected, neighbours=neighbours)
+    if decision.outcome != REVIEW or decision.reason not in _MODEL_DECIDES or not a.get("name") or not b.get("name"):
+        return decision
+    outcome, reason, evidence = _model_decision(a, b, settings, model, decision.evidence)
+    # Two people on one NIK (a typo that hit another person's NIK) often have close names (relatives,
+    # common names): under one NIK the model merges only names that agree, hold one another, or are
+    # highly similar, never a "medium" name.
+    if outcome == MERGE and evidence["model"]["comparisons"]["name"]["level"] not in _NAMES_AGREEING:
+        outcome = REVIEW
+    # A single given name ("Dewi", "Nurul") held in the other record's name is shared by many people of
+    # one birth date and district: the very people whose NIKs a serial typo turns into this one. It
+    # merges when the records also share a phone, address or identifier (the NIK's owner lives there).
+    if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not evidence["corroborating"]:
+        outcome = REVIEW
+    if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
+        outcome = REVIEW
+    # The NIK agrees with one record and not the other: a date typo in the NIK (the names then agree), or
+    # a relative's NIK typed onto this record (they live together and share a family name: a name held in
+    # the other, "Piliang" / "Yulnida Piliang"). Only agreeing names let the model merge it.
+    if (outcome == MERGE and decision.reason == "nik-birthdate-mismatch"
+            and evidence["model"]["comparisons"]["name"]["level"] not in ("exact", "high")):
+        outcome = REVIEW
+    if outcome != MERGE:
+        # The rule's reason stays (a human sees why the rules hesitated); the model's weights are evidence.
+        return Decision(REVIEW, decision.reason, evidence)
+    return Decision(MERGE, reason, evidence | {"rule": reason})
+
+
+def _single_token_subset(name_a: str, name_b: str) -> bool:
+    tokens_a, tokens_b = set(name_a.split()), set(name_b.split())
+    return tokens_a != tokens_b and min(len(tokens_a), len(tokens_b)) == 1 and (
+        tokens_a <= tokens_b or tokens_b <= tokens_a)
+
+
+def _places(member: Mapping) -> set[str]:
+    return set(member.get("places") or ())
+
+
+def same_home(a: Mapping, b: Mapping) -> bool:
+    """The most specific place of one record's address (its hamlet or street) is named by the other's."""
+    return bool(a.get("home") and a["home"] in _places(b) or b.get("home") and b["home"] in _places(a))
+
+
+def homes_conflict(a: Mapping, b: Mapping) -> bool:
+    """Both records state a home, and neither's hamlet or street is named by the other's address: two
+    homes, even in one village (``shared.domain.places``)."""
+    return bool(a.get("home") and b.get("home")) and not same_home(a, b)
+
+
+def nik_neighbours(block: Mapping[str, Mapping], nik_token: str | None) -> tuple[dict, ...]:
+    """The live adults of the NIK prefix block (``shared.domain.patient.nik_prefix_block``: every NIK of the
+    same kecamatan, birth date and sex) under another NIK than ``nik_token``: whose serial typo can give it."""
+    return tuple(dict(other) for _, other in sorted(block.items())
+                 if other.get("kind") == "nik" and other.get("nik_token") not in (None, nik_token)
+                 and not other.get("is_baby") and other.get("name")
+                 and other.get("status") not in ("merged", "deleted"))
+
+
+def lives_with(record: Mapping, other: Mapping) -> bool:
+    """A phone or address line in common, or one home (``same_home``)."""
+    shared = set(record.get("corroborators") or ()) & set(other.get("corroborators") or ())
+    return any(not c.startswith("id:") for c in shared) or same_home(record, other)
+
+
+def _namesake_at_home(record: Mapping, neighbours: Sequence[Mapping], settings: Settings) -> bool:
+    """A neighbour under another NIK, with a name within review distance, living with the record: the
+    record may be that person's, its NIK a serial typo of theirs."""
+    return bool(record.get("name")) and any(
+        lives_with(record, other) and _score(record, other) >= settings.name_review_threshold
+        for other in neighbours)
+
+
+def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evidence: dict,
+                     settings: Settings) -> str | None:
+    """Why one NIK on two records may be a serial typo that hit another person, with nothing shared to say
+    otherwise: the NIK's first 12 digits encode the kecamatan, birth date and sex, so a typo lands on a
+    person who agrees on all three, and a common name agrees too. Two stated homes (``homes_conflict``)
+    then tell two people apart (a person who moved goes to review, not lost); so does a namesake under a
+    NIK one typo away living with one of the records, when the pair shows no home in common. A shared
+    phone, address or identifier settles it."""
+    if evidence["corroborating"]:
+        return None
+    if homes_conflict(a, b):
+        return "nik-home-conflict"
+    if neighbours and not same_home(a, b) and (_namesake_at_home(a, neighbours, settings)
+                                               or _namesake_at_home(b, neighbours, settings)):
+        return "nik-namesake-nearby"
+    return None
+
+
+def is_placeholder_date(birth_date: object) -> bool:
+    """1 January: what registries write when the birth date is unknown (and the date a NIK then encodes)."""
+    return isinstance(birth_date, str) and birth_date[5:] == "01-01"
+
+
+def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool,
+                      rejected: bool, neighbours: Sequence[Mapping] = ()) -> Decision:
     score = _score(a, b)
     evidence = _evidence(a, b, score)
     if rejected:
         return Decision(NO_MATCH, "do-not-match", evidence | {"rule": "do-not-match"})
+    if is_twin_pair(a, b):
+        return Decision(NO_MATCH, "twins", evidence | {"rule": "twins"})
     baby = _baby_rules(a, b, score, settings, confirmed, evidence)
     if baby:
         return Decision(baby.outcome, baby.reason, evidence | {"rule": baby.reason})
@@ -120,12 +253,39 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     evidence["name_threshold"] = threshold
     if score < threshold:
         return decide(REVIEW, "name-mismatch")
+    if collision := _collision_prone(a, b, neighbours, evidence, settings):
+        return decide(REVIEW, collision)
+    if is_placeholder_date(a.get("birth_date")) and not evidence["corroborating"]:
+        # A NIK of a placeholder date shares its first 12 digits with every namesake of the district given
+        # that date: a serial typo lands on one of them. Without a shared phone, address or identifier the
+        # NIK does not tell the two apart.
+        return decide(REVIEW, "nik-placeholder-date")
     return decide(MERGE, "nik-match")
 
 
+def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Settings, evidence: dict) -> bool:
+    """NIKs one digit apart are one person's typo only when the typo shows: the digit is in the date part
+    and makes exactly one record's NIK disagree with its own birth date or sex, while everything else
+    agrees strongly and no household links them. Two people of neighbouring districts, or of one
+    district, birth date and sex (twins, namesakes: consecutive serials), have valid NIKs one digit apart
+    that each agree with their own record: those go to review."""
+    fields = evidence["fields"]
+    shared = set(a.get("nik_masks") or ()) & set(b.get("nik_masks") or ())
+    in_date_part = any(6 <= int(mask[:2]) <= 11 for mask in shared)
+    typo_shows = bool(_nik_issues(a)) != bool(_nik_issues(b))
+    agree = score >= settings.name_match_threshold and fields["birth_date"] == "agree" and fields["gender"] == "agree"
+    if in_date_part and typo_shows and agree and not _household(a, b):
+        return True
+    # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
+    # placeholder namesakes share) and one household (namesakes of adjacent serials live apart).
+    return (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
+            and not _nik_issues(a) and not _nik_issues(b) and _household(a, b))
+
+
 def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
-                             rejected: bool = False) -> Decision:
-    """Two members of one demographic block (same birth date and gender); at least one has no NIK."""
+                             rejected: bool = False, model: MatchModel | None = None) -> Decision:
+    """Two members of one candidate block (birth date + sex, name key + birth year, NIK prefix, phone)
+    with different NIK tokens or at least one without a NIK."""
     score = _score(a, b)
     evidence = _evidence(a, b, score)
 
@@ -134,8 +294,14 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
 
     if rejected:
         return decide(NO_MATCH, "do-not-match")
+    if is_twin_pair(a, b):
+        return decide(NO_MATCH, "twins")
+    one_digit = False
     if a.get("nik_token") and b.get("nik_token") and a["nik_token"] != b["nik_token"]:
-        return decide(NO_MATCH, "different-nik")
+        one_digit = a.get("kind") == b.get("kind") == "nik" and nik_one_digit_apart(a.get("nik_masks"),
+                                                                                    b.get("nik_masks"))
+        if not one_digit:
+            return decide(NO_MATCH, "different-nik")
     baby = _baby_rules(a, b, score, settings, confirmed, evidence)
     if baby:
         return decide(baby.outcome, baby.reason)
@@ -143,9 +309,19 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
         return decide(MERGE, "human-confirmed")
     if score < settings.name_review_threshold:
         return decide(NO_MATCH, "different-name")
-    corroborated = bool(evidence["corroborating"])
     nik_doubt = bool(_nik_issues(a) or _nik_issues(b))
-    if (settings.demographic_auto_merge_enabled and score >= settings.demographic_auto_merge_threshold
-            and corroborated and not nik_doubt):
-        return decide(MERGE, "demographic-match")
-    return decide(REVIEW, "weak-evidence")
+    # Without one NIK on both records, name, birth date and sex cannot tell a person from a namesake
+    # (common names, placeholder dates): a merge also needs a shared phone, address or identifier. It
+    # cannot make a merge on its own (the model's identity weight leaves the phone out): it only rules
+    # out the namesake of another household.
+    corroborated = bool(evidence["corroborating"])
+    # Names one or two letters apart, one birth date, one household: the pattern of twins (and of a typo,
+    # which the data cannot tell from it). A human decides.
+    siblings = (evidence["fields"]["name"] != "agree" and evidence["fields"]["birth_date"] != "conflict"
+                and _household(a, b))
+    merge_allowed = settings.demographic_auto_merge_enabled and not siblings and (
+        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
+    outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
+    if one_digit:
+        reason = {MERGE: "nik-one-digit-match", REVIEW: "nik-one-digit-review"}.get(outcome, reason)
+    return Decision(outcome, reason, model_evidence | {"rule": reason})

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.config import Settings
+from shared.domain.nik_features import nik_features
+from shared.domain.places import place_words
 from shared.names import normalise_name, patient_name
 from shared.nik import NikError, nik_consistency, nik_token, parse_nik
 
@@ -43,6 +45,14 @@ class PatientFacts:
     source: str | None
     score: float  # completeness, see ``completeness``
     has_name: bool = field(default=False)
+    # Filled from a valid own NIK (``shared.domain.nik_features``) when the record lacks them; never written
+    # back to FHIR. ``derived`` names the fields of ``birth_date``/``gender`` that came from the NIK.
+    derived: tuple[str, ...] = ()
+    region: str | None = None            # NIK region code (province+regency+district), None without a NIK
+    nik_masks: tuple[str, ...] = ()      # keyed masks of the NIK, one per digit (one-digit typos)
+    nik_prefix_token: str | None = None  # keyed token of the NIK's first 12 digits (a serial typo's block)
+    places: tuple[str, ...] = ()         # keyed tokens of the place names of the address lines (``place_words``)
+    home: str | None = None              # keyed token of the first (most specific) of them
 
 
 def _dict(value: object) -> dict:
@@ -63,6 +73,37 @@ def blocking_token(birth_date: str, gender: str, settings: Settings) -> str:
     """Demographic block key: keyed HMAC of birth date + gender (no birth date in a document id)."""
     key = settings.nik_hash_key.get_secret_value()
     return hmac.new(key.encode(), f"block|{birth_date}|{gender}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _block_token(key: str, value: str) -> str:
+    return hmac.new(key.encode(), f"block|{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def nik_prefix_block(facts: PatientFacts, settings: Settings) -> str | None:
+    """The block of the NIK's first 12 digits (kecamatan, birth date, sex): every NIK a serial typo of
+    this one can be, and the namesakes born the same day in the same kecamatan."""
+    if not facts.nik_prefix_token:
+        return None
+    return _block_token(settings.nik_hash_key.get_secret_value(), facts.nik_prefix_token)
+
+
+def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
+    """The candidate blocks a record joins besides its NIK group, in the order a pair is decided (the
+    first block two records share decides them): birth date + sex (NIK-derived when missing), the NIK's
+    first 12 digits (a typo in the serial), name key + birth year (first name token: a wrong birth day or
+    month), the first phone (a NIK-less record of a household's member). Keyed tokens only."""
+    key = settings.nik_hash_key.get_secret_value()
+    blocks = []
+    if facts.birth_date and facts.gender:
+        blocks.append(blocking_token(facts.birth_date, facts.gender, settings))
+    if prefix_block := nik_prefix_block(facts, settings):
+        blocks.append(prefix_block)
+    if facts.name and facts.birth_date and not facts.is_baby:
+        blocks.append(_block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}"))
+    phones = [c for c in facts.corroborators if c.startswith("phone:")]
+    if phones:
+        blocks.append(_block_token(key, phones[0]))
+    return list(dict.fromkeys(blocks))
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -132,6 +173,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
     is_baby = bool(normalised and normalised.is_baby)
 
     kind, token, issues = "none", None, ()
+    own_nik = None
     for raw in _identifier_values(resource, settings.nik_system):
         try:
             nik = parse_nik(raw)
@@ -139,6 +181,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
             issues = (f"invalid-nik:{error.reason}",)
             continue
         kind, token, issues = "nik", nik_token(nik.value, key), tuple(nik_consistency(nik, birth_date, gender))
+        own_nik = nik
         # A baby registered on a NIK whose decoded birth date is not the baby's: that is the
         # mother's NIK put in the wrong system, so the record belongs to the mother's group as a newborn.
         if is_baby and "nik-birthdate-mismatch" in issues:
@@ -163,12 +206,18 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
             if phone:
                 has_telecom = True
                 corroborators.add(_keyed("phone", phone, key))
+    places: set[str] = set()
+    home = None
     for address in _list(resource.get("address")):
         if isinstance(address, dict):
-            line = normalise_address(" ".join(x for x in _list(address.get("line")) if isinstance(x, str)))
+            text = " ".join(x for x in _list(address.get("line")) if isinstance(x, str))
+            line = normalise_address(text)
             if line:
                 has_address = True
                 corroborators.add(_keyed("addr", line, key))
+                words = [_keyed("place", word, key) for word in place_words(text)]
+                places.update(words)
+                home = home or (words[0] if words else None)
     skip_systems = {settings.nik_system, settings.nik_ibu_system}
     for identifier in _list(resource.get("identifier")):
         if (isinstance(identifier, dict) and isinstance(identifier.get("system"), str)
@@ -183,6 +232,18 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
                         if isinstance(link, dict) and link.get("type") == "replaced-by"), None)
     has_name = bool(normalised and normalised.text)
     version, last_updated = meta.get("versionId"), meta.get("lastUpdated")
+    derived, region, masks, nik_prefix = [], None, (), None
+    if own_nik is not None and kind == "nik":
+        features = nik_features(own_nik, key)
+        region, masks = features.region, features.masks
+        nik_prefix = _keyed("nik12", own_nik.value[:12], key)
+        # Fields the record lacks come from its NIK (for blocking and comparison only).
+        if birth_date is None:
+            birth_date = features.birth_date
+            derived.append("birth_date")
+        if gender is None:
+            gender = features.gender
+            derived.append("gender")
     return PatientFacts(
         patient_id=patient_id,
         version=str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else None,
@@ -200,9 +261,16 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
         golden=golden,
         replaced_by=replaced_by,
         source=_source(resource),
-        score=completeness(has_name=has_name, birth_date=birth_date, gender=gender, has_telecom=has_telecom,
-                           has_address=has_address, nik_consistent=kind == "nik" and not issues),
+        score=completeness(has_name=has_name, birth_date=_birth_date(resource), gender=_gender(resource),
+                           has_telecom=has_telecom, has_address=has_address,
+                           nik_consistent=kind == "nik" and not issues),
         has_name=has_name,
+        derived=tuple(derived),
+        region=region,
+        nik_masks=masks,
+        nik_prefix_token=nik_prefix,
+        places=tuple(sorted(places)),
+        home=home,
     )
 
 
@@ -225,6 +293,11 @@ def member_record(facts: PatientFacts) -> dict:
         "replaced_by": facts.replaced_by,
         "source": facts.source,
         "score": facts.score,
+        "derived": list(facts.derived),
+        "region": facts.region,
+        "nik_masks": list(facts.nik_masks),
+        "places": list(facts.places),
+        "home": facts.home,
     }
 
 

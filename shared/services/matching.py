@@ -24,10 +24,19 @@ from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.indexing import already_recorded, apply_member, confirm_members, join_nik_group
-from shared.domain.patient import blocking_token, is_newer, member_record, patient_facts
+from shared.domain.pair_rules import nik_neighbours
+from shared.domain.patient import (
+    PatientFacts,
+    candidate_blocks,
+    is_newer,
+    member_record,
+    nik_prefix_block,
+    patient_facts,
+)
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.fhir.errors import Gone, NotFound
+from shared.linkage.model import MatchModel, default_model
 from shared.logging import get_logger
 from shared.messages import ForceMerge, PatientChange
 from shared.nik import NikError, nik_token, parse_nik
@@ -58,8 +67,9 @@ class ForceMergeOutcome:
 
 class MatchingService:
     def __init__(self, settings: Settings, groups: GroupRepository, keys: PatientKeyRepository, fhir: FhirPort,
-                 requests: MergeRequests):
+                 requests: MergeRequests, model: MatchModel | None = None):
         self._settings = settings
+        self._model = model or default_model()
         self._groups = groups
         self._keys = keys
         self._fhir = fhir
@@ -73,13 +83,20 @@ class MatchingService:
         if request_id := self._requests.publish(group_id, request):
             outcome_ids.append(request_id)
 
-    def _groups_for(self, record: dict) -> list[str]:
-        groups = []
-        if record["nik_token"]:
-            groups.append(f"nik_index/{record['nik_token']}")
-        if record["birth_date"] and record["gender"]:
-            groups.append(f"demographic_index/{blocking_token(record['birth_date'], record['gender'], self._settings)}")
-        return groups
+    @property
+    def model(self) -> MatchModel:
+        return self._model
+
+    def _nik_neighbours(self, facts: PatientFacts) -> tuple[dict, ...]:
+        """The records under other NIKs of the block of the NIK's first 12 digits (``pair_rules``), read
+        before the NIK group decides (the block's own transaction comes later in the event)."""
+        block = nik_prefix_block(facts, self._settings) if facts.kind == "nik" else None
+        stored = self._groups.get(f"demographic_index/{block}") if block else None
+        return nik_neighbours(stored.members, facts.nik_token) if stored else ()
+
+    def _groups_for(self, facts: PatientFacts) -> list[str]:
+        groups = [f"nik_index/{facts.nik_token}"] if facts.nik_token else []
+        return groups + [f"demographic_index/{token}" for token in candidate_blocks(facts, self._settings)]
 
     def groups_of(self, resource: dict) -> list[str]:
         """The groups a Patient resource belongs in (``index_patient`` places it in these): the batch
@@ -136,7 +153,7 @@ class MatchingService:
             return self._replay(keys, publish)
         patient_id = facts.patient_id
         record = member_record(facts)
-        groups = self._groups_for(record)
+        groups = self._groups_for(facts)
         outcome = ChangeOutcome(patient_id, "indexed", list(groups))
         linked: list[str] = list(keys.linked if keys else [])
         if keys and set(keys.groups) != set(groups):
@@ -155,20 +172,26 @@ class MatchingService:
             outcome.result = "unmatched"
             log.info("patient_unmatched", patient_id=patient_id, reason="no-nik-no-birthdate-gender",
                      nik_issues=list(facts.nik_issues))
+        decided: frozenset[str] = frozenset()   # candidates an earlier group of this event decided
+        merged_into: set[str] = set()            # whom an earlier block merged the record into
+        neighbours = () if own_write else self._nik_neighbours(facts)
         for group_id in groups:
             if own_write and already_recorded(self._groups.get(group_id), patient_id, record):
                 # The finaliser's own write, already recorded by complete_request: no transaction, so
                 # match-patient does not contend with the finaliser on the group's document.
                 continue
 
-            def change(tx, group_id=group_id):
-                applied = apply_member(tx.group, patient_id, record, own_write, self._settings)
+            def change(tx, group_id=group_id, skip=decided, merged=frozenset(merged_into)):
+                applied = apply_member(tx.group, patient_id, record, own_write, self._settings, self._model, skip,
+                                       merged, neighbours)
                 now = now_iso()
                 tx.propose_reviews([ReviewItem.proposed(group_id, p.patient_ids, p.reason, p.evidence, now)
                                     for p in applied.reviews])
                 return applied
 
             applied = self._groups.transact(group_id, change)
+            decided |= applied.decided
+            merged_into |= _merge_targets(group_id, applied, patient_id)
             if applied.full:
                 log.info("demographic_block_full", patient_id=patient_id, cap=self._settings.block_member_cap)
             elif not applied.changed and outcome.result == "indexed":
@@ -178,7 +201,16 @@ class MatchingService:
                 self._publish(group_id, applied.request, outcome.published)
             if applied.cross:
                 join = applied.cross
-                request = self._groups.transact(join.group, lambda tx, join=join: join_nik_group(tx.group, join))
+                def join_group(tx, join=join):
+                    joined = join_nik_group(tx.group, join)
+                    now = now_iso()
+                    tx.propose_reviews([ReviewItem.proposed(join.group, p.patient_ids, p.reason, p.evidence, now)
+                                        for p in joined.reviews])
+                    return joined
+
+                joined = self._groups.transact(join.group, join_group)
+                outcome.reviews.extend(p.reason for p in joined.reviews)
+                request = joined.request
                 if join.group not in linked:
                     linked.append(join.group)
                 outcome.groups.append(join.group)
@@ -245,6 +277,17 @@ class MatchingService:
             master=master))
         outcome.refused.update(confirmation.refused)
         self._publish(group_id, confirmation.request, outcome.published)
+
+
+def _merge_targets(group_id: str, applied, patient_id: str) -> set[str]:
+    """The person a block's decision merged the record into: its NIK token, else ``patient:<master>``."""
+    if applied.cross:
+        return {Group(applied.cross.group).token}
+    request = applied.request
+    if (not Group(group_id).is_nik and applied.changed and request and request.in_progress
+            and patient_id in request.duplicates):
+        return {f"patient:{request.master}"}
+    return set()
 
 
 def _same_nik(value: object, nik: str) -> bool:

@@ -6,7 +6,8 @@ second copy harmless) and marked afterwards, so a crash in between republishes t
 The claim refuses chains (``shared.domain.chains``): after claiming, it reads the participants' other
 groups (``patient_keys``) and backs off (running -> open, ``ClaimConflict``) when one holds a
 participant in its running request. Claim-then-check on both sides means two requests sharing a
-patient never both run: the later claim always sees the earlier one.
+patient never both run: the later claim always sees the earlier one. A participant another group
+already merged does not make it wait (it stays merged): it leaves the request before the claim.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shared.config import Settings
-from shared.domain.chains import claim_conflicts
+from shared.domain.chains import claim_conflicts, merged_elsewhere, settle_merged_participants
 from shared.domain.group import Group, group_token
 from shared.domain.merge_request import MergeRequest, RequestStatus
 from shared.logging import get_logger
@@ -71,9 +72,23 @@ class MergeRequests:
     # --- the merge pipeline's side ---------------------------------------------------------------
     def claim_request(self, group_id: str, request_id: str) -> MergeRequested | None:
         """open -> running; the request as the merge pipeline sees it, or None when not claimable.
+        Participants another group already merged leave the open request first (``settle_merged_participants``).
         Raises ``ClaimConflict`` (the request open again) when another group runs a participant."""
-        request = self._groups.transact(
-            group_id, lambda tx: tx.group.claim_request(request_id, self._settings.source_priority))
+        priority = self._settings.source_priority
+        current = (self._groups.get(group_id) or Group(group_id)).request
+        merged = {}
+        if current and current.id == request_id and current.status == RequestStatus.OPEN:
+            merged = merged_elsewhere(group_id, current.participants,
+                                      self._other_groups(group_id, current.participants))
+
+        def claim(tx):
+            left = settle_merged_participants(tx.group, request_id, merged, priority)
+            return left, tx.group.claim_request(request_id, priority)
+
+        left, request = self._groups.transact(group_id, claim)
+        if left:
+            log.info("merge_request_settled", request_id=request_id, merged_elsewhere=left,
+                     remaining=sorted(request.participants) if request else [])
         if request is None:
             return None
         conflicts = claim_conflicts(group_id, request.participants,

@@ -65,10 +65,13 @@ def test_dedup_runs_outside_the_repository(installed, tmp_path):
 def test_the_package_carries_its_data_files(installed):
     python = installed / "bin" / "python"
     code = ("import functions, shared.fhir.compartment as c, pathlib;"
-            "print(pathlib.Path(functions.__file__).with_name('functions.json').exists(), c.__file__)")
+            "from shared.linkage.model import default_model;"   # the matching model shipped as a JSON file
+            "print(pathlib.Path(functions.__file__).with_name('functions.json').exists(), c.__file__,"
+            " bool(default_model().version))")
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd="/", check=True).stdout
-    exists, location = out.split()
+    exists, location, model = out.split()
     assert exists == "True" and str(REPO) not in location   # the installed copy, not the checkout
+    assert model == "True"
 
 
 def test_dependencies_are_the_requirements_files():

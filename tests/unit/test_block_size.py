@@ -1,9 +1,10 @@
-"""Index documents stay small whatever the block size (issue 12, item 7): 5,000 patients without a NIK
-on one placeholder birth date (legacy data's 1970-01-01) never grow their block past Firestore's limits."""
+"""Index documents stay small whatever the block size (issue 12, item 7): 5,000 patients on one
+placeholder birth date (legacy data's 1970-01-01) never grow a candidate block past Firestore's limits."""
 
 from __future__ import annotations
 
 import json
+import random
 
 from shared.config import Settings
 from shared.messages import PatientChange
@@ -11,6 +12,12 @@ from tests.fakes import FakeServices, patient_resource
 
 SETTINGS = Settings()
 LIMIT_BYTES = 256 * 1024   # far below Firestore's 1 MiB per document
+GIVEN = ("Siti", "Nur", "Sri", "Dewi", "Muhammad", "Ahmad", "Budi", "Agus", "Rina", "Wati")
+FAMILY = ("Rahayu", "Lestari", "Santoso", "Hidayat", "Wahyuni", "Saputra", "Susanti", "", "", "")
+
+
+def _sizes(world: FakeServices) -> dict[str, int]:
+    return {gid: len(json.dumps(doc, default=str).encode()) for gid, doc in world.groups.docs.items()}
 
 
 def test_five_thousand_patients_on_one_birth_date_keep_every_document_small():
@@ -19,9 +26,27 @@ def test_five_thousand_patients_on_one_birth_date_keep_every_document_small():
         patient = world.fhir.create(patient_resource(SETTINGS, f"Pasien Nomor {i:05d} Wati", None,
                                                      birth="1970-01-01", gender="female"))
         world.matching.handle_change(PatientChange(patient["id"], "upsert"))
-    sizes = {gid: len(json.dumps(doc, default=str).encode()) for gid, doc in world.groups.docs.items()}
+    sizes = _sizes(world)
     assert sizes and max(sizes.values()) < LIMIT_BYTES, max(sizes.values())
-    [block] = [doc for gid, doc in world.groups.docs.items() if gid.startswith("demographic_index/")]
-    assert len(block["members"]) == SETTINGS.block_member_cap
+    blocks = [doc for gid, doc in world.groups.docs.items() if gid.startswith("demographic_index/")]
+    # Two blocks (birth date + sex; first name token + birth year), both at the cap.
+    assert len(blocks) == 2 and all(len(b["members"]) == SETTINGS.block_member_cap for b in blocks)
     # Every patient is still indexed (keys written), none merged on a name and a placeholder date alone.
     assert world.keys.count() == 5000 and world.merge_requests_published() == []
+
+
+def test_five_thousand_common_names_with_phones_on_one_birth_date_keep_every_document_small():
+    rng = random.Random(1)
+    world = FakeServices(SETTINGS)
+    for index in range(5000):
+        name = f"{rng.choice(GIVEN)} {rng.choice(FAMILY)}".strip()
+        created = world.fhir.create(patient_resource(SETTINGS, name, birth="1970-01-01",
+                                                     gender=rng.choice(("male", "female")),
+                                                     phone=f"0812{index:08d}"))
+        world.matching.handle_change(PatientChange(created["id"], "upsert"))
+    sizes = _sizes(world)
+    assert max(sizes.values()) < LIMIT_BYTES, max(sizes.values())
+    # The birth date + sex and name + year blocks filled up to the cap; every patient is still indexed
+    # (its own phone block holds it).
+    full = [doc for doc in world.groups.docs.values() if len(doc["members"]) == SETTINGS.block_member_cap]
+    assert full and world.keys.count() == 5000

@@ -8,10 +8,22 @@ from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.master import select_master
 from shared.domain.matching import plan_demographic_group, plan_nik_group
-from shared.domain.pair_rules import MERGE, NO_MATCH, REVIEW, compare_demographic_pair, compare_nik_pair
+from shared.domain.merge_request import RequestPlan
+from shared.domain.pair_rules import (
+    MERGE,
+    NO_MATCH,
+    REVIEW,
+    compare_demographic_pair,
+    compare_nik_pair,
+    nik_neighbours,
+)
 from shared.domain.patient import is_newer, member_record, patient_facts
+from shared.domain.places import place_words
 
 SETTINGS = Settings()
+# The deterministic rules alone (the model's automatic merges off): the rule tests below check the rules'
+# own outcomes; the model's decisions over them are tested in "model decisions" and test_linkage_model.py.
+RULES_ONLY = Settings(model_merge_weight=float("inf"))
 # 32 01 01 | 15 05 90 | 0001 : a man born 1990-05-15; women add 40 to the day.
 NIK_MAN = "3201011505900001"
 NIK_WOMAN = "3201015505900002"  # a woman born 1990-05-15
@@ -129,7 +141,7 @@ def test_mistyped_nik_collision_with_different_name_is_nik_conflict():
 
 def test_in_between_name_is_name_mismatch():
     decision = compare_nik_pair(record(patient("a", name="Budi Santoso")), record(patient("b", name="Budi")),
-                                SETTINGS)
+                                RULES_ONLY)
     assert (decision.outcome, decision.reason) == (REVIEW, "name-mismatch")
 
 
@@ -140,7 +152,7 @@ def test_birthdate_contradicting_the_nik_on_one_side():
 
 def test_both_inconsistent_but_different_birthdates_is_birthdate_conflict():
     decision = compare_nik_pair(record(patient("a", birth="1990-05-16")),
-                                record(patient("b", birth="1990-05-17")), SETTINGS)
+                                record(patient("b", birth="1990-05-17")), RULES_ONLY)
     assert (decision.outcome, decision.reason) == (REVIEW, "birthdate-conflict")
 
 
@@ -149,8 +161,9 @@ def test_gender_conflict():
     a = record(patient("a", gender="male", nik=NIK_WOMAN))
     b = record(patient("b", gender="other", nik=NIK_WOMAN))
     b["gender"] = "female"
+    b["derived"] = []  # the record's own gender, not the one its NIK fills in for "other"
     b["nik_issues"] = a["nik_issues"]
-    decision = compare_nik_pair(a, b, SETTINGS)
+    decision = compare_nik_pair(a, b, RULES_ONLY)
     assert (decision.outcome, decision.reason) == (REVIEW, "gender-conflict")
 
 
@@ -198,22 +211,188 @@ def test_rejected_pair_is_never_proposed_and_confirmed_overrides_name():
 def test_demographic_needs_high_name_score_and_corroboration():
     a = record(patient("a", nik=None, phone="081234567890"))
     b = record(patient("b", nik=None, phone="+62 812 3456 7890"))
-    assert compare_demographic_pair(a, b, SETTINGS).reason == "demographic-match"
+    assert compare_demographic_pair(a, b, SETTINGS).reason == "model-match"
     c = record(patient("c", nik=None))
-    assert compare_demographic_pair(a, c, SETTINGS).reason == "weak-evidence"
+    # Name, birth date and sex agree but nothing else links them (a namesake is as likely): review.
+    assert compare_demographic_pair(a, c, SETTINGS).reason == "model-review"
 
 
 def test_demographic_auto_merge_can_be_switched_off():
     a = record(patient("a", nik=None, phone="081234567890"))
     b = record(patient("b", nik=None, phone="081234567890"))
     off = Settings(demographic_auto_merge_enabled=False)
-    assert compare_demographic_pair(a, b, off).reason == "weak-evidence"
+    assert compare_demographic_pair(a, b, off).reason == "model-review"
 
 
 def test_demographic_never_merges_two_different_niks():
     a = record(patient("a", phone="081234567890"))
-    b = record(patient("b", nik="3201011505900009", phone="081234567890"))
+    b = record(patient("b", nik="3201011505900099", phone="081234567890"))
     assert compare_demographic_pair(a, b, SETTINGS).reason == "different-nik"
+
+
+def test_niks_one_serial_digit_apart_go_to_review_never_merge():
+    # Consistent NIKs one digit apart in the serial: a typo, or twins / namesakes with consecutive serials.
+    a = record(patient("a", phone="081234567890"))
+    b = record(patient("b", nik="3201011505900009"))
+    decision = compare_demographic_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-one-digit-review")
+
+
+def test_a_one_digit_typo_in_the_nik_date_part_merges_when_it_shows():
+    # b's NIK says the 16th (one digit off) while both records say the 15th: b's NIK is the typo.
+    a = record(patient("a"))
+    b = record(patient("b", nik="3201011605900001"))
+    assert b["nik_issues"] == ["nik-birthdate-mismatch"]
+    decision = compare_demographic_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (MERGE, "nik-one-digit-match")
+    assert decision.evidence["model"]["comparisons"]["nik"]["level"] == "one-digit"
+
+
+def test_adult_twins_never_merge_at_any_age():
+    a = record(patient("a", nik=None, phone="081234567890", multiple=1))
+    b = record(patient("b", nik=None, phone="081234567890", multiple=2))
+    assert compare_demographic_pair(a, b, SETTINGS).reason == "twins"
+    assert compare_nik_pair(record(patient("c", multiple=1)), record(patient("d", multiple=2)), SETTINGS).reason \
+        == "twins"
+
+
+def test_the_model_merges_what_the_rules_left_to_review_under_one_nik():
+    # Same NIK, one name holding every word of the other ("Budi Santoso" / "Budi Santoso Hartono Wijaya"):
+    # the rules hesitate, the model merges, and the decision records the weights per comparison and the model version.
+    a, b = record(patient("a")), record(patient("b", name="Budi Santoso Hartono Wijaya"))
+    assert compare_nik_pair(a, b, RULES_ONLY).reason == "name-mismatch"
+    decision = compare_nik_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (MERGE, "model-match")
+    model = decision.evidence["model"]
+    assert model["comparisons"]["name"]["level"] == "subset-or-swap" and model["model_version"]
+    assert model["identity_weight"] >= SETTINGS.model_merge_weight
+
+
+def test_a_single_given_name_under_one_nik_needs_a_shared_phone_or_address():
+    # "Budi" / "Budi Santoso" under one NIK: a serial typo of a namesake born the same day in the same
+    # district (whose NIK shares the first 12 digits) looks exactly like this. Only household evidence
+    # (the NIK owner's phone) lets the model merge it.
+    a, b = record(patient("a")), record(patient("b", name="Budi"))
+    assert compare_nik_pair(a, b, SETTINGS).outcome == REVIEW
+    a, b = record(patient("a", phone="081234567890")), record(patient("b", name="Budi", phone="081234567890"))
+    assert (compare_nik_pair(a, b, SETTINGS).outcome, compare_nik_pair(a, b, SETTINGS).reason) == (MERGE, "model-match")
+
+
+def test_a_nik_of_a_placeholder_date_needs_a_shared_phone_or_address():
+    nik = "3201014101900001"  # a woman "born" 1 January 1990
+    a = record(patient("a", name="Sri Handayani", birth="1990-01-01", gender="female", nik=nik))
+    b = record(patient("b", name="Sri Handayani", birth="1990-01-01", gender="female", nik=nik))
+    assert (compare_nik_pair(a, b, SETTINGS).outcome, compare_nik_pair(a, b, SETTINGS).reason) == (
+        REVIEW, "nik-placeholder-date")
+    a = record(patient("a", name="Sri Handayani", birth="1990-01-01", gender="female", nik=nik, address="Jl. Mawar 3"))
+    b = record(patient("b", name="Sri Handayani", birth="1990-01-01", gender="female", nik=nik, address="Jl. Mawar 3"))
+    assert compare_nik_pair(a, b, SETTINGS).outcome == MERGE
+
+
+def test_place_words_are_the_place_names_of_a_line_whatever_its_form():
+    forms = ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung", "TEGALREJO 01/10 MARGOAGUNG",
+             "Dusun Tegalrejo, Margoagung, Kec. Seyegan", "Dusun Tegalrejo RT 001 RW 010 Desa Margoagung")
+    assert all(place_words(line) == ["tegalrejo", "margoagung"] for line in forms)
+    assert place_words("Jl. Kaliurang No. 12, Kel. Sinduadi, Kab. Sleman") == ["kaliurang", "sinduadi"]
+
+
+def test_one_nik_on_two_stated_homes_without_a_common_place_is_a_human_decision():
+    # A NIK's first 12 digits are the kecamatan, birth date and sex: a serial typo lands on a person who
+    # agrees on all three. With a common name agreeing too, two homes naming no common place are the only
+    # sign of two people ("Paijo Hidayat" / "Paijo Hidajat" of two desa of one kecamatan).
+    a = record(patient("a", name="Paijo Hidayat", address="Dusun Tegalrejo RT 006 RW 017 Desa Sumberarum"))
+    b = record(patient("b", name="Paijo Hidajat", address="Dusun Jetis RT 009 RW 003 Desa Sumberrahayu"))
+    decision = compare_nik_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-home-conflict")
+    # One home in two forms, a desa written differently, no address on one side, a shared phone: merge.
+    for address_b, phone in (("Dsn. Tegalrejo RT 6/RW 17, Ds. Sumberarum", None),
+                             ("Dusun Tegalrejo RT 006 RW 017 Desa Sumberagung", None),
+                             (None, None),
+                             ("Dusun Jetis RT 009 RW 003 Desa Sumberrahayu", "081234567890")):
+        a = record(patient("a", name="Paijo Hidayat", phone=phone,
+                           address="Dusun Tegalrejo RT 006 RW 017 Desa Sumberarum"))
+        b = record(patient("b", name="Paijo Hidajat", address=address_b, phone=phone))
+        assert compare_nik_pair(a, b, SETTINGS).outcome == MERGE, address_b
+
+
+def test_two_hamlets_of_one_village_are_two_homes():
+    # "Zainab" of Dusun Nglempong and "Zainab" of Dusun Karanganyar, both of Desa Sumberharjo: the village
+    # is shared by thousands, the hamlet is the home.
+    a = record(patient("a", name="Zainab", gender="female", nik=NIK_WOMAN,
+                       address="Dusun Nglempong RT 002 RW 018 Desa Sumberharjo"))
+    b = record(patient("b", name="Zainab", gender="female", nik=NIK_WOMAN,
+                       address="Dusun Karanganyar RT 006 RW 013 Desa Sumberharjo"))
+    assert compare_nik_pair(a, b, SETTINGS).reason == "nik-home-conflict"
+    c = record(patient("c", name="Zainab", gender="female", nik=NIK_WOMAN, address="NGLEMPONG 02/18 SUMBERHARJO"))
+    assert compare_nik_pair(a, c, SETTINGS).outcome == MERGE
+
+
+def test_a_relatives_nik_with_a_shared_family_name_is_never_merged_by_the_model():
+    # "Yulnida Piliang", a woman, carries the NIK of "Bapak Piliang" (a man) of the same household: the NIK
+    # disagrees with her record; a family name and a home in common are what relatives have.
+    father = record(patient("f", name="Bapak Piliang", birth="1990-05-15", nik=NIK_MAN,
+                            address="PUNDUNG 01/17 SUMBERADI"))
+    daughter = record(patient("d", name="An. Yulnida Piliang", birth=None, gender="female", nik=NIK_MAN,
+                              address="PUNDUNG 01/17 SUMBERADI"))
+    decision = compare_nik_pair(father, daughter, SETTINGS)
+    assert decision.outcome == REVIEW and decision.reason == "nik-birthdate-mismatch"
+
+
+def test_a_namesake_one_nik_typo_away_living_with_one_record_makes_the_nik_a_human_decision():
+    # "Ibu Patimah" carries the NIK of "Fatimah" (serial 0001), born the same day in the same kecamatan;
+    # "Patimah" under serial 0002 lives where "Ibu Patimah" does: the record may be hers, mistyped.
+    nik_neighbour = NIK_WOMAN[:-1] + "3"
+    newcomer = record(patient("n", name="Ibu Patimah", gender=None, nik=NIK_WOMAN,
+                              address="Dusun Tegalrejo, Margoagung, Kec. Seyegan"))
+    owner = record(patient("o", name="Sdri. Fatimah", gender="female", nik=NIK_WOMAN))
+    neighbour = record(patient("x", name="PATIMAH", gender="female", nik=nik_neighbour,
+                               address="Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"))
+    assert nik_neighbours({"x": neighbour, "o": owner, "n": newcomer}, owner["nik_token"]) == (neighbour,)
+    assert compare_nik_pair(newcomer, owner, SETTINGS).outcome == MERGE
+    for a, b in ((newcomer, owner), (owner, newcomer)):        # whichever record lives with the namesake
+        decision = compare_nik_pair(a, b, SETTINGS, neighbours=(neighbour,))
+        assert (decision.outcome, decision.reason) == (REVIEW, "nik-namesake-nearby")
+    elsewhere = record(patient("x", name="PATIMAH", gender="female", nik=nik_neighbour,
+                               address="Dusun Jetis, Sumberrahayu"))
+    other_name = record(patient("x", name="Sri Wahyuni", gender="female", nik=nik_neighbour,
+                                address="Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"))
+    for unrelated in (elsewhere, other_name):
+        assert compare_nik_pair(newcomer, owner, SETTINGS, neighbours=(unrelated,)).outcome == MERGE
+    # A home the pair shares (the owner's record names the same dusun) settles it.
+    at_home = record(patient("o", name="Sdri. Fatimah", gender="female", nik=NIK_WOMAN,
+                             address="TEGALREJO 01/10 MARGOAGUNG"))
+    assert compare_nik_pair(newcomer, at_home, SETTINGS, neighbours=(neighbour,)).outcome == MERGE
+
+
+def test_a_record_whose_home_conflicts_with_the_master_joins_only_through_a_record_it_lives_with():
+    # "Soemarni Sari" carries the NIK of "Suparmi Sari" (another desa) and nearly matches "Sari Suparmi",
+    # a record of the owner without an address: that record cannot vouch for her.
+    master = record(patient("m", name="Suparmi Sari", birth="1990-05-15", gender="female", nik=NIK_WOMAN,
+                            phone="082267689391", address="NGABEAN 07/20 MAGUWOHARJO"), status="master")
+    merged = record(patient("d", name="Sari Suparmi", gender="female", nik=NIK_WOMAN, phone="082267689391"),
+                    status="duplicate")
+    newcomer = record(patient("n", name="Soemarni Sari", gender="female", nik=NIK_WOMAN,
+                              address="Dusun Banjarharjo, Caturtunggal, Kec. Depok"))
+    doc = group(("m", master), ("d", merged), ("n", newcomer), master="m")
+    grp = as_group(doc)
+    grp.open_request(RequestPlan("m", ("d",), "nik-match", "matching", {}))
+    plan = plan_nik_group(grp, "n", SETTINGS)
+    assert plan.master is None and [r.reason for r in plan.reviews] == ["nik-home-conflict"]
+
+
+def test_near_names_on_one_birth_date_in_one_household_are_never_merged_without_a_nik():
+    # Twins: "Nurmaida" / "Nurmaide", one birth date, one phone, one of them without a NIK.
+    a = record(patient("a", name="Nurmaida Sihombing", birth="2018-02-27", gender="female", nik=None,
+                       phone="081234567890"))
+    b = record(patient("b", name="Nurmaide Sihombing", birth="2018-02-27", gender="female", nik=None,
+                       phone="081234567890"))
+    assert compare_demographic_pair(a, b, SETTINGS).outcome == REVIEW
+
+
+def test_a_nik_shared_by_clearly_different_names_is_never_merged_by_the_model():
+    a, b = record(patient("a")), record(patient("b", name="Sri Wahyuni"))
+    decision = compare_nik_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-conflict")
 
 
 def test_demographic_different_names_no_match():
@@ -334,7 +513,7 @@ def _master_with_typo_and_duplicate(**newcomer):
 
 def test_near_miss_of_master_merges_through_a_duplicate_it_fully_matches():
     doc = _master_with_typo_and_duplicate()
-    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", RULES_ONLY)
     assert (plan.master, plan.duplicates, plan.reason) == ("m", ["n"], "nik-match")
     pair = plan.evidence["pairs"][0]
     assert pair["rule"] == "nik-match-via-duplicate" and pair["via"]["patients"] == ["d", "n"]
@@ -342,7 +521,7 @@ def test_near_miss_of_master_merges_through_a_duplicate_it_fully_matches():
     # without the duplicate the same newcomer is a near miss for a human
     del doc["members"]["d"]
     doc["request"] = None
-    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", RULES_ONLY)
     assert plan.master is None and [r.reason for r in plan.reviews] == ["name-mismatch"]
 
 
@@ -350,15 +529,15 @@ def test_bridge_never_overrides_a_conflict_or_a_human_rejection():
     doc = _master_with_typo_and_duplicate()
     doc["members"]["n"]["gender"] = "female"  # contradicts the NIK: not a near miss, a conflict
     doc["members"]["n"]["nik_issues"] = ["nik-gender-mismatch"]
-    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", RULES_ONLY)
     assert plan.master is None and plan.reviews[0].reason == "nik-birthdate-mismatch"
     doc = _master_with_typo_and_duplicate()
     doc["do_not_match"] = ["m|n"]
-    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", RULES_ONLY)
     assert plan.master is None and plan.decisions["m"].reason == "do-not-match"
     doc = _master_with_typo_and_duplicate()
     doc["do_not_match"] = ["d|n"]
-    plan = plan_nik_group(as_group(doc), "n", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "n", RULES_ONLY)
     assert plan.master is None and plan.reviews[0].reason == "name-mismatch"
 
 
@@ -375,12 +554,12 @@ def test_new_duplicate_bridges_a_member_waiting_in_review():
     waiting["reason"] = "name-mismatch"
     dup = record(patient("d", name="Widodo Nugraha"))  # 92.9 against the master, birth date agrees
     doc = group(("m", master), ("w", waiting), ("d", dup), master="m")
-    plan = plan_nik_group(as_group(doc), "d", SETTINGS)
+    plan = plan_nik_group(as_group(doc), "d", RULES_ONLY)
     assert (plan.master, plan.duplicates) == ("m", ["d", "w"])
     assert [p["rule"] for p in plan.evidence["pairs"]] == ["nik-match", "nik-match-via-duplicate"]
     # a human who rejected the waiting pair keeps it apart
     doc["do_not_match"] = ["m|w"]
-    assert plan_nik_group(as_group(doc), "d", SETTINGS).duplicates == ["d"]
+    assert plan_nik_group(as_group(doc), "d", RULES_ONLY).duplicates == ["d"]
 
 
 def test_evaluation_counts_review_only_through_items_a_reviewer_would_approve():
@@ -423,3 +602,32 @@ def test_owner_records_still_merge_when_the_best_record_carries_the_nik_by_mista
     owner2 = record(patient("o2", name="Budi Santosa", birth=None))
     plan = plan_nik_group(as_group(group(("x", x), ("o", owner), ("o2", owner2))), "o2", SETTINGS)
     assert plan.master is None
+
+
+def test_one_digit_apart_niks_merge_as_a_serial_typo_only_with_the_same_name_and_household():
+    # The same person, a serial typo, the same name, real birth date and phone: merged. Namesakes of
+    # adjacent serials (no shared household) and near names (twins) go to review.
+    one = "3201011505900001"
+    other = "3201011505900007"
+    a = record(patient("a", nik=one, phone="081234567890"))
+    b = record(patient("b", nik=other, phone="081234567890"))
+    assert compare_demographic_pair(a, b, SETTINGS).outcome == MERGE
+    assert compare_demographic_pair(record(patient("a", nik=one)), record(patient("b", nik=other)),
+                                    SETTINGS).outcome == REVIEW
+    twin = record(patient("b", name="Budi Santosa", nik=other, phone="081234567890"))
+    assert compare_demographic_pair(a, twin, SETTINGS).outcome == REVIEW
+
+
+def test_records_waiting_in_review_for_one_master_are_named_in_one_item():
+    # "Wulan" and "Ibu Wulan" under the NIK of "Wulan Sari": each waits for a human against the master;
+    # the second one's item names the first too (they are one person: a reviewer decides them together).
+    master = record(patient("m", name="Wulan Sari", birth="1997-07-25", gender="female", nik=NIK_WOMAN.replace(
+        "550590", "650797")), status="master")
+    first = record(patient("a", name="Wulan", birth="1997-07-25", gender="female",
+                           nik=NIK_WOMAN.replace("550590", "650797")), status="review")
+    first["reason"] = "name-mismatch"
+    second = record(patient("b", name="Ibu Wulan", birth="1997-07-25", gender="female",
+                            nik=NIK_WOMAN.replace("550590", "650797")))
+    plan = plan_nik_group(as_group(group(("m", master), ("a", first), ("b", second), master="m")), "b", SETTINGS)
+    assert plan.master is None
+    assert [set(r.patient_ids) for r in plan.reviews] == [{"a", "b", "m"}]

@@ -145,7 +145,7 @@ def test_delete_removes_the_patient_from_every_group_and_its_keys(world):
     patient = add(world, "Dewi Lestari", gender="female", nik="3201015505900002")
     world.matching.handle_change(event(patient))
     groups = world.keys.get(patient["id"]).groups
-    assert len(groups) == 2
+    assert len(groups) == 4   # its NIK group and three candidate blocks (birth date + sex, NIK prefix, name + year)
     world.fhir.delete("Patient", patient["id"])
     outcome = world.matching.handle_change(event(patient))       # the read answers 410: a delete
     assert outcome.result == "deleted" and sorted(outcome.groups) == sorted(groups)
@@ -219,7 +219,9 @@ def test_force_merge_finds_records_under_either_nik_system(world):
     assert baby["id"] in world.groups.get(nik_group(MOTHER_NIK)).members
 
 
-def test_force_merge_with_named_patients_confirms_what_the_rules_send_to_review(world):
+def test_force_merge_with_named_patients_confirms_what_the_rules_send_to_review():
+    # The rules alone (the model's automatic merges off): the model would merge this pair on its own.
+    world = FakeServices(Settings(model_merge_weight=float("inf")))
     a, b = add(world, "Hendra Gunawan"), add(world, "Hendra")       # a mononym: review by the rules
     outcome = world.matching.force_merge(ForceMerge(nik=f"NIK: {NIK[:6]}.{NIK[6:]}", reason="ticket-1",
                                                     requested_by="ops@district", patient_ids=(a["id"], b["id"])))
@@ -256,7 +258,9 @@ def test_a_confirmation_in_a_busy_demographic_block_is_refused(world):
 
 
 @pytest.mark.parametrize("correction", [
-    {"identifier": [{"system": SETTINGS.nik_system, "value": OTHER_NIK}]},   # it has a NIK of its own
+    # It has a NIK of its own, two digits from the holder's (one digit apart, same name, birth date and
+    # phone is a serial typo, which merges).
+    {"identifier": [{"system": SETTINGS.nik_system, "value": "3201011505900027"}]},
     {"birthDate": "1991-02-03"},                                                # it was someone else
 ], ids=["gets-another-nik", "birth-date-corrected"])
 def test_a_linked_record_that_stops_matching_leaves_the_nik_group_it_joined(world, correction):
@@ -276,3 +280,18 @@ def test_a_linked_record_that_stops_matching_leaves_the_nik_group_it_joined(worl
     still_merged = request is not None and nikless["id"] in request.participants
     assert not still_merged, f"{nikless['id']} is still in the holder's {request.status} request {request.id}"
     assert nik_group() not in world.keys.get(nikless["id"]).linked
+
+
+def test_a_namesake_one_nik_typo_away_is_read_before_the_nik_group_decides(world):
+    # The NIK group decides first in an event; the block of the NIK's first 12 digits is read before it,
+    # so a record whose home is a namesake's under a NIK one serial typo away is not merged on the NIK.
+    home = {"address": [{"line": ["Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"]}]}
+    woman = {"birth": "1990-05-15", "gender": "female"}
+    owner = add(world, "Sdri. Fatimah", "3201015505900001", **woman)
+    neighbour = add(world, "Patimah", "3201015505900002", **woman, **home)
+    newcomer = add(world, "Ibu Patimah", "3201015505900001", birth="1990-05-15", gender=None,
+                   address=[{"line": ["Dusun Tegalrejo, Margoagung, Kec. Seyegan"]}])
+    for patient in (owner, neighbour):
+        world.matching.handle_change(event(patient))
+    outcome = world.matching.handle_change(event(newcomer))
+    assert "nik-namesake-nearby" in outcome.reviews and world.merge_requests_published() == []

@@ -7,7 +7,9 @@ from shared.messages import PatientChange
 from shared.services.report import build_report, work_in_progress
 from tests.fakes import FakeServices, patient_resource
 
-SETTINGS = Settings()
+# The rules alone (the model's automatic merges off): these scenarios need the pairs the rules send to
+# review to stay there; the model's own decisions are tested in test_matching.py and test_linkage_model.py.
+SETTINGS = Settings(model_merge_weight=float("inf"))
 JOBS = [
     {"status": "done", "types": {"Observation": {"rewritten": 3}, "Encounter": {"rewritten": 0}}},
     {"status": "running", "types": {"Observation": {"rewritten": 1}, "Condition": {"rewritten": 2}}},

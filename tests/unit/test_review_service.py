@@ -14,7 +14,9 @@ from shared.messages import PatientChange
 from shared.services.review import ReviewAlreadyDecided, ReviewItemNotFound, ReviewRefused
 from tests.fakes import FakeServices, patient_resource
 
-SETTINGS = Settings()
+# The rules alone (the model's automatic merges off): these scenarios need the pairs the rules send to
+# review to stay there; the model's own decisions are tested in test_matching.py and test_linkage_model.py.
+SETTINGS = Settings(model_merge_weight=float("inf"))
 NIK = "3201011505900001"
 MOTHER_NIK = "3201014103880003"
 

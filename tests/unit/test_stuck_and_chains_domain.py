@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from shared.domain.chains import chain_in_patients, claim_conflicts
+from shared.domain.chains import chain_in_patients, claim_conflicts, merged_elsewhere, settle_merged_participants
 from shared.domain.group import Group
 from shared.domain.merge_request import RequestPlan, RequestStatus
 
@@ -114,3 +114,43 @@ def test_chain_in_patients():
     assert chain_in_patients(_patient("m"), [_patient("d", replaced_by=["z"])], ["d"]) == \
         "duplicate-replaced-by-another"
     assert chain_in_patients(_patient("m"), [_patient("d", replaces=["a"])], ["d"]) == "duplicate-is-a-master"
+
+
+def open_group(master: str, duplicates: tuple[str, ...]) -> Group:
+    group = Group("nik_index/other", members={pid: member() for pid in (master, *duplicates)})
+    group.open_request(RequestPlan(master, duplicates, "demographic-match", "matching", {}))
+    return group
+
+
+def test_a_participant_merged_elsewhere_is_found_with_the_record_that_replaced_it():
+    other = running_group()
+    other.complete_request(other.request.id, "m", ["d1", "d2"])
+    assert merged_elsewhere("nik_index/other", ["x", "d1", "m"], {GROUP: other}) == {"d1": "m"}
+    assert merged_elsewhere(GROUP, ["d1"], {GROUP: other}) == {}                        # its own group
+
+
+def test_a_participant_merged_into_the_master_elsewhere_leaves_the_open_request():
+    group = open_group("m", ("d1", "x"))
+    request_id = group.request.id
+    assert settle_merged_participants(group, request_id, {"d1": "m"}, []) == ["d1"]
+    assert group.request.master == "m" and group.request.duplicates == ["x"]
+    assert group.status_of("d1") == "merged" and group.members["d1"]["replaced_by"] == "m"
+    assert group.claim_request(request_id, []).participants == {"m", "x"}
+
+
+def test_the_record_a_left_participant_was_merged_into_becomes_the_master():
+    group = open_group("m", ("d1", "x"))     # elsewhere m was merged into d1: d1 is a golden master now
+    assert settle_merged_participants(group, group.request.id, {"m": "d1"}, []) == ["m"]
+    assert group.request.master == "d1" and group.request.duplicates == ["x"] and group.master == "d1"
+    assert group.members["d1"]["golden"] is True
+    assert group.claim_request(group.request.id, []).master == "d1"     # a golden master is kept
+
+
+def test_a_request_left_with_nothing_to_merge_goes_and_a_running_one_is_never_touched():
+    group = open_group("m", ("d1",))
+    assert settle_merged_participants(group, group.request.id, {"d1": "m"}, []) == ["d1"]
+    assert group.request is None and group.status_of("m") == "master" and group.master == "m"
+    running = running_group()
+    before = running.to_doc()
+    assert settle_merged_participants(running, running.request.id, {"d1": "m"}, []) == []
+    assert running.to_doc() == before

@@ -275,3 +275,29 @@ def test_the_finaliser_refuses_to_link_a_chain_and_puts_back_what_the_tasks_wrot
     assert world.fhir.read("Observation", note["id"])["subject"]["reference"] == f"Patient/{duplicate['id']}"
     assert not list(world.fhir.search("Provenance", {}))
     assert group_of(world).request is None
+
+
+def test_one_person_under_two_niks_one_digit_apart_merges_whichever_request_runs_first(world):
+    """The main job's hang (issue 13): a record under a NIK one serial digit away from two records of the
+    same person (same name, birth date, sex and address) is matched to each of them in a candidate block
+    and they join its NIK group's request, while their own NIK group runs its own request of the two.
+    The NIK group's merge ran first; the other request then held a patient merged elsewhere and its claim
+    waited for good (until the sweeper failed it). It now merges what is left."""
+    bus = Messages(world)
+    home = {"address": [{"line": ["Jl. Kaliurang 12"], "city": "Sleman"}]}
+    typo = add_patient(world, "Zainal Arifin", "3201011505900002", **home)        # alone under its NIK
+    first = add_patient(world, "Zainal Arifin", "3201011505900001", **home)
+    second = add_patient(world, "Zainal Arifin", "3201011505900001", **home)
+    requests = {m.group: m for m in bus.take(MergeRequested)}
+    assert len(requests) == 2                                     # two NIK groups' requests share patients
+    own, other = sorted(requests, key=lambda g: typo["id"] in {requests[g].master, *requests[g].duplicates})
+    run_until_quiet(world, [requests[own]])                       # the two records' own merge, done first
+    run_until_quiet(world, [requests[other]])
+    patients = {p["id"]: world.fhir.read("Patient", p["id"]) for p in (typo, first, second)}
+    replaced = {pid: [link["other"]["reference"] for link in p.get("link") or [] if link["type"] == "replaced-by"]
+                for pid, p in patients.items()}
+    masters = [pid for pid, links in replaced.items() if not links]
+    assert len(masters) == 1                                     # one person, one master, no chain
+    assert all(links == [f"Patient/{masters[0]}"] for pid, links in replaced.items() if pid != masters[0])
+    assert not [g for g, doc in world.groups.docs.items()
+                if doc.get("request") and doc["request"]["status"] in ("open", "running")]

@@ -137,7 +137,8 @@ def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, jso
     from tools.calibration.offline import evaluate_offline, is_fixed_set
 
     set_level(logging.WARNING)    # the services log one JSON line per patient: they would flood the table
-    settings = Settings()
+    # In memory with the development key: nothing leaves the process, so the local environment is right.
+    settings = Settings(environment="local")
     directory = workdir or Path(tempfile.mkdtemp(prefix="dedup-eval-offline-"))
     results = []
     for set_name in sets:

@@ -169,7 +169,7 @@ def check_invariants(client: FhirClient, sources: ReportSources, settings: Setti
     unflagged = {pair for pair in active_dups if pair not in review_pairs}
     results.append(("no unflagged active duplicate for a NIK", not unflagged,
                     f"{len(active_dups)} active NIK duplicate pair(s), {len(active_dups) - len(unflagged)} in review, "
-                    f"{len(unflagged)} unflagged"))
+                    f"{len(unflagged)} unflagged" + (f"; pairs: {sorted(unflagged)[:5]}" if unflagged else "")))
 
     correct = predicted - false_merges
     metrics = {

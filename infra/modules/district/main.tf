@@ -67,6 +67,7 @@ locals {
     DEDUP_NAME_REVIEW_THRESHOLD            = var.name_review_threshold
     DEDUP_NIK_NAME_MATCH_THRESHOLD         = var.nik_name_match_threshold
     DEDUP_DEMOGRAPHIC_AUTO_MERGE_THRESHOLD = var.demographic_auto_merge_threshold
+    DEDUP_MODEL_MERGE_WEIGHT               = var.model_merge_weight
   } : name => tostring(value) if value != null }
 
   # The relay's caller check (shared/adapters/caller_auth.py). The audience is the function's

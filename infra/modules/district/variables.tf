@@ -127,6 +127,12 @@ variable "demographic_auto_merge_threshold" {
   default     = null
 }
 
+variable "model_merge_weight" {
+  description = "DEDUP_MODEL_MERGE_WEIGHT (the matching model's auto-merge evidence weight); null = the calibrated default (20)."
+  type        = number
+  default     = null
+}
+
 variable "allow_thresholds_below_calibration" {
   description = "Lets a threshold under its calibrated floor start (logged as a warning); only after calibrating on the district's own labelled pairs."
   type        = bool

@@ -1,0 +1,61 @@
+"""What a valid NIK says about its holder, for blocking and comparison. Pure.
+
+A NIK encodes the birth date (day + 40 for women), the sex and the district of first registration. When a
+record lacks its own birth date or sex, the NIK's are used for blocking and comparison and the index
+record lists them in ``derived`` (they are never written back to FHIR). A NIK that disagrees with the
+record's own fields stays evidence of a wrong NIK (``shared.nik.nik_consistency``, kept as ``nik_issues``).
+
+``nik_masks``: one keyed short hash per digit position of the NIK with that digit masked. Two records
+whose NIKs are one digit apart share exactly one mask (same position), so "one digit apart" is decided
+from the index records alone, without a raw NIK in any document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import date
+
+from shared.nik import NIK_LENGTH, Nik
+
+MASK_HEX = 8   # 32 bits per mask: a false "one digit apart" needs a collision at the same position
+
+
+@dataclass(frozen=True)
+class NikFeatures:
+    birth_date: str            # YYYY-MM-DD
+    gender: str                # male | female
+    region: str                # PPKKCC: province, regency/city, district of first registration
+    masks: tuple[str, ...]     # see module doc
+
+
+def birth_year(nik: Nik, today: date) -> int:
+    """The century is not in the NIK: a two-digit year not after this year is 20yy, else 19yy."""
+    return 2000 + nik.birth_yy if 2000 + nik.birth_yy <= today.year else 1900 + nik.birth_yy
+
+
+def nik_masks(value: str, key: str) -> tuple[str, ...]:
+    masks = []
+    for position in range(NIK_LENGTH):
+        masked = value[:position] + "*" + value[position + 1:]
+        digest = hmac.new(key.encode(), f"nikmask|{position}|{masked}".encode(), hashlib.sha256).hexdigest()
+        masks.append(f"{position:02d}{digest[:MASK_HEX]}")
+    return tuple(masks)
+
+
+def nik_features(nik: Nik, key: str, today: date | None = None) -> NikFeatures:
+    today = today or date.today()
+    born = date(birth_year(nik, today), nik.birth_month, 1)
+    # parse_nik accepts a day valid in either century (29 February): clamp to the chosen century's month.
+    try:
+        born = born.replace(day=nik.birth_day)
+    except ValueError:
+        born = born.replace(day=28)
+    return NikFeatures(born.isoformat(), nik.sex, nik.province + nik.regency + nik.district,
+                       nik_masks(nik.value, key))
+
+
+def nik_one_digit_apart(a_masks, b_masks) -> bool:
+    """Two different NIKs one digit apart share the mask of that digit's position."""
+    return bool(set(a_masks or ()) & set(b_masks or ()))

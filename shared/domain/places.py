@@ -1,0 +1,36 @@
+"""The place names of an address line, for telling two homes apart. Pure.
+
+Address lines of one person differ in form from one legacy system to another ("Dsn. Tegalrejo RT 1/RW 10,
+Ds. Margoagung", "Dusun Tegalrejo, Margoagung, Kec. Seyegan", "TEGALREJO 01/10 MARGOAGUNG"), so a keyed
+token of the whole line rarely matches; the place names (hamlet, village, street) they carry do. The
+first is the most specific (the hamlet or street, before the village): two records whose first places
+each miss from the other's line state two different homes, even in one village.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+# The generic words of Indonesian address lines (and their abbreviations): what is left are place names
+# (street, hamlet, village). After a marker of a wider area (kecamatan, kabupaten, ...) its name is left out
+# too: everyone of the kecamatan shares it, so it says nothing about a home.
+_ADDRESS_WORDS = frozenset({"dusun", "dsn", "desa", "ds", "kelurahan", "kel", "jalan", "jl", "jln", "gang", "gg",
+                            "rt", "rw", "nomor", "no", "blok", "perum", "perumahan", "komplek", "kompleks",
+                            "dukuh", "kampung", "kp", "dan"})
+_WIDER_AREA = frozenset({"kecamatan", "kec", "kabupaten", "kab", "kota", "provinsi", "prov"})
+
+
+def place_words(line: str) -> list[str]:
+    """The place names of one address line in order ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" ->
+    tegalrejo, margoagung): words of three letters or more, neither generic nor a number nor a wider
+    area's name."""
+    words, places, skip = _NON_WORD.sub(" ", (line or "").lower()).split(), [], False
+    for word in words:
+        if word in _WIDER_AREA:
+            skip = True
+            continue
+        if not skip and word.isalpha() and len(word) >= 3 and word not in _ADDRESS_WORDS and word not in places:
+            places.append(word)
+        skip = False
+    return places

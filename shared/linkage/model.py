@@ -1,0 +1,123 @@
+"""A trained matching model (a versioned JSON artefact) and its exact pure-Python evaluation.
+
+The artefact is produced by ``tools/linkage/train.py`` from a Splink model trained on the district's own
+records (m/u by EM, u by random sampling): per comparison of ``shared.linkage.comparisons`` the match
+weight of each level (log2 m/u, as Splink computes it), the prior, and the name-frequency table of the
+term-frequency adjusted level. The match weight of a pair is
+
+    prior + sum over comparisons of the weight of the level it reaches
+          + tf_weight * (log2 u_exact - log2 max(tf(name), tf_minimum)) on an exact name found in the table
+
+which is what Splink's ``predict`` computes with the same table registered; the match probability is
+2^w / (1 + 2^w). Neither Splink nor DuckDB is needed here (the deployed functions load this).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from shared.linkage.comparisons import COMPARISONS, HOUSEHOLD_COMPARISONS, Comparison, linkage_row
+
+FORMAT = "dedup-linkage-model/1"
+DEFAULT_MODEL_RESOURCE = "default_model.json"
+
+
+@dataclass(frozen=True)
+class Score:
+    match_weight: float
+    match_probability: float
+    levels: dict[str, str]            # comparison -> level label reached
+    weights: dict[str, float]         # comparison -> its match weight (tf included): the waterfall
+    prior: float
+    model_version: str
+
+    @property
+    def evidence_weight(self) -> float:
+        """The comparisons' weights without the prior. Decisions use this: the prior is the chance that two
+        *random* records match, which shrinks with the district's size, while a candidate pair was already
+        found by a block; a threshold on the evidence means the same in every district."""
+        return self.match_weight - self.prior
+
+    @property
+    def identity_weight(self) -> float:
+        """The evidence without household evidence (a shared phone): what an automatic merge needs."""
+        return self.evidence_weight - sum(self.weights.get(name, 0.0) for name in HOUSEHOLD_COMPARISONS)
+
+    def evidence(self) -> dict:
+        return {"model_version": self.model_version, "match_weight": round(self.match_weight, 3),
+                "match_probability": round(self.match_probability, 6),
+                "evidence_weight": round(self.evidence_weight, 3),
+                "identity_weight": round(self.identity_weight, 3),
+                "prior": round(self.prior, 3),
+                "comparisons": {name: {"level": self.levels[name], "weight": round(self.weights[name], 3)}
+                                for name in self.levels}}
+
+
+def probability(weight: float) -> float:
+    return 1.0 / (1.0 + 2.0 ** -weight)
+
+
+@dataclass(frozen=True)
+class MatchModel:
+    version: str
+    prior_weight: float
+    weights: dict[str, list[float]]               # comparison -> weight of each level (0 for null)
+    labels: dict[str, list[str]]
+    tf: dict[str, dict[str, float]] = field(default_factory=dict)   # column -> value -> frequency
+    tf_levels: dict[str, dict] = field(default_factory=dict)        # comparison -> {level, column, u, weight, min}
+    trained_on: dict = field(default_factory=dict)
+    comparisons: tuple[Comparison, ...] = COMPARISONS
+
+    # --- artefact ---------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, text: str | bytes) -> MatchModel:
+        doc = json.loads(text)
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} artefact")
+        by_name = {c.name: c for c in COMPARISONS}
+        for entry in doc["comparisons"]:
+            expected = [level.label for level in by_name[entry["name"]].levels]
+            if [level["label"] for level in entry["levels"]] != expected:
+                raise ValueError(f"model {doc['version']}: comparison {entry['name']} has other levels than the code")
+        return cls(
+            version=doc["version"], prior_weight=doc["prior_weight"],
+            weights={c["name"]: [level["match_weight"] for level in c["levels"]] for c in doc["comparisons"]},
+            labels={c["name"]: [level["label"] for level in c["levels"]] for c in doc["comparisons"]},
+            tf=doc.get("term_frequencies", {}), tf_levels=doc.get("tf_levels", {}),
+            trained_on=doc.get("trained_on", {}))
+
+    # --- scoring -----------------------------------------------------------------------------
+    def score_rows(self, left: Mapping, right: Mapping) -> Score:
+        total, levels, weights = self.prior_weight, {}, {}
+        for comparison in self.comparisons:
+            index = comparison.level_of(left, right)
+            weight = self.weights[comparison.name][index]
+            tf_level = self.tf_levels.get(comparison.name)
+            if tf_level and tf_level["level"] == index:
+                weight += self._tf_adjustment(tf_level, left, right)
+            levels[comparison.name] = self.labels[comparison.name][index]
+            weights[comparison.name] = weight
+            total += weight
+        return Score(total, probability(total), levels, weights, self.prior_weight, self.version)
+
+    def _tf_adjustment(self, tf_level: Mapping, left: Mapping, right: Mapping) -> float:
+        table = self.tf.get(tf_level["column"], {})
+        found = [table[v] for v in (left[tf_level["column"]], right[tf_level["column"]]) if v in table]
+        if not found:
+            return 0.0
+        return tf_level["weight"] * (math.log2(tf_level["u"]) - math.log2(max(*found, tf_level["min"])))
+
+    def score(self, a_id: str, a: Mapping, b_id: str, b: Mapping) -> Score:
+        """Two index records (``member_record``)."""
+        return self.score_rows(linkage_row(a_id, a), linkage_row(b_id, b))
+
+
+@cache
+def default_model() -> MatchModel:
+    """The model shipped in the package (trained on a generated district): used until a district has its own."""
+    return MatchModel.from_json(resources.files("shared.linkage").joinpath(DEFAULT_MODEL_RESOURCE).read_text())

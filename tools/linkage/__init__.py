@@ -1,0 +1,1 @@
+"""Training and batch scoring of the matching model with Splink (DuckDB); never deployed."""
