@@ -101,7 +101,7 @@ class MatchingService:
     def groups_of(self, resource: dict) -> list[str]:
         """The groups a Patient resource belongs in (``index_patient`` places it in these): the batch
         backfill splits a store into parts that share none of them."""
-        return self._groups_for(member_record(patient_facts(resource, self._settings)))
+        return self._groups_for(patient_facts(resource, self._settings))
 
     # --- a patient change ------------------------------------------------------------------
     def handle_change(self, change: PatientChange, *, publish: bool = True) -> ChangeOutcome:
