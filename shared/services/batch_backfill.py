@@ -38,6 +38,7 @@ from shared.domain.backfill import BackfillProgress
 from shared.domain.group import Group, split_group_id
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
+from shared.linkage.model import MatchModel
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
@@ -76,6 +77,7 @@ class BatchBackfill:
     requests: MergeRequests | None = None           # marks a request published when its group moved on
     write_workers: int = 4
     listener: Listener = field(default_factory=Listener)
+    model: MatchModel | None = None                 # the district's current model (None: the shipped default)
     _decided: list[DocWrite] | None = field(default=None, init=False, repr=False)
 
     # --- the run ---------------------------------------------------------------------------------
@@ -172,7 +174,8 @@ class BatchBackfill:
     def _decide_in_memory(self, progress: BackfillProgress, pages) -> tuple[MemoryIndex, dict]:
         index, loaded = self._load_index(progress)
         self.listener.phase("decide", self.source.total())
-        decisions = decide(pages, matching_in_memory(self.settings, index), on_page=self.listener.advance)
+        decisions = decide(pages, matching_in_memory(self.settings, index, model=self.model),
+                           on_page=self.listener.advance)
         progress.patients = decisions.patients
         progress.results = decisions.results
         progress.reviews_proposed = sum(decisions.reviews.values())
