@@ -40,7 +40,7 @@ class ModelRegistry:
         self.store = store
         self._clock = clock
 
-    def _required(self) -> ModelStore:
+    def required_store(self) -> ModelStore:
         if self.store is None:
             raise NoModelStore("no model store is configured (DEDUP_MODEL_STORE: gs://<bucket> or a directory)")
         return self.store
@@ -53,16 +53,16 @@ class ModelRegistry:
         """Stores a trained artefact as a new version (never replacing one); the current model stays."""
         version, data = stamped(artefact, created_by=created_by, created_at=self._clock())
         _parsed(version, data)
-        self._required().add(version, data)
+        self.required_store().add(version, data)
         log.info("model_version_added", model_version=version, size_bytes=len(data), created_by=created_by)
         return ModelInfo.of(version, data)
 
     def model(self, version: str) -> MatchModel:
-        return _parsed(version, self._required().read(version))
+        return _parsed(version, self.required_store().read(version))
 
     def listing(self) -> list[tuple[ModelInfo, bool]]:
         """Every version, oldest first, each with whether it is the current one."""
-        store = self._required()
+        store = self.required_store()
         current = store.current()
         return [(ModelInfo.of(v, store.read(v)), current is not None and current.version == v)
                 for v in store.versions()]
@@ -70,7 +70,7 @@ class ModelRegistry:
     def promote(self, version: str, *, promoted_by: str) -> CurrentModel:
         """Makes ``version`` the current model (the pointer moves; no version changes). Promoting the
         current version again changes nothing."""
-        store = self._required()
+        store = self.required_store()
         self.model(version)   # stored and usable by this code, or refused here
         now = store.current()
         if now is not None and now.version == version:
