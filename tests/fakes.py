@@ -958,7 +958,8 @@ class FakeServices:
     """Every fake and the services built on them, as ``shared.bootstrap`` wires the real ones."""
 
     def __init__(self, settings, fhir: InMemoryFhir | None = None, jobs: Sequence[dict] = (), *,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, model=None):
+        """``model``: what ``MatchingService`` decides with (a model, or ``CurrentModelCache``); the default one."""
         from shared.services.matching import MatchingService
         from shared.services.merge_deps import MergeDeps
         from shared.services.merge_requests import MergeRequests
@@ -974,7 +975,7 @@ class FakeServices:
         self.jobs = InMemoryMergeJobs(jobs, clock=clock)
         self.publisher = RecordingPublisher()
         self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)
-        self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
+        self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests, model)
         self.audit = InMemoryAuditLog()
         self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir, audit=self.audit,
                                     jobs=self.jobs, settings=settings)
