@@ -258,7 +258,7 @@ class MatchingService:
                  outcome: ForceMergeOutcome, master: str | None = None) -> None:
         confirmation = self._groups.transact(group_id, lambda tx: confirm_members(
             tx.group, patient_ids, reason=reason, requested_by=requested_by, settings=self._settings,
-            master=master))
+            master=master, model=self.model))
         outcome.refused.update(confirmation.refused)
         self._publish(group_id, confirmation.request, outcome.published)
 
