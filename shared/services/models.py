@@ -115,8 +115,9 @@ class ModelRegistry:
 class CurrentModelCache:
     """One process's current model, for ``MatchingService``: loaded when the first decision needs it, then
     the pointer is read again at most every ``refresh_seconds`` and a promoted version loaded when it moved,
-    so a promote reaches running instances within that time without a redeploy. A pointer that cannot be
-    read then keeps the loaded model (logged); each event decides with one model."""
+    so a promote reaches running instances within that time without a redeploy. A store that cannot be
+    read then keeps the loaded model (logged, tried again after the interval); each event decides with one
+    model."""
 
     def __init__(self, registry: ModelRegistry, refresh_seconds: float, *,
                  clock: Callable[[], float] = time.monotonic):
@@ -137,13 +138,11 @@ class CurrentModelCache:
             elif now - self._checked >= self._refresh:
                 self._checked = now
                 try:
-                    pointer = self._registry.current_version()
+                    if self._registry.current_version() != self._pointer:
+                        self._model, self._pointer = self._registry.load_current()
                 except Exception as error:  # noqa: BLE001 - the loaded model goes on deciding
-                    log.warning("model_pointer_unreadable", model_version=self._model.version,
+                    log.warning("model_store_unreadable", model_version=self._model.version,
                                 error=type(error).__name__)
-                    return self._model
-                if pointer != self._pointer:
-                    self._model, self._pointer = self._registry.load_current()
             return self._model
 
 

@@ -238,14 +238,20 @@ def test_a_running_process_picks_a_promoted_version_up_after_its_refresh_interva
     assert current().version == b
 
 
-def test_an_unreadable_pointer_keeps_the_loaded_model():
+@pytest.mark.parametrize("failing", ["current", "read"])
+def test_an_unreadable_store_keeps_the_loaded_model(failing):
     class Failing(InMemoryModelStore):
         fail = False
 
         def current(self):
-            if self.fail:
+            if self.fail and failing == "current":
                 raise ConnectionError("store unreachable")
             return super().current()
+
+        def read(self, version):
+            if self.fail and failing == "read":
+                raise ConnectionError("store unreachable")
+            return super().read(version)
 
     store = Failing()
     registry = registry_over(store)
@@ -254,5 +260,23 @@ def test_an_unreadable_pointer_keeps_the_loaded_model():
     now = [0.0]
     current = CurrentModelCache(registry, refresh_seconds=1, clock=lambda: now[0])
     assert current().version == version
+    newer = registry.add(_weights(ARTEFACT, 2.0), created_by="x").version
+    registry.promote(newer, promoted_by="x")
     store.fail, now[0] = True, 10.0
-    assert current().version == version
+    assert current().version == version                 # the loaded model goes on deciding
+    store.fail, now[0] = False, 20.0
+    assert current().version == newer                   # and the promoted one is loaded once the store answers
+
+
+def test_the_store_setting_is_a_bucket_url_or_a_directory():
+    from pydantic import ValidationError
+
+    from shared.adapters.model_store_gcs import parse_bucket_url
+    from shared.config import Settings
+
+    assert parse_bucket_url(Settings(model_store="gs://district-dedup-models/v1/").model_store) == (
+        "district-dedup-models", "v1/")
+    assert Settings(model_store=".stack/models").model_store == ".stack/models"
+    for wrong in ("gs://", "gs://Upper_Case", "gs://x"):
+        with pytest.raises(ValidationError):
+            Settings(model_store=wrong)
