@@ -450,9 +450,9 @@ def print_report(data: dict) -> None:
 
 
 # --- more commands, each in its own module (registered here) -----------------------------------------
-from ops import explicit_merge, history, load, stack  # noqa: E402
+from ops import explicit_merge, history, load, model, stack  # noqa: E402
 
-for _module in (stack, load, history, explicit_merge):
+for _module in (stack, load, history, explicit_merge, model):
     _module.register(app)
 
 

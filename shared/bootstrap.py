@@ -25,10 +25,13 @@ from shared.adapters.pubsub import Publisher
 from shared.config import ConfigurationError, Settings
 from shared.fhir.client import FhirClient
 from shared.ports.callers import CallerVerifier
+from shared.ports.model_store import ModelStore
+from shared.ports.patient_source import PatientSource
 from shared.services.explicit_merge import ExplicitMerges
 from shared.services.matching import MatchingService
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_requests import MergeRequests
+from shared.services.models import CurrentModelCache, ModelRegistry
 from shared.services.patient_merge import PatientMergeOperation
 from shared.services.report import ReportSources
 from shared.services.review import ReviewService
@@ -91,6 +94,35 @@ def index_bulk(settings: Settings) -> FirestoreIndexBulk:
     return _once("index_bulk", settings, lambda: FirestoreIndexBulk(firestore_client(settings), settings))
 
 
+def model_store(settings: Settings) -> ModelStore | None:
+    """The district's model store (``DEDUP_MODEL_STORE``): a Cloud Storage bucket, or a directory; None
+    when unset (the shipped default model decides)."""
+    def build() -> ModelStore | None:
+        if not settings.model_store:
+            return None
+        if settings.model_store.startswith("gs://"):
+            from google.cloud import storage
+
+            from shared.adapters.model_store_gcs import GcsModelStore, parse_bucket_url
+
+            bucket, prefix = parse_bucket_url(settings.model_store)
+            return GcsModelStore(storage.Client(project=settings.project_id), bucket, prefix)
+        from shared.adapters.model_store_files import FileModelStore
+
+        return FileModelStore(settings.model_store)
+    return _once("model_store", settings, build)
+
+
+def patient_source(settings: Settings, *, ndjson=None, page_size: int = 1000, read_workers: int = 4) -> PatientSource:
+    """Every Patient of the district: the FHIR server, or a folder of NDJSON (``ndjson``) without it."""
+    from shared.adapters.ndjson_patients import NdjsonPatients
+    from shared.fhir.patient_scan import FhirPatientScan
+
+    if ndjson is not None:
+        return NdjsonPatients(ndjson, page_size)
+    return FhirPatientScan(fhir_client(settings), page_size=page_size, workers=read_workers, sort=settings.scan_sort)
+
+
 def caller_verifier(settings: Settings) -> CallerVerifier:
     """The relay's caller check: a Google ID token (audience + allowed callers), a shared secret, or
     either. Neither configured raises ``ConfigurationError``: there is no built-in credential."""
@@ -109,6 +141,18 @@ def caller_verifier(settings: Settings) -> CallerVerifier:
 
 
 # --- services ---------------------------------------------------------------------------------------
+def model_registry(settings: Settings) -> ModelRegistry:
+    return _once("model_registry", settings, lambda: ModelRegistry(model_store(settings)))
+
+
+def current_model(settings: Settings) -> CurrentModelCache:
+    """The model that decides in this process (call it): the current version of the district's store, else
+    the shipped default, loaded when the first decision needs it; a promoted version within
+    ``model_refresh_seconds``."""
+    return _once("current_model", settings, lambda: CurrentModelCache(model_registry(settings),
+                                                                     settings.model_refresh_seconds))
+
+
 def merge_requests(settings: Settings) -> MergeRequests:
     return _once("merge_requests", settings, lambda: MergeRequests(settings, groups(settings), publisher(settings),
                                                                       patient_keys(settings)))
@@ -116,7 +160,8 @@ def merge_requests(settings: Settings) -> MergeRequests:
 
 def matching_service(settings: Settings) -> MatchingService:
     return _once("matching", settings, lambda: MatchingService(
-        settings, groups(settings), patient_keys(settings), fhir_client(settings), merge_requests(settings)))
+        settings, groups(settings), patient_keys(settings), fhir_client(settings), merge_requests(settings),
+        model=current_model(settings)))
 
 
 def merge_deps(settings: Settings) -> MergeDeps:
@@ -153,15 +198,12 @@ def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int 
     """A batch backfill over the FHIR server, or over NDJSON files (``ndjson``: a folder) without
     reading the server. ``with_fhir=False``: no FHIR server at all; patients whose groups changed
     under the run are then left to their next live event instead of re-read."""
-    from shared.adapters.ndjson_patients import NdjsonPatients
-    from shared.fhir.patient_scan import FhirPatientScan
     from shared.services.batch_backfill import BatchBackfill
     from shared.services.batch_write import Listener
 
-    source = NdjsonPatients(ndjson, page_size) if ndjson is not None else FhirPatientScan(
-        fhir_client(settings), page_size=page_size, workers=read_workers, sort=settings.scan_sort)
+    source = patient_source(settings, ndjson=ndjson, page_size=page_size, read_workers=read_workers)
     return BatchBackfill(settings=settings, source=source, store=index_bulk(settings), publisher=publisher(settings),
                          checkpoints=backfill_runs(settings), work_dir=work_dir,
                          incremental=matching_service(settings) if with_fhir else None,
                          write_workers=write_workers, decide_workers=decide_workers or os.cpu_count() or 1,
-                         listener=listener or Listener())
+                         listener=listener or Listener(), model=current_model(settings)())

@@ -9,6 +9,7 @@ clients' own variables (``FIRESTORE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``) a
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from typing import Literal
 
@@ -38,6 +39,10 @@ CALIBRATED_THRESHOLD_FLOORS = {
 # The NIK key of the local stack. Anywhere else it would build a second index under keys nobody else
 # uses (a backfill against a real project would look complete and match nothing), so it is refused.
 DEVELOPMENT_NIK_HASH_KEY = "local-development-key-not-a-secret"
+
+
+# A Cloud Storage bucket name (3-63 of lower-case letters, digits, '-', '_', '.') and an optional prefix.
+_GS_URL = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
 
 
 class ConfigurationError(ValueError):
@@ -129,6 +134,12 @@ class Settings(BaseSettings):
     # value a deployment may set.
     model_merge_weight: float = CALIBRATED_MODEL_MERGE_WEIGHT
     model_review_weight: float = 10.0
+    # Where the district's trained models are kept (shared/ports/model_store.py): gs://<bucket>[/prefix]
+    # in a district (Terraform: the model bucket), a directory on the local stack (`dedup up`: .stack/models).
+    # Unset: no store; every process decides with the model shipped in the package.
+    model_store: str | None = None
+    # A running process reads the store's pointer again at most this often and loads a promoted version.
+    model_refresh_seconds: int = Field(default=300, ge=1)
     # A threshold under its calibrated floor is refused unless this is set (after a calibration on the
     # district's own labelled pairs); the override is logged as a warning at start-up.
     allow_thresholds_below_calibration: bool = False
@@ -178,6 +189,8 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "DEDUP_NIK_HASH_KEY is the local development key outside the local stack; set the district's "
                 "key (Secret Manager), or DEDUP_ENVIRONMENT=local for the emulators")
+        if self.model_store and self.model_store.startswith("gs://") and not _GS_URL.match(self.model_store):
+            raise ConfigurationError("DEDUP_MODEL_STORE must be gs://<bucket>[/prefix] or a directory")
         if bool(self.relay_audience) != bool(self.relay_allowed_callers):
             raise ConfigurationError("DEDUP_RELAY_AUDIENCE and DEDUP_RELAY_ALLOWED_CALLERS go together")
         return self

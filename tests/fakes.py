@@ -13,6 +13,8 @@ Each fake keeps the semantics its production adapter has and the services rely o
 - ``RecordingPublisher`` (``Publisher``): records what was published, as JSON would carry it;
   ``fail_next`` makes publishes raise.
 - ``InMemoryFhir`` (``FhirClient``): a small FHIR R4 server, see its docstring.
+- ``InMemoryModelStore`` (``GcsModelStore``, ``FileModelStore``): model versions written once, the current
+  model's pointer moved by compare-and-set.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ from shared.ports.fhir import FhirPort, Params
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 from shared.ports.merge_jobs import MergeJobsRepository
 from shared.ports.messaging import MessagePublisher
+from shared.ports.model_store import (
+    CurrentModel,
+    CurrentModelMoved,
+    ModelStore,
+    ModelVersionExists,
+    ModelVersionNotFound,
+    check_version_name,
+)
 
 T = TypeVar("T")
 
@@ -282,6 +292,40 @@ class InMemoryAuditLog(AuditLog):
 
     def since(self, at: str) -> list[AuditEntry]:
         return sorted((e for e in self.entries if e.at >= at), key=lambda e: e.at)
+
+
+class InMemoryModelStore(ModelStore):
+    """``GcsModelStore`` / ``FileModelStore``: a version is written once, the pointer moves by compare-and-set.
+    ``pointer_history`` keeps every pointer written (what the bucket's object versioning keeps)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.pointer_history: list[CurrentModel] = []
+
+    def describe(self) -> str:
+        return "memory"
+
+    def add(self, version: str, artefact: bytes) -> None:
+        if check_version_name(version) in self.objects:
+            raise ModelVersionExists(version)
+        self.objects[version] = bytes(artefact)
+
+    def read(self, version: str) -> bytes:
+        if version not in self.objects:
+            raise ModelVersionNotFound(version)
+        return self.objects[version]
+
+    def versions(self) -> list[str]:
+        return sorted(self.objects)
+
+    def current(self) -> CurrentModel | None:
+        return self.pointer_history[-1] if self.pointer_history else None
+
+    def move_current(self, to: CurrentModel, *, expected: str | None) -> None:
+        now = self.current()
+        if (now.version if now else None) != expected:
+            raise CurrentModelMoved(f"current is {now.version if now else None}, not {expected}")
+        self.pointer_history.append(to)
 
 
 class InjectedFailure(RuntimeError):
@@ -914,7 +958,8 @@ class FakeServices:
     """Every fake and the services built on them, as ``shared.bootstrap`` wires the real ones."""
 
     def __init__(self, settings, fhir: InMemoryFhir | None = None, jobs: Sequence[dict] = (), *,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, model=None):
+        """``model``: what ``MatchingService`` decides with (a model, or ``CurrentModelCache``); the default one."""
         from shared.services.matching import MatchingService
         from shared.services.merge_deps import MergeDeps
         from shared.services.merge_requests import MergeRequests
@@ -930,7 +975,7 @@ class FakeServices:
         self.jobs = InMemoryMergeJobs(jobs, clock=clock)
         self.publisher = RecordingPublisher()
         self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)
-        self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests)
+        self.matching = MatchingService(settings, self.groups, self.keys, self.fhir, self.requests, model)
         self.audit = InMemoryAuditLog()
         self.review = ReviewService(self.reviews, self.groups, self.matching, self.fhir, audit=self.audit,
                                     jobs=self.jobs, settings=settings)

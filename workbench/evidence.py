@@ -41,13 +41,29 @@ def _weights_of(evidence: Mapping) -> list[tuple[str, float]]:
     return []
 
 
+def _model_evidence(view: EvidenceView, model: Mapping) -> None:
+    """The trained model's evidence (``shared.linkage.model.Score.evidence``): its weight per comparison
+    (the waterfall), the summed weights, and the model version that decided."""
+    comparisons = model.get("comparisons")
+    if isinstance(comparisons, Mapping):
+        view.weights = [(f"{name}: {entry.get('level')}", float(entry["weight"])) for name, entry in comparisons.items()
+                        if isinstance(entry, Mapping) and isinstance(entry.get("weight"), (int, float))]
+    for key in ("evidence_weight", "identity_weight", "match_probability"):
+        if isinstance(model.get(key), (int, float)):
+            view.scores.append((key, float(model[key])))
+    if model.get("model_version"):
+        view.facts.append(("model_version", str(model["model_version"])))
+
+
 def evidence_view(evidence: Mapping | None) -> EvidenceView:
     evidence = dict(evidence or {})
     # A confirmation's evidence holds its pairs; a cluster item may hold one evidence per comparison.
     view = EvidenceView(rule=evidence.get("rule") or evidence.get("reason"))
     view.weights = _weights_of(evidence)
+    if isinstance(evidence.get("model"), Mapping):
+        _model_evidence(view, evidence["model"])
     for key, value in sorted(evidence.items()):
-        if key in ("rule", "reason", *_WEIGHT_MAPS) or key == "nik_token":
+        if key in ("rule", "reason", "model", *_WEIGHT_MAPS) or key == "nik_token":
             continue
         if key == "fields" and isinstance(value, Mapping):
             view.fields = {str(k): str(v) for k, v in value.items()}

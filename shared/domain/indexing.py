@@ -150,9 +150,10 @@ def join_nik_group(group: Group, join: CrossJoin) -> Joined:
 
 
 def confirm_members(group: Group, confirmed: list[str], *, reason: str, requested_by: str,
-                    settings: Settings, master: str | None = None) -> Confirmation:
+                    settings: Settings, master: str | None = None, model: MatchModel | None = None) -> Confirmation:
     """Human-confirmed ids: recorded as confirmed pairs and merged into one master, except where the
-    newborn/twin rules refuse (those never merge, whoever asks)."""
+    newborn/twin rules refuse (those never merge, whoever asks). ``model`` decides a confirmed record
+    against a group master the human did not name (the current model, as for any other decision)."""
     members = group.members
     request = group.request
     result = Confirmation(request)
@@ -186,7 +187,7 @@ def confirm_members(group: Group, confirmed: list[str], *, reason: str, requeste
         if pid == master or members[pid].get("status") in ("duplicate", "pending"):
             continue
         decision = compare_nik_pair(members[pid], members[master], settings,
-                                    confirmed=group.is_confirmed(pid, master))
+                                    confirmed=group.is_confirmed(pid, master), model=model)
         if decision.outcome == MERGE:
             duplicates.append(pid)
             evidence["pairs"].append({"patients": sorted((pid, master)), **decision.evidence})

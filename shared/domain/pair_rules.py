@@ -83,7 +83,7 @@ def _model_decision(a: Mapping, b: Mapping, settings: Settings, model: MatchMode
     review in the band below, no match under it."""
     score = (model or default_model()).score("a", a, "b", b)
     evidence = evidence | {"model": score.evidence()}
-    if merge_allowed and score.identity_weight >= settings.model_merge_weight:
+    if merge_allowed and score.band(settings.model_merge_weight, settings.model_review_weight) == MERGE:
         return MERGE, "model-match", evidence
     if score.evidence_weight >= settings.model_review_weight:
         return REVIEW, "model-review", evidence

@@ -48,6 +48,14 @@ class Score:
         """The evidence without household evidence (a shared phone): what an automatic merge needs."""
         return self.evidence_weight - sum(self.weights.get(name, 0.0) for name in HOUSEHOLD_COMPARISONS)
 
+    def band(self, merge_weight: float, review_weight: float) -> str:
+        """The model's own decision band before the rules above it: merge on identity evidence at or above
+        ``merge_weight``, review on the evidence from ``review_weight``, else no-match (``Settings``'
+        ``model_merge_weight`` / ``model_review_weight``; ``shared.domain.pair_rules`` decides with it)."""
+        if self.identity_weight >= merge_weight:
+            return "merge"
+        return "review" if self.evidence_weight >= review_weight else "no-match"
+
     def evidence(self) -> dict:
         return {"model_version": self.model_version, "match_weight": round(self.match_weight, 3),
                 "match_probability": round(self.match_probability, 6),
@@ -93,9 +101,14 @@ class MatchModel:
 
     # --- scoring -----------------------------------------------------------------------------
     def score_rows(self, left: Mapping, right: Mapping) -> Score:
+        return self.score_levels({c.name: c.level_of(left, right) for c in self.comparisons}, left, right)
+
+    def score_levels(self, indices: Mapping[str, int], left: Mapping, right: Mapping) -> Score:
+        """A pair whose level per comparison is known (``indices``: comparison -> level index); ``left`` /
+        ``right`` need only the term-frequency column (the name)."""
         total, levels, weights = self.prior_weight, {}, {}
         for comparison in self.comparisons:
-            index = comparison.level_of(left, right)
+            index = indices[comparison.name]
             weight = self.weights[comparison.name][index]
             tf_level = self.tf_levels.get(comparison.name)
             if tf_level and tf_level["level"] == index:
@@ -117,7 +130,28 @@ class MatchModel:
         return self.score_rows(linkage_row(a_id, a), linkage_row(b_id, b))
 
 
+def default_model_artefact() -> bytes:
+    """The shipped model's JSON, as stored (its size is what a start logs)."""
+    return resources.files("shared.linkage").joinpath(DEFAULT_MODEL_RESOURCE).read_bytes()
+
+
 @cache
 def default_model() -> MatchModel:
     """The model shipped in the package (trained on a generated district): used until a district has its own."""
-    return MatchModel.from_json(resources.files("shared.linkage").joinpath(DEFAULT_MODEL_RESOURCE).read_text())
+    return MatchModel.from_json(default_model_artefact())
+
+
+def model_versions(evidence: object) -> list[str]:
+    """Every model version named anywhere in a decision's evidence (a request's ``first`` / ``joined`` /
+    ``pairs``, a bridge's ``via``): which models made or proposed it."""
+    found: set[str] = set()
+    stack = [evidence]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            if isinstance(value.get("model_version"), str):
+                found.add(value["model_version"])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return sorted(found)

@@ -36,6 +36,7 @@ from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.backfill import BackfillProgress
+from shared.linkage.model import MatchModel
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
@@ -73,6 +74,7 @@ class BatchBackfill:
     write_workers: int = 4
     decide_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     listener: Listener = field(default_factory=Listener)
+    model: MatchModel | None = None                 # the district's current model (None: the shipped default)
 
     # --- the run ---------------------------------------------------------------------------------
     def run(self, run_id: str) -> BackfillProgress:
@@ -171,7 +173,8 @@ class BatchBackfill:
                       plan: bool = False) -> PartResult:
         stored = self._stored_index(progress)
         progress.stamp = now_iso()
-        parallel = ParallelDecide(self.settings, files, self.decide_workers, on_phase=self.listener.phase,
+        parallel = ParallelDecide(self.settings, files, self.decide_workers, model=self.model,
+                                  on_phase=self.listener.phase,
                                   on_advance=self.listener.advance)
         decided = parallel.run(stored, out, progress.stamp, plan=plan)
         progress.patients = decided.patients

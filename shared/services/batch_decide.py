@@ -27,6 +27,7 @@ from shared.adapters.memory_index import MemoryIndex
 from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.merge_request import MergeRequest, RequestStatus
+from shared.linkage.model import MatchModel
 from shared.messages import ChangeSource, Message, PatientChange
 from shared.ports.fhir import FhirPort
 from shared.ports.messaging import MessagePublisher
@@ -51,11 +52,13 @@ class Decisions:
     reviews: Counter = field(default_factory=Counter)        # review reason -> items proposed
 
 
-def matching_in_memory(settings: Settings, index: MemoryIndex, fhir: FhirPort | None = None) -> MatchingService:
-    """The production ``MatchingService`` over the in-memory index. ``fhir`` is never called for the
-    trusted changes ``decide`` makes; a caller without a FHIR server passes none."""
+def matching_in_memory(settings: Settings, index: MemoryIndex, fhir: FhirPort | None = None, *,
+                       model: MatchModel | None = None) -> MatchingService:
+    """The production ``MatchingService`` over the in-memory index, deciding with ``model`` (the district's
+    current one; None: the shipped default). ``fhir`` is never called for the trusted changes ``decide``
+    makes; a caller without a FHIR server passes none."""
     requests = MergeRequests(settings, index.groups, _NoIo(), index.keys)
-    return MatchingService(settings, index.groups, index.keys, fhir, requests)  # type: ignore[arg-type]
+    return MatchingService(settings, index.groups, index.keys, fhir, requests, model)  # type: ignore[arg-type]
 
 
 def decide(pages: Iterable[list[dict]], matching: MatchingService,

@@ -39,6 +39,7 @@ from shared.config import Settings
 from shared.domain.group import GROUP_COLLECTIONS, Group
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
+from shared.linkage.model import MatchModel
 from shared.logging import set_level
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory, open_requests, rule_counts
@@ -166,13 +167,13 @@ def _exit_with(parent: int) -> None:
     os._exit(1)   # the run was killed: a worker never outlives it
 
 
-def _start_worker(settings: Settings, folder: Path, parent: int) -> None:
+def _start_worker(settings: Settings, folder: Path, parent: int, model: MatchModel | None) -> None:
     # Warnings and errors only: a line per patient of a whole store would flood the run's output (the
     # ops CLI silences them in its own process too), and cost as much as a third of deciding.
     set_level(logging.WARNING)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    _worker.update(settings=settings, source=NdjsonPatients(folder),
-                   matching=matching_in_memory(settings, MemoryIndex()))
+    _worker.update(settings=settings, source=NdjsonPatients(folder), model=model,
+                   matching=matching_in_memory(settings, MemoryIndex(), model=model))
 
 
 def _keys(number: int, start: int, end: int) -> list[tuple[int, int, str, list[str]]]:
@@ -193,7 +194,7 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool) -> PartResult:
         else:
             index.groups.load(Group.from_doc(f"{doc.collection}/{doc.doc_id}", doc.data))
     patients = list(_worker["source"].patients_at(part.places))
-    decisions = decide([patients], matching_in_memory(_worker["settings"], index))
+    decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=_worker["model"]))
     result = PartResult(decisions.patients, decisions.results, decisions.reviews,
                         rule_counts(index.groups.groups[g] for g in index.groups.touched))
     if plan:
@@ -218,6 +219,7 @@ class ParallelDecide:
     settings: Settings
     source: NdjsonPatients
     workers: int
+    model: MatchModel | None = None     # the district's current model, the same in every worker
     range_bytes: int = RANGE_BYTES
     part_patients: int = PART_PATIENTS
     on_phase: Callable[[str, int | None], None] = lambda name, total: None
@@ -227,7 +229,7 @@ class ParallelDecide:
     def run(self, stored: list[StoredDoc], out: Path, stamp: str, *, plan: bool = False) -> PartResult:
         context = multiprocessing.get_context("spawn")   # the parent holds gRPC channels: never fork it
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(self.settings, self.source.folder, os.getpid())) as pool:
+                                 initargs=(self.settings, self.source.folder, os.getpid(), self.model)) as pool:
             began = time.monotonic()
             self.on_phase("decide: keys", None)
             patients: list[tuple[int, int, str, list[str]]] = []

@@ -18,6 +18,7 @@ Order of work for a change (each step idempotent, so a redelivered event converg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.clock import now_iso
@@ -67,9 +68,12 @@ class ForceMergeOutcome:
 
 class MatchingService:
     def __init__(self, settings: Settings, groups: GroupRepository, keys: PatientKeyRepository, fhir: FhirPort,
-                 requests: MergeRequests, model: MatchModel | None = None):
+                 requests: MergeRequests, model: MatchModel | Callable[[], MatchModel] | None = None):
+        """``model``: a model, or what gives the current one (``services.models.CurrentModelCache``: a
+        promoted version reaches a running process); None: the shipped default."""
         self._settings = settings
-        self._model = model or default_model()
+        fixed = model or default_model()
+        self._current_model: Callable[[], MatchModel] = model if callable(model) else lambda: fixed
         self._groups = groups
         self._keys = keys
         self._fhir = fhir
@@ -85,7 +89,7 @@ class MatchingService:
 
     @property
     def model(self) -> MatchModel:
-        return self._model
+        return self._current_model()
 
     def _nik_neighbours(self, facts: PatientFacts) -> tuple[dict, ...]:
         """The records under other NIKs of the block of the NIK's first 12 digits (``pair_rules``), read
@@ -172,6 +176,7 @@ class MatchingService:
             outcome.result = "unmatched"
             log.info("patient_unmatched", patient_id=patient_id, reason="no-nik-no-birthdate-gender",
                      nik_issues=list(facts.nik_issues))
+        model = self.model                       # one model decides the whole event
         decided: frozenset[str] = frozenset()   # candidates an earlier group of this event decided
         merged_into: set[str] = set()            # whom an earlier block merged the record into
         neighbours = () if own_write else self._nik_neighbours(facts)
@@ -182,7 +187,7 @@ class MatchingService:
                 continue
 
             def change(tx, group_id=group_id, skip=decided, merged=frozenset(merged_into)):
-                applied = apply_member(tx.group, patient_id, record, own_write, self._settings, self._model, skip,
+                applied = apply_member(tx.group, patient_id, record, own_write, self._settings, model, skip,
                                        merged, neighbours)
                 now = now_iso()
                 tx.propose_reviews([ReviewItem.proposed(group_id, p.patient_ids, p.reason, p.evidence, now)
@@ -274,7 +279,7 @@ class MatchingService:
                  outcome: ForceMergeOutcome, master: str | None = None) -> None:
         confirmation = self._groups.transact(group_id, lambda tx: confirm_members(
             tx.group, patient_ids, reason=reason, requested_by=requested_by, settings=self._settings,
-            master=master))
+            master=master, model=self.model))
         outcome.refused.update(confirmation.refused)
         self._publish(group_id, confirmation.request, outcome.published)
 

@@ -14,6 +14,7 @@ from shared.domain.audit import AuditAction, AuditEntry
 from shared.domain.group import pairs_of
 from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewStatus
 from shared.fhir.errors import Gone, NotFound
+from shared.linkage.model import model_versions
 from shared.logging import get_logger
 from shared.names import patient_name
 from shared.ports.audit import AuditLog
@@ -214,6 +215,9 @@ class ReviewService:
 
     def _record(self, action: AuditAction, actor: str, item: ReviewItem, note: str | None, details: dict) -> None:
         if self._audit is not None:
+            # The model versions that proposed the item stay with what a person did about it.
+            versions = model_versions(item.evidence)
+            details = details | ({"model_versions": versions} if versions else {})
             self._audit.record(AuditEntry(now_iso(), actor, action, item.id, item.group, note or None, details))
 
 

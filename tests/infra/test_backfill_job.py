@@ -37,7 +37,7 @@ def test_the_jobs_account_holds_only_what_the_backfill_touches(modules):
     grants = {name: body for type_, named in district.resources.items() for name, body in named.items()
               if "google_service_account.backfill.member" in str(body)}
     assert set(grants) == {"backfill_publishes_merge_requests", "backfill_reads_fhir", "backfill_firestore",
-                           "backfill_secret"}
+                           "backfill_secret", "backfill_reads_models"}   # it decides with the current model
     assert 'pipeline["merge_requests"]' in str(grants["backfill_publishes_merge_requests"])
     assert "local.reader" in str(grants["backfill_reads_fhir"])
     firestore = str(grants["backfill_firestore"])

@@ -179,3 +179,15 @@ def test_the_dashboard_file_stands_alone(world):
     html = render_dashboard_file(SETTINGS, ReportSources(world.keys, world.groups, world.reviews, world.jobs))
     assert "<svg" in html and "<script" not in html and 'href="http' not in html and "src=" not in html
     assert "Dasbor deduplikasi" in html
+
+
+def test_an_items_page_shows_the_models_weights_and_version(world, monkeypatch):
+    matched(world, "Budi Santoso")
+    matched(world, "Budi")   # one given name under the NIK: the model leaves it to a person
+    [item] = world.review.pending()
+    model = item.evidence["model"]
+    view = evidence_view(item.evidence)
+    assert view.weights[0] == ("name: subset-or-swap", model["comparisons"]["name"]["weight"])
+    assert ("model_version", model["model_version"]) in view.facts
+    page = signed_in(world, monkeypatch).get(f"/items/{item.id}").text
+    assert model["model_version"] in page and "name: subset-or-swap" in page

@@ -3,7 +3,7 @@
     python -m tools.linkage train --dataset DIR --out shared/linkage/default_model.json --version default-1
     python -m tools.linkage evaluate --dataset DIR --model FILE
 
-A district's own model is trained from its FHIR store with ``python -m ops model train``.
+A district's own model is trained from its FHIR store with ``dedup model train`` (ops/model.py).
 """
 
 from __future__ import annotations

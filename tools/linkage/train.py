@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -86,22 +86,30 @@ class Trained:
     seconds: float
 
 
-def train(records: list[tuple[str, Mapping]], version: str, *, seed: int = 1, note: str = "") -> Trained:
+def train(records: list[tuple[str, Mapping]], version: str, *, seed: int = 1, note: str = "",
+          on_step: Callable[[str], None] = lambda step: None) -> Trained:
+    """``on_step`` is told each step as it starts (progress for the ops command)."""
     started = time.perf_counter()
+    on_step("records into DuckDB")
     db = DuckDBAPI(connection=connection())
     table = db.register(rows_table(records), table_name="records")
     linker = Linker(table, SettingsCreator.from_path_or_dict(settings_dict()), log_level=logging.WARNING)
     timings = {}
+    on_step("prior (same-NIK pairs)")
     linker.training.estimate_probability_two_random_records_match([block_on("nik_token")], recall=0.7)
     timings["prior"] = time.perf_counter() - started
+    on_step("u (random pairs)")
     linker.training.estimate_u_using_random_sampling(max_pairs=U_MAX_PAIRS, seed=seed)
     timings["u"] = time.perf_counter() - started
+    on_step("m by EM (same NIK)")
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("nik_token"),
                                                                        max_pairs=EM_MAX_PAIRS)
     timings["em_nik"] = time.perf_counter() - started
+    on_step("m by EM (same birth date)")
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"),
                                                                        max_pairs=EM_MAX_PAIRS)
     timings["em_birth_date"] = time.perf_counter() - started
+    on_step("name frequencies")
     tf = linker.table_management.compute_tf_table("name").as_record_list()
     tf = sorted(tf, key=lambda r: (-r["tf_name"], r["name"]))[:TF_TABLE_SIZE]
     artefact = export(linker, version, {r["name"]: r["tf_name"] for r in tf if r["name"]},

@@ -40,10 +40,11 @@ class Product:
         from shared.config import Settings
         from tools.runtime.pipeline import LocalPipeline
 
-        env = self.stack.env
+        env = self.stack.env | self.model_env
         # The functions and this process talk to the emulators (the workbench runs in this process).
         os.environ.update({k: env[k] for k in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")})
-        settings = Settings(project_id=env["DEDUP_PROJECT_ID"], fhir_base_url=env["DEDUP_FHIR_BASE_URL"])
+        settings = Settings(project_id=env["DEDUP_PROJECT_ID"], fhir_base_url=env["DEDUP_FHIR_BASE_URL"],
+                            model_store=env["DEDUP_MODEL_STORE"])
         self.pipeline = LocalPipeline(settings, env, self.log_dir).start()
         self.workbench, self.workbench_url = _start_workbench(settings)
         return self
@@ -55,11 +56,19 @@ class Product:
             self.pipeline.stop()
 
     @property
+    def model_env(self) -> dict[str, str]:
+        """The local model store (docs/operations.md "The matching model"): a directory beside the stack's
+        state, kept across `dedup up` runs like a district's bucket (`dedup model train` writes there, the
+        functions load its current model)."""
+        return {"DEDUP_MODEL_STORE": str(STATE_DIR / "models")}
+
+    @property
     def env(self) -> dict[str, str]:
         """What ops commands and tests need besides the stack's own settings: the relay's (and
-        Patient/$merge's) shared secret of this run, the workbench's address."""
+        Patient/$merge's) shared secret of this run, the workbench's address, the model store."""
         extra = {"DEDUP_RELAY_SHARED_SECRET": self.pipeline.relay_secret} if self.pipeline else {}
-        return {**extra, **({"DEDUP_WORKBENCH_URL": self.workbench_url} if self.workbench_url else {})}
+        return {**extra, **self.model_env,
+                **({"DEDUP_WORKBENCH_URL": self.workbench_url} if self.workbench_url else {})}
 
     @property
     def processes(self) -> dict[str, ManagedProcess]:

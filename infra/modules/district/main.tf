@@ -59,6 +59,8 @@ locals {
     DEDUP_FIRESTORE_DATABASE                 = var.firestore_database
     DEDUP_DEMOGRAPHIC_AUTO_MERGE_ENABLED     = tostring(var.demographic_auto_merge_enabled)
     DEDUP_ALLOW_THRESHOLDS_BELOW_CALIBRATION = tostring(var.allow_thresholds_below_calibration)
+    # The district's matching models (model_store.tf); the functions load the current one.
+    DEDUP_MODEL_STORE = "gs://${local.model_bucket}"
   }, local.threshold_settings, var.extra_settings)
 
   # Thresholds reach the functions only when an env sets them; otherwise the code's calibrated values.
