@@ -32,7 +32,7 @@ from workbench.config import WorkbenchConfig
 REPO = Path(__file__).resolve().parents[2]
 # The docs' screenshots are refreshed on purpose (DEDUP_SCREENSHOTS=docs/screenshots), not by every test run.
 SCREENSHOTS = REPO / os.environ.get("DEDUP_SCREENSHOTS", ".artifacts/screenshots")
-NIK_APPROVE = "3201011505900001"   # "Hendra Gunawan" / "Hendra": a mononym, a human decides
+NIK_APPROVE = "3201011505900001"   # "Hendra Gunawan" / "Hendra Kurniawan Saputra": a human decides
 NIK_REJECT = "3201040202880004"    # "Ahmad Fauzi" / "Ahmad Fauzan Hakim": two people, the clerk says
 NIK_UNDO = "3201024507900002"      # "Siti Aminah" / "Dewi Lestari Kusumawati": rejected, then undone
 CLERK, VIEWER = "petugas@dinkes.local", "tamu@dinkes.local"
@@ -49,7 +49,8 @@ def _patient(pid: str, nik: str, name: str, birth: str, gender: str, source: str
 
 PATIENTS = [
     _patient("h-simrs", NIK_APPROVE, "Hendra Gunawan", "1990-05-15", "male", "simrs", "081234567890"),
-    _patient("h-pcare", NIK_APPROVE, "Hendra", "1990-05-15", "male", "pcare", "081234567890"),
+    # One NIK, family names that differ, no shared phone: the model cannot tell; a clerk who knows does.
+    _patient("h-pcare", NIK_APPROVE, "Hendra Kurniawan Saputra", "1990-05-15", "male", "pcare", "085611112222"),
     _patient("d-simrs", NIK_REJECT, "Ahmad Fauzi", "1988-02-02", "male", "simrs", "081311112222"),
     _patient("d-pcare", NIK_REJECT, "Ahmad Fauzan Hakim", "1988-02-02", "male", "pcare", "085733334444"),
     _patient("s-simpus", NIK_UNDO, "Siti Aminah", "1990-07-05", "female", "simpus", "081255556666"),
@@ -189,13 +190,13 @@ def test_approving_with_the_keyboard_merges_the_pair_on_the_stack(district, brow
     settings, pipeline, workbench = district
     item = item_of(settings, "h-simrs", "h-pcare")
     browser.get(f"{workbench.url}/items/{item.id}")
-    browser.find_element("id", "note").send_keys("nama sama, panggilan singkat")
+    browser.find_element("id", "note").send_keys("orang yang sama, nama keluarga salah ketik")
     press(browser, "a")
     assert status_becomes(settings, item.id, ReviewStatus.APPROVED)
     wait_quiet(settings, pipeline)
     decided = review_service(settings).get(item.id)
     assert decided.status == ReviewStatus.APPROVED and decided.decision["decided_by"] == CLERK
-    assert decided.decision["note"] == "nama sama, panggilan singkat"
+    assert decided.decision["note"] == "orang yang sama, nama keluarga salah ketik"
     browser.get(f"{workbench.url}/items/{item.id}")
     statuses = {e.get_attribute("data-status") for e in browser.find_elements("css selector", "[data-status]")}
     assert statuses == {"master", "merged"}, statuses
