@@ -132,7 +132,7 @@ def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, jso
 
     from shared.config import Settings
     from shared.logging import set_level
-    from tools.calibration.offline import evaluate_offline
+    from tools.calibration.offline import evaluate_offline, is_fixed_set
 
     set_level(logging.WARNING)    # the services log one JSON line per patient: they would flood the table
     # In memory with the development key: nothing leaves the process, so the local environment is right.
@@ -140,12 +140,14 @@ def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, jso
     directory = workdir or Path(tempfile.mkdtemp(prefix="dedup-eval-offline-"))
     results = []
     for set_name in sets:
-        for seed in seeds:
+        if is_fixed_set(set_name):
+            console.print(f"{set_name}: fixed public benchmark data, run once; --seeds and --patients do not apply")
+        for seed in [None] if is_fixed_set(set_name) else seeds:
             results.append(evaluate_offline(set_name, seed, patients, settings, directory))
-            console.print(f"{set_name} seed {seed}: precision {results[-1]['precision']:.4f}, "
+            console.print(f"{set_name} seed {results[-1]['seed']}: precision {results[-1]['precision']:.4f}, "
                           f"auto recall {results[-1]['recall_auto']:.4f} "
                           f"({results[-1]['seconds_matching']:.1f} s)")
-    console.print(results_table(results, f"Matching, offline, {patients} patients per district"))
+    console.print(results_table(results, f"Matching, offline, {patients} patients per generated district"))
     for line in pattern_lines(results):
         console.print(line)
     if json_out:
@@ -198,7 +200,7 @@ def run_on_stack(set_name: str, patients: int, seed: int, workers: int, dataset:
         from shared.domain.pair_rules import compare_nik_pair
         from shared.domain.patient import member_record, patient_facts
         from shared.fhir.client import FhirClient
-        from tools.dataset.generate import Params, generate
+        from tools.calibration.offline import write_set
         from tools.dataset.load import load_dataset
 
         get_settings.cache_clear()
@@ -207,10 +209,8 @@ def run_on_stack(set_name: str, patients: int, seed: int, workers: int, dataset:
         for topic in (settings.topic_merge_requests, settings.topic_patient_changes):
             publisher.create_topic(name=publisher.topic_path(project, topic))
 
-        directory = dataset or Path(tempfile.mkdtemp(prefix="dedup-eval-"))
-        if dataset is None:
-            generate(directory, Params(patients=patients, seed=seed, resources_per_patient=0.0,
-                                       **EVAL_SETS[set_name]), settings)
+        directory = dataset or write_set(set_name, seed, patients, settings,
+                                         Path(tempfile.mkdtemp(prefix="dedup-eval-")))
         truth = json.loads((directory / "ground_truth.json").read_text())
         with FhirClient.from_settings(settings) as fhir:
             report = load_dataset(directory, fhir, show_progress=False)

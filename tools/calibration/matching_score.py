@@ -23,11 +23,16 @@ from shared.config import Settings
 from shared.domain.patient import patient_facts
 
 MERGED, REVIEW, MISSED = "merged", "review", "missed"
-# The three sets the before/after table reports: (noise model, mix of people).
+# The three sets the before/after table reports: (noise model, mix of people); and the public
+# FEBRL benchmarks given NIK-like identifiers (tools/dataset/febrl.py): fixed data, no seed, no size.
 EVAL_SETS: dict[str, dict[str, str]] = {
     "default": {"noise": "field", "mix": "district"},
     "legacy": {"noise": "legacy", "mix": "district"},
     "lookalike": {"noise": "legacy", "mix": "lookalike"},
+    "febrl1": {"febrl": "febrl1"},
+    "febrl2": {"febrl": "febrl2"},
+    "febrl3": {"febrl": "febrl3"},
+    "febrl4": {"febrl": "febrl4"},
 }
 # A false pair touching one of these is a baby or a twin merged wrongly: must never happen.
 BABY_TWIN_CASES = frozenset({"newborn-nik-ibu", "newborn-own-nik", "twin", "twin-lookalike"})

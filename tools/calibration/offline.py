@@ -1,9 +1,10 @@
 """The evaluation's offline mode: the production decision path without the stack.
 
-A generated district's Patients go into ``tests.fakes.InMemoryFhir`` (PUT with their ids, as the loader
-does), and each one is handled by ``MatchingService.handle_change`` for a Healthcare-API-style change
-without the resource (so it is read from FHIR, as ``match-patient`` does), in the order the stack mode
-delivers them (bulk, then stream), one at a time. The index and review items are read from the
+A generated district's (or a converted FEBRL benchmark's, ``tools/dataset/febrl.py``) Patients go into
+``tests.fakes.InMemoryFhir`` (PUT with their ids, as the loader does), and each one is handled by
+``MatchingService.handle_change`` for a Healthcare-API-style change without the resource (so it is read
+from FHIR, as ``match-patient`` does), in the order the stack mode delivers them (bulk, then stream),
+one at a time. The index and review items are read from the
 in-memory repositories, whose documents are exactly what Firestore would hold; ``matching_score``
 scores them. Same code as production minus the I/O: a 10,000-patient district takes seconds.
 """
@@ -50,16 +51,34 @@ def run_offline(directory: Path, settings: Settings) -> OfflineRun:
                       review_docs=list(services.reviews.docs.values()), seconds=seconds)
 
 
-def evaluate_offline(set_name: str, seed: int, patients: int, settings: Settings, workdir: Path) -> dict:
-    """Generates the set's district for ``seed`` into ``workdir`` (Patients only), runs it offline and
-    scores it: ``score_run``'s figures plus the set, seed and timings."""
+def is_fixed_set(set_name: str) -> bool:
+    """A public benchmark (FEBRL): fixed data, so a seed and a size do not apply."""
+    return "febrl" in EVAL_SETS[set_name]
+
+
+def write_set(set_name: str, seed: int | None, patients: int, settings: Settings, workdir: Path) -> Path:
+    """The set's district (Patients only) in a directory under ``workdir``: generated for ``seed`` and
+    ``patients``, or a FEBRL benchmark converted (both ignored)."""
+    if is_fixed_set(set_name):
+        from tools.dataset.febrl import convert
+
+        directory = workdir / set_name
+        convert(EVAL_SETS[set_name]["febrl"], directory, settings)
+        return directory
     directory = workdir / f"{set_name}-seed{seed}-{patients}"
-    began = time.perf_counter()
     generate(directory, Params(patients=patients, seed=seed, resources_per_patient=0.0, **EVAL_SETS[set_name]),
              settings)
+    return directory
+
+
+def evaluate_offline(set_name: str, seed: int | None, patients: int, settings: Settings, workdir: Path) -> dict:
+    """Writes the set's district (``write_set``), runs it offline and scores it: ``score_run``'s figures
+    plus the set, seed (``"fixed"`` for a benchmark) and timings."""
+    began = time.perf_counter()
+    directory = write_set(set_name, seed, patients, settings, workdir)
     generated = time.perf_counter() - began
     truth = json.loads((directory / "ground_truth.json").read_text())
     run = run_offline(directory, settings)
     figures = score_run(truth, run.resources, run.group_docs, run.review_docs, settings)
-    return {"set": set_name, "seed": seed, **figures, "seconds_generate": round(generated, 2),
-            "seconds_matching": round(run.seconds, 2)}
+    return {"set": set_name, "seed": "fixed" if is_fixed_set(set_name) else seed, **figures,
+            "seconds_generate": round(generated, 2), "seconds_matching": round(run.seconds, 2)}

