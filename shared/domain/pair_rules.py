@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_one_digit_apart
+from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
@@ -297,6 +298,8 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and (
         _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
+    if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
+        return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})
     if one_digit:
         reason = {MERGE: "nik-one-digit-match", REVIEW: "nik-one-digit-review"}.get(outcome, reason)
     return Decision(outcome, reason, model_evidence | {"rule": reason})
