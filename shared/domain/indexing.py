@@ -50,12 +50,12 @@ class Confirmation:
 
 def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, settings: Settings,
                  model: MatchModel | None = None, skip: frozenset[str] = frozenset(),
-                 merged_into: frozenset[str] = frozenset(), namesake_nearby: bool = False) -> MemberApplied:
+                 merged_into: frozenset[str] = frozenset(), neighbours: tuple[dict, ...] = ()) -> MemberApplied:
     """Stores the record as a member unless the stored one is as new (``changed=False``), then runs the
     group's rules for it: statuses, review proposals, and a merge request opened or joined. ``skip``:
     candidates an earlier group of the same event decided (a pair is decided in one group only);
     ``merged_into``: NIK tokens (or ``patient:<id>``) an earlier block of the event merged the record into;
-    ``namesake_nearby``: for a NIK group, a namesake under a NIK one serial typo away (``pair_rules``)."""
+    ``neighbours``: for a NIK group, the records under other NIKs of its first 12 digits (``pair_rules``)."""
     members = group.members
     stored = members.get(patient_id)
     if stored and not is_newer(record["version"], record["last_updated"], stored):
@@ -77,7 +77,7 @@ def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, s
     if own_write:
         return MemberApplied(True, group.request)
 
-    plan = plan_nik_group(group, patient_id, settings, model, namesake_nearby) if group.is_nik else \
+    plan = plan_nik_group(group, patient_id, settings, model, neighbours) if group.is_nik else \
         plan_demographic_group(group, patient_id, settings, model, skip, merged_into)
     for pid, (new_status, reason) in plan.statuses.items():
         if pid in members and members[pid].get("status") not in ("master", "duplicate", "pending"):

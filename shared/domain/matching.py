@@ -14,7 +14,14 @@ from shared.config import Settings
 from shared.domain.group import Group, is_live
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
-from shared.domain.pair_rules import MERGE, REVIEW, Decision, compare_demographic_pair, compare_nik_pair
+from shared.domain.pair_rules import (
+    MERGE,
+    REVIEW,
+    Decision,
+    compare_demographic_pair,
+    compare_nik_pair,
+    lives_with,
+)
 from shared.linkage.model import MatchModel
 
 
@@ -34,9 +41,9 @@ class GroupPlan:
     reviews: list[ReviewProposal] = field(default_factory=list)
     statuses: dict[str, tuple[str, str]] = field(default_factory=dict)  # pid -> (status, reason)
     decisions: dict[str, Decision] = field(default_factory=dict)  # other pid -> decision vs incoming
-    # A namesake under a NIK one serial typo away (``pair_rules.namesake_under_another_nik``): the NIK
-    # group's pairs then need a shared phone, address or identifier to merge.
-    namesake_nearby: bool = False
+    # The records under other NIKs of the group's first 12 digits (``pair_rules.nik_neighbours``): a
+    # namesake among them living with one record of a pair makes the pair's NIK a human decision.
+    neighbours: tuple[dict, ...] = ()
 
 
 def _flags(group: Group, a: str, b: str) -> dict:
@@ -44,7 +51,7 @@ def _flags(group: Group, a: str, b: str) -> dict:
 
 
 def _nik_flags(group: Group, plan: GroupPlan, a: str, b: str) -> dict:
-    return _flags(group, a, b) | {"namesake_nearby": plan.namesake_nearby}
+    return _flags(group, a, b) | {"neighbours": plan.neighbours}
 
 
 def _reference(group: Group, live: dict[str, Mapping], settings: Settings) -> str | None:
@@ -76,7 +83,8 @@ def _merged_into(group: Group, target: str, plan: GroupPlan) -> list[str]:
 # Reviews a record already merged into the target can settle: a near name (the typo is the master's), or
 # a NIK prone to collisions (placeholder date, another home, a namesake one typo away) without a shared
 # phone/address with the master but with one of its records.
-_BRIDGEABLE = frozenset({"name-mismatch", "nik-placeholder-date", "nik-home-conflict", "nik-namesake-nearby"})
+_COLLISIONS = frozenset({"nik-home-conflict", "nik-namesake-nearby"})
+_BRIDGEABLE = frozenset({"name-mismatch", "nik-placeholder-date", *_COLLISIONS})
 
 
 def _match_via_duplicate(group: Group, member_id: str, target: str, decision: Decision, plan: GroupPlan,
@@ -84,10 +92,13 @@ def _match_via_duplicate(group: Group, member_id: str, target: str, decision: De
     """A record one name-threshold short of the master (same NIK, no field conflict, NIK issues
     alike: ``name-mismatch``) that fully matches a record already merged into that master is the
     same person: the typo is the master's ("Widodo Nagraha" master, "Widodo Nugraha" on both
-    others). The second pair passes every rule on its own; nothing weaker than a nik-match counts."""
+    others). The second pair passes every rule on its own; nothing weaker than a nik-match counts.
+    A record whose home or namesake made its NIK doubtful joins only through a record it lives with."""
     members = group.members
     for via in _merged_into(group, target, plan):
         if via == member_id:
+            continue
+        if decision.reason in _COLLISIONS and not lives_with(members[member_id], members[via]):
             continue
         bridge = compare_nik_pair(members[member_id], members[via], settings, model=model,
                                   **_nik_flags(group, plan, member_id, via))
@@ -148,12 +159,12 @@ def _same_cluster(decision: Decision) -> bool:
 
 
 def plan_nik_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
-                   namesake_nearby: bool = False) -> GroupPlan:
+                   neighbours: tuple[dict, ...] = ()) -> GroupPlan:
     """What the (already stored) incoming member means for its NIK group."""
     members = group.members
     # Members without a NIK joined through a demographic match are never compared here.
     live = {pid: m for pid, m in members.items() if is_live(m) and m.get("kind") != "none"}
-    plan = GroupPlan(namesake_nearby=namesake_nearby)
+    plan = GroupPlan(neighbours=neighbours)
     newcomer = members.get(incoming)
     if not is_live(newcomer) or incoming not in live:
         return plan

@@ -9,7 +9,7 @@ one: every rule that is not sure sends the pair to review.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.config import Settings
@@ -119,12 +119,10 @@ _MODEL_DECIDES = frozenset({"name-mismatch", "birthdate-conflict", "gender-confl
 
 def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
                      rejected: bool = False, model: MatchModel | None = None,
-                     namesake_nearby: bool = False) -> Decision:
-    """Two members of one NIK group (same NIK token). ``namesake_nearby``: a record under another NIK of
-    the same first 12 digits (kecamatan, birth date, sex) bears a name close to this pair's
-    (``namesake_under_another_nik``)."""
-    decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected,
-                                 namesake_nearby=namesake_nearby)
+                     neighbours: Sequence[Mapping] = ()) -> Decision:
+    """Two members of one NIK group (same NIK token). ``neighbours``: the records under other NIKs of the
+    same first 12 digits (``nik_neighbours``)."""
+    decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected, neighbours=neighbours)
     if decision.outcome != REVIEW or decision.reason not in _MODEL_DECIDES or not a.get("name") or not b.get("name"):
         return decision
     outcome, reason, evidence = _model_decision(a, b, settings, model, decision.evidence)
@@ -138,7 +136,13 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     # merges when the records also share a phone, address or identifier (the NIK's owner lives there).
     if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not evidence["corroborating"]:
         outcome = REVIEW
-    if outcome == MERGE and _collision_prone(a, b, namesake_nearby, evidence):
+    if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
+        outcome = REVIEW
+    # The NIK agrees with one record and not the other: a date typo in the NIK (the names then agree), or
+    # a relative's NIK typed onto this record (they live together and share a family name: a name held in
+    # the other, "Piliang" / "Yulnida Piliang"). Only agreeing names let the model merge it.
+    if (outcome == MERGE and decision.reason == "nik-birthdate-mismatch"
+            and evidence["model"]["comparisons"]["name"]["level"] not in ("exact", "high")):
         outcome = REVIEW
     if outcome != MERGE:
         # The rule's reason stays (a human sees why the rules hesitated); the model's weights are evidence.
@@ -156,33 +160,54 @@ def _places(member: Mapping) -> set[str]:
     return set(member.get("places") or ())
 
 
-def namesake_under_another_nik(block: Mapping[str, Mapping], record: Mapping, settings: Settings) -> bool:
-    """Whether the NIK prefix block (``shared.domain.patient.nik_prefix_block``: every NIK of the same
-    kecamatan, birth date and sex) holds a live adult under another NIK, with a name close to the record's
-    (within review distance), living where the record says it lives (a place name in common): the record
-    may be that person's, with a serial typo that turned their NIK into this one."""
-    if not record.get("name") or record.get("kind") != "nik" or not _places(record):
-        return False
-    return any(other.get("kind") == "nik" and other.get("nik_token") not in (None, record.get("nik_token"))
-               and not other.get("is_baby") and other.get("status") not in ("merged", "deleted")
-               and other.get("name") and _places(other) & _places(record)
-               and _score(record, other) >= settings.name_review_threshold
-               for other in block.values())
+def same_home(a: Mapping, b: Mapping) -> bool:
+    """The most specific place of one record's address (its hamlet or street) is named by the other's."""
+    return bool(a.get("home") and a["home"] in _places(b) or b.get("home") and b["home"] in _places(a))
 
 
-def _collision_prone(a: Mapping, b: Mapping, namesake_nearby: bool, evidence: dict) -> str | None:
+def homes_conflict(a: Mapping, b: Mapping) -> bool:
+    """Both records state a home, and neither's hamlet or street is named by the other's address: two
+    homes, even in one village (``shared.domain.places``)."""
+    return bool(a.get("home") and b.get("home")) and not same_home(a, b)
+
+
+def nik_neighbours(block: Mapping[str, Mapping], nik_token: str | None) -> tuple[dict, ...]:
+    """The live adults of the NIK prefix block (``shared.domain.patient.nik_prefix_block``: every NIK of the
+    same kecamatan, birth date and sex) under another NIK than ``nik_token``: whose serial typo can give it."""
+    return tuple(dict(other) for _, other in sorted(block.items())
+                 if other.get("kind") == "nik" and other.get("nik_token") not in (None, nik_token)
+                 and not other.get("is_baby") and other.get("name")
+                 and other.get("status") not in ("merged", "deleted"))
+
+
+def lives_with(record: Mapping, other: Mapping) -> bool:
+    """A phone or address line in common, or one home (``same_home``)."""
+    shared = set(record.get("corroborators") or ()) & set(other.get("corroborators") or ())
+    return any(not c.startswith("id:") for c in shared) or same_home(record, other)
+
+
+def _namesake_at_home(record: Mapping, neighbours: Sequence[Mapping], settings: Settings) -> bool:
+    """A neighbour under another NIK, with a name within review distance, living with the record: the
+    record may be that person's, its NIK a serial typo of theirs."""
+    return bool(record.get("name")) and any(
+        lives_with(record, other) and _score(record, other) >= settings.name_review_threshold
+        for other in neighbours)
+
+
+def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evidence: dict,
+                     settings: Settings) -> str | None:
     """Why one NIK on two records may be a serial typo that hit another person, with nothing shared to say
     otherwise: the NIK's first 12 digits encode the kecamatan, birth date and sex, so a typo lands on a
-    person who agrees on all three, and a common name agrees too. Two stated homes naming no common place
-    (``shared.domain.places``) then tell two people apart (a person who moved goes to review, not lost);
-    so does a namesake under a NIK one typo away who lives where the incoming record does, when the pair
-    shows no home in common. A shared phone, address or identifier settles it."""
+    person who agrees on all three, and a common name agrees too. Two stated homes (``homes_conflict``)
+    then tell two people apart (a person who moved goes to review, not lost); so does a namesake under a
+    NIK one typo away living with one of the records, when the pair shows no home in common. A shared
+    phone, address or identifier settles it."""
     if evidence["corroborating"]:
         return None
-    places_a, places_b = _places(a), _places(b)
-    if places_a and places_b and not places_a & places_b:
+    if homes_conflict(a, b):
         return "nik-home-conflict"
-    if namesake_nearby and not places_a & places_b:
+    if neighbours and not same_home(a, b) and (_namesake_at_home(a, neighbours, settings)
+                                               or _namesake_at_home(b, neighbours, settings)):
         return "nik-namesake-nearby"
     return None
 
@@ -193,7 +218,7 @@ def is_placeholder_date(birth_date: object) -> bool:
 
 
 def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool,
-                      rejected: bool, namesake_nearby: bool = False) -> Decision:
+                      rejected: bool, neighbours: Sequence[Mapping] = ()) -> Decision:
     score = _score(a, b)
     evidence = _evidence(a, b, score)
     if rejected:
@@ -229,7 +254,7 @@ def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: 
     evidence["name_threshold"] = threshold
     if score < threshold:
         return decide(REVIEW, "name-mismatch")
-    if collision := _collision_prone(a, b, namesake_nearby, evidence):
+    if collision := _collision_prone(a, b, neighbours, evidence, settings):
         return decide(REVIEW, collision)
     if is_placeholder_date(a.get("birth_date")) and not evidence["corroborating"]:
         # A NIK of a placeholder date shares its first 12 digits with every namesake of the district given

@@ -52,6 +52,7 @@ class PatientFacts:
     nik_masks: tuple[str, ...] = ()      # keyed masks of the NIK, one per digit (one-digit typos)
     nik_prefix_token: str | None = None  # keyed token of the NIK's first 12 digits (a serial typo's block)
     places: tuple[str, ...] = ()         # keyed tokens of the place names of the address lines (``place_words``)
+    home: str | None = None              # keyed token of the first (most specific) of them
 
 
 def _dict(value: object) -> dict:
@@ -206,6 +207,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
                 has_telecom = True
                 corroborators.add(_keyed("phone", phone, key))
     places: set[str] = set()
+    home = None
     for address in _list(resource.get("address")):
         if isinstance(address, dict):
             text = " ".join(x for x in _list(address.get("line")) if isinstance(x, str))
@@ -213,7 +215,9 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
             if line:
                 has_address = True
                 corroborators.add(_keyed("addr", line, key))
-                places.update(_keyed("place", word, key) for word in place_words(text))
+                words = [_keyed("place", word, key) for word in place_words(text)]
+                places.update(words)
+                home = home or (words[0] if words else None)
     skip_systems = {settings.nik_system, settings.nik_ibu_system}
     for identifier in _list(resource.get("identifier")):
         if (isinstance(identifier, dict) and isinstance(identifier.get("system"), str)
@@ -266,6 +270,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
         nik_masks=masks,
         nik_prefix_token=nik_prefix,
         places=tuple(sorted(places)),
+        home=home,
     )
 
 
@@ -292,6 +297,7 @@ def member_record(facts: PatientFacts) -> dict:
         "region": facts.region,
         "nik_masks": list(facts.nik_masks),
         "places": list(facts.places),
+        "home": facts.home,
     }
 
 

@@ -2,8 +2,9 @@
 
 Address lines of one person differ in form from one legacy system to another ("Dsn. Tegalrejo RT 1/RW 10,
 Ds. Margoagung", "Dusun Tegalrejo, Margoagung, Kec. Seyegan", "TEGALREJO 01/10 MARGOAGUNG"), so a keyed
-token of the whole line rarely matches; the place names (hamlet, village, street) they carry do. Two
-records whose lines name no common place state two different homes.
+token of the whole line rarely matches; the place names (hamlet, village, street) they carry do. The
+first is the most specific (the hamlet or street, before the village): two records whose first places
+each miss from the other's line state two different homes, even in one village.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ _ADDRESS_WORDS = frozenset({"dusun", "dsn", "desa", "ds", "kelurahan", "kel", "j
 _WIDER_AREA = frozenset({"kecamatan", "kec", "kabupaten", "kab", "kota", "provinsi", "prov"})
 
 
-def place_words(line: str) -> set[str]:
-    """The place names of one address line ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" -> tegalrejo,
-    margoagung): words of three letters or more, neither generic nor a number nor a wider area's name."""
-    words, places, skip = _NON_WORD.sub(" ", (line or "").lower()).split(), set(), False
+def place_words(line: str) -> list[str]:
+    """The place names of one address line in order ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" ->
+    tegalrejo, margoagung): words of three letters or more, neither generic nor a number nor a wider
+    area's name."""
+    words, places, skip = _NON_WORD.sub(" ", (line or "").lower()).split(), [], False
     for word in words:
         if word in _WIDER_AREA:
             skip = True
             continue
-        if not skip and word.isalpha() and len(word) >= 3 and word not in _ADDRESS_WORDS:
-            places.add(word)
+        if not skip and word.isalpha() and len(word) >= 3 and word not in _ADDRESS_WORDS and word not in places:
+            places.append(word)
         skip = False
     return places

@@ -24,7 +24,7 @@ from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.indexing import already_recorded, apply_member, confirm_members, join_nik_group
-from shared.domain.pair_rules import namesake_under_another_nik
+from shared.domain.pair_rules import nik_neighbours
 from shared.domain.patient import (
     PatientFacts,
     candidate_blocks,
@@ -87,12 +87,12 @@ class MatchingService:
     def model(self) -> MatchModel:
         return self._model
 
-    def _namesake_nearby(self, facts: PatientFacts, record: dict) -> bool:
-        """Read before the NIK group decides (the block's own transaction comes later in the event): does
-        the block of the NIK's first 12 digits hold a namesake under another NIK (``pair_rules``)?"""
+    def _nik_neighbours(self, facts: PatientFacts) -> tuple[dict, ...]:
+        """The records under other NIKs of the block of the NIK's first 12 digits (``pair_rules``), read
+        before the NIK group decides (the block's own transaction comes later in the event)."""
         block = nik_prefix_block(facts, self._settings) if facts.kind == "nik" else None
         stored = self._groups.get(f"demographic_index/{block}") if block else None
-        return bool(stored) and namesake_under_another_nik(stored.members, record, self._settings)
+        return nik_neighbours(stored.members, facts.nik_token) if stored else ()
 
     def _groups_for(self, facts: PatientFacts) -> list[str]:
         groups = [f"nik_index/{facts.nik_token}"] if facts.nik_token else []
@@ -169,7 +169,7 @@ class MatchingService:
                      nik_issues=list(facts.nik_issues))
         decided: frozenset[str] = frozenset()   # candidates an earlier group of this event decided
         merged_into: set[str] = set()            # whom an earlier block merged the record into
-        namesake = not own_write and self._namesake_nearby(facts, record)
+        neighbours = () if own_write else self._nik_neighbours(facts)
         for group_id in groups:
             if own_write and already_recorded(self._groups.get(group_id), patient_id, record):
                 # The finaliser's own write, already recorded by complete_request: no transaction, so
@@ -178,7 +178,7 @@ class MatchingService:
 
             def change(tx, group_id=group_id, skip=decided, merged=frozenset(merged_into)):
                 applied = apply_member(tx.group, patient_id, record, own_write, self._settings, self._model, skip,
-                                       merged, namesake)
+                                       merged, neighbours)
                 now = now_iso()
                 tx.propose_reviews([ReviewItem.proposed(group_id, p.patient_ids, p.reason, p.evidence, now)
                                     for p in applied.reviews])

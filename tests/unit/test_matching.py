@@ -8,13 +8,14 @@ from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.master import select_master
 from shared.domain.matching import plan_demographic_group, plan_nik_group
+from shared.domain.merge_request import RequestPlan
 from shared.domain.pair_rules import (
     MERGE,
     NO_MATCH,
     REVIEW,
     compare_demographic_pair,
     compare_nik_pair,
-    namesake_under_another_nik,
+    nik_neighbours,
 )
 from shared.domain.patient import is_newer, member_record, patient_facts
 from shared.domain.places import place_words
@@ -291,8 +292,8 @@ def test_a_nik_of_a_placeholder_date_needs_a_shared_phone_or_address():
 def test_place_words_are_the_place_names_of_a_line_whatever_its_form():
     forms = ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung", "TEGALREJO 01/10 MARGOAGUNG",
              "Dusun Tegalrejo, Margoagung, Kec. Seyegan", "Dusun Tegalrejo RT 001 RW 010 Desa Margoagung")
-    assert all(place_words(line) == {"tegalrejo", "margoagung"} for line in forms)
-    assert place_words("Jl. Kaliurang No. 12, Kel. Sinduadi, Kab. Sleman") == {"kaliurang", "sinduadi"}
+    assert all(place_words(line) == ["tegalrejo", "margoagung"] for line in forms)
+    assert place_words("Jl. Kaliurang No. 12, Kel. Sinduadi, Kab. Sleman") == ["kaliurang", "sinduadi"]
 
 
 def test_one_nik_on_two_stated_homes_without_a_common_place_is_a_human_decision():
@@ -314,7 +315,30 @@ def test_one_nik_on_two_stated_homes_without_a_common_place_is_a_human_decision(
         assert compare_nik_pair(a, b, SETTINGS).outcome == MERGE, address_b
 
 
-def test_a_namesake_one_nik_typo_away_living_where_the_record_does_makes_the_nik_a_human_decision():
+def test_two_hamlets_of_one_village_are_two_homes():
+    # "Zainab" of Dusun Nglempong and "Zainab" of Dusun Karanganyar, both of Desa Sumberharjo: the village
+    # is shared by thousands, the hamlet is the home.
+    a = record(patient("a", name="Zainab", gender="female", nik=NIK_WOMAN,
+                       address="Dusun Nglempong RT 002 RW 018 Desa Sumberharjo"))
+    b = record(patient("b", name="Zainab", gender="female", nik=NIK_WOMAN,
+                       address="Dusun Karanganyar RT 006 RW 013 Desa Sumberharjo"))
+    assert compare_nik_pair(a, b, SETTINGS).reason == "nik-home-conflict"
+    c = record(patient("c", name="Zainab", gender="female", nik=NIK_WOMAN, address="NGLEMPONG 02/18 SUMBERHARJO"))
+    assert compare_nik_pair(a, c, SETTINGS).outcome == MERGE
+
+
+def test_a_relatives_nik_with_a_shared_family_name_is_never_merged_by_the_model():
+    # "Yulnida Piliang", a woman, carries the NIK of "Bapak Piliang" (a man) of the same household: the NIK
+    # disagrees with her record; a family name and a home in common are what relatives have.
+    father = record(patient("f", name="Bapak Piliang", birth="1990-05-15", nik=NIK_MAN,
+                            address="PUNDUNG 01/17 SUMBERADI"))
+    daughter = record(patient("d", name="An. Yulnida Piliang", birth=None, gender="female", nik=NIK_MAN,
+                              address="PUNDUNG 01/17 SUMBERADI"))
+    decision = compare_nik_pair(father, daughter, SETTINGS)
+    assert decision.outcome == REVIEW and decision.reason == "nik-birthdate-mismatch"
+
+
+def test_a_namesake_one_nik_typo_away_living_with_one_record_makes_the_nik_a_human_decision():
     # "Ibu Patimah" carries the NIK of "Fatimah" (serial 0001), born the same day in the same kecamatan;
     # "Patimah" under serial 0002 lives where "Ibu Patimah" does: the record may be hers, mistyped.
     nik_neighbour = NIK_WOMAN[:-1] + "3"
@@ -323,17 +347,37 @@ def test_a_namesake_one_nik_typo_away_living_where_the_record_does_makes_the_nik
     owner = record(patient("o", name="Sdri. Fatimah", gender="female", nik=NIK_WOMAN))
     neighbour = record(patient("x", name="PATIMAH", gender="female", nik=nik_neighbour,
                                address="Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"))
-    assert namesake_under_another_nik({"x": neighbour, "o": owner}, newcomer, SETTINGS)
-    assert not namesake_under_another_nik({"o": owner}, newcomer, SETTINGS)          # same NIK: no namesake
-    elsewhere = {**neighbour, "places": record(patient("x", address="Dusun Jetis, Sumberrahayu"))["places"]}
-    assert not namesake_under_another_nik({"x": elsewhere}, newcomer, SETTINGS)       # lives elsewhere
+    assert nik_neighbours({"x": neighbour, "o": owner, "n": newcomer}, owner["nik_token"]) == (neighbour,)
     assert compare_nik_pair(newcomer, owner, SETTINGS).outcome == MERGE
-    decision = compare_nik_pair(newcomer, owner, SETTINGS, namesake_nearby=True)
-    assert (decision.outcome, decision.reason) == (REVIEW, "nik-namesake-nearby")
+    for a, b in ((newcomer, owner), (owner, newcomer)):        # whichever record lives with the namesake
+        decision = compare_nik_pair(a, b, SETTINGS, neighbours=(neighbour,))
+        assert (decision.outcome, decision.reason) == (REVIEW, "nik-namesake-nearby")
+    elsewhere = record(patient("x", name="PATIMAH", gender="female", nik=nik_neighbour,
+                               address="Dusun Jetis, Sumberrahayu"))
+    other_name = record(patient("x", name="Sri Wahyuni", gender="female", nik=nik_neighbour,
+                                address="Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"))
+    for unrelated in (elsewhere, other_name):
+        assert compare_nik_pair(newcomer, owner, SETTINGS, neighbours=(unrelated,)).outcome == MERGE
     # A home the pair shares (the owner's record names the same dusun) settles it.
     at_home = record(patient("o", name="Sdri. Fatimah", gender="female", nik=NIK_WOMAN,
                              address="TEGALREJO 01/10 MARGOAGUNG"))
-    assert compare_nik_pair(newcomer, at_home, SETTINGS, namesake_nearby=True).outcome == MERGE
+    assert compare_nik_pair(newcomer, at_home, SETTINGS, neighbours=(neighbour,)).outcome == MERGE
+
+
+def test_a_record_whose_home_conflicts_with_the_master_joins_only_through_a_record_it_lives_with():
+    # "Soemarni Sari" carries the NIK of "Suparmi Sari" (another desa) and nearly matches "Sari Suparmi",
+    # a record of the owner without an address: that record cannot vouch for her.
+    master = record(patient("m", name="Suparmi Sari", birth="1990-05-15", gender="female", nik=NIK_WOMAN,
+                            phone="082267689391", address="NGABEAN 07/20 MAGUWOHARJO"), status="master")
+    merged = record(patient("d", name="Sari Suparmi", gender="female", nik=NIK_WOMAN, phone="082267689391"),
+                    status="duplicate")
+    newcomer = record(patient("n", name="Soemarni Sari", gender="female", nik=NIK_WOMAN,
+                              address="Dusun Banjarharjo, Caturtunggal, Kec. Depok"))
+    doc = group(("m", master), ("d", merged), ("n", newcomer), master="m")
+    grp = as_group(doc)
+    grp.open_request(RequestPlan("m", ("d",), "nik-match", "matching", {}))
+    plan = plan_nik_group(grp, "n", SETTINGS)
+    assert plan.master is None and [r.reason for r in plan.reviews] == ["nik-home-conflict"]
 
 
 def test_near_names_on_one_birth_date_in_one_household_are_never_merged_without_a_nik():
