@@ -328,6 +328,28 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
         ids = tuple(sorted({incoming, *(pid for pid, _ in strong)}))
         plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
                                            {"rule": "ambiguous-match", "candidates": len(strong)}))
+    plan.reviews = one_item_per_cluster(incoming, plan.reviews)
     status = "review" if plan.reviews and not plan.master else "active"
     plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews and not plan.master else None)
     return plan
+
+
+def one_item_per_cluster(incoming: str, reviews: list[ReviewProposal]) -> list[ReviewProposal]:
+    """The newcomer's review candidates in one block are one question for a human ("which of these, if any,
+    is this record?"): one item naming the newcomer and every candidate, under the reason and evidence of
+    the strongest pair (highest model evidence weight), with each candidate's reason and weight. A
+    reviewer approves the records that are one person (``ReviewService.approve(patient_ids=...)``) and
+    rejects the rest."""
+    pairs = [r for r in reviews if len(r.patient_ids) == 2 and incoming in r.patient_ids]
+    if len(pairs) < 2:
+        return reviews
+    others = [r for r in reviews if r not in pairs]
+
+    def weight(proposal: ReviewProposal) -> float:
+        return float(((proposal.evidence or {}).get("model") or {}).get("evidence_weight") or 0.0)
+
+    strongest = max(pairs, key=weight)
+    candidates = [{"patient": next(p for p in r.patient_ids if p != incoming), "reason": r.reason,
+                   "evidence_weight": round(weight(r), 3)} for r in pairs]
+    ids = tuple(sorted({pid for r in pairs for pid in r.patient_ids}))
+    return [ReviewProposal(ids, strongest.reason, strongest.evidence | {"candidates": candidates}), *others]

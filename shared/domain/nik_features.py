@@ -5,9 +5,10 @@ record lacks its own birth date or sex, the NIK's are used for blocking and comp
 record lists them in ``derived`` (they are never written back to FHIR). A NIK that disagrees with the
 record's own fields stays evidence of a wrong NIK (``shared.nik.nik_consistency``, kept as ``nik_issues``).
 
-``nik_masks``: one keyed short hash per digit position of the NIK with that digit masked. Two records
-whose NIKs are one digit apart share exactly one mask (same position), so "one digit apart" is decided
-from the index records alone, without a raw NIK in any document.
+``nik_masks``: one keyed short hash per digit position of the NIK with that digit masked, and one per
+pair of adjacent different digits with the pair sorted. Two records whose NIKs are one substitution or one
+adjacent transposition apart (Damerau distance 1, the two common keyboard errors) share a mask, so "one
+typo apart" is decided from the index records alone, without a raw NIK in any document.
 """
 
 from __future__ import annotations
@@ -41,7 +42,27 @@ def nik_masks(value: str, key: str) -> tuple[str, ...]:
         masked = value[:position] + "*" + value[position + 1:]
         digest = hmac.new(key.encode(), f"nikmask|{position}|{masked}".encode(), hashlib.sha256).hexdigest()
         masks.append(f"{position:02d}{digest[:MASK_HEX]}")
+    # Two adjacent digits typed in the wrong order (the other common keyboard error: Damerau distance 1):
+    # the NIK with the pair at ``position`` written in ascending order. Two NIKs one transposition apart
+    # share that key; its position is written ``TRANSPOSED + position`` (``typo_digits`` reads both forms).
+    for position in range(NIK_LENGTH - 1):
+        pair = value[position:position + 2]
+        if pair[0] == pair[1]:
+            continue  # swapping equal digits changes nothing
+        canonical = value[:position] + "".join(sorted(pair)) + value[position + 2:]
+        digest = hmac.new(key.encode(), f"niktransposed|{position}|{canonical}".encode(),
+                          hashlib.sha256).hexdigest()
+        masks.append(f"{TRANSPOSED + position:02d}{digest[:MASK_HEX]}")
     return tuple(masks)
+
+
+TRANSPOSED = 20   # position prefix of a transposition key (20-34: the pair at 0-14)
+
+
+def typo_digits(mask: str) -> tuple[int, ...]:
+    """The NIK digit positions a shared mask says differ: one (a substitution) or two (a transposition)."""
+    position = int(mask[:2])
+    return (position - TRANSPOSED, position - TRANSPOSED + 1) if position >= TRANSPOSED else (position,)
 
 
 def nik_features(nik: Nik, key: str, today: date | None = None) -> NikFeatures:
@@ -57,5 +78,5 @@ def nik_features(nik: Nik, key: str, today: date | None = None) -> NikFeatures:
 
 
 def nik_one_digit_apart(a_masks, b_masks) -> bool:
-    """Two different NIKs one digit apart share the mask of that digit's position."""
+    """Two different NIKs one digit (or one adjacent transposition) apart share the mask of that position."""
     return bool(set(a_masks or ()) & set(b_masks or ()))

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.config import Settings
-from shared.domain.nik_features import nik_one_digit_apart
+from shared.domain.nik_features import nik_one_digit_apart, typo_digits
+from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
@@ -271,7 +272,7 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
     that each agree with their own record: those go to review."""
     fields = evidence["fields"]
     shared = set(a.get("nik_masks") or ()) & set(b.get("nik_masks") or ())
-    in_date_part = any(6 <= int(mask[:2]) <= 11 for mask in shared)
+    in_date_part = any(all(6 <= digit <= 11 for digit in typo_digits(mask)) for mask in shared)
     typo_shows = bool(_nik_issues(a)) != bool(_nik_issues(b))
     agree = score >= settings.name_match_threshold and fields["birth_date"] == "agree" and fields["gender"] == "agree"
     if in_date_part and typo_shows and agree and not _household(a, b):
@@ -322,6 +323,8 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and (
         _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
+    if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
+        return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})
     if one_digit:
         reason = {MERGE: "nik-one-digit-match", REVIEW: "nik-one-digit-review"}.get(outcome, reason)
     return Decision(outcome, reason, model_evidence | {"rule": reason})

@@ -99,21 +99,27 @@ class ReviewService:
             })
         return details
 
-    def approve(self, item_id: str, reviewer: str, *, note: str | None = None, master: str | None = None) -> dict:
+    def approve(self, item_id: str, reviewer: str, *, note: str | None = None, master: str | None = None,
+                patient_ids: list[str] | None = None) -> dict:
         """Same person: merge (the newborn and twin rules still apply). ``master``: the reviewer's
-        choice of master among the item's patients (a golden master already there stays)."""
+        choice of master among the item's patients (a golden master already there stays).
+        ``patient_ids``: the records of the item that are one person, when the item names candidates of
+        which only some are (one item per candidate cluster, ``shared.domain.matching``); default all."""
         item = self._pending_item(item_id)
-        if master is not None and master not in item.patient_ids:
+        chosen = sorted(set(patient_ids)) if patient_ids is not None else list(item.patient_ids)
+        if len(chosen) < 2 or not set(chosen) <= set(item.patient_ids):
+            raise ReviewRefused(f"approve at least two patients of review item {item_id}")
+        if master is not None and master not in chosen:
             raise ReviewRefused(f"{master} is not a patient of review item {item_id}")
         before = self._groups.get(item.group)
-        outcome = self._matching.confirm_group(item.group, item.patient_ids, reason="review-approved",
+        outcome = self._matching.confirm_group(item.group, chosen, reason="review-approved",
                                                requested_by=reviewer, master=master)
-        if set(outcome.refused) >= set(item.patient_ids):
+        if set(outcome.refused) >= set(chosen):
             # Nothing could be merged (e.g. the block is busy with another merge): stays pending.
             self._record(AuditAction.REFUSED, reviewer, item, note, {"refused": outcome.refused})
             raise ReviewRefused(f"review item {item_id} stays pending; refused by rule: "
                                 f"{sorted(set(outcome.refused.values()))}")
-        added = sorted(pairs_of(item.patient_ids) - (before.confirmed if before else set()))
+        added = sorted(pairs_of(chosen) - (before.confirmed if before else set()))
         self._items.decide(item_id, ReviewStatus.APPROVED, _without_none({
             "decided_by": reviewer, "decided_at": now_iso(), "refused": outcome.refused,
             "published": outcome.published, "note": note, "master_choice": master, "pairs_added": added}))

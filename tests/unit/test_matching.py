@@ -631,3 +631,13 @@ def test_records_waiting_in_review_for_one_master_are_named_in_one_item():
     plan = plan_nik_group(as_group(group(("m", master), ("a", first), ("b", second), master="m")), "b", SETTINGS)
     assert plan.master is None
     assert [set(r.patient_ids) for r in plan.reviews] == [{"a", "b", "m"}]
+
+
+def test_niks_one_transposition_apart_go_to_review_like_a_one_digit_typo():
+    # "...0012" typed "...0021": the two common keyboard errors are one typo apart alike; a serial typo
+    # (or consecutive serials of twins / namesakes) goes to a human.
+    a = record(patient("a", nik="3201011505900012", phone="081234567890"))
+    b = record(patient("b", nik="3201011505900021"))
+    decision = compare_demographic_pair(a, b, SETTINGS)
+    assert (decision.outcome, decision.reason) == (REVIEW, "nik-one-digit-review")
+    assert decision.evidence["model"]["comparisons"]["nik"]["level"] == "one-digit"

@@ -3,7 +3,7 @@
 from datetime import date
 
 from shared.config import Settings
-from shared.domain.nik_features import nik_features, nik_one_digit_apart
+from shared.domain.nik_features import nik_features, nik_masks, nik_one_digit_apart, typo_digits
 from shared.domain.patient import member_record, patient_facts
 from shared.nik import parse_nik
 
@@ -44,3 +44,18 @@ def test_one_digit_apart_is_seen_from_the_masks_alone():
     assert nik_one_digit_apart(masks("3201015505900002"), masks("3201015505900003"))
     assert nik_one_digit_apart(masks("3201015505900002"), masks("3201015505900092"))
     assert not nik_one_digit_apart(masks("3201015505900002"), masks("3201015505900013"))
+
+
+def test_two_adjacent_digits_typed_in_the_wrong_order_are_one_typo_apart():
+    # Damerau distance 1: "...0012" for "...0021", or a region pair swapped ("3210..." for "3201...").
+    def masks(nik):
+        return nik_masks(nik, KEY)
+    assert nik_one_digit_apart(masks("3201015505900012"), masks("3201015505900021"))
+    assert nik_one_digit_apart(masks("3201015505900012"), masks("3210015505900012"))
+    # Two swaps, or a swap of digits two places apart, are two typos.
+    assert not nik_one_digit_apart(masks("3201015505900012"), masks("2301015505900021"))
+    assert not nik_one_digit_apart(masks("3201015505900012"), masks("3201015505900210"))
+    [shared] = set(masks("3201015505900012")) & set(masks("3201015505900021"))
+    assert typo_digits(shared) == (14, 15)
+    [date_swap] = set(masks("3201015505900012")) & set(masks("3201015505090012"))  # year 90 typed 09
+    assert typo_digits(date_swap) == (10, 11)

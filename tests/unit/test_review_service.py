@@ -140,3 +140,20 @@ def _propose(world: FakeServices, group: str, patient_ids: list[str]) -> str:
     item = ReviewItem.proposed(group, patient_ids, "manual", {}, "2025-01-01T00:00:00Z")
     world.groups.transact(group, lambda tx: tx.propose_reviews([item]))
     return item.id
+
+
+def test_a_newcomers_candidates_in_one_block_are_one_item_and_a_reviewer_approves_some_of_them(world):
+    # Two records of "Budi Santoso" born the same day (one with a NIK), then a third without a NIK: it may be
+    # either (or neither). One item names the three; the reviewer approves the newcomer with one of them.
+    first, holder = matched(world, "Budi Santoso", nik=None), matched(world, "Budi Santoso")
+    newcomer = matched(world, "Budi Santoso", nik=None)
+    [cluster] = [item for item in world.review.pending() if newcomer["id"] in item.patient_ids]
+    assert sorted(cluster.patient_ids) == sorted((first["id"], holder["id"], newcomer["id"]))
+    assert sorted(c["patient"] for c in cluster.evidence["candidates"]) == sorted((first["id"], holder["id"]))
+
+    with pytest.raises(ReviewRefused):
+        world.review.approve(cluster.id, "reviewer", patient_ids=[newcomer["id"]])
+    world.review.approve(cluster.id, "reviewer", patient_ids=[newcomer["id"], holder["id"]])
+    [message] = world.merge_requests_published()
+    assert {message["master"], *message["duplicates"]} == {newcomer["id"], holder["id"]}
+    assert world.review.get(cluster.id).decision["pairs_added"] == [pair_key(holder["id"], newcomer["id"])]

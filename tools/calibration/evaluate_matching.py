@@ -95,7 +95,8 @@ def parse_list(text: str, kind=str) -> list:
 
 ROW = (("precision", "precision", "{:.4f}"), ("false pairs", "false_pairs", "{}"),
        ("auto recall", "recall_auto", "{:.4f}"), ("auto recall NIK", "recall_auto_nik", "{:.4f}"),
-       ("recall +review", "recall_with_review", "{:.4f}"), ("review % pts", "review_pct", "{:.2f}"),
+       ("recall +review", "recall_with_review", "{:.4f}"), ("block recall", "block_recall", "{:.4f}"),
+       ("review % pts", "review_pct", "{:.2f}"),
        ("baby/twin false", "baby_twin_false_pairs", "{}"), ("true pairs", "true_pairs", "{}"),
        ("NIK pairs", "nik_pairs", "{}"), ("matching s", "seconds_matching", "{:.1f}"))
 

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 
 from shared.config import Settings
-from shared.domain.patient import patient_facts
+from shared.domain.patient import candidate_blocks, patient_facts
 
 MERGED, REVIEW, MISSED = "merged", "review", "missed"
 # The three sets the issue's before/after table reports: (noise model, mix of people); and the public
@@ -117,6 +117,16 @@ def pair_pattern(a: str, b: str, patients: dict) -> str:
     return f"{cases} | {','.join(noise) or 'no noise'}"
 
 
+def block_recall(actual: set[tuple[str, str]], facts: dict, settings: Settings) -> float:
+    """The share of same-person pairs whose records share at least one block (the NIK group or a candidate
+    block, ``shared.domain.patient.candidate_blocks``; the member cap left out): a pair sharing none is
+    never compared, so no rule or model can merge it or send it to review."""
+    keys = {pid: set(candidate_blocks(f, settings)) | ({f"nik:{f.nik_token}"} if f.nik_token else set())
+            for pid, f in facts.items()}
+    found = sum(1 for a, b in actual if keys[a] & keys[b])
+    return round(found / len(actual), 4) if actual else 1.0
+
+
 def score_run(truth: dict, resources: dict[str, dict], group_docs: Iterable[dict], review_docs: Iterable[dict],
               settings: Settings) -> dict:
     """The evaluation's figures for one run (JSON-ready). ``resources``: patient id -> Patient."""
@@ -149,6 +159,7 @@ def score_run(truth: dict, resources: dict[str, dict], group_docs: Iterable[dict
         "recall_auto": ratio(merged[MERGED], len(actual)),
         "recall_auto_nik": ratio(merged_nik[MERGED], len(nik_pairs)),
         "recall_with_review": ratio(merged[MERGED] + merged[REVIEW], len(actual)),
+        "block_recall": block_recall(actual, facts, settings),
         "recall_with_review_nik": ratio(merged_nik[MERGED] + merged_nik[REVIEW], len(nik_pairs)),
         "outcomes": {MERGED: merged[MERGED], REVIEW: merged[REVIEW], MISSED: merged[MISSED]},
         "review_items": len(pending),
