@@ -81,6 +81,17 @@ class MatchModel:
     trained_on: dict = field(default_factory=dict)
     comparisons: tuple[Comparison, ...] = COMPARISONS
 
+    # The batch's deciding workers get the model by pickling; the comparisons' predicates are code, not
+    # data: a model with the product's own comparisons travels without them and takes them back on arrival.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state["comparisons"] is COMPARISONS:
+            state["comparisons"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, comparisons=state["comparisons"] or COMPARISONS)
+
     # --- artefact ---------------------------------------------------------------------------
     @classmethod
     def from_json(cls, text: str | bytes) -> MatchModel:

@@ -62,3 +62,15 @@ def test_an_artefact_whose_levels_differ_from_the_code_is_refused():
                                  "comparisons": [{"name": "name", "levels": [{"label": "exact", "match_weight": 1}]}]}))
     with pytest.raises(ValueError, match="other levels"):
         MatchModel.from_json(json.dumps(doc))
+
+
+def test_a_model_travels_to_a_worker_process_and_scores_the_same():
+    import pickle
+
+    model = default_model()
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.comparisons is model.comparisons and copy.version == model.version
+    left = {"name": "siti rahayu", "birth_date": "1990-01-02", "nik_token": "t", "gender": "female",
+            "phones": ["0812"], "region": "3201"}
+    right = dict(left, name="siti")
+    assert copy.score_rows(left, right) == model.score_rows(left, right)
