@@ -9,7 +9,7 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.types import write as write_types
 
-from shared.adapters.firestore_bulk import value_pb, write_pb
+from shared.adapters.firestore_bulk import _by_size, value_pb, write_pb
 from shared.adapters.index_codec import encode
 
 PATH = "projects/p/databases/(default)/documents/nik_index/t"
@@ -36,3 +36,11 @@ def test_a_replacement_is_the_clients_set_under_the_update_time_read():
 def test_values_the_index_never_holds_are_refused():
     with pytest.raises(TypeError):
         value_pb({1, 2})
+
+
+def test_commits_stay_under_the_request_size_limit():
+    # 500 groups of a large district's birth date blocks (~11 KB each) do not fit one request.
+    assert _by_size(list(range(500)), [11_000] * 500, limit=3 << 20) == [list(range(285)), list(range(285, 500))]
+    assert _by_size([0, 2, 3], [5, 99, 20, 1], limit=10) == [[0], [2], [3]]   # one larger than the limit: alone
+    assert _by_size([0, 1, 3], [4, 6, 99, 1], limit=10) == [[0, 1], [3]]
+    assert _by_size([], [], limit=10) == []

@@ -4,13 +4,15 @@ Per size and source: a patients-only district (``bulk_fraction=1``) is generated
 FHIR source, loaded into a fresh FHIR server (loading is not timed); then ``python -m ops backfill --json``
 runs as its own process against fresh emulators and a project of its own (read, decide, index, publish;
 merges are not run), and its summary (seconds per phase, patients/s, peak RSS) is reported with the
-machine's load average before and after.
+machine's load average before and after, and the CPU seconds the run cost: the backfill's processes
+(its deciding workers included), each emulator and the FHIR server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import uuid
@@ -33,6 +35,18 @@ def _topic(settings: Settings) -> None:
     publisher.create_topic(name=publisher.topic_path(settings.project_id, settings.topic_merge_requests))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    """CPU of this process's finished children and theirs (the backfill and its deciding workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(patients: int, source: str, work: Path, console) -> dict:
     from tools.runtime.stack import LocalStack, start_fhir_server
 
@@ -52,15 +66,23 @@ def run_one(patients: int, source: str, work: Path, console) -> dict:
         if source == "ndjson":
             args += ["--ndjson", str(directory), "--no-fhir"]
         load_before = os.getloadavg()
+        servers = {"firestore": stack.firestore.pid, "pubsub": stack.pubsub.pid, "fhir": server.process.pid}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+        children_before = _children_cpu()
         done = subprocess.run([sys.executable, "-m", "ops", "backfill", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, check=False)
         if done.returncode:
             raise RuntimeError(f"backfill failed: {done.stderr[-2000:]}")
         summary = json.loads(done.stdout)
+        # CPU seconds say what the run cost whatever else shared the cores (the wall time does not).
+        cpu = {"backfill": round(_children_cpu() - children_before, 1),
+               **{name: round(cpu_seconds(pid) - cpu_before[name], 1) for name, pid in servers.items()}}
     result = {"patients": patients, "source": source, "seconds": summary["seconds"],
               "patients_per_second": summary["patients_per_second"], "peak_rss_mb": summary["peak_rss_mb"],
-              "phase_seconds": summary["phase_seconds"], "merge_requests": summary["merge_requests_published"],
-              "review_items": summary["review_items_proposed"],
+              "worker_peak_rss_mb": summary["worker_peak_rss_mb"], "phase_seconds": summary["phase_seconds"],
+              "decide_seconds": summary.get("decide_seconds"), "documents": summary.get("documents"),
+              "merge_requests": summary["merge_requests_published"], "review_items": summary["review_items_proposed"],
+              "cpu_seconds": cpu,
               "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)]}
     console.print(result)
     return result
