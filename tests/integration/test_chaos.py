@@ -35,7 +35,7 @@ def test_a_small_chaos_run_keeps_every_invariant(stack, fhir_base_url, tmp_path)
     result = run_chaos(4, seed=3, kills_per_step=1, stuck_after_seconds=5, timeout=600, stack=stack,
                        fhir_base_url=fhir_base_url, log_dir=tmp_path)
     assert result.counts, "the run ended before counting"
-    assert {name: count for name, count in result.counts.items() if count} == {}
+    assert {name: count for name, count in result.counts.items() if count} == {}, result.problems
     assert all(result.kills[step] >= 1 for step in KILLED_STEPS)
     assert all(result.faults[kind] >= 1 for kind in FAULTS)
     assert result.merges + result.unmerges + result.failed_jobs >= 4 and result.unmerges == 1

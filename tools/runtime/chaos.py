@@ -89,6 +89,7 @@ class ChaosResult:
     seconds: float = 0.0
     # the invariants: each must be 0
     counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)   # what each nonzero count is made of (ids only)
 
     @property
     def ok(self) -> bool:
@@ -209,8 +210,11 @@ def open_work(settings: Settings) -> list[str]:
 
 
 def check(settings: Settings, fhir, created_patients: list[str], clinical: list[tuple[str, str]],
-          edits: list[tuple[str, str, str]], unmerged: dict[str, tuple[dict, object]]) -> dict[str, int]:
-    """The invariants over what the run created (the FHIR server may hold others' data too)."""
+          edits: list[tuple[str, str, str]], unmerged: dict[str, tuple[dict, object]],
+          problems: list[str] | None = None) -> dict[str, int]:
+    """The invariants over what the run created (the FHIR server may hold others' data too);
+    ``problems`` gets one line per unexact unmerge, so a failure says what to look at."""
+    problems = [] if problems is None else problems
     patients = {}
     for pid in created_patients:
         try:
@@ -250,12 +254,16 @@ def check(settings: Settings, fhir, created_patients: list[str], clinical: list[
             patient = patients.get(pid) or {}
             if patient.get("active") is False or replaced_by.get(pid):
                 inexact += 1
+                problems.append(f"unmerge {job_id}: duplicate Patient/{pid} still inactive or replaced "
+                                f"(version {(patient.get('meta') or {}).get('versionId')}, report {report})")
         for entry in merge_deps(settings).jobs.journal_entries(job_id, kind="reference"):
             if (entry["resource_type"], entry["id"]) in reported:
                 continue
             resource = fhir.read(entry["resource_type"], entry["id"])
             if not {pid for _, pid in patient_references(resource)} & set(job["duplicates"]):
                 inexact += 1
+                problems.append(f"unmerge {job_id}: {entry['resource_type']}/{entry['id']} (journal status "
+                                f"{entry.get('status')}) does not reference a duplicate again")
     return {"references to an inactive duplicate": references, "lost clinical edits": lost,
             "chains or cycles": chains, "patients deleted": deleted, "requests stuck": stuck,
             "merges without exactly one Provenance": not_one_provenance, "unmerges not exact": inexact}
@@ -385,7 +393,7 @@ def run_chaos(merges: int, seed: int = 1, fault_rate: float = 0.10, unmerge_shar
         result.fhir_requests = sum(outcomes.values())
         result.faults = Counter({kind: outcomes.get(kind, 0) for kind in FAULTS})
         result.deliveries = sum(s.delivered for s in pipeline.stats.values())
-        result.counts = check(settings, direct, created, clinical, edits, unmerged)
+        result.counts = check(settings, direct, created, clinical, edits, unmerged, result.problems)
         result.counts["fault kinds never injected"] = sum(1 for kind in FAULTS if not result.faults[kind])
         result.counts["steps never killed while working"] = sum(1 for s in KILLED_STEPS if not result.kills[s])
     finally:
@@ -406,6 +414,8 @@ def print_result(result: ChaosResult) -> None:
                   f"{dict(result.faults)}", highlight=False)
     for name, count in result.counts.items():
         console.print(f"  {name}: {'[green]' if count == 0 else '[red]'}{count}")
+    for line in result.problems:
+        console.print(f"    {line}", highlight=False)
 
 
 @app.command()
