@@ -28,6 +28,9 @@ MAX_ENTRY_ATTEMPTS = 5
 SEARCH_CHUNK = 20
 # Batch bundles of one type written at once.
 BATCHES_IN_FLIGHT = 4
+# A journal entry whose resource had no duplicate left when the worker retried it: its own write
+# landed unseen, or someone else moved the reference (the unmerge reports it if it is on the master).
+NOT_NEEDED = "not-needed"
 
 
 @dataclass
@@ -165,7 +168,7 @@ def write_rewrites(deps: MergeDeps, job: dict, resources: list[dict], *, defer_j
         outcome_status = _retry_alone(deps, job, resource_type, rid, planned[rid][1])
         if outcome_status == "done":
             result.rewritten += 1
-        elif outcome_status != "not-needed":
+        elif outcome_status != NOT_NEEDED:
             result.failures.append({"resource_type": resource_type, "id": rid, "status": outcome_status})
     return result
 
@@ -185,9 +188,9 @@ def _retry_alone(deps: MergeDeps, job: dict, resource_type: str, rid: str, inten
                 deps.jobs.journal_put(job_id, [{"resource_type": resource_type, "id": rid,
                                                 "version_after": version_of(current), "status": "done"}], merge=True)
                 return "done"
-            deps.jobs.journal_put(job_id, [{"resource_type": resource_type, "id": rid, "status": "not-needed"}],
+            deps.jobs.journal_put(job_id, [{"resource_type": resource_type, "id": rid, "status": NOT_NEEDED}],
                                   merge=True)
-            return "not-needed"
+            return NOT_NEEDED
         rewritten, changes = rewrite_patient_references(current, {d: master for d in duplicates})
         deps.jobs.journal_put(job_id, [_journal_entry(job_id, current, changes, "pending")])
         intended = rewritten

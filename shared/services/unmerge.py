@@ -18,12 +18,12 @@ from shared.clock import now_iso
 from shared.concurrency import run_concurrently
 from shared.domain.merge_job import JobStatus
 from shared.domain.survivorship import build_provenance, revert_duplicate, revert_master
-from shared.fhir.references import rewrite_patient_references, without_meta
+from shared.fhir.references import patient_references, rewrite_patient_references, without_meta
 from shared.logging import get_logger
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_task import follow_job
 from shared.services.provenance import find_provenance
-from shared.services.rewrite import chunks, put_entry, version_of
+from shared.services.rewrite import NOT_NEEDED, chunks, put_entry, version_of
 
 log = get_logger(__name__)
 
@@ -52,6 +52,11 @@ def _resolve_version_after(deps: MergeDeps, job: dict, entry: dict, current: dic
 def _restore_references(deps: MergeDeps, job: dict, references: list[dict], report: UnmergeReport) -> None:
     def plan_restore(entry: dict):
         current = deps.fhir.read(entry["resource_type"], entry["id"])
+        if entry.get("status") == NOT_NEEDED:
+            # The worker found no duplicate left: either its own write landed unseen and someone edited
+            # it since, or someone else moved the reference. On the master now, it may be ours: report.
+            on_master = any(pid == job["master"] for _, pid in patient_references(current))
+            return entry, None, current if on_master else None
         after = entry.get("version_after") or _resolve_version_after(deps, job, entry, current)
         if after is None or version_of(current) != after:
             return entry, None, current
@@ -61,6 +66,8 @@ def _restore_references(deps: MergeDeps, job: dict, references: list[dict], repo
     planned = run_concurrently(plan_restore, references, deps.settings.fhir_concurrency)
     writable = []
     for entry, before, current in planned:
+        if current is None:
+            continue
         if before is None:
             report.conflicts.append({"resource_type": entry["resource_type"], "id": entry["id"],
                                      "reason": "changed-since-merge"})
@@ -101,8 +108,9 @@ def _restore_patients(deps: MergeDeps, job: dict, patients: list[dict], report: 
 
 
 def _journal(deps: MergeDeps, job_id: str) -> tuple[list[dict], list[dict]]:
-    entries = [e for e in deps.jobs.journal_entries(job_id) if e.get("status") in ("done", "pending")]
-    return [e for e in entries if e.get("kind") != "patient"], [e for e in entries if e.get("kind") == "patient"]
+    entries = [e for e in deps.jobs.journal_entries(job_id) if e.get("status") in ("done", "pending", NOT_NEEDED)]
+    return ([e for e in entries if e.get("kind") != "patient"],
+            [e for e in entries if e.get("kind") == "patient" and e.get("status") != NOT_NEEDED])
 
 
 def roll_back(job: dict, deps: MergeDeps) -> UnmergeReport:

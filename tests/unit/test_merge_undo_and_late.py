@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from shared.domain.group import pair_key
-from shared.fhir.references import references_any, without_meta
+from shared.fhir.references import references_any, rewrite_patient_references, without_meta
 from shared.messages import MergeRequested, PatientChange, ReconcileRun
 from shared.services.merge_preview import preview
 from shared.services.reconcile import reconcile
@@ -71,6 +71,33 @@ def test_unmerge_reports_a_resource_changed_since_the_merge_instead_of_overwriti
     assert without_meta(now) == without_meta(edited) and now["subject"] == ref(world.master)
     assert_restored(world, except_keys={changed})
     assert world.deps.jobs.get(job["job_id"])["unmerge_conflicts"] == report.conflicts
+
+
+def test_unmerge_reports_a_resource_whose_rewrite_landed_unseen_and_was_then_edited():
+    """The worker's batch write landed but its answer was lost, a clinician edited the resource, and
+    the worker's retry found no duplicate left to rewrite ("not-needed"): the merge did change that
+    resource, so the unmerge must report it, not pass over it (the chaos run caught this)."""
+    world = seeded_world()
+    changed = next(key for key in world.referencing() if key[0] == "Encounter")
+
+    def landed_then_edited(entries):
+        current = world.fhir.read(*changed)
+        rewritten, _ = rewrite_patient_references(current, {d: world.master for d in world.duplicates})
+        world.fhir.update({**rewritten, "note": [{"text": "edited after the rewrite"}]})
+
+    world.fhir.before_next("batch", landed_then_edited,
+                           when=lambda entries: entries[0]["request"]["url"].startswith("Encounter/"))
+    job = run_merge(world)
+    assert_merged_except = world.fhir.read(*changed)
+    assert not references_any(assert_merged_except, world.duplicates)
+    [entry] = [e for e in world.deps.jobs.journal_entries(job["job_id"], kind="reference") if e["id"] == changed[1]]
+    assert entry["status"] == "not-needed"
+
+    report = unmerge(job["job_id"], world.deps)
+
+    assert {"resource_type": "Encounter", "id": changed[1], "reason": "changed-since-merge"} in report.conflicts
+    assert world.fhir.read(*changed)["subject"] == ref(world.master)     # reported, not clobbered
+    assert_restored(world, except_keys={changed})
 
 
 def test_preview_counts_per_type_and_writes_nothing():
