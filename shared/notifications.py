@@ -46,6 +46,18 @@ _ID_ONLY_KEYS = frozenset({"resourceType", "id", "meta"})
 _STATUS_TYPES = frozenset({"SubscriptionStatus", "Parameters"})
 
 
+def resource_name(data: bytes) -> re.Match:
+    """A Healthcare API notification's body: the changed resource's name (``.../fhir/Type/id``)."""
+    try:
+        name = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise MalformedEvent("bad-resource-name") from None
+    match = _RESOURCE_NAME.search(name)
+    if not match:
+        raise MalformedEvent("bad-resource-name")
+    return match
+
+
 def _looks_likejson_body(data: bytes) -> bool:
     return data.lstrip()[:1] in (b"{", b"[")
 
@@ -93,13 +105,7 @@ def _healthcare_api(env: Envelope, trusted: bool) -> list[PatientChange] | Ignor
             raise MalformedEvent("bad-resource")
         change = _from_resource(resource, ChangeSource.HEALTHCARE_API, trusted, action)
         return change if isinstance(change, Ignored) else [change]
-    try:
-        name = env.data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise MalformedEvent("bad-resource-name") from None
-    match = _RESOURCE_NAME.search(name)
-    if not match:
-        raise MalformedEvent("bad-resource-name")
+    match = resource_name(env.data)
     if match["type"] != "Patient":
         return Ignored("not-patient")
     return [PatientChange(match["id"], action, _version(match), None, ChangeSource.HEALTHCARE_API, trusted)]

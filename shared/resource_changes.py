@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from shared.fhir.compartment import AUDIT_TYPES
 from shared.messages import Ignored, MalformedEvent, envelope, json_body
-from shared.notifications import _REFERENCE, _RESOURCE_NAME
+from shared.notifications import _REFERENCE, resource_name
 
 IGNORED_TYPES = AUDIT_TYPES | {"Patient"}
 
@@ -56,13 +56,7 @@ def parse_resource_change(event_data: object) -> list[ResourceChanged] | Ignored
     elif env.data.lstrip()[:1] == b"{":
         change = _from_body(env.data, None)
     else:
-        try:
-            name = env.data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise MalformedEvent("bad-resource-name") from None
-        match = _RESOURCE_NAME.search(name)
-        if not match:
-            raise MalformedEvent("bad-resource-name")
+        match = resource_name(env.data)
         change = ResourceChanged(match["type"], match["id"], None)
     if change.resource_type in IGNORED_TYPES:
         return Ignored("not-clinical")

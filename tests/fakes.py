@@ -37,13 +37,13 @@ from shared.domain.group import Group
 from shared.domain.merge_job import JobStatus, TaskStatus, claim_is_stale, finalise_claimable, remaining_tasks
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import (
-    AGE_BUCKETS,
     DECISION_FIELDS,
     QueueCounts,
     QueueFilter,
     QueuePage,
     ReviewItem,
     ReviewStatus,
+    count_pending,
     days_before,
     stamp_sources,
 )
@@ -108,15 +108,7 @@ class InMemoryReviewItems(ReviewItemRepository):
         return QueuePage(items[:size], items[size - 1].id if len(items) > size else None)
 
     def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
-        items = self._pending()
-        by_reason = Counter(i.reason if i.reason in reasons else "other" for i in items)
-        by_source = Counter(s for i in items for s in i.sources if s in sources)
-        by_age: dict[str, int] = {}
-        for label, newer_than, older_than in AGE_BUCKETS:
-            low = days_before(now, older_than) if older_than is not None else ""
-            high = days_before(now, newer_than)
-            by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
-        return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
+        return count_pending(self._pending(), reasons=reasons, sources=sources, now=now)
 
     def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
         with self._lock:

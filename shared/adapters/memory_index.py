@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from shared.domain.group import Group
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import (
-    AGE_BUCKETS,
     DECISION_FIELDS,
     QueueCounts,
     QueueFilter,
     QueuePage,
     ReviewItem,
     ReviewStatus,
+    count_pending,
     days_before,
     stamp_sources,
 )
@@ -92,15 +91,7 @@ class MemoryReviewItems(ReviewItemRepository):
         return QueuePage([copy.deepcopy(i) for i in items[:size]], items[size - 1].id if len(items) > size else None)
 
     def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
-        items = self._pending()
-        by_reason = Counter(i.reason if i.reason in reasons else "other" for i in items)
-        by_source = Counter(s for i in items for s in i.sources if s in sources)
-        by_age: dict[str, int] = {}
-        for label, newer_than, older_than in AGE_BUCKETS:
-            low = days_before(now, older_than) if older_than is not None else ""
-            high = days_before(now, newer_than)
-            by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
-        return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
+        return count_pending(self._pending(), reasons=reasons, sources=sources, now=now)
 
     def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
         item = self.items.get(item_id)

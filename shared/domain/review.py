@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -108,3 +109,15 @@ AGE_BUCKETS = (("0-1", 0, 1), ("1-7", 1, 7), ("7-30", 7, 30), ("30+", 30, None))
 def days_before(now: str, days: int) -> str:
     """The ISO timestamp ``days`` before ``now``: the boundaries of the queue's age filters and buckets."""
     return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
+
+
+def count_pending(items: list[ReviewItem], *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
+    """The queue's counts over pending items in memory (the Firestore adapter asks count queries)."""
+    by_reason = Counter(i.reason if i.reason in reasons else "other" for i in items)
+    by_source = Counter(s for i in items for s in i.sources if s in sources)
+    by_age: dict[str, int] = {}
+    for label, newer_than, older_than in AGE_BUCKETS:
+        low = days_before(now, older_than) if older_than is not None else ""
+        high = days_before(now, newer_than)
+        by_age[label] = sum(1 for i in items if low < (i.created_at or "") <= high)
+    return QueueCounts(len(items), dict(by_reason), dict(by_source), by_age)
