@@ -143,6 +143,10 @@ def backfill(
     decide_workers: int = typer.Option(os.cpu_count() or 1, min=1, max=64,
                                        help="Processes deciding parts of the store at once (default: the CPUs)"),
     no_fhir: bool = typer.Option(False, "--no-fhir", help="With --ndjson: no FHIR server at all"),
+    copy_first: bool = typer.Option(
+        False, "--copy-first",
+        help="With --ndjson: copy the Patients into the work directory first, in one sequential read (a bucket "
+             "mounted with Cloud Storage FUSE, as the Cloud Run Job mounts the export bucket)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would merge and review; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
 ):
@@ -163,7 +167,7 @@ def backfill(
             job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
                                  read_workers=read_workers, write_workers=write_workers,
                                  decide_workers=decide_workers, listener=bars,
-                                 with_fhir=not no_fhir)
+                                 with_fhir=not no_fhir, copy_first=copy_first)
             if dry_run:
                 progress, plan = job.dry_run()
             else:

@@ -113,13 +113,15 @@ def model_store(settings: Settings) -> ModelStore | None:
     return _once("model_store", settings, build)
 
 
-def patient_source(settings: Settings, *, ndjson=None, page_size: int = 1000, read_workers: int = 4) -> PatientSource:
-    """Every Patient of the district: the FHIR server, or a folder of NDJSON (``ndjson``) without it."""
+def patient_source(settings: Settings, *, ndjson=None, page_size: int = 1000, read_workers: int = 4,
+                   copy_first: bool = False) -> PatientSource:
+    """Every Patient of the district: the FHIR server, or a folder of NDJSON (``ndjson``) without it
+    (``copy_first``: read once in sequence into the backfill's own spool, for a mounted bucket)."""
     from shared.adapters.ndjson_patients import NdjsonPatients
     from shared.fhir.patient_scan import FhirPatientScan
 
     if ndjson is not None:
-        return NdjsonPatients(ndjson, page_size)
+        return NdjsonPatients(ndjson, page_size, copy_first=copy_first)
     return FhirPatientScan(fhir_client(settings), page_size=page_size, workers=read_workers, sort=settings.scan_sort)
 
 
@@ -194,14 +196,16 @@ def report_sources(settings: Settings) -> ReportSources:
 
 
 def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int = 1000, read_workers: int = 4,
-                   write_workers: int = 4, decide_workers: int | None = None, listener=None, with_fhir: bool = True):
+                   write_workers: int = 4, decide_workers: int | None = None, listener=None, with_fhir: bool = True,
+                   copy_first: bool = False):
     """A batch backfill over the FHIR server, or over NDJSON files (``ndjson``: a folder) without
     reading the server. ``with_fhir=False``: no FHIR server at all; patients whose groups changed
     under the run are then left to their next live event instead of re-read."""
     from shared.services.batch_backfill import BatchBackfill
     from shared.services.batch_write import Listener
 
-    source = patient_source(settings, ndjson=ndjson, page_size=page_size, read_workers=read_workers)
+    source = patient_source(settings, ndjson=ndjson, page_size=page_size, read_workers=read_workers,
+                            copy_first=copy_first)
     return BatchBackfill(settings=settings, source=source, store=index_bulk(settings), publisher=publisher(settings),
                          checkpoints=backfill_runs(settings), work_dir=work_dir,
                          incremental=matching_service(settings) if with_fhir else None,

@@ -11,7 +11,9 @@ Lines that are not a Patient are skipped (an export of every type may share a fi
 A Patient's place in the files is ``(file number, byte offset of its line)``: the batch backfill reads
 byte ranges of the files in parallel (``patients_in``) and then each Patient again by its place
 (``patient_at``), part by part. Compressed files cannot be read at an offset: a folder holding some is
-not ``rereadable`` (the backfill copies its Patients to its own spool once).
+not ``rereadable`` (the backfill copies its Patients to its own spool once). Neither is a folder read
+with ``copy_first``: a bucket mounted with Cloud Storage FUSE reads fast in sequence but pays a
+request for every place read at random.
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ def _patient(line: bytes | str) -> dict | None:
 
 
 class NdjsonPatients(PatientSource):
-    def __init__(self, folder: Path, page_size: int = 1000):
+    def __init__(self, folder: Path, page_size: int = 1000, *, copy_first: bool = False):
         self.folder = Path(folder)
         self.files = patient_files(self.folder)
         if not self.files:
             raise FileNotFoundError(f"no Patient NDJSON in {self.folder}")
         self._page_size = page_size
-        self.rereadable = not any(path.suffix == ".gz" for path in self.files)
+        self.rereadable = not copy_first and not any(path.suffix == ".gz" for path in self.files)
 
     def describe(self) -> str:
         return f"ndjson:{self.folder} ({len(self.files)} file(s), {sum(f.stat().st_size for f in self.files)} bytes)"

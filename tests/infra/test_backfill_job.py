@@ -5,22 +5,44 @@ Manager (pinned), and its own service account holds what the code touches and no
 from __future__ import annotations
 
 import inspect
+import re
 
-from ops.cli import backfill
+import typer
+
+from ops.cli import app, backfill
 
 
 def _job(modules) -> str:
     return str(modules["district"].resources_of("google_cloud_run_v2_job")["backfill"])
 
 
+def _flags() -> set[str]:
+    command = typer.main.get_command(app).commands["backfill"]
+    return {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+
+
 def test_the_job_runs_the_ops_backfill_with_options_it_has(modules):
     job = _job(modules)
-    assert "'python', '-m', 'ops', 'backfill'" in job
-    options = inspect.signature(backfill).parameters
-    assert "'--work-dir'" in job and "work_dir" in options
+    assert "'command': '${local.backfill_command}'" in job
+    command = modules["district"].locals["backfill_command"]
+    assert '["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill"' in command
+    assert set(re.findall(r'"(--[a-z-]+)"', command)) <= _flags()
     # One deciding process per vCPU of the task (the container shows the host's CPU count).
-    assert "'--decide-workers', '${tostring(var.backfill_cpu)}'" in job and "decide_workers" in options
+    assert '"--decide-workers", tostring(var.backfill_cpu)' in command
     assert "max_retries': 0" in job   # its work files do not survive a retry (batch_backfill.WorkDirLost)
+
+
+def test_a_mounted_export_is_read_read_only_and_copied_first(modules):
+    """The export bucket reaches the job through Cloud Storage FUSE: read-only, and copied into the
+    work directory in one sequential read before deciding reads patients back by place."""
+    command = modules["district"].locals["backfill_command"]
+    assert 'var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount, "--copy-first"]' in command
+    assert "copy_first" in inspect.signature(backfill).parameters
+    job = _job(modules)
+    assert "'mount_path': '${local.export_mount}'" in job and "'read_only': True" in job
+    writer = modules["district"].resources_of("google_storage_bucket_iam_member")["healthcare_exports_patients"]
+    assert "gcp-sa-healthcare" in writer["member"] and writer["bucket"] == "${var.patient_export_bucket}"
+    assert writer["role"] == "roles/storage.objectCreator"   # writes an export, never replaces one
 
 
 def test_the_job_gets_the_functions_settings_and_pinned_secrets(modules):
@@ -37,7 +59,9 @@ def test_the_jobs_account_holds_only_what_the_backfill_touches(modules):
     grants = {name: body for type_, named in district.resources.items() for name, body in named.items()
               if "google_service_account.backfill.member" in str(body)}
     assert set(grants) == {"backfill_publishes_merge_requests", "backfill_reads_fhir", "backfill_firestore",
-                           "backfill_secret", "backfill_reads_models"}   # it decides with the current model
+                           "backfill_secret", "backfill_reads_models",   # it decides with the current model
+                           "backfill_reads_export"}
+    assert grants["backfill_reads_export"]["role"] == "roles/storage.objectViewer"
     assert 'pipeline["merge_requests"]' in str(grants["backfill_publishes_merge_requests"])
     assert "local.reader" in str(grants["backfill_reads_fhir"])
     firestore = str(grants["backfill_firestore"])

@@ -43,9 +43,9 @@ def test_the_job_runs_dedup_model_train_with_options_it_has(modules):
     # Retrain and report; a person promotes, unless the district chose otherwise.
     assert 'var.model_retrain_promote ? ["--promote"] : []' in command
     assert modules["district"].variables["model_retrain_promote"]["default"] is False
-    assert 'var.model_train_export_bucket == null ? [] : ["--ndjson", "/mnt/export"]' in command
+    assert 'var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount]' in command
     job = str(modules["district"].resources_of("google_cloud_run_v2_job")["model_training"])
-    assert "'command': '${local.model_train_command}'" in job and "'mount_path': '/mnt/export'" in job
+    assert "'command': '${local.model_train_command}'" in job and "'mount_path': '${local.export_mount}'" in job
     assert "local.settings" in job and "merge(local.nik_key_env, local.fhir_token_env)" in job
 
 
@@ -85,7 +85,7 @@ def test_the_jobs_account_adds_versions_but_never_replaces_one(modules):
     assert promote["count"] == "${var.model_retrain_promote ? 1 : 0}"
     assert promote["condition"][0]["expression"].endswith(f'/objects/{POINTER}"')
     assert grants["training_reads_fhir"]["role"] == "${local.reader}"
-    assert "var.model_train_export_bucket == null" in grants["training_reads_fhir"]["count"]
+    assert "var.patient_export_bucket == null" in grants["training_reads_fhir"]["count"]
     assert not any("datastore" in str(g) or "pubsub" in str(g) for g in grants.values())
 
 

@@ -131,11 +131,16 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(settings, fhir, firestore_
     assert topics.pull("merge-requests", count=None, timeout=1.0) == []
 
 
+@pytest.mark.parametrize("copy_first", [False, True], ids=["in-place", "copied-first"])
 def test_ndjson_is_read_without_the_server_and_gives_the_fhir_runs_index(settings, fhir, firestore_db, topics,
-                                                                        district, tmp_path):
-    job = batch_backfill(settings, work_dir=tmp_path / "work", ndjson=district, with_fhir=False)
+                                                                        district, tmp_path, copy_first):
+    """``copy_first`` (a bucket mounted in the Cloud Run Job): one sequential read into the run's spool,
+    then the same decisions as reading the files in place."""
+    job = batch_backfill(settings, work_dir=tmp_path / "work", ndjson=district, with_fhir=False,
+                         copy_first=copy_first)
     progress = job.run("from-files")
     assert progress.status == "done" and progress.patients == PATIENTS and progress.create_only
+    assert (tmp_path / "work" / "read" / "Patient.ndjson").exists() == copy_first
     index = _index(firestore_db, settings)
     # Same records, other order (files, not _id): the same groups and keys hold the same patients.
     expected, _ = _expected(settings, fhir)

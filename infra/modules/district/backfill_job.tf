@@ -9,6 +9,17 @@
 # task's in-memory disk, which a retry does not get back: no automatic retry (a run that died after
 # deciding refuses to resume without them, shared/services/batch_backfill.py); execute the job again
 # (a new run reads the index as it is then).
+locals {
+  # Where the jobs mount var.patient_export_bucket (Cloud Storage FUSE, read-only).
+  export_mount = "/mnt/export"
+  # The backfill copies a mounted export into its work directory first (--copy-first): FUSE reads in
+  # sequence fast, but pays a request for each patient read back by its place while deciding.
+  backfill_command = concat(
+    ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu)],
+    var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount, "--copy-first"],
+  )
+}
+
 resource "google_service_account" "backfill" {
   project      = var.project_id
   account_id   = "dedup-backfill"
@@ -21,6 +32,22 @@ resource "google_pubsub_topic_iam_member" "backfill_publishes_merge_requests" {
   topic   = google_pubsub_topic.pipeline["merge_requests"].name
   role    = "roles/pubsub.publisher"
   member  = google_service_account.backfill.member
+}
+
+resource "google_storage_bucket_iam_member" "backfill_reads_export" {
+  count  = var.patient_export_bucket == null ? 0 : 1
+  bucket = var.patient_export_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.backfill.member
+}
+
+# fhirStores.export writes into the bucket as the Healthcare service agent: new objects only (no
+# delete, so no overwrite): empty the bucket before the next export (docs/operations.md).
+resource "google_storage_bucket_iam_member" "healthcare_exports_patients" {
+  count  = local.uses_healthcare_api && var.patient_export_bucket != null ? 1 : 0
+  bucket = var.patient_export_bucket
+  role   = "roles/storage.objectCreator"
+  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-healthcare.iam.gserviceaccount.com"
 }
 
 resource "google_healthcare_fhir_store_iam_member" "backfill_reads_fhir" {
@@ -67,7 +94,7 @@ resource "google_cloud_run_v2_job" "backfill" {
       containers {
         image = var.backfill_image
         # One deciding process per vCPU: inside the container the CPU count Python sees is the host's.
-        command = ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu)]
+        command = local.backfill_command
         resources {
           limits = { cpu = tostring(var.backfill_cpu), memory = var.backfill_memory }
         }
@@ -88,6 +115,23 @@ resource "google_cloud_run_v2_job" "backfill" {
                 version = env.value.version
               }
             }
+          }
+        }
+        dynamic "volume_mounts" {
+          for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
+          content {
+            name       = "export"
+            mount_path = local.export_mount
+          }
+        }
+      }
+      dynamic "volumes" {
+        for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
+        content {
+          name = "export"
+          gcs {
+            bucket    = volumes.value
+            read_only = true
           }
         }
       }

@@ -17,12 +17,6 @@ variable "model_retrain_promote" {
   default     = false
 }
 
-variable "model_train_export_bucket" {
-  description = "A bucket holding the district's Patients as NDJSON (a fhirStores.export or Bulk Data export): the job reads it (--ndjson, mounted read-only) instead of the FHIR store. null: read the FHIR store."
-  type        = string
-  default     = null
-}
-
 variable "model_train_timeout_seconds" {
   description = "Longest a retraining run may take (reading every Patient dominates on a large district)."
   type        = number
@@ -48,7 +42,7 @@ locals {
   # The retraining's command: the ops CLI's `model train` (ops/model.py), by the job's name.
   model_train_command = concat(
     ["python", "-m", "ops", "model", "train", "--by", "scheduled-retraining"],
-    var.model_train_export_bucket == null ? [] : ["--ndjson", "/mnt/export"],
+    var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount],
     var.model_retrain_promote ? ["--promote"] : [],
   )
 }
@@ -151,15 +145,15 @@ resource "google_storage_bucket_iam_member" "training_promotes" {
 }
 
 resource "google_healthcare_fhir_store_iam_member" "training_reads_fhir" {
-  count         = local.uses_healthcare_api && var.model_train_export_bucket == null ? 1 : 0
+  count         = local.uses_healthcare_api && var.patient_export_bucket == null ? 1 : 0
   fhir_store_id = local.fhir_store_id
   role          = local.reader
   member        = google_service_account.model_training.member
 }
 
 resource "google_storage_bucket_iam_member" "training_reads_export" {
-  count  = var.model_train_export_bucket == null ? 0 : 1
-  bucket = var.model_train_export_bucket
+  count  = var.patient_export_bucket == null ? 0 : 1
+  bucket = var.patient_export_bucket
   role   = "roles/storage.objectViewer"
   member = google_service_account.model_training.member
 }
@@ -213,15 +207,15 @@ resource "google_cloud_run_v2_job" "model_training" {
           }
         }
         dynamic "volume_mounts" {
-          for_each = var.model_train_export_bucket == null ? [] : [var.model_train_export_bucket]
+          for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
           content {
             name       = "export"
-            mount_path = "/mnt/export"
+            mount_path = local.export_mount
           }
         }
       }
       dynamic "volumes" {
-        for_each = var.model_train_export_bucket == null ? [] : [var.model_train_export_bucket]
+        for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
         content {
           name = "export"
           gcs {

@@ -301,6 +301,12 @@ variable "stuck_republish_limit" {
   default     = 3
 }
 
+variable "patient_export_bucket" {
+  description = "A bucket holding the district's Patients as NDJSON (a fhirStores.export or Bulk Data export, one export in it): the retraining and backfill jobs mount it read-only at local.export_mount and read it (--ndjson) instead of the FHIR store. null: they read the FHIR store."
+  type        = string
+  default     = null
+}
+
 variable "backfill_image" {
   description = "Container image of the batch backfill job (infra/backfill.Dockerfile: the repository with the ops dependencies)."
   type        = string
