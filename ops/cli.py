@@ -145,15 +145,31 @@ def backfill(
     no_fhir: bool = typer.Option(False, "--no-fhir", help="With --ndjson: no FHIR server at all"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would merge and review; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+    engine: str = typer.Option("duckdb", help="Splink engine scoring the candidate pairs in bulk: duckdb (in "
+                               "process), spark (--spark-master), or none (the model scores each pair as decided)"),
+    spark_master: str | None = typer.Option(None, help="With --engine spark: the Spark master URL (local[2], "
+                                            "spark://host:7077, yarn); none inside a Spark batch"),
 ):
     """Match every Patient in one pass: read all, decide in memory with the live path's rules, write the
     index in bulk beside live events, publish the merges. Resumable: run again with the same --run-id
     after a crash or Ctrl-C."""
     import logging
 
-    from shared.bootstrap import batch_backfill
+    from ops.errors import UsageProblem
+    from shared.bootstrap import batch_backfill, scoring_engine
     from shared.logging import set_level
+    from shared.ports.pair_scoring import EngineUnavailable
 
+    if engine not in ("duckdb", "spark", "none"):
+        raise UsageProblem(f"--engine {engine}: one of duckdb, spark, none")
+    if spark_master is not None and engine != "spark":
+        raise UsageProblem("--spark-master goes with --engine spark")
+    try:  # fails now, in one line, rather than after reading the store (the run reuses the session)
+        scoring = scoring_engine(engine, spark_master)
+        if scoring is not None and engine == "spark":
+            scoring.spark_session()
+    except EngineUnavailable as error:
+        raise UsageProblem(str(error), "--engine duckdb scores in process") from error
     set_level(logging.WARNING)  # one line per patient would drown the progress bars
     try:
         settings = _settings(ctx)
@@ -162,8 +178,8 @@ def backfill(
         with _PhaseBars() as bars:
             job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
                                  read_workers=read_workers, write_workers=write_workers,
-                                 decide_workers=decide_workers, listener=bars,
-                                 with_fhir=not no_fhir)
+                                 decide_workers=decide_workers, listener=bars, with_fhir=not no_fhir,
+                                 engine=None if engine == "none" else engine, spark_master=spark_master)
             if dry_run:
                 progress, plan = job.dry_run()
             else:
