@@ -1,6 +1,7 @@
 """The Dataproc Serverless module (infra/modules/backfill_spark) and the code it runs, held together: its
 arguments are options the ops CLI's backfill has, with an engine it accepts; the environment it sets is
-read by the code; the batch runs only when asked; its account holds what the backfill touches."""
+read by the code; the batch runs only when asked; its account holds what the backfill touches (the model
+bucket too: the backfill scores and decides with the district's current model)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ def test_the_batch_runs_the_ops_backfill_with_options_it_has(modules):
     assert engine == "spark"
     assert "--spark-master" not in args   # inside a Dataproc batch the session is the batch's own
     assert "--work-dir" in args
+    # One deciding process per driver core, the cores Spark gives the driver.
+    assert args[args.index("--decide-workers") + 1] == "${tostring(var.driver_cores)}"
+    properties = str(_module(modules).resources_of("google_dataproc_batch")["backfill"]["runtime_config"])
+    assert '"spark.driver.cores" = tostring(var.driver_cores)' in properties
 
 
 def test_the_main_file_and_the_environment_it_sets_are_read_by_the_code(modules):
@@ -62,7 +67,20 @@ def test_the_batch_account_holds_only_what_the_backfill_touches(modules):
               if "google_service_account.backfill_spark.member" in str(body)}
     assert set(grants) == {"backfill_spark_dataproc_worker", "backfill_spark_code", "backfill_spark_firestore",
                            "backfill_spark_publishes_merge_requests", "backfill_spark_reads_fhir",
-                           "backfill_spark_nik_key"}
+                           "backfill_spark_nik_key", "backfill_spark_reads_models"}
     assert "condition" in grants["backfill_spark_firestore"]
     assert "var.merge_requests_topic" in grants["backfill_spark_publishes_merge_requests"]
+    assert "var.model_bucket" in grants["backfill_spark_reads_models"]
+    assert "objectViewer" in grants["backfill_spark_reads_models"]   # reads the current model, writes none
+
+
+def test_the_model_the_batch_reads_is_the_one_the_settings_name(modules):
+    # The backfill loads the current model from DEDUP_MODEL_STORE (shared/config.py's model_store): the
+    # district gives it in its settings, the same bucket the batch's account may read.
+    from shared.config import Settings
+
+    assert "model_store" in Settings.model_fields
+    district = modules["district"]
+    assert 'DEDUP_MODEL_STORE = "gs://${local.model_bucket}"' in str(district.locals["settings"])
+    assert str(district.locals["model_bucket"]) == "${var.project_id}-dedup-models"
     assert Path(INFRA_DIR / "modules" / "backfill_spark" / "main.tf").read_text().startswith("# --- the batch")

@@ -21,6 +21,7 @@ from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.adapters.splink_scoring import SplinkScoring
 from shared.config import Settings
+from shared.linkage.model import default_model
 from shared.logging import set_level
 from shared.services.batch_decide import decide, matching_in_memory
 from shared.services.batch_score import feature_rows, scores_table
@@ -73,7 +74,8 @@ def run_size(patients: int, engines: list[str], work: Path, spark_master: str, w
         if with_decide:
             for label, scores in (("decide_with_scores_s", table), ("decide_model_only_s", None)):
                 began = time.monotonic()
-                decide(pages, matching_in_memory(settings, MemoryIndex(), scores=scores))
+                model = default_model().with_scores(scores) if scores is not None else None
+                decide(pages, matching_in_memory(settings, MemoryIndex(), model=model))
                 result[label] = round(time.monotonic() - began, 1)
             result["lookups"] = {"scored_by_engine": table.hits, "scored_by_model": table.misses}
         console.print(result)

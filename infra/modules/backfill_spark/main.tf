@@ -2,8 +2,10 @@
 #
 # For stores beyond one machine (a provincial or national consolidation): the same `dedup backfill` as the
 # district's Cloud Run Job (infra/modules/district/backfill_job.tf), with `--engine spark`, so Splink
-# scores the candidate pairs on the batch's Spark executors; reading, deciding (the production
-# MatchingService), writing the index and publishing stay on the driver, as in the job. The driver runs
+# scores the candidate pairs on the batch's Spark executors with the district's current model (read from
+# its model bucket, DEDUP_MODEL_STORE in var.settings); reading, deciding (the production MatchingService,
+# in one process per driver core: --decide-workers), writing the index and publishing stay on the driver,
+# as in the job. The driver runs
 # infra/spark/backfill_main.py from var.code_bucket: it reads the NIK key from Secret Manager (pinned
 # version) into the environment, then runs the ops CLI with var's args below; the code (shared/, ops/) is
 # dedup-code.zip in the same bucket, the dependencies are in var.container_image (requirements.txt and
@@ -14,7 +16,8 @@
 # driver's disk, encrypted with var.kms_key; Spark's checkpoints under gs://<code_bucket>/checkpoints.
 locals {
   # The CLI's options (tests/infra/test_backfill_spark.py holds them to ops/cli.py's backfill).
-  backfill_args = ["backfill", "--engine", "spark", "--work-dir", "/tmp/backfill", "--json"]
+  backfill_args = ["backfill", "--engine", "spark", "--work-dir", "/tmp/backfill", "--decide-workers",
+  tostring(var.driver_cores), "--json"]
   driver_env = merge(var.settings, {
     DEDUP_SPARK_CHECKPOINT_DIR        = "gs://${var.code_bucket}/checkpoints"
     DEDUP_NIK_HASH_KEY_SECRET_VERSION = var.nik_hash_key_secret_version
@@ -52,6 +55,14 @@ resource "google_project_iam_member" "backfill_spark_firestore" {
   }
 }
 
+# The current model (the pointer and the version it names); the model bucket is CMEK-encrypted by the
+# Storage service agent, so reading needs no key role here.
+resource "google_storage_bucket_iam_member" "backfill_spark_reads_models" {
+  bucket = var.model_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.backfill_spark.member
+}
+
 resource "google_pubsub_topic_iam_member" "backfill_spark_publishes_merge_requests" {
   project = var.project_id
   topic   = var.merge_requests_topic
@@ -83,7 +94,8 @@ resource "google_dataproc_batch" "backfill" {
   runtime_config {
     version         = var.runtime_version
     container_image = var.container_image
-    properties      = { for name, value in local.driver_env : "spark.dataproc.driverEnv.${name}" => value }
+    properties = merge({ for name, value in local.driver_env : "spark.dataproc.driverEnv.${name}" => value },
+    { "spark.driver.cores" = tostring(var.driver_cores) })
   }
 
   environment_config {

@@ -46,6 +46,21 @@ variable "settings" {
   description = "The functions' DEDUP_* settings (the district module's output), given to the driver's environment."
 }
 
+variable "model_bucket" {
+  type        = string
+  description = "The district's model bucket (name, no gs://; the district module's <project>-dedup-models): the batch reads the current model there, as DEDUP_MODEL_STORE in var.settings names it."
+}
+
+variable "driver_cores" {
+  type        = number
+  default     = 4
+  description = "The driver's cores (Dataproc Serverless: 4, 8 or 16); the backfill decides in that many processes (--decide-workers)."
+  validation {
+    condition     = contains([4, 8, 16], var.driver_cores)
+    error_message = "Dataproc Serverless drivers have 4, 8 or 16 cores."
+  }
+}
+
 variable "nik_hash_key_secret_version" {
   type        = string
   description = "Secret Manager version of the NIK key (projects/P/secrets/S/versions/N, pinned): the driver reads it at start (backfill_main.py), it never appears in the batch's properties."
