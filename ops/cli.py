@@ -128,6 +128,12 @@ def force_merge(
 
 
 # --- backfill --------------------------------------------------------------------------------------
+# The batch backfill's scoring engines; the default is the fastest measured on one machine (docs/benchmarks.md,
+# "Scoring engines"). The district's Cloud Run Job passes its own (infra: var.backfill_engine).
+BACKFILL_ENGINES = ("duckdb", "spark", "none")
+BACKFILL_ENGINE_DEFAULT = "none"
+
+
 @app.command()
 def backfill(
     ctx: typer.Context,
@@ -145,8 +151,9 @@ def backfill(
     no_fhir: bool = typer.Option(False, "--no-fhir", help="With --ndjson: no FHIR server at all"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would merge and review; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
-    engine: str = typer.Option("duckdb", help="Splink engine scoring the candidate pairs in bulk: duckdb (in "
-                               "process), spark (--spark-master), or none (the model scores each pair as decided)"),
+    engine: str = typer.Option(BACKFILL_ENGINE_DEFAULT, help="Splink engine scoring the candidate pairs in bulk "
+                               "first: duckdb (in process), spark (--spark-master), or none (the model scores each "
+                               "pair as it is decided; faster on one machine: docs/benchmarks.md)"),
     spark_master: str | None = typer.Option(None, help="With --engine spark: the Spark master URL (local[2], "
                                             "spark://host:7077, yarn); none inside a Spark batch"),
 ):
@@ -160,8 +167,8 @@ def backfill(
     from shared.logging import set_level
     from shared.ports.pair_scoring import EngineUnavailable
 
-    if engine not in ("duckdb", "spark", "none"):
-        raise UsageProblem(f"--engine {engine}: one of duckdb, spark, none")
+    if engine not in BACKFILL_ENGINES:
+        raise UsageProblem(f"--engine {engine}: one of {', '.join(BACKFILL_ENGINES)}")
     if spark_master is not None and engine != "spark":
         raise UsageProblem("--spark-master goes with --engine spark")
     try:  # fails now, in one line, rather than after reading the store (the run reuses the session)
@@ -169,7 +176,7 @@ def backfill(
         if scoring is not None and engine == "spark":
             scoring.spark_session()
     except EngineUnavailable as error:
-        raise UsageProblem(str(error), "--engine duckdb scores in process") from error
+        raise UsageProblem(str(error), "--engine duckdb scores in process, --engine none not at all") from error
     set_level(logging.WARNING)  # one line per patient would drown the progress bars
     try:
         settings = _settings(ctx)

@@ -67,7 +67,8 @@ resource "google_cloud_run_v2_job" "backfill" {
       containers {
         image = var.backfill_image
         # One deciding process per vCPU: inside the container the CPU count Python sees is the host's.
-        command = ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu)]
+        command = ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu),
+        "--engine", var.backfill_engine]
         resources {
           limits = { cpu = tostring(var.backfill_cpu), memory = var.backfill_memory }
         }
