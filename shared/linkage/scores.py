@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 from shared.linkage.comparisons import COMPARISONS
 
-ROW_COLUMNS = ("name", "birth_date", "gender", "nik_token", "nik_masks", "region", "phones")
+# Every column a comparison reads: a pair's levels depend on these and nothing else.
+ROW_COLUMNS = tuple(dict.fromkeys(column for comparison in COMPARISONS for column in comparison.columns))
 _LEVELS = [len(c.levels) for c in COMPARISONS]
 
 
