@@ -128,6 +128,12 @@ def force_merge(
 
 
 # --- backfill --------------------------------------------------------------------------------------
+# The batch backfill's scoring engines; the default is the fastest measured on one machine (docs/benchmarks.md,
+# "Scoring engines"). The district's Cloud Run Job passes its own (infra: var.backfill_engine).
+BACKFILL_ENGINES = ("duckdb", "spark", "none")
+BACKFILL_ENGINE_DEFAULT = "none"
+
+
 @app.command()
 def backfill(
     ctx: typer.Context,
@@ -149,15 +155,32 @@ def backfill(
              "mounted with Cloud Storage FUSE, as the Cloud Run Job mounts the export bucket)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what it would merge and review; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+    engine: str = typer.Option(BACKFILL_ENGINE_DEFAULT, help="Splink engine scoring the candidate pairs in bulk "
+                               "first: duckdb (in process), spark (--spark-master), or none (the model scores each "
+                               "pair as it is decided; faster on one machine: docs/benchmarks.md)"),
+    spark_master: str | None = typer.Option(None, help="With --engine spark: the Spark master URL (local[2], "
+                                            "spark://host:7077, yarn); none inside a Spark batch"),
 ):
     """Match every Patient in one pass: read all, decide in memory with the live path's rules, write the
     index in bulk beside live events, publish the merges. Resumable: run again with the same --run-id
     after a crash or Ctrl-C."""
     import logging
 
-    from shared.bootstrap import batch_backfill
+    from ops.errors import UsageProblem
+    from shared.bootstrap import batch_backfill, scoring_engine
     from shared.logging import set_level
+    from shared.ports.pair_scoring import EngineUnavailable
 
+    if engine not in BACKFILL_ENGINES:
+        raise UsageProblem(f"--engine {engine}: one of {', '.join(BACKFILL_ENGINES)}")
+    if spark_master is not None and engine != "spark":
+        raise UsageProblem("--spark-master goes with --engine spark")
+    try:  # fails now, in one line, rather than after reading the store (the run reuses the session)
+        scoring = scoring_engine(engine, spark_master)
+        if scoring is not None and engine == "spark":
+            scoring.spark_session()
+    except EngineUnavailable as error:
+        raise UsageProblem(str(error), "--engine duckdb scores in process, --engine none not at all") from error
     set_level(logging.WARNING)  # one line per patient would drown the progress bars
     try:
         settings = _settings(ctx)
@@ -166,8 +189,9 @@ def backfill(
         with _PhaseBars() as bars:
             job = batch_backfill(settings, work_dir=work_dir, ndjson=ndjson, page_size=page_size,
                                  read_workers=read_workers, write_workers=write_workers,
-                                 decide_workers=decide_workers, listener=bars,
-                                 with_fhir=not no_fhir, copy_first=copy_first)
+                                 decide_workers=decide_workers, listener=bars, with_fhir=not no_fhir,
+                                 copy_first=copy_first, engine=None if engine == "none" else engine,
+                                 spark_master=spark_master)
             if dry_run:
                 progress, plan = job.dry_run()
             else:

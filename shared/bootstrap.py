@@ -195,12 +195,28 @@ def report_sources(settings: Settings) -> ReportSources:
         jobs=merge_jobs(settings)))
 
 
+def scoring_engine(engine: str | None, spark_master: str | None = None):
+    """The batch backfill's Splink engine: ``duckdb`` (in process), ``spark`` (``spark_master``), or None
+    (no bulk scoring: the model scores each pair as it is decided). Splink is an ops-side dependency."""
+    if engine is None or engine == "none":
+        return None
+    from shared.ports.pair_scoring import EngineUnavailable
+
+    try:
+        from shared.adapters.splink_scoring import SplinkScoring
+    except ImportError as error:
+        raise EngineUnavailable(f"--engine {engine} needs Splink: pip install -r requirements-dev.txt "
+                                f"({error.name} is missing)") from error
+    return SplinkScoring(engine, spark_master)
+
+
 def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int = 1000, read_workers: int = 4,
                    write_workers: int = 4, decide_workers: int | None = None, listener=None, with_fhir: bool = True,
-                   copy_first: bool = False):
+                   copy_first: bool = False, engine: str | None = None, spark_master: str | None = None):
     """A batch backfill over the FHIR server, or over NDJSON files (``ndjson``: a folder) without
     reading the server. ``with_fhir=False``: no FHIR server at all; patients whose groups changed
-    under the run are then left to their next live event instead of re-read."""
+    under the run are then left to their next live event instead of re-read. ``engine``: the Splink
+    engine scoring the pairs in bulk before deciding (``scoring_engine``; None: the model scores each pair)."""
     from shared.services.batch_backfill import BatchBackfill
     from shared.services.batch_write import Listener
 
@@ -210,4 +226,5 @@ def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int 
                          checkpoints=backfill_runs(settings), work_dir=work_dir,
                          incremental=matching_service(settings) if with_fhir else None,
                          write_workers=write_workers, decide_workers=decide_workers or os.cpu_count() or 1,
-                         listener=listener or Listener(), model=current_model(settings)())
+                         listener=listener or Listener(), model=current_model(settings)(),
+                         engine=scoring_engine(engine, spark_master))

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from shared.clock import now_iso
 
-BATCH_PHASES = ("read", "decide", "write-groups", "write-keys", "write-reviews", "publish", "incremental", "done")
+BATCH_PHASES = ("read", "score", "decide", "write-groups", "write-keys", "write-reviews", "publish", "incremental",
+                "done")
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Each comparison is an ordered list of levels; a pair takes the first level whose condition holds. Every
 level has the same condition written twice, side by side: as SQL over Splink's ``<column>_l`` /
-``<column>_r`` (the batch trainer and ``predict`` in ``tools/linkage``) and as a Python predicate over two
-``linkage_row``s (the incremental path, ``shared.linkage.model``). Name similarity is
+``<column>_r`` (DuckDB's dialect; ``spark_sql`` where Spark names the list functions otherwise: the
+trainer in ``tools/linkage``, the scoring engines in ``shared/adapters/splink_scoring.py``) and as a
+Python predicate over two ``linkage_row``s (the incremental path, ``shared.linkage.model``). Name similarity is
 ``shared.names.name_similarity`` in both: the trainer registers it in DuckDB as ``name_similarity``.
 ``tests/unit/test_linkage_model.py`` proves both paths give the same match probability.
 
@@ -48,6 +49,7 @@ class Level:
     holds: Callable[[Row, Row], bool]         # the same condition over two rows
     is_null: bool = False
     tf_column: str | None = None              # term-frequency adjusted level (exact names)
+    spark_sql: str | None = None              # the same SQL in Spark's dialect where DuckDB's differs (lists)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ NAME = Comparison("name", ("name",), (
     Level("subset-or-swap",
           "list_has_all(string_split(name_l, ' '), string_split(name_r, ' ')) "
           "OR list_has_all(string_split(name_r, ' '), string_split(name_l, ' '))",
-          lambda a, b: _tokens(a["name"]) <= _tokens(b["name"]) or _tokens(b["name"]) <= _tokens(a["name"])),
+          lambda a, b: _tokens(a["name"]) <= _tokens(b["name"]) or _tokens(b["name"]) <= _tokens(a["name"]),
+          spark_sql="size(array_except(split(name_r, ' '), split(name_l, ' '))) = 0 "
+                    "OR size(array_except(split(name_l, ' '), split(name_r, ' '))) = 0"),
     Level("high", f"name_similarity(name_l, name_r) >= {NAME_HIGH}", lambda a, b: _name_score(a, b) >= NAME_HIGH),
     Level("medium", f"name_similarity(name_l, name_r) >= {NAME_MEDIUM}",
           lambda a, b: _name_score(a, b) >= NAME_MEDIUM),
@@ -121,7 +125,8 @@ NIK = Comparison("nik", ("nik_token", "nik_masks"), (
     _null("nik_token"),
     Level("exact", "nik_token_l = nik_token_r", lambda a, b: a["nik_token"] == b["nik_token"]),
     Level("one-digit", "len(list_intersect(nik_masks_l, nik_masks_r)) > 0",
-          lambda a, b: bool(set(a["nik_masks"] or ()) & set(b["nik_masks"] or ()))),
+          lambda a, b: bool(set(a["nik_masks"] or ()) & set(b["nik_masks"] or ())),
+          spark_sql="size(array_intersect(nik_masks_l, nik_masks_r)) > 0"),
     _else(),
 ))
 
@@ -133,7 +138,8 @@ SEX = Comparison("sex", ("gender",), (
 
 PHONE = Comparison("phone", ("phones",), (
     _null("phones"),
-    Level("shared", "list_has_any(phones_l, phones_r)", lambda a, b: bool(set(a["phones"]) & set(b["phones"]))),
+    Level("shared", "list_has_any(phones_l, phones_r)", lambda a, b: bool(set(a["phones"]) & set(b["phones"])),
+          spark_sql="arrays_overlap(phones_l, phones_r)"),
     _else(),
 ))
 

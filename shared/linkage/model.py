@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 
 from shared.linkage.comparisons import COMPARISONS, HOUSEHOLD_COMPARISONS, Comparison, linkage_row
+from shared.linkage.scores import PairScores, unpack_levels
 
 FORMAT = "dedup-linkage-model/1"
 DEFAULT_MODEL_RESOURCE = "default_model.json"
@@ -79,7 +80,12 @@ class MatchModel:
     tf: dict[str, dict[str, float]] = field(default_factory=dict)   # column -> value -> frequency
     tf_levels: dict[str, dict] = field(default_factory=dict)        # comparison -> {level, column, u, weight, min}
     trained_on: dict = field(default_factory=dict)
+    artefact: dict = field(default_factory=dict, repr=False, compare=False)   # the JSON as loaded (Splink's m/u)
     comparisons: tuple[Comparison, ...] = COMPARISONS
+    scores: PairScores | None = None   # asked first: pairs scored in bulk by Splink (the batch backfill)
+
+    def with_scores(self, scores: PairScores | None) -> MatchModel:
+        return replace(self, scores=scores)
 
     # The batch's deciding workers get the model by pickling; the comparisons' predicates are code, not
     # data: a model with the product's own comparisons travels without them and takes them back on arrival.
@@ -108,10 +114,12 @@ class MatchModel:
             weights={c["name"]: [level["match_weight"] for level in c["levels"]] for c in doc["comparisons"]},
             labels={c["name"]: [level["label"] for level in c["levels"]] for c in doc["comparisons"]},
             tf=doc.get("term_frequencies", {}), tf_levels=doc.get("tf_levels", {}),
-            trained_on=doc.get("trained_on", {}))
+            trained_on=doc.get("trained_on", {}), artefact=doc)
 
     # --- scoring -----------------------------------------------------------------------------
     def score_rows(self, left: Mapping, right: Mapping) -> Score:
+        if self.scores is not None and (found := self.scores.get(left, right)) is not None:
+            return self._looked_up(found[0], left, right)
         return self.score_levels({c.name: c.level_of(left, right) for c in self.comparisons}, left, right)
 
     def score_levels(self, indices: Mapping[str, int], left: Mapping, right: Mapping) -> Score:
@@ -128,6 +136,14 @@ class MatchModel:
             weights[comparison.name] = weight
             total += weight
         return Score(total, probability(total), levels, weights, self.prior_weight, self.version)
+
+    def _looked_up(self, packed: int, left: Mapping, right: Mapping) -> Score:
+        """A pair the engine scored: the levels it reached (Splink's gammas), weighed here as the evaluator
+        weighs them, so a looked-up score is the evaluator's to the last bit (Splink's own weight agrees
+        within 1e-9, ``tests/unit/test_batch_scores.py``; a decision at a threshold must not depend on
+        which of the two summed)."""
+        return self.score_levels({c.name: index for c, index in zip(self.comparisons, unpack_levels(packed),
+                                                                     strict=True)}, left, right)
 
     def _tf_adjustment(self, tf_level: Mapping, left: Mapping, right: Mapping) -> float:
         table = self.tf.get(tf_level["column"], {})

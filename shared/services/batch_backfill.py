@@ -5,10 +5,14 @@ interrupted run continues where it stopped when started again with the same run 
 
 1. read: every Patient once from the source. A FHIR read (or compressed NDJSON) is spooled to
    ``work_dir/read/`` as NDJSON; uncompressed NDJSON files are read where they are.
+   score (with a scoring ``engine``, ``batch_score``): every candidate pair of the blocks the incremental
+   path uses, scored in bulk by Splink (DuckDB in process, or Spark) with the district's current model,
+   and clustered at the auto-merge threshold; pairs and clusters saved to ``work_dir/scores/``.
 2. decide: the store's current index loaded (nothing to load when it was never indexed: every write is
    then a create), the store split into parts that share no group, each part's Patients through the
-   production matching code (``batch_decide.decide``) in worker processes (``batch_parts``), and the
-   documents that changed streamed to ``work_dir/decisions/`` (``batch_files``).
+   production matching code (``batch_decide.decide``) in worker processes (``batch_parts``), each part's
+   model asking the part's pair scores first, and the documents that changed streamed to
+   ``work_dir/decisions/`` (``batch_files``).
 3. write-groups, write-keys, write-reviews: the index in batches of 500 (``batch_write``), each
    document under a precondition: unchanged since it was read, or still absent. A group a live event
    changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their patient
@@ -32,19 +36,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.backfill import BackfillProgress
-from shared.linkage.model import MatchModel
+from shared.linkage.model import MatchModel, default_model
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
 from shared.ports.index_bulk import INDEX_COLLECTIONS, IndexBulkStore, StoredDoc
 from shared.ports.messaging import MessagePublisher
+from shared.ports.pair_scoring import PairScoring
 from shared.ports.patient_source import PatientSource
+from shared.services.batch_decide import matching_in_memory
 from shared.services.batch_files import DecisionFiles
 from shared.services.batch_parts import ParallelDecide, PartResult
+from shared.services.batch_score import feature_rows, scores_by_part
 from shared.services.batch_write import Listener, publish_requests, write_collection
 from shared.services.matching import MatchingService
 
@@ -75,6 +83,7 @@ class BatchBackfill:
     decide_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     listener: Listener = field(default_factory=Listener)
     model: MatchModel | None = None                 # the district's current model (None: the shipped default)
+    engine: PairScoring | None = None               # Splink scores the pairs first (None: the model alone)
 
     # --- the run ---------------------------------------------------------------------------------
     def run(self, run_id: str) -> BackfillProgress:
@@ -85,7 +94,7 @@ class BatchBackfill:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._check_work_dir(progress)
         started = time.monotonic() - progress.seconds
-        steps = {"read": self._read, "decide": self._decide, "write-groups": self._write_groups,
+        steps = {"read": self._read, "score": self._score, "decide": self._decide, "write-groups": self._write_groups,
                  "write-keys": self._write_keys, "write-reviews": self._write_reviews, "publish": self._publish,
                  "incremental": self._incremental}
         while progress.phase in steps:
@@ -104,9 +113,11 @@ class BatchBackfill:
     def _check_work_dir(self, progress: BackfillProgress) -> None:
         """A run resumed without its work files: reading again is safe before anything was written;
         after deciding it is not (the index holds part of the run's writes), so the run refuses."""
-        if progress.phase == "decide" and not self.source.rereadable and not self._spool.exists():
+        if progress.phase in ("score", "decide") and not self.source.rereadable and not self._spool.exists():
             progress.phase = "read"
-        elif progress.phase not in ("read", "decide") and not self._decisions.exists():
+        elif progress.phase == "decide" and self.engine and not self._scores_dir.joinpath("pairs.parquet").exists():
+            progress.phase = "score"   # the scores are gone: score again (nothing was written yet)
+        elif progress.phase not in ("read", "score", "decide") and not self._decisions.exists():
             raise WorkDirLost(f"backfill run {progress.run_id} is in phase {progress.phase} but "
                               f"{self._decisions.directory} is gone: resume it with its work directory, "
                               f"or start a new run (it reads the index as it is now)")
@@ -116,8 +127,13 @@ class BatchBackfill:
         began = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="dedup-dry-run-") as scratch:
             files = self._files(Path(scratch))
-            decided = self._decide_parts(progress, files, Path(scratch) / "decisions", plan=True)
-        progress.seconds = progress.phase_seconds["decide"] = time.monotonic() - began
+            if self.engine is not None:
+                self._score_files(progress, files, Path(scratch) / "scores")
+                progress.phase_seconds["score"] = time.monotonic() - began
+            decided = self._decide_parts(progress, files, Path(scratch) / "decisions", Path(scratch) / "scores",
+                                         plan=True)
+        progress.seconds = time.monotonic() - began
+        progress.phase_seconds["decide"] = progress.seconds - progress.phase_seconds.get("score", 0.0)
         progress.peak_rss_mb = peak_rss_mb()
         return progress, BatchPlan(decided.merges, decided.review_plan)
 
@@ -129,7 +145,7 @@ class BatchBackfill:
     def _read(self, progress: BackfillProgress) -> None:
         if not self.source.rereadable:
             self._spool_source(self._spool, progress)
-        progress.phase = "decide"
+        progress.phase = "score"
 
     def _spool_source(self, spool: Path, progress: BackfillProgress) -> None:
         spool.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +168,31 @@ class BatchBackfill:
             self._spool_source(spool, BackfillProgress(run_id="spool"))
         return NdjsonPatients(spool.parent)
 
+    # --- score (Splink) ----------------------------------------------------------------------------
+    @property
+    def _scores_dir(self) -> Path:
+        return self.work_dir / "scores"
+
+    def _score(self, progress: BackfillProgress) -> None:
+        if self.engine is not None:
+            self._score_files(progress, self._files(self.work_dir), self._scores_dir)
+        progress.phase = "decide"
+
+    def _score_files(self, progress: BackfillProgress, files: NdjsonPatients, out: Path) -> None:
+        engine, model = self.engine, self.model or default_model()
+        self.listener.phase("score: features", self.source.total())
+        matching = matching_in_memory(self.settings, MemoryIndex(), model=model)
+        rows = feature_rows(files.pages(), matching, self.settings, on_page=self.listener.advance)
+        self.listener.phase(f"score: Splink on {engine.engine}", None)
+        try:
+            scored = engine.score(rows, model.artefact, out, self.settings.model_merge_weight)
+        finally:
+            engine.close()
+        progress.counts["scoring"] = {"engine": engine.engine, "model_version": model.version,
+                                      "pairs": scored.pairs, "clusters": scored.clusters,
+                                      "cluster_sizes": {str(k): v for k, v in scored.cluster_sizes.items()},
+                                      "seconds": {k: round(v, 2) for k, v in scored.seconds.items()}}
+
     # --- 2. decide -------------------------------------------------------------------------------
     @property
     def _decisions(self) -> DecisionFiles:
@@ -169,13 +210,14 @@ class BatchBackfill:
                 self.listener.advance(1)
         return stored
 
-    def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, *,
+    def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, scored: Path, *,
                       plan: bool = False) -> PartResult:
         stored = self._stored_index(progress)
         progress.stamp = now_iso()
+        by_part = None if self.engine is None else lambda part_of: scores_by_part(self.engine, scored, part_of)
         parallel = ParallelDecide(self.settings, files, self.decide_workers, model=self.model,
                                   on_phase=self.listener.phase,
-                                  on_advance=self.listener.advance)
+                                  on_advance=self.listener.advance, scores_by_part=by_part)
         decided = parallel.run(stored, out, progress.stamp, plan=plan)
         progress.patients = decided.patients
         progress.results = decided.results
@@ -184,6 +226,12 @@ class BatchBackfill:
         progress.counts["reviews"] = dict(decided.reviews)
         progress.counts["rules"] = dict(decided.rules)
         progress.counts["documents"] = dict(decided.documents)
+        if self.engine is not None:
+            scoring = decided.scoring
+            progress.counts["scoring"] = {**progress.counts.get("scoring", {}), "lookups": {
+                "scored_by_engine": scoring["scored_by_engine"], "scored_by_model": scoring["scored_by_model"]}}
+            progress.counts["clusters"] = {k: scoring[k] for k in ("clusters", "kept_whole", "split_by_rules",
+                                                                    "records_in_split_clusters")}
         progress.counts["decide_seconds"] = {k: round(v, 2) for k, v in parallel.seconds.items()}
         progress.worker_peak_rss_mb = max(progress.worker_peak_rss_mb, decided.peak_rss_mb)
         return decided
@@ -192,7 +240,7 @@ class BatchBackfill:
         partial = self.work_dir / "decisions.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
-        self._decide_parts(progress, self._files(self.work_dir), partial)
+        self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir)
         shutil.rmtree(self._decisions.directory, ignore_errors=True)
         os.replace(partial, self._decisions.directory)
         progress.phase = "write-groups"

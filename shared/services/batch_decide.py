@@ -6,9 +6,8 @@ over an in-memory index (``shared.adapters.memory_index``) loaded with what the 
 So the batch's groups, patient keys, review items and merge requests are exactly what the incremental
 path would produce for the same records in the same order, whatever rules ``shared.domain`` holds.
 
-``decide`` is the one step a scoring engine replaces (issue 13/14: Splink on DuckDB, or on Spark beyond
-one machine): it takes the patients and fills the index; everything around it (reading, writing in
-bulk, publishing, checkpoints) stays.
+A scoring engine (issue 14: Splink on DuckDB, or on Spark beyond one machine, ``batch_score``) does not
+replace ``decide``: the model it is given asks the engine's pair scores first, and decides the same.
 
 Components: a patient's groups (its NIK group and birth date + sex block, and the NIK group a
 demographic match links it to) connect it to every patient it can ever be compared with; patients of

@@ -16,7 +16,8 @@ members (and their NIK groups), a patient's keys its groups, a review item its g
    any group outside the part (``MemoryIndex(scope=...)``: a wrong split fails loudly), its Patients read
    back by place and decided, and every document that changed appended to the part's files
    (``batch_files``). Only one part's index is in memory at a time per worker: memory stays bounded
-   whatever the store's size.
+   whatever the store's size. With a scoring engine (``batch_score``), the parent splits the scores by
+   part and each worker's model asks its part's pair scores first.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from shared.config import Settings
 from shared.domain.group import GROUP_COLLECTIONS, Group
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
-from shared.linkage.model import MatchModel
+from shared.linkage.model import MatchModel, default_model
 from shared.logging import set_level
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory, open_requests, rule_counts
 from shared.services.batch_files import PartWriter, changed_documents
+from shared.services.batch_score import PartScores
 
 RANGE_BYTES = 4 << 20       # a keys task: ~3,000 Patients of the generator's size
 PART_PATIENTS = 2000        # a decide task: whole components, at least this many patients
@@ -67,11 +69,13 @@ class PartResult:
     merges: list[dict] = field(default_factory=list)       # the plan (dry runs only)
     review_plan: list[dict] = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    scoring: Counter = field(default_factory=Counter)     # score lookups and Splink's clusters (batch_score)
 
     def add(self, other: PartResult) -> None:
         self.patients += other.patients
         for mine, theirs in ((self.results, other.results), (self.reviews, other.reviews),
-                             (self.rules, other.rules), (self.documents, other.documents)):
+                             (self.rules, other.rules), (self.documents, other.documents),
+                             (self.scoring, other.scoring)):
             mine.update(theirs)
         self.merges += other.merges
         self.review_plan += other.review_plan
@@ -182,7 +186,7 @@ def _keys(number: int, start: int, end: int) -> list[tuple[int, int, str, list[s
             for offset, patient in _worker["source"].patients_in(number, start, end)]
 
 
-def _decide(part: Part, out: Path, stamp: str, plan: bool) -> PartResult:
+def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None = None) -> PartResult:
     index = MemoryIndex(scope=part.groups)
     loaded = {}
     for doc in part.stored:
@@ -194,9 +198,14 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool) -> PartResult:
         else:
             index.groups.load(Group.from_doc(f"{doc.collection}/{doc.doc_id}", doc.data))
     patients = list(_worker["source"].patients_at(part.places))
-    decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=_worker["model"]))
+    model, table = _worker["model"], scores.table() if scores else None
+    if table is not None:
+        model = (model or default_model()).with_scores(table)
+    decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=model))
     result = PartResult(decisions.patients, decisions.results, decisions.reviews,
                         rule_counts(index.groups.groups[g] for g in index.groups.touched))
+    if table is not None:
+        result.scoring = scores.outcome(table, index.groups.groups.values())
     if plan:
         result.merges = [{"request_id": request.id, "group": group_id, "master": request.master,
                           "duplicates": list(request.duplicates), "reason": request.reason}
@@ -220,6 +229,8 @@ class ParallelDecide:
     source: NdjsonPatients
     workers: int
     model: MatchModel | None = None     # the district's current model, the same in every worker
+    # Patient id -> part number -> each part's pair scores (``batch_score.scores_by_part``); None: no engine.
+    scores_by_part: Callable[[dict[str, int]], dict[int, PartScores]] | None = None
     range_bytes: int = RANGE_BYTES
     part_patients: int = PART_PATIENTS
     on_phase: Callable[[str, int | None], None] = lambda name, total: None
@@ -240,13 +251,21 @@ class ParallelDecide:
             began = time.monotonic()
             parts = split(patients, stored, self.part_patients)
             self.seconds["parts"] = time.monotonic() - began
+            scores: dict[int, PartScores] = {}
+            if self.scores_by_part is not None:
+                began = time.monotonic()
+                self.on_phase("decide: scores by part", None)
+                id_at = {(number, offset): patient_id for number, offset, patient_id, _ in patients}
+                scores = self.scores_by_part({id_at[place]: part.number for part in parts for place in part.places})
+                del id_at
+                self.seconds["scores_by_part"] = time.monotonic() - began
             began = time.monotonic()
             self.on_phase("decide", len(patients))
             del patients
             total = PartResult()
             # The largest first: the component every district has that links many blocks through NIK groups
             # (19 % of the patients at 100,000, 28 % at 1,000,000) must not start last.
-            futures = {pool.submit(_decide, part, out, stamp, plan): len(part.places)
+            futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None)): len(part.places)
                        for part in sorted(parts, key=lambda part: -len(part.places))}
             for future in as_completed(futures):
                 total.add(future.result())

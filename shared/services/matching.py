@@ -102,10 +102,11 @@ class MatchingService:
         groups = [f"nik_index/{facts.nik_token}"] if facts.nik_token else []
         return groups + [f"demographic_index/{token}" for token in candidate_blocks(facts, self._settings)]
 
-    def groups_of(self, resource: dict) -> list[str]:
+    def groups_of(self, resource: dict, facts: PatientFacts | None = None) -> list[str]:
         """The groups a Patient resource belongs in (``index_patient`` places it in these): the batch
-        backfill splits a store into parts that share none of them."""
-        return self._groups_for(patient_facts(resource, self._settings))
+        backfill splits a store into parts that share none of them, and its scoring compares the records
+        that share one (``facts``: already computed)."""
+        return self._groups_for(facts or patient_facts(resource, self._settings))
 
     # --- a patient change ------------------------------------------------------------------
     def handle_change(self, change: PatientChange, *, publish: bool = True) -> ChangeOutcome:

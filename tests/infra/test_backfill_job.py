@@ -45,6 +45,19 @@ def test_a_mounted_export_is_read_read_only_and_copied_first(modules):
     assert writer["role"] == "roles/storage.objectCreator"   # writes an export, never replaces one
 
 
+def test_the_jobs_engine_is_one_the_cli_takes_and_its_default_the_clis(modules):
+    from ops.cli import BACKFILL_ENGINE_DEFAULT, BACKFILL_ENGINES
+
+    assert '"--engine", var.backfill_engine' in modules["district"].locals["backfill_command"]
+    assert "engine" in inspect.signature(backfill).parameters
+    variable = modules["district"].variables["backfill_engine"]
+    assert variable["default"] == BACKFILL_ENGINE_DEFAULT
+    allowed = str(variable["validation"])
+    offered = [engine for engine in BACKFILL_ENGINES if f'"{engine}"' in allowed]
+    # Every engine the CLI has but spark (Java, absent from the job's image: the Dataproc module runs it).
+    assert sorted(offered) == sorted(set(BACKFILL_ENGINES) - {"spark"}), allowed
+
+
 def test_the_job_gets_the_functions_settings_and_pinned_secrets(modules):
     job = _job(modules)
     assert "local.settings" in job

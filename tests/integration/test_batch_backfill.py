@@ -150,6 +150,22 @@ def test_ndjson_is_read_without_the_server_and_gives_the_fhir_runs_index(setting
     assert FhirPatientScan(fhir, page_size=200).parallel is False  # nothing scanned the server above
 
 
+def test_with_splink_scores_first_the_run_leaves_the_same_index(settings, fhir, firestore_db, topics, district,
+                                                                tmp_path):
+    # The FHIR read is spooled, scored by Splink on DuckDB, then decided in parts with the scores asked first.
+    progress = batch_backfill(settings, work_dir=tmp_path / "work", engine="duckdb").run("scored")
+    assert progress.status == "done" and progress.patients == PATIENTS and "score" in progress.phase_seconds
+    expected, request_ids = _expected(settings, fhir)
+    assert _index(firestore_db, settings) == expected
+    published = topics.pull("merge-requests", count=len(request_ids), timeout=30.0, max_messages=len(request_ids) + 50)
+    assert sorted(m["request_id"] for m in published) == sorted(request_ids)
+    scoring, clusters = progress.counts["scoring"], progress.counts["clusters"]
+    assert scoring["engine"] == "duckdb" and scoring["pairs"] > 1000
+    assert scoring["lookups"]["scored_by_engine"] > 100 and scoring["lookups"]["scored_by_model"] == 0
+    assert clusters["clusters"] == scoring["clusters"] == clusters["kept_whole"] + clusters["split_by_rules"] > 100
+    assert (tmp_path / "work" / "scores" / "pairs.parquet").exists()
+
+
 def test_the_fhir_scan_reads_pages_in_parallel_and_every_patient_once(fhir, district):
     scan = FhirPatientScan(fhir, page_size=200, workers=4)
     ids = [p["id"] for page in scan.pages() for p in page]

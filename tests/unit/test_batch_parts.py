@@ -19,7 +19,8 @@ from shared.domain.review import ReviewItem
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory
 from shared.services.batch_files import KINDS, DecisionFiles, changed_documents
-from shared.services.batch_parts import ParallelDecide, split
+from shared.services.batch_parts import ParallelDecide, PartResult, split
+from shared.services.batch_score import score_store, scores_by_part
 from tools.dataset.generate import Params, generate
 
 SETTINGS = Settings()
@@ -56,11 +57,17 @@ def _one_pass(source: NdjsonPatients, stored: list[StoredDoc]) -> dict[str, list
 
 
 def _in_parts(source: NdjsonPatients, stored: list[StoredDoc], out: Path) -> dict[str, list]:
+    return _decided_in_parts(source, stored, out)[0]
+
+
+def _decided_in_parts(source: NdjsonPatients, stored: list[StoredDoc], out: Path,
+                      by_part=None) -> tuple[dict[str, list], PartResult]:
     # Small ranges and parts: many of each, ranges cut through lines.
-    parallel = ParallelDecide(SETTINGS, source, workers=2, range_bytes=50_000, part_patients=40)
-    parallel.run(stored, out, STAMP)
+    parallel = ParallelDecide(SETTINGS, source, workers=2, range_bytes=50_000, part_patients=40,
+                              scores_by_part=by_part)
+    result = parallel.run(stored, out, STAMP)
     files = DecisionFiles(out)
-    return _lines((kind, json.loads(line)) for kind in KINDS for line in files.lines(kind))
+    return _lines((kind, json.loads(line)) for kind in KINDS for line in files.lines(kind)), result
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +96,35 @@ def test_parts_decide_as_one_pass_over_a_stored_index(district, tmp_path):
     expected = _one_pass(source, stored)
     assert any(line[3] for line in expected["groups"]), "some groups are updates of stored ones"
     assert _in_parts(source, stored, tmp_path / "parts") == expected
+
+
+def test_parts_with_splink_scores_decide_as_one_pass(district, tmp_path):
+    # The DuckDB engine scores the store once; each part's worker asks its own share of the pairs first.
+    from shared.adapters.splink_scoring import SplinkScoring
+
+    source, engine, scores = NdjsonPatients(district), SplinkScoring("duckdb"), tmp_path / "scores"
+    score_store(source.pages(), matching_in_memory(SETTINGS, MemoryIndex()), SETTINGS, engine, scores)
+    expected = _one_pass(source, [])
+    lines, result = _decided_in_parts(source, [], tmp_path / "parts",
+                                      lambda part_of: scores_by_part(engine, scores, part_of))
+    assert lines == expected
+    scoring = result.scoring
+    assert scoring["scored_by_engine"] > 100 and scoring["scored_by_model"] == 0, scoring
+    clusters = {cluster for cluster in engine.clusters(scores).values()}
+    assert scoring["clusters"] == len(clusters) > 100
+    assert scoring["kept_whole"] + scoring["split_by_rules"] == scoring["clusters"] and scoring["kept_whole"] > 0
+
+
+def test_a_scored_pair_across_two_parts_is_refused(district, tmp_path):
+    from shared.adapters.splink_scoring import SplinkScoring
+
+    engine, scores = SplinkScoring("duckdb"), tmp_path / "scores"
+    score_store(NdjsonPatients(district).pages(), matching_in_memory(SETTINGS, MemoryIndex()), SETTINGS, engine,
+                scores)
+    id_l, id_r, *_ = next(engine.pairs(scores))
+    part_of = {row["unique_id"]: 0 for row in engine.rows(scores)} | {id_r: 1}
+    with pytest.raises(ValueError, match="spans two parts"):
+        scores_by_part(engine, scores, part_of)
 
 
 def test_parts_keep_components_whole(district):

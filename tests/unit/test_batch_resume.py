@@ -49,4 +49,17 @@ def test_a_run_that_lost_its_read_spool_reads_again(tmp_path):
     job._check_work_dir(progress := checkpoints.load("r2"))
     assert progress.phase == "read"
     job._read(progress)
-    assert source.reads == 1 and progress.phase == "decide" and (tmp_path / "work/read/Patient.ndjson").exists()
+    assert source.reads == 1 and progress.phase == "score" and (tmp_path / "work/read/Patient.ndjson").exists()
+
+
+def test_a_run_that_lost_its_scores_scores_again(tmp_path):
+    from shared.adapters.splink_scoring import SplinkScoring
+
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r3", mode="batch", phase="decide"))
+    job = _job(tmp_path, checkpoints, _Server())
+    job.engine = SplinkScoring("duckdb")
+    (tmp_path / "work/read").mkdir(parents=True)
+    (tmp_path / "work/read/Patient.ndjson").write_text("")
+    job._check_work_dir(progress := checkpoints.load("r3"))
+    assert progress.phase == "score"

@@ -187,3 +187,19 @@ def test_review_list_never_cuts_an_id(capsys, monkeypatch):
     lines = out.splitlines()
     assert lines[1].split()[:2] == [item.id, "name-mismatch"] and '"name_score": 80.5' in lines[1]
     assert [line.strip() for line in lines[2:]] == long_ids
+
+
+def test_backfill_engine_errors_are_one_line_before_any_work(capsys, monkeypatch):
+    monkeypatch.setenv("DEDUP_ENVIRONMENT", "local")
+    code, _, err, _ = dedup(capsys, "backfill", "--engine", "bogus")
+    assert code == 2 and "--engine bogus: one of duckdb, spark, none" in one_error_line(err)
+    code, _, err, _ = dedup(capsys, "backfill", "--spark-master", "local[2]")
+    assert code == 2 and "--spark-master goes with --engine spark" in one_error_line(err)
+    code, _, err, _ = dedup(capsys, "backfill", "--engine", "spark", "--spark-master", "nonsense://x")
+    assert code == 2 and "--spark-master 'nonsense://x' is not a Spark master URL" in one_error_line(err)
+    # No Java: the Spark engine refuses at once, with what to do.
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    code, _, err, seconds = dedup(capsys, "backfill", "--engine", "spark", "--spark-master", "local[2]")
+    line = one_error_line(err)
+    assert code == 2 and "--engine spark needs Java 17" in line and "--engine duckdb" in line and seconds < 5

@@ -1,4 +1,4 @@
-"""``python -m tools.bench compare|scale|backfill`` — see README "Performance"."""
+"""``python -m tools.bench compare|scale|backfill|scoring`` — see README "Performance"."""
 
 from __future__ import annotations
 
@@ -264,6 +264,8 @@ def scale_command(
 def backfill_command(
     patients: str = typer.Option("10000,100000", help="store sizes (patients), comma-separated"),
     sources: str = typer.Option("fhir,ndjson", help="fhir and/or ndjson"),
+    engines: str = typer.Option("", help="the backfill's --engine per run, comma-separated (duckdb, spark, none; "
+                                "empty: its default)"),
     work_dir: Path | None = typer.Option(None, help="keep the datasets and checkpoints here"),
     json_out: Path | None = typer.Option(None),
 ):
@@ -274,7 +276,29 @@ def backfill_command(
     with tempfile.TemporaryDirectory(prefix="dedup-backfill-") as tmp:
         for size in [int(s) for s in patients.split(",") if s.strip()]:
             for source in [s.strip() for s in sources.split(",") if s.strip()]:
-                results.append(run_one(size, source, work_dir or Path(tmp), console))
+                for engine in [e.strip() for e in engines.split(",") if e.strip()] or [None]:
+                    results.append(run_one(size, source, work_dir or Path(tmp), console, engine))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+@app.command("scoring")
+def scoring_command(
+    patients: str = typer.Option("10000,100000", help="store sizes (patients), comma-separated"),
+    engines: str = typer.Option("duckdb,spark", help="duckdb and/or spark"),
+    spark_master: str = typer.Option("local[2]", help="Spark master URL for the spark engine"),
+    with_decide: bool = typer.Option(False, "--decide", help="also time deciding with and without the scores"),
+    work_dir: Path | None = typer.Option(None, help="keep the datasets and scores here"),
+    json_out: Path | None = typer.Option(None),
+):
+    """The backfill's score phase per Splink engine: predict and cluster time, pairs, clusters, memory."""
+    from tools.bench.scoring import run_size
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dedup-scoring-") as tmp:
+        for size in [int(s) for s in patients.split(",") if s.strip()]:
+            results += run_size(size, [e.strip() for e in engines.split(",") if e.strip()], work_dir or Path(tmp),
+                                spark_master, with_decide, console)
     if json_out:
         json_out.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -47,7 +47,8 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_one(patients: int, source: str, work: Path, console) -> dict:
+def run_one(patients: int, source: str, work: Path, console, engine: str | None = None) -> dict:
+    """``engine``: the backfill's ``--engine`` (None: its default)."""
     from tools.runtime.stack import LocalStack, start_fhir_server
 
     directory = work / f"district-{patients}"
@@ -62,7 +63,9 @@ def run_one(patients: int, source: str, work: Path, console) -> dict:
         _topic(settings)
         env = {**os.environ, **stack_env, "DEDUP_PROJECT_ID": settings.project_id,
                "DEDUP_FHIR_BASE_URL": settings.fhir_base_url, "CI": "true"}
-        args = ["--work-dir", str(work / f"run-{patients}-{source}"), "--json"]
+        args = ["--work-dir", str(work / f"run-{patients}-{source}-{engine or 'default'}"), "--json"]
+        if engine:
+            args += ["--engine", engine]
         if source == "ndjson":
             args += ["--ndjson", str(directory), "--no-fhir"]
         load_before = os.getloadavg()
@@ -77,12 +80,12 @@ def run_one(patients: int, source: str, work: Path, console) -> dict:
         # CPU seconds say what the run cost whatever else shared the cores (the wall time does not).
         cpu = {"backfill": round(_children_cpu() - children_before, 1),
                **{name: round(cpu_seconds(pid) - cpu_before[name], 1) for name, pid in servers.items()}}
-    result = {"patients": patients, "source": source, "seconds": summary["seconds"],
+    result = {"patients": patients, "source": source, "engine": engine or "default", "seconds": summary["seconds"],
               "patients_per_second": summary["patients_per_second"], "peak_rss_mb": summary["peak_rss_mb"],
               "worker_peak_rss_mb": summary["worker_peak_rss_mb"], "phase_seconds": summary["phase_seconds"],
               "decide_seconds": summary.get("decide_seconds"), "documents": summary.get("documents"),
               "merge_requests": summary["merge_requests_published"], "review_items": summary["review_items_proposed"],
-              "cpu_seconds": cpu,
+              "scoring": summary.get("scoring"), "clusters": summary.get("clusters"), "cpu_seconds": cpu,
               "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)]}
     console.print(result)
     return result

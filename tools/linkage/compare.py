@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from shared.adapters.splink_scoring import connection, rows_table, settings_dict
 from shared.linkage.model import MatchModel
-from tools.linkage.train import connection, rows_table, settings_dict
 
 BANDS = ("merge", "review", "no-match")
 CANDIDATE_BLOCKING = (

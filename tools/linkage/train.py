@@ -14,69 +14,21 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from shared.adapters.splink_scoring import connection, rows_table, settings_dict
 from shared.clock import now_iso
-from shared.linkage.comparisons import COMPARISONS, linkage_row
 from shared.linkage.model import FORMAT, MatchModel
-from shared.names import name_similarity
 
 # Names kept in the artefact's frequency table (the most frequent ones: where the adjustment matters and
 # is negative; a rarer exact name simply gets the level's average weight, which is conservative).
 TF_TABLE_SIZE = 200
 U_MAX_PAIRS = 2e5
 EM_MAX_PAIRS = 2e5   # blocked pairs per EM session: enough for m, keeps 100,000 patients under a minute
-_SCHEMA = pa.schema([("unique_id", pa.string()), ("name", pa.string()), ("birth_date", pa.string()),
-                     ("gender", pa.string()), ("nik_token", pa.string()), ("nik_masks", pa.list_(pa.string())),
-                     ("region", pa.string()), ("phones", pa.list_(pa.string()))])
-
-
-def rows_table(records: Iterable[tuple[str, Mapping]]) -> pa.Table:
-    return pa.Table.from_pylist([linkage_row(pid, record) for pid, record in records], schema=_SCHEMA)
-
-
-def _name_similarity_arrow(left: pa.Array, right: pa.Array) -> pa.Array:
-    """``name_similarity`` over DuckDB's vectors (an arrow UDF: needs no numpy)."""
-    return pa.array([None if a is None or b is None else float(name_similarity(a, b))
-                     for a, b in zip(left.to_pylist(), right.to_pylist(), strict=True)], type=pa.float64())
-
-
-def connection() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.create_function("name_similarity", _name_similarity_arrow, ["VARCHAR", "VARCHAR"], "DOUBLE",
-                        type="arrow", side_effects=False)
-    return con
-
-
-def settings_dict(artefact: dict | None = None) -> dict:
-    trained = {c["name"]: c["levels"] for c in artefact["comparisons"]} if artefact else None
-    comparisons = []
-    for comparison in COMPARISONS:
-        levels = []
-        for index, level in enumerate(comparison.levels):
-            entry: dict = {"sql_condition": level.sql, "label_for_charts": level.label}
-            if level.is_null:
-                entry["is_null_level"] = True
-            if level.tf_column:
-                entry["tf_adjustment_column"] = level.tf_column
-                entry["tf_adjustment_weight"] = 1.0
-            if trained is not None and not level.is_null:
-                entry["m_probability"] = trained[comparison.name][index]["m"]
-                entry["u_probability"] = trained[comparison.name][index]["u"]
-            levels.append(entry)
-        comparisons.append({"output_column_name": comparison.name, "comparison_levels": levels})
-    prior = 0.0001 if artefact is None else 1.0 / (1.0 + 2.0 ** -artefact["prior_weight"])
-    return {"link_type": "dedupe_only", "unique_id_column_name": "unique_id",
-            "probability_two_random_records_match": prior, "comparisons": comparisons,
-            "blocking_rules_to_generate_predictions": [
-                block_on("nik_token"), block_on("birth_date", "gender"), block_on("name"),
-                "list_has_any(l.phones, r.phones)"],
-            "retain_intermediate_calculation_columns": True, "additional_columns_to_retain": []}
 
 
 @dataclass

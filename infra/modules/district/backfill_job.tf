@@ -15,7 +15,8 @@ locals {
   # The backfill copies a mounted export into its work directory first (--copy-first): FUSE reads in
   # sequence fast, but pays a request for each patient read back by its place while deciding.
   backfill_command = concat(
-    ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu)],
+    ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu),
+    "--engine", var.backfill_engine],
     var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount, "--copy-first"],
   )
 }

@@ -319,6 +319,16 @@ variable "backfill_cpu" {
   default     = 2
 }
 
+variable "backfill_engine" {
+  description = "The backfill job's --engine: none (the model scores each pair as it is decided; the CLI's default, the faster on one machine) or duckdb (Splink scores and clusters every candidate pair in process first: the summary's clusters). spark needs Java, which the job's image has not: infra/modules/backfill_spark."
+  type        = string
+  default     = "none"
+  validation {
+    condition     = contains(["none", "duckdb"], var.backfill_engine)
+    error_message = "backfill_engine: none or duckdb (spark runs as a Dataproc batch, infra/modules/backfill_spark)."
+  }
+}
+
 variable "backfill_memory" {
   description = "Memory of the backfill job's task: the decided index of the whole store is held in memory (README \"Batch backfill\": peak 0.9 GiB at 100,000 patients measured locally; 8 GiB leaves room for about 800,000)."
   type        = string

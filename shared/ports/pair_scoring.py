@@ -1,0 +1,54 @@
+"""Port: scoring a whole store's candidate pairs in bulk with the matching model, and clustering them.
+
+The batch backfill's "score" phase: Splink's ``predict`` on DuckDB in process, or on Spark beyond one
+machine (``shared/adapters/splink_scoring.py``). Scores and clusters go to files in the run's work
+directory (the phase's checkpoint); the decide phase reads the scores back into a
+``shared.linkage.scores.ScoreTable`` the model asks first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot start here (no Java, a bad Spark master URL, Splink not installed): one line,
+    no patient data."""
+
+
+@dataclass
+class Scored:
+    pairs: int = 0
+    clusters: int = 0                                      # clusters of two records or more
+    cluster_sizes: dict[int, int] = field(default_factory=dict)   # size -> clusters of that size
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class PairScoring(ABC):
+    engine: str
+
+    @abstractmethod
+    def score(self, rows: list[dict], artefact: dict, out: Path, cluster_weight: float) -> Scored:
+        """``rows``: one linkage row per patient (``comparisons.linkage_row``) plus ``blocks``, the groups
+        it is compared in; ``artefact``: the model's JSON; pairs scored in the same blocks are written to
+        ``out`` with their levels, weight and probability, and the clusters of pairs whose identity weight
+        (evidence without household comparisons) reaches ``cluster_weight``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Frees what the engine holds (a Spark session) once the scores are saved."""
+
+    @abstractmethod
+    def rows(self, out: Path) -> Iterator[dict]:
+        """The rows ``score`` was given (without ``blocks``), as it saved them."""
+
+    @abstractmethod
+    def pairs(self, out: Path) -> Iterator[tuple[str, str, int, float, float, float]]:
+        """The scored pairs: id_l, id_r, packed levels, match weight, match probability, name tf weight."""
+
+    @abstractmethod
+    def clusters(self, out: Path) -> dict[str, str]:
+        """Patient id -> cluster id, for the records in clusters of two or more."""

@@ -1,0 +1,134 @@
+"""The batch backfill's score phase: every candidate pair of the store scored in bulk by a Splink engine
+(``shared.ports.pair_scoring``), and clustered at the auto-merge threshold.
+
+The feature table is the incremental path's own: each Patient's index record (``member_record``) as a
+linkage row, and the groups ``MatchingService`` places it in (its NIK group, its candidate blocks) as
+the blocks Splink pairs records within. A demographic block takes its first ``block_member_cap``
+patients in the source's order, as the live index does. The model is the district's current one (the
+JSON the functions evaluate, as the model store loads it): Splink's settings are built from it, nothing
+is retrained.
+
+Deciding stays the production ``MatchingService``, in parts that share no group (``batch_parts``): the
+scores only answer the model's questions first, so the decisions are the incremental path's. Two records
+Splink pairs share a block, so a pair never spans two parts: each part gets its own pairs
+(``scores_by_part``). The clusters are Splink's view of the same pairs, before the deterministic rules:
+``clusters_split`` counts, per part, the ones the rules did not merge whole (a veto, a household, a twin,
+a rule that sends the pair to review); a cluster lies in one part too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import Settings
+from shared.domain.group import Group
+from shared.domain.patient import member_record, patient_facts
+from shared.linkage.comparisons import linkage_row
+from shared.linkage.scores import ScoreTable
+from shared.ports.pair_scoring import PairScoring, Scored
+from shared.services.matching import MatchingService
+
+
+def feature_rows(pages: Iterable[list[dict]], matching: MatchingService, settings: Settings,
+                 on_page: Callable[[int], None] | None = None) -> list[dict]:
+    rows: list[dict] = []
+    block_sizes: Counter = Counter()
+    for page in pages:
+        for resource in page:
+            facts = patient_facts(resource, settings)
+            row = linkage_row(resource["id"], member_record(facts))
+            blocks = []
+            for group in matching.groups_of(resource, facts):
+                if group.startswith("demographic_index/"):
+                    if block_sizes[group] >= settings.block_member_cap:
+                        continue
+                    block_sizes[group] += 1
+                blocks.append(group)
+            row["blocks"] = blocks
+            rows.append(row)
+        if on_page:
+            on_page(len(page))
+    return rows
+
+
+def score_store(pages: Iterable[list[dict]], matching: MatchingService, settings: Settings, engine: PairScoring,
+                out: Path, on_page: Callable[[int], None] | None = None) -> Scored:
+    """Scores with ``matching``'s model (the district's current one)."""
+    rows = feature_rows(pages, matching, settings, on_page)
+    return engine.score(rows, matching.model.artefact, out, settings.model_merge_weight)
+
+
+def scores_table(engine: PairScoring, out: Path) -> ScoreTable:
+    table = ScoreTable()
+    for row in engine.rows(out):
+        table.add_record(row["unique_id"], row)
+    for pair in engine.pairs(out):
+        table.add_pair(*pair)
+    return table
+
+
+@dataclass
+class PartScores:
+    """One part's share of the scores: its records' rows, the pairs among them, its Splink clusters.
+    Travels to the part's deciding worker."""
+    rows: dict[str, dict] = field(default_factory=dict)
+    pairs: list[tuple] = field(default_factory=list)
+    clusters: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> ScoreTable:
+        table = ScoreTable()
+        for patient_id, row in self.rows.items():
+            table.add_record(patient_id, row)
+        for pair in self.pairs:
+            table.add_pair(*pair)
+        return table
+
+    def outcome(self, table: ScoreTable, groups: Iterable[Group]) -> Counter:
+        """What the part's deciding asked the table, and how the decisions treated its clusters."""
+        return Counter({"scored_by_engine": table.hits, "scored_by_model": table.misses,
+                        **clusters_split(self.clusters, groups)})
+
+
+def scores_by_part(engine: PairScoring, out: Path, part_of: Mapping[str, int]) -> dict[int, PartScores]:
+    """The scores in ``out`` split by the part each patient id is decided in (``part_of``)."""
+    parts: dict[int, PartScores] = {}
+
+    def of(patient_id: str) -> PartScores:
+        number = part_of[patient_id]
+        found = parts.get(number)
+        if found is None:
+            found = parts[number] = PartScores()
+        return found
+
+    paired: set[str] = set()
+    for pair in engine.pairs(out):
+        # Two records share a block, hence a part: a pair across parts would be a wrong split.
+        if part_of[pair[0]] != part_of[pair[1]]:
+            raise ValueError("a scored pair spans two parts")
+        of(pair[0]).pairs.append(pair)
+        paired.update(pair[:2])
+    for row in engine.rows(out):
+        if row["unique_id"] in paired:
+            of(row["unique_id"]).rows[row["unique_id"]] = row
+    for patient_id, cluster in engine.clusters(out).items():
+        of(patient_id).clusters[patient_id] = cluster
+    return parts
+
+
+def clusters_split(clusters: Mapping[str, str], groups: Iterable[Group]) -> dict[str, int]:
+    """How the decisions treated Splink's clusters: kept whole (one merge request holds all its records),
+    or split by the rules (its records end in several requests or none)."""
+    person: dict[str, str] = {}
+    for group in groups:
+        if group.request:
+            for pid in (group.request.master, *group.request.duplicates):
+                person.setdefault(pid, group.request.id)
+    members: dict[str, set[str]] = {}
+    for pid, cluster in clusters.items():
+        members.setdefault(cluster, set()).add(person.get(pid, f"alone:{pid}"))
+    split = {c for c, persons in members.items() if len(persons) > 1}
+    return {"clusters": len(members), "kept_whole": len(members) - len(split), "split_by_rules": len(split),
+            "records_in_split_clusters": sum(1 for c in clusters.values() if c in split)}
