@@ -14,6 +14,8 @@ from shared.adapters.memory_index import MemoryIndex, OutsideScope
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
 from shared.domain.group import Group
+from shared.domain.pair_screen import screen_key
+from shared.domain.patient import nik_prefix_block, patient_facts
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.ports.index_bulk import StoredDoc
@@ -93,15 +95,26 @@ def test_parts_decide_as_one_pass_over_a_stored_index(district, tmp_path):
 
 def test_parts_keep_components_whole(district):
     matching = matching_in_memory(SETTINGS, MemoryIndex())
-    patients = [(0, n, p["id"], matching.groups_of(p))
-                for n, p in enumerate(p for page in NdjsonPatients(district).pages() for p in page)]
-    parts = split(patients, [], part_patients=40)
+    patients = []
+    for n, p in enumerate(p for page in NdjsonPatients(district).pages() for p in page):
+        facts = patient_facts(p, SETTINGS)
+        prefix = nik_prefix_block(facts, SETTINGS)
+        patients.append((0, n, p["id"], matching.groups_for(facts), screen_key(facts),
+                         f"demographic_index/{prefix}" if prefix else None))
+    parts = split(patients, [], SETTINGS, part_patients=40)
     assert sum(len(part.places) for part in parts) == len(patients) and len(parts) > 10
     owner: dict[str, int] = {}
     for part in parts:
-        for group in part.groups:
+        for group in part.groups - part.shared:
             assert owner.setdefault(group, part.number) == part.number, f"{group} in two parts"
         assert part.places == sorted(part.places)   # the source's order within a part
+    shared = set().union(*(part.shared for part in parts))
+    # Blocks held by several parts exist (so the equality tests above go through merging their copies),
+    # and only blocks are: a NIK group and a NIK prefix block (read by the NIK group's rules) never are.
+    assert len(shared) > 50
+    assert all(g.startswith("demographic_index/") for g in shared)
+    assert not shared & {p[5] for p in patients if p[5]}
+    assert all(owner.get(g) is None for g in shared)
 
 
 def test_an_index_scoped_to_a_part_refuses_other_groups():
