@@ -20,7 +20,7 @@ from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory
-from shared.services.batch_files import KINDS, DecisionFiles, changed_documents
+from shared.services.batch_files import KINDS, DecisionFiles, changed_documents, merge_shared
 from shared.services.batch_parts import ParallelDecide, split
 from tools.dataset.generate import Params, generate
 
@@ -124,3 +124,26 @@ def test_an_index_scoped_to_a_part_refuses_other_groups():
         index.groups.transact("nik_index/b", lambda tx: None)
     with pytest.raises(OutsideScope):
         index.groups.get("demographic_index/c")
+
+
+def _copy(tmp_path: Path, part: int, members: dict, places: list, **fields) -> None:
+    doc = {**Group.from_doc("demographic_index/b", None).to_doc(), **fields, "members": members, "updated_at": STAMP}
+    folder = tmp_path / "shared" / "07"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{part:06d}.jsonl").write_text(json.dumps(["demographic_index", "b", doc, None, places]) + "\n")
+
+
+def test_shared_block_copies_merge_in_the_source_order(tmp_path):
+    _copy(tmp_path, 0, {"p1": {"status": "active"}, "p4": {"status": "master"}}, [[0, 10], [1, 0]], master="p4")
+    _copy(tmp_path, 1, {"p2": {"status": "active"}}, [[0, 20]])
+    assert merge_shared(tmp_path, "07", 9) == 1
+    [(collection, doc_id, doc, version)] = [json.loads(line) for line in DecisionFiles(tmp_path).lines("groups")]
+    assert (collection, doc_id, version, doc["master"]) == ("demographic_index", "b", None, "p4")
+    assert list(doc["members"]) == ["p1", "p2", "p4"]
+
+
+def test_shared_block_copies_that_both_decided_are_a_wrong_split(tmp_path):
+    _copy(tmp_path, 0, {"p1": {"status": "master"}}, [[0, 10]], master="p1")
+    _copy(tmp_path, 1, {"p2": {"status": "master"}}, [[0, 20]], master="p2")
+    with pytest.raises(RuntimeError, match="more than one deciding part"):
+        merge_shared(tmp_path, "07", 9)
