@@ -304,8 +304,7 @@ class ParallelDecide:
             self.on_phase("decide", len(patients))
             del patients
             total = PartResult()
-            # The largest first: the component every district has that links many blocks through NIK groups
-            # (19 % of the patients at 100,000, 28 % at 1,000,000) must not start last.
+            # The largest first: a part that starts last must not keep one worker busy alone.
             futures = {pool.submit(_decide, part, out, stamp, plan): len(part.places)
                        for part in sorted(parts, key=lambda part: -len(part.places))}
             for future in as_completed(futures):
