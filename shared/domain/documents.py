@@ -14,13 +14,18 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def detached(tree: T) -> T:
     """A copy of a JSON-like tree (dicts, lists, tuples; leaves immutable): new containers, same leaves.
-    Much cheaper than ``copy.deepcopy`` on the index's documents (~4 µs per member)."""
+    Much cheaper than ``copy.deepcopy`` on the index's documents; a leaf of a plain JSON type is taken
+    as it is without a call (a member record is mostly such leaves: a third of the time of a call each)."""
     if isinstance(tree, dict):
-        return {key: detached(value) for key, value in tree.items()}  # type: ignore[return-value]
+        return {key: value if type(value) in _LEAVES else detached(value)  # type: ignore[return-value]
+                for key, value in tree.items()}
     if isinstance(tree, list):
-        return [detached(value) for value in tree]  # type: ignore[return-value]
+        return [value if type(value) in _LEAVES else detached(value) for value in tree]  # type: ignore[return-value]
     if isinstance(tree, tuple):
         return tuple(detached(value) for value in tree)  # type: ignore[return-value]
     return tree

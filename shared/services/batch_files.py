@@ -97,6 +97,36 @@ def changed_documents(index: MemoryIndex, loaded: dict[tuple[str, str], StoredDo
             yield "outbox", [group_id, request]
 
 
+def merge_shared(directory: Path, bucket: str, number: int) -> int:
+    """The copies of the shared blocks of one bucket (``<directory>/shared/<bucket>/``: a block several
+    parts hold members of, ``batch_parts``) merged into one document each, written as part ``number`` of
+    the groups; returns how many. A copy is ``[collection, id, document, version, places of its members]``.
+    Each member is decided in one part only; all but at most one copy (the one of the part its deciding
+    members are in) are a block of no-match members only. Anything else means a wrong split: it raises."""
+    copies: dict[tuple[str, str], list] = {}
+    for path in sorted((directory / "shared" / bucket).glob("*.jsonl")):
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                collection, doc_id, doc, version, places = json.loads(line)
+                copies.setdefault((collection, doc_id), []).append((doc, version, places))
+    with PartWriter(directory, number) as writer:
+        for (collection, doc_id), found in sorted(copies.items()):
+            group_id = f"{collection}/{doc_id}"
+            empty = {k: v for k, v in Group.from_doc(group_id, None).to_doc().items() if k != "members"}
+            rest = [{k: v for k, v in doc.items() if k not in ("members", "updated_at")} for doc, _, _ in found]
+            deciding = [doc for doc, rest_of in zip((d for d, _, _ in found), rest, strict=True) if rest_of != empty]
+            if len(deciding) > 1 or any(version is not None for _, version, _ in found):
+                raise RuntimeError(f"shared block {group_id}: copies of more than one deciding part")
+            members = sorted(((place, pid, member) for doc, _, places in found
+                              for (pid, member), place in zip(doc["members"].items(), places, strict=True)),
+                             key=lambda item: item[0])
+            if len({pid for _, pid, _ in members}) != len(members):
+                raise RuntimeError(f"shared block {group_id}: a member decided in two parts")
+            base = deciding[0] if deciding else found[0][0]
+            writer.write("groups", [collection, doc_id, {**base, "members": {pid: m for _, pid, m in members}}, None])
+    return writer.counts["groups"]
+
+
 class DecisionFiles:
     def __init__(self, directory: Path):
         self.directory = directory

@@ -18,6 +18,14 @@ members (and their NIK groups), a patient's keys its groups, a review item its g
    (``batch_files``). Only one part's index is in memory at a time per worker: memory stays bounded
    whatever the store's size. With a scoring engine (``batch_score``), the parent splits the scores by
    part and each worker's model asks its part's pair scores first.
+
+A block joins only its *deciding* members (``shared.domain.pair_screen``): a member all of whose pairs in
+the block are no-match before any score (another NIK, a different adult name) changes nothing there, so
+it does not join the block's component. That is what keeps a common birth date or first name from
+chaining a fifth of a district into one part. Such a block (*shared*) is then held by several parts, each
+with its own patients as members; each part writes its copy to ``shared/<bucket>/``, and the copies are
+merged into one document (members in the source's order) before the write phase
+(``batch_files.merge_shared``).
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ import logging
 import multiprocessing
 import os
 import resource
+import shutil
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,18 +47,24 @@ from pathlib import Path
 from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
-from shared.domain.group import GROUP_COLLECTIONS, Group
+from shared.domain.group import DEMOGRAPHIC_GROUPS, GROUP_COLLECTIONS, Group
+from shared.domain.pair_screen import ScreenKey, deciding_members, screen_key
+from shared.domain.patient import nik_prefix_block, patient_facts
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.linkage.model import MatchModel, default_model
 from shared.logging import set_level
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory, open_requests, rule_counts
-from shared.services.batch_files import PartWriter, changed_documents
+from shared.services.batch_files import PartWriter, changed_documents, merge_shared
 from shared.services.batch_score import PartScores
 
 RANGE_BYTES = 4 << 20       # a keys task: ~3,000 Patients of the generator's size
 PART_PATIENTS = 2000        # a decide task: whole components, at least this many patients
+SHARED_BUCKETS = 32         # shared blocks' copies are merged bucket by bucket (bounded memory)
+
+# A Patient as the keys step finds it: (file, offset, id, groups, screen key, its NIK prefix block or None).
+Placed = tuple[int, int, str, list[str], ScreenKey, str | None]
 
 
 @dataclass
@@ -57,6 +73,7 @@ class Part:
     places: list[tuple[int, int]]          # (file number, offset) of its Patients, in the source's order
     groups: frozenset[str]                 # every group its patients and stored documents can touch
     stored: list[StoredDoc] = field(default_factory=list)
+    shared: frozenset[str] = frozenset()   # its blocks other parts hold members of too
 
 
 @dataclass
@@ -124,17 +141,39 @@ def _stored_links(doc: StoredDoc) -> list[str]:
     return [doc.data["group"]]
 
 
-def split(patients: list[tuple[int, int, str, list[str]]], stored: list[StoredDoc],
+def _deciding(patients: list[Placed], stored_groups: set[str], settings: Settings) -> dict[str, set[int]]:
+    """Per block the screen applies to (``pair_screen``: never stored, within the member cap, plain
+    records only, not a NIK prefix block, whose members the NIK group's decision reads): the positions of
+    its deciding members. A block not listed joins all its members."""
+    members: dict[str, list[int]] = {}
+    for position, (_, _, _, groups, _, _) in enumerate(patients):
+        for group in groups:
+            if group.startswith(DEMOGRAPHIC_GROUPS + "/"):
+                members.setdefault(group, []).append(position)
+    prefixes = {patient[5] for patient in patients if patient[5]}
+    deciding = {}
+    for group, positions in members.items():
+        if (group in stored_groups or group in prefixes or len(positions) > settings.block_member_cap
+                or not all(patients[p][4].plain for p in positions)):
+            continue
+        found = deciding_members([patients[p][4] for p in positions], settings)
+        deciding[group] = {positions[i] for i in found}
+    return deciding
+
+
+def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
           part_patients: int = PART_PATIENTS) -> list[Part]:
-    """``patients``: ``(file, offset, id, groups)`` in the source's order -> the parts, in order."""
+    """``patients`` in the source's order -> the parts, in order."""
     components = _Components()
-    for _, _, patient_id, groups in patients:
-        components.join([patient_id, *groups])
+    deciding = _deciding(patients, {node for doc in stored for node in _stored_links(doc) if "/" in node}, settings)
+    for position, (_, _, patient_id, groups, _, _) in enumerate(patients):
+        components.join([patient_id, *(g for g in groups if g not in deciding or position in deciding[g])])
+    del deciding
     for doc in stored:
         components.join(_stored_links(doc))
     members: dict[int, list[int]] = {}            # component -> its patients (positions), in order
-    for position, (_, _, patient_id, _) in enumerate(patients):
-        members.setdefault(components.find(patient_id), []).append(position)
+    for position, patient in enumerate(patients):
+        members.setdefault(components.find(patient[2]), []).append(position)
     stored_of: dict[int, list[StoredDoc]] = {}
     for doc in stored:
         root = components.find(_stored_links(doc)[0])
@@ -151,10 +190,16 @@ def split(patients: list[tuple[int, int, str, list[str]]], stored: list[StoredDo
             positions, docs = [], []
     if positions:
         parts.append(_part(len(parts), patients, positions, docs))
+    owner: dict[str, int] = {}
+    shared: set[str] = set()
+    for part in parts:
+        shared.update(g for g in part.groups if owner.setdefault(g, part.number) != part.number)
+    for part in parts:
+        part.shared = frozenset(part.groups & shared)
     return parts
 
 
-def _part(number: int, patients, positions: list[int], docs: list[StoredDoc]) -> Part:
+def _part(number: int, patients: list[Placed], positions: list[int], docs: list[StoredDoc]) -> Part:
     positions = sorted(positions)
     groups = {g for p in positions for g in patients[p][3]}
     groups |= {node for doc in docs for node in _stored_links(doc) if "/" in node}
@@ -180,10 +225,15 @@ def _start_worker(settings: Settings, folder: Path, parent: int, model: MatchMod
                    matching=matching_in_memory(settings, MemoryIndex(), model=model))
 
 
-def _keys(number: int, start: int, end: int) -> list[tuple[int, int, str, list[str]]]:
-    groups_of = _worker["matching"].groups_of
-    return [(number, offset, patient["id"], groups_of(patient))
-            for offset, patient in _worker["source"].patients_in(number, start, end)]
+def _keys(number: int, start: int, end: int) -> list[Placed]:
+    matching, settings = _worker["matching"], _worker["settings"]
+    found = []
+    for offset, patient in _worker["source"].patients_in(number, start, end):
+        facts = patient_facts(patient, settings)        # the live path's own placement (``groups_for``)
+        prefix = nik_prefix_block(facts, settings)
+        found.append((number, offset, patient["id"], matching.groups_for(facts), screen_key(facts),
+                      f"{DEMOGRAPHIC_GROUPS}/{prefix}" if prefix else None))
+    return found
 
 
 def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None = None) -> PartResult:
@@ -214,10 +264,20 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | 
                                "patient_ids": list(item.patient_ids)}
                               for item in (index.reviews.items[i] for i in sorted(index.reviews.touched))]
     else:
+        places: dict[str, tuple[int, int]] = {}   # a patient's first place: when it joined its groups
+        for patient, place in zip(patients, part.places, strict=True):
+            places.setdefault(patient["id"], place)
         with PartWriter(out, part.number) as writer:
             for kind, line in changed_documents(index, loaded, stamp):
-                writer.write(kind, line)
-            result.documents = writer.counts
+                group_id = f"{line[0]}/{line[1]}"
+                if kind == "groups" and group_id in part.shared:
+                    # This part's members of a block other parts hold members of: merged after deciding.
+                    bucket = zlib.crc32(group_id.encode()) % SHARED_BUCKETS
+                    writer.write(f"shared/{bucket:02d}", [*line, [places[pid] for pid in line[2]["members"]]])
+                    result.documents["shared"] += 1
+                else:
+                    writer.write(kind, line)
+                    result.documents[kind] += 1
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -243,19 +303,19 @@ class ParallelDecide:
                                  initargs=(self.settings, self.source.folder, os.getpid(), self.model)) as pool:
             began = time.monotonic()
             self.on_phase("decide: keys", None)
-            patients: list[tuple[int, int, str, list[str]]] = []
+            patients: list[Placed] = []
             for found in pool.map(_keys, *zip(*self.source.ranges(self.range_bytes), strict=True)):
                 patients += found
                 self.on_advance(len(found))
             self.seconds["keys"] = time.monotonic() - began
             began = time.monotonic()
-            parts = split(patients, stored, self.part_patients)
+            parts = split(patients, stored, self.settings, self.part_patients)
             self.seconds["parts"] = time.monotonic() - began
             scores: dict[int, PartScores] = {}
             if self.scores_by_part is not None:
                 began = time.monotonic()
                 self.on_phase("decide: scores by part", None)
-                id_at = {(number, offset): patient_id for number, offset, patient_id, _ in patients}
+                id_at = {(number, offset): patient_id for number, offset, patient_id, *_ in patients}
                 scores = self.scores_by_part({id_at[place]: part.number for part in parts for place in part.places})
                 del id_at
                 self.seconds["scores_by_part"] = time.monotonic() - began
@@ -263,12 +323,18 @@ class ParallelDecide:
             self.on_phase("decide", len(patients))
             del patients
             total = PartResult()
-            # The largest first: the component every district has that links many blocks through NIK groups
-            # (19 % of the patients at 100,000, 28 % at 1,000,000) must not start last.
+            # The largest first: a part that starts last must not keep one worker busy alone.
             futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None)): len(part.places)
                        for part in sorted(parts, key=lambda part: -len(part.places))}
             for future in as_completed(futures):
                 total.add(future.result())
                 self.on_advance(futures[future])
             self.seconds["parts_decided"] = time.monotonic() - began
+            if total.documents.pop("shared", 0):
+                began = time.monotonic()
+                buckets = sorted(path.name for path in (out / "shared").iterdir())
+                numbers = range(len(parts), len(parts) + len(buckets))
+                total.documents["groups"] += sum(pool.map(merge_shared, [out] * len(buckets), buckets, numbers))
+                shutil.rmtree(out / "shared")
+                self.seconds["shared_merged"] = time.monotonic() - began
         return total

@@ -105,9 +105,10 @@ def scores_by_part(engine: PairScoring, out: Path, part_of: Mapping[str, int]) -
 
     paired: set[str] = set()
     for pair in engine.pairs(out):
-        # Two records share a block, hence a part: a pair across parts would be a wrong split.
+        # Records of one block may be decided in two parts only when the pair screen found their pair
+        # no-match before any score (shared.domain.pair_screen): nobody asks that pair's score.
         if part_of[pair[0]] != part_of[pair[1]]:
-            raise ValueError("a scored pair spans two parts")
+            continue
         of(pair[0]).pairs.append(pair)
         paired.update(pair[:2])
     for row in engine.rows(out):

@@ -98,7 +98,7 @@ class MatchingService:
         stored = self._groups.get(f"demographic_index/{block}") if block else None
         return nik_neighbours(stored.members, facts.nik_token) if stored else ()
 
-    def _groups_for(self, facts: PatientFacts) -> list[str]:
+    def groups_for(self, facts: PatientFacts) -> list[str]:
         groups = [f"nik_index/{facts.nik_token}"] if facts.nik_token else []
         return groups + [f"demographic_index/{token}" for token in candidate_blocks(facts, self._settings)]
 
@@ -106,7 +106,7 @@ class MatchingService:
         """The groups a Patient resource belongs in (``index_patient`` places it in these): the batch
         backfill splits a store into parts that share none of them, and its scoring compares the records
         that share one (``facts``: already computed)."""
-        return self._groups_for(facts or patient_facts(resource, self._settings))
+        return self.groups_for(facts or patient_facts(resource, self._settings))
 
     # --- a patient change ------------------------------------------------------------------
     def handle_change(self, change: PatientChange, *, publish: bool = True) -> ChangeOutcome:
@@ -158,7 +158,7 @@ class MatchingService:
             return self._replay(keys, publish)
         patient_id = facts.patient_id
         record = member_record(facts)
-        groups = self._groups_for(facts)
+        groups = self.groups_for(facts)
         outcome = ChangeOutcome(patient_id, "indexed", list(groups))
         linked: list[str] = list(keys.linked if keys else [])
         if keys and set(keys.groups) != set(groups):

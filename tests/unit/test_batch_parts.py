@@ -14,11 +14,13 @@ from shared.adapters.memory_index import MemoryIndex, OutsideScope
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
 from shared.domain.group import Group
+from shared.domain.pair_screen import screen_key
+from shared.domain.patient import nik_prefix_block, patient_facts
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory
-from shared.services.batch_files import KINDS, DecisionFiles, changed_documents
+from shared.services.batch_files import KINDS, DecisionFiles, changed_documents, merge_shared
 from shared.services.batch_parts import ParallelDecide, PartResult, split
 from shared.services.batch_score import score_store, scores_by_part
 from tools.dataset.generate import Params, generate
@@ -115,7 +117,8 @@ def test_parts_with_splink_scores_decide_as_one_pass(district, tmp_path):
     assert scoring["kept_whole"] + scoring["split_by_rules"] == scoring["clusters"] and scoring["kept_whole"] > 0
 
 
-def test_a_scored_pair_across_two_parts_is_refused(district, tmp_path):
+def test_a_scored_pair_across_two_parts_is_left_out(district, tmp_path):
+    """Only a pair the screen found no-match before any score can span two parts: nobody asks it."""
     from shared.adapters.splink_scoring import SplinkScoring
 
     engine, scores = SplinkScoring("duckdb"), tmp_path / "scores"
@@ -123,21 +126,32 @@ def test_a_scored_pair_across_two_parts_is_refused(district, tmp_path):
                 scores)
     id_l, id_r, *_ = next(engine.pairs(scores))
     part_of = {row["unique_id"]: 0 for row in engine.rows(scores)} | {id_r: 1}
-    with pytest.raises(ValueError, match="spans two parts"):
-        scores_by_part(engine, scores, part_of)
+    parts = scores_by_part(engine, scores, part_of)
+    assert all(tuple(pair[:2]) != (id_l, id_r) for part in parts.values() for pair in part.pairs)
 
 
 def test_parts_keep_components_whole(district):
     matching = matching_in_memory(SETTINGS, MemoryIndex())
-    patients = [(0, n, p["id"], matching.groups_of(p))
-                for n, p in enumerate(p for page in NdjsonPatients(district).pages() for p in page)]
-    parts = split(patients, [], part_patients=40)
+    patients = []
+    for n, p in enumerate(p for page in NdjsonPatients(district).pages() for p in page):
+        facts = patient_facts(p, SETTINGS)
+        prefix = nik_prefix_block(facts, SETTINGS)
+        patients.append((0, n, p["id"], matching.groups_for(facts), screen_key(facts),
+                         f"demographic_index/{prefix}" if prefix else None))
+    parts = split(patients, [], SETTINGS, part_patients=40)
     assert sum(len(part.places) for part in parts) == len(patients) and len(parts) > 10
     owner: dict[str, int] = {}
     for part in parts:
-        for group in part.groups:
+        for group in part.groups - part.shared:
             assert owner.setdefault(group, part.number) == part.number, f"{group} in two parts"
         assert part.places == sorted(part.places)   # the source's order within a part
+    shared = set().union(*(part.shared for part in parts))
+    # Blocks held by several parts exist (so the equality tests above go through merging their copies),
+    # and only blocks are: a NIK group and a NIK prefix block (read by the NIK group's rules) never are.
+    assert len(shared) > 50
+    assert all(g.startswith("demographic_index/") for g in shared)
+    assert not shared & {p[5] for p in patients if p[5]}
+    assert all(owner.get(g) is None for g in shared)
 
 
 def test_an_index_scoped_to_a_part_refuses_other_groups():
@@ -147,3 +161,26 @@ def test_an_index_scoped_to_a_part_refuses_other_groups():
         index.groups.transact("nik_index/b", lambda tx: None)
     with pytest.raises(OutsideScope):
         index.groups.get("demographic_index/c")
+
+
+def _copy(tmp_path: Path, part: int, members: dict, places: list, **fields) -> None:
+    doc = {**Group.from_doc("demographic_index/b", None).to_doc(), **fields, "members": members, "updated_at": STAMP}
+    folder = tmp_path / "shared" / "07"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{part:06d}.jsonl").write_text(json.dumps(["demographic_index", "b", doc, None, places]) + "\n")
+
+
+def test_shared_block_copies_merge_in_the_source_order(tmp_path):
+    _copy(tmp_path, 0, {"p1": {"status": "active"}, "p4": {"status": "master"}}, [[0, 10], [1, 0]], master="p4")
+    _copy(tmp_path, 1, {"p2": {"status": "active"}}, [[0, 20]])
+    assert merge_shared(tmp_path, "07", 9) == 1
+    [(collection, doc_id, doc, version)] = [json.loads(line) for line in DecisionFiles(tmp_path).lines("groups")]
+    assert (collection, doc_id, version, doc["master"]) == ("demographic_index", "b", None, "p4")
+    assert list(doc["members"]) == ["p1", "p2", "p4"]
+
+
+def test_shared_block_copies_that_both_decided_are_a_wrong_split(tmp_path):
+    _copy(tmp_path, 0, {"p1": {"status": "master"}}, [[0, 10]], master="p1")
+    _copy(tmp_path, 1, {"p2": {"status": "master"}}, [[0, 20]], master="p2")
+    with pytest.raises(RuntimeError, match="more than one deciding part"):
+        merge_shared(tmp_path, "07", 9)

@@ -1,0 +1,81 @@
+"""Which members of a candidate block can ever be decided with one another. Pure.
+
+``compare_demographic_pair`` answers *no-match* for most pairs of a block before any score: two
+different NIKs that are not one digit apart (``different-nik``), or two adults whose names are below
+the review threshold (``different-name``); a pair under one NIK is skipped (its NIK group decides it).
+Such a pair changes nothing in the block's plan: neither record is a candidate of the other, neither
+opens a request or a review item there. A member all of whose pairs in a block are of that kind is
+*passive* in the block: what the block decides for it, and for the others, does not depend on it being
+there (``deciding_members``).
+
+The batch backfill (``services/batch_parts``) cuts a store into independent parts along groups; a block
+joins only its deciding members, so a common birth date or first name no longer chains a fifth of a
+district into one part. ``ScreenKey`` is what the screen needs of a record (no raw NIK: keyed tokens and
+masks, the normalised name), built from the same ``PatientFacts`` as its index record.
+
+What the screen assumes of a block, and the caller checks: it was never stored (no human confirmed or
+rejected a pair in it), it holds at most ``block_member_cap`` records (the cap never turns one away, so
+who arrives first does not matter), and none of its records is a merge's own write (golden or
+replaced-by) or inactive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import NamedTuple
+
+from shared.config import Settings
+from shared.domain.nik_features import MASK_HEX
+from shared.domain.patient import PatientFacts
+from shared.names import name_similarity
+
+_MASK_BYTES = (2 + MASK_HEX) // 2    # a mask is its two-digit position and MASK_HEX hex digits
+
+
+class ScreenKey(NamedTuple):
+    nik_token: str | None
+    masks: bytes         # the NIK's one-digit masks, packed (a record of kind "nik" only: the rule's condition)
+    name: str
+    is_baby: bool
+    plain: bool          # active, neither golden nor replaced-by: decided by the block's rules
+
+
+def screen_key(facts: PatientFacts) -> ScreenKey:
+    masks = bytes.fromhex("".join(facts.nik_masks)) if facts.kind == "nik" else b""
+    return ScreenKey(facts.nik_token, masks, facts.name, facts.is_baby,
+                     facts.active and not facts.golden and not facts.replaced_by)
+
+
+def _mask_set(masks: bytes) -> set[bytes]:
+    return {masks[i:i + _MASK_BYTES] for i in range(0, len(masks), _MASK_BYTES)}
+
+
+def never_decided(a: ScreenKey, b: ScreenKey, settings: Settings) -> bool:
+    """``compare_demographic_pair`` of two records in a block without human decisions answers no-match
+    whatever else they hold, or the block skips the pair (one NIK)."""
+    if a.nik_token and a.nik_token == b.nik_token:
+        return True
+    if a.nik_token and b.nik_token and not (_mask_set(a.masks) & _mask_set(b.masks)):
+        return True     # "different-nik": checked before any other rule but the twins' (no-match too)
+    if a.is_baby or b.is_baby:
+        return False    # the newborn rules come before the name threshold
+    return not a.name or not b.name or name_similarity(a.name, b.name) < settings.name_review_threshold
+
+
+def deciding_members(keys: Sequence[ScreenKey], settings: Settings) -> set[int]:
+    """The positions of the block's members that have at least one pair ``never_decided`` does not rule
+    out. Pairs of two NIK holders meet only through a shared mask (every other such pair is ruled out),
+    so only those, and the pairs of a record without a NIK, are looked at."""
+    deciding: set[int] = set()
+    without_nik = [i for i, key in enumerate(keys) if not key.nik_token]
+    by_mask: dict[bytes, list[int]] = {}
+    for i, key in enumerate(keys):
+        for mask in _mask_set(key.masks):
+            by_mask.setdefault(mask, []).append(i)
+    pairs = {(i, j) for sharing in by_mask.values() if len(sharing) > 1 for i, j in combinations(sharing, 2)}
+    pairs |= {(min(i, j), max(i, j)) for i in without_nik for j in range(len(keys)) if j != i}
+    for i, j in sorted(pairs):
+        if (i not in deciding or j not in deciding) and not never_decided(keys[i], keys[j], settings):
+            deciding |= {i, j}
+    return deciding
