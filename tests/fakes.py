@@ -43,10 +43,12 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
+    ReviewNotPending,
     ReviewStatus,
     days_before,
     stamp_sources,
 )
+from shared.domain.review_closing import close_resolved, closed_by
 from shared.fhir.compartment import patient_compartment
 from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed
 from shared.fhir.references import patient_references
@@ -98,6 +100,15 @@ class InMemoryReviewItems(ReviewItemRepository):
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         return self._pending(reason)[:limit]
+
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        with self._lock:
+            items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items()
+                     if d.get("status") == status and (not reason or d.get("reason") == reason)]
+        return sorted(items, key=lambda item: (item.created_at or "", item.id))[:limit]
+
+    def pending_in_group(self, group: str) -> list[ReviewItem]:
+        return [item for item in self.for_group(group) if item.status == ReviewStatus.PENDING]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         until = days_before(now, queue.older_than_days) if queue.older_than_days else None
@@ -154,17 +165,43 @@ class InMemoryReviewItems(ReviewItemRepository):
             for item in items:
                 self.docs.setdefault(item.id, copy.deepcopy(item.to_doc()))
 
+    def _put(self, items: Sequence[ReviewItem]) -> None:
+        with self._lock:
+            for item in items:
+                self.docs[item.id] = copy.deepcopy(item.to_doc())
+
 
 class _Transaction(GroupTransaction):
     def __init__(self, group: Group, reviews: InMemoryReviewItems):
         self.group = group
         self._reviews = reviews
         self.new_reviews: list[ReviewItem] = []
+        self.proposed: list[ReviewItem] = []
+        self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
+        self.proposed.extend(items)
         for item in items:
             if item.id not in self._reviews.docs:
                 self.new_reviews.append(stamp_sources(copy.deepcopy(item), self.group.members))
+
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        item = self._reviews.get(item_id)
+        if item is None or item.status != ReviewStatus.PENDING:
+            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
+        item.status = status
+        item.decision.update(copy.deepcopy(decision))
+        self.cause = self.cause or "decision"
+        self.decided.append(item)
+        return item
+
+    def closed_reviews(self, members_before: int) -> list[ReviewItem]:
+        """As the Firestore adapter: the group's pending items this change resolved."""
+        if max(members_before, len(self.group.members)) < 2:
+            return []   # no item can name a group that never held two records (most NIK groups)
+        return close_resolved(self.group, self._reviews.pending_in_group(self.group.id), proposed=self.proposed,
+                              deciding=[i.id for i in self.decided], cause=self.cause,
+                              by=closed_by(self.decided), now=now_iso())
 
 
 class InMemoryGroups(GroupRepository):
@@ -230,11 +267,14 @@ class InMemoryGroups(GroupRepository):
                     if attempt == self._attempt_limit - 1:
                         raise TransactionAborted(f"transaction on {group_id} aborted {self._attempt_limit} times")
                     continue
-                if group.to_doc() != before:
+                changed = group.to_doc() != before
+                closed = tx.closed_reviews(len(before["members"])) if changed or tx.decided else []
+                if changed:
                     group.updated_at = now_iso()
                     self.docs[group_id] = copy.deepcopy(group.to_doc())
                     self.writes[group_id] += 1
                 self.reviews._create_absent(tx.new_reviews)
+                self.reviews._put([*tx.decided, *closed])
                 return result
         raise AssertionError("unreachable")
 

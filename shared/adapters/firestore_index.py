@@ -36,10 +36,12 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
+    ReviewNotPending,
     ReviewStatus,
     days_before,
     stamp_sources,
 )
+from shared.domain.review_closing import close_resolved, closed_by
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -79,9 +81,22 @@ class FirestoreReviewItems(ReviewItemRepository):
         return query
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        return self.with_status(ReviewStatus.PENDING, reason, limit)
+
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         # Ordered in the query (index: REVIEW_QUEUE_INDEXES), so ``limit`` keeps the oldest items.
-        query = self._pending_query(reason).order_by("created_at").order_by("__name__")
+        query = self._items.where(filter=firestore.FieldFilter("status", "==", str(status)))
+        if reason:
+            query = query.where(filter=firestore.FieldFilter("reason", "==", reason))
+        query = query.order_by("created_at").order_by("__name__")
         return [_review_item(s) for s in query.limit(limit).stream()]
+
+    def pending_in_group(self, group: str, transaction) -> list[ReviewItem]:
+        """The group's pending items, read in ``transaction`` (equality filters only: Firestore merges
+        the single-field indexes, no composite index needed)."""
+        query = self._items.where(filter=firestore.FieldFilter("group", "==", group)).where(
+            filter=firestore.FieldFilter("status", "==", str(ReviewStatus.PENDING)))
+        return [_review_item(s) for s in query.stream(transaction=transaction)]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         query = self._pending_query(queue.reason, queue.source)
@@ -174,13 +189,35 @@ class _Transaction(GroupTransaction):
         self._transaction = transaction
         self._reviews = reviews
         self.new_reviews: list[ReviewItem] = []
+        self.proposed: list[ReviewItem] = []
+        self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         # Every read of a Firestore transaction comes before its first write: the group and these
         # items are written together when the change returns.
+        self.proposed.extend(items)
         for item in items:
             if not self._reviews.ref(item.id).get(transaction=self._transaction).exists:
                 self.new_reviews.append(stamp_sources(item, self.group.members))
+
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        snapshot = self._reviews.ref(item_id).get(transaction=self._transaction)
+        item = _review_item(snapshot) if snapshot.exists else None
+        if item is None or item.status != ReviewStatus.PENDING:
+            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
+        item.status = status
+        item.decision.update(decision)
+        self.cause = self.cause or "decision"
+        self.decided.append(item)
+        return item
+
+    def closed_reviews(self, members_before: int) -> list[ReviewItem]:
+        """The group's pending items this change resolved (read before the transaction's first write)."""
+        if max(members_before, len(self.group.members)) < 2:
+            return []   # no item can name a group that never held two records (most NIK groups)
+        pending = self._reviews.pending_in_group(self.group.id, self._transaction)
+        return close_resolved(self.group, pending, proposed=self.proposed, deciding=[i.id for i in self.decided],
+                              cause=self.cause, by=closed_by(self.decided), now=now_iso())
 
 
 class FirestoreGroups(GroupRepository):
@@ -217,10 +254,12 @@ class FirestoreGroups(GroupRepository):
             before = group.to_doc()
             attempt = _Transaction(group, transaction, self._reviews)
             result = change(attempt)
-            if group.to_doc() != before:
+            changed = group.to_doc() != before
+            closed = attempt.closed_reviews(len(before["members"])) if changed or attempt.decided else []
+            if changed:
                 group.updated_at = now_iso()
                 transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))
-            for item in attempt.new_reviews:
+            for item in [*attempt.new_reviews, *attempt.decided, *closed]:
                 transaction.set(self._reviews.ref(item.id), encode("review_items", item.to_doc()))
             return result
 

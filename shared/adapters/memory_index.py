@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from shared.clock import now_iso
 from shared.domain.group import Group
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import (
@@ -30,10 +31,12 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
+    ReviewNotPending,
     ReviewStatus,
     days_before,
     stamp_sources,
 )
+from shared.domain.review_closing import close_resolved, closed_by
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -43,23 +46,41 @@ class MemoryReviewItems(ReviewItemRepository):
     def __init__(self) -> None:
         self.items: dict[str, ReviewItem] = {}
         self.touched: set[str] = set()
+        self._by_group: dict[str, set[str]] = {}   # group id -> item ids: a transaction reads its group's
 
     def load(self, item: ReviewItem) -> None:
         """An item as stored (not a change)."""
         self.items[item.id] = item
+        self._by_group.setdefault(item.group, set()).add(item.id)
 
     def create_absent(self, items: Iterable[ReviewItem]) -> None:
         for item in items:
             if item.id not in self.items:
-                self.items[item.id] = item
+                self.load(item)
                 self.touched.add(item.id)
+
+    def put(self, items: Iterable[ReviewItem]) -> None:
+        """Items a transaction decided or closed, stored as they are now."""
+        for item in items:
+            self.items[item.id] = item
+            self.touched.add(item.id)
+
+    def in_group(self, group: str) -> bool:
+        return bool(self._by_group.get(group))
+
+    def pending_in_group(self, group: str) -> list[ReviewItem]:
+        return [copy.deepcopy(self.items[i]) for i in sorted(self._by_group.get(group, ()))
+                if self.items[i].status == ReviewStatus.PENDING]
 
     def get(self, item_id: str) -> ReviewItem | None:
         item = self.items.get(item_id)
         return copy.deepcopy(item) if item is not None else None
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
-        ids = sorted(i for i, item in self.items.items() if item.status == ReviewStatus.PENDING
+        return self.with_status(ReviewStatus.PENDING, reason, limit)
+
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        ids = sorted(i for i, item in self.items.items() if item.status == status
                      and (not reason or item.reason == reason))[:limit]
         return sorted((copy.deepcopy(self.items[i]) for i in ids), key=lambda item: (item.created_at or "", item.id))
 
@@ -127,9 +148,30 @@ class _Transaction(GroupTransaction):
     def __init__(self, group: Group, reviews: MemoryReviewItems):
         self.group = group
         self._reviews = reviews
+        self.proposed: list[ReviewItem] = []
+        self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
+        self.proposed.extend(items)
         self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
+
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        item = self._reviews.get(item_id)
+        if item is None or item.status != ReviewStatus.PENDING:
+            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
+        item.status = status
+        item.decision.update(copy.deepcopy(decision))
+        self.cause = self.cause or "decision"
+        self.decided.append(item)
+        return item
+
+    def closed_reviews(self, members_before: int) -> list[ReviewItem]:
+        """As the Firestore adapter: the group's pending items this change resolved."""
+        if max(members_before, len(self.group.members)) < 2:
+            return []   # no item can name a group that never held two records (most NIK groups)
+        return close_resolved(self.group, self._reviews.pending_in_group(self.group.id), proposed=self.proposed,
+                              deciding=[i.id for i in self.decided], cause=self.cause,
+                              by=closed_by(self.decided), now=now_iso())
 
 
 class OutsideScope(LookupError):
@@ -177,7 +219,11 @@ class MemoryGroups(GroupRepository):
         # A pickle round trip is that deep copy at a third of ``copy.deepcopy``'s cost (a block of 60
         # members is copied for each patient joining it: half the deciding time at 100,000 patients).
         group = Group.from_doc(group_id, _deep_copy(stored.to_doc()) if stored is not None else None)
-        result = change(_Transaction(group, self.reviews))
+        tx = _Transaction(group, self.reviews)
+        result = change(tx)
+        if tx.decided or self.reviews.in_group(group_id):
+            members_before = len(stored.members) if stored is not None else 0
+            self.reviews.put([*tx.decided, *tx.closed_reviews(members_before)])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

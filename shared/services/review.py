@@ -12,7 +12,7 @@ from shared.clock import now_iso
 from shared.config import Settings, get_settings
 from shared.domain.audit import AuditAction, AuditEntry
 from shared.domain.group import pairs_of
-from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewStatus
+from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewNotPending, ReviewStatus
 from shared.fhir.errors import Gone, NotFound
 from shared.linkage.model import model_versions
 from shared.logging import get_logger
@@ -67,6 +67,10 @@ class ReviewService:
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         return self._items.pending(reason, limit)
 
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        """Items of one status: ``closed`` lists those a later decision resolved, with the reason."""
+        return self._items.with_status(status, reason, limit)
+
     def get(self, item_id: str) -> ReviewItem:
         item = self._items.get(item_id)
         if item is None:
@@ -76,7 +80,8 @@ class ReviewService:
     def _pending_item(self, item_id: str) -> ReviewItem:
         item = self.get(item_id)
         if item.status != ReviewStatus.PENDING:
-            raise ReviewAlreadyDecided(f"review item {item_id} is already {item.status}")
+            closed = f" ({item.decision['closed_reason']})" if item.decision.get("closed_reason") else ""
+            raise ReviewAlreadyDecided(f"review item {item_id} is already {item.status}{closed}")
         return item
 
     def patient_details(self, item: ReviewItem) -> list[dict]:
@@ -111,20 +116,24 @@ class ReviewService:
             raise ReviewRefused(f"approve at least two patients of review item {item_id}")
         if master is not None and master not in chosen:
             raise ReviewRefused(f"{master} is not a patient of review item {item_id}")
-        before = self._groups.get(item.group)
-        outcome = self._matching.confirm_group(item.group, chosen, reason="review-approved",
-                                               requested_by=reviewer, master=master)
+        subset = chosen if set(chosen) != set(item.patient_ids) else None
+        decision = _without_none({"decided_by": reviewer, "decided_at": now_iso(), "note": note,
+                                  "master_choice": master, "approved": subset})
+        try:
+            # The item's decision is written in the confirmation's transaction, with the items it resolves.
+            outcome = self._matching.confirm_group(item.group, chosen, reason="review-approved",
+                                                   requested_by=reviewer, master=master, review=(item_id, decision))
+        except ReviewNotPending as error:
+            raise ReviewAlreadyDecided(str(error)) from error
         if set(outcome.refused) >= set(chosen):
             # Nothing could be merged (e.g. the block is busy with another merge): stays pending.
             self._record(AuditAction.REFUSED, reviewer, item, note, {"refused": outcome.refused})
             raise ReviewRefused(f"review item {item_id} stays pending; refused by rule: "
                                 f"{sorted(set(outcome.refused.values()))}")
-        added = sorted(pairs_of(chosen) - (before.confirmed if before else set()))
-        self._items.decide(item_id, ReviewStatus.APPROVED, _without_none({
-            "decided_by": reviewer, "decided_at": now_iso(), "refused": outcome.refused,
-            "published": outcome.published, "note": note, "master_choice": master, "pairs_added": added}))
-        self._record(AuditAction.APPROVE, reviewer, item, note, {
-            "refused": outcome.refused, "published": outcome.published, "master_choice": master})
+        self._items.decide(item_id, ReviewStatus.APPROVED, {"published": outcome.published})
+        self._record(AuditAction.APPROVE, reviewer, item, note, _without_none({
+            "refused": outcome.refused, "published": outcome.published, "master_choice": master,
+            "approved": decision.get("approved")}))
         log.info("review_approved", item_id=item_id, reviewer=reviewer, published=outcome.published,
                  refused=outcome.refused)
         return {"published": outcome.published, "refused": outcome.refused}
@@ -132,11 +141,18 @@ class ReviewService:
     def reject(self, item_id: str, reviewer: str, *, note: str | None = None) -> None:
         """Not the same person: every pair of the item becomes do-not-match, never proposed again."""
         item = self._pending_item(item_id)
-        before = self._groups.get(item.group)
-        added = sorted(pairs_of(item.patient_ids) - (before.do_not_match if before else set()))
-        self._groups.transact(item.group, lambda tx: tx.group.reject(item.patient_ids))
-        self._items.decide(item_id, ReviewStatus.REJECTED, _without_none({
-            "decided_by": reviewer, "decided_at": now_iso(), "note": note, "pairs_added": added}))
+
+        def change(tx):
+            # The decision and the do-not-match pairs in one transaction, with the items they resolve.
+            added = sorted(pairs_of(item.patient_ids) - tx.group.do_not_match)
+            tx.group.reject(item.patient_ids)
+            tx.decide_review(item_id, ReviewStatus.REJECTED, _without_none({
+                "decided_by": reviewer, "decided_at": now_iso(), "note": note, "pairs_added": added}))
+
+        try:
+            self._groups.transact(item.group, change)
+        except ReviewNotPending as error:
+            raise ReviewAlreadyDecided(str(error)) from error
         self._record(AuditAction.REJECT, reviewer, item, note, {})
         log.info("review_rejected", item_id=item_id, reviewer=reviewer, patients=len(item.patient_ids))
 

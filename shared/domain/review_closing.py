@@ -1,0 +1,106 @@
+"""Which pending review items a group's change resolves, and why. Pure.
+
+A review item asks a human about the pairs of its patients. Once a later decision in the same group has
+answered every one of those pairs, the item is stale: it closes itself in the transaction of that
+decision (the repositories of ``shared.ports.index`` call ``close_resolved`` before they write the
+group), with the reason recorded on the item. A pair is settled when:
+
+- its two records are now one person: merged into each other or into the same master, or both in the
+  group's open or running merge request (``merge``);
+- a human decided they are different people: a do-not-match pair (``decision``, or the transaction's
+  cause, e.g. ``unmerge``, when that is what wrote it);
+- one of the records is no longer a live member of the group: deleted, made inactive, replaced by
+  (merged into) a record outside the pair, or gone to another group (``gone``).
+
+An item with every pair settled closes as ``resolved-by-merge`` when any pair was settled by becoming one
+person, else ``resolved-by-<cause>`` when a human decision (or an unmerge) settled one, else
+``superseded``. An item also closes as ``superseded`` when the same change proposes an item that asks
+about a superset of its patients (one item per candidate cluster: the newer question replaces it). An
+item a human is deciding in the same transaction is left to that decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from shared.domain.group import Group, MemberStatus, is_live, pair_key
+from shared.domain.review import ReviewItem, ReviewStatus
+
+RESOLVED_BY_MERGE = "resolved-by-merge"
+RESOLVED_BY_DECISION = "resolved-by-decision"
+RESOLVED_BY_UNMERGE = "resolved-by-unmerge"
+SUPERSEDED = "superseded"
+CLOSING_REASONS = (RESOLVED_BY_MERGE, RESOLVED_BY_DECISION, RESOLVED_BY_UNMERGE, SUPERSEDED)
+# What a transaction can name as its cause (``GroupTransaction.cause``) and the reason it then records.
+_CAUSE_REASONS = {"decision": RESOLVED_BY_DECISION, "unmerge": RESOLVED_BY_UNMERGE}
+_CHAIN_LIMIT = 8   # replaced_by hops followed (a chain longer than this is not resolved here)
+
+
+def person_of(group: Group, patient_id: str) -> str:
+    """The record this patient is (or is being) merged into within the group; itself otherwise."""
+    current = patient_id
+    for _ in range(_CHAIN_LIMIT):
+        member = group.members.get(current) or {}
+        if member.get("status") == MemberStatus.MERGED and member.get("replaced_by"):
+            current = member["replaced_by"]
+            continue
+        break
+    request = group.request
+    if request and request.in_progress and current in request.duplicates:
+        return request.master
+    if (group.members.get(current) or {}).get("status") == MemberStatus.PENDING and group.master:
+        return group.master
+    return current
+
+
+def pair_settlement(group: Group, a: str, b: str) -> str | None:
+    """How the pair was settled (``merge``, ``decision``, ``gone``), or None while it is open."""
+    if a in group.members and b in group.members and person_of(group, a) == person_of(group, b):
+        return "merge"
+    if pair_key(a, b) in group.do_not_match:
+        # (A confirmed pair settles once its merge request opens, as ``merge``: one the newborn or twin
+        # rules refused stays open, and so does its item, for a supervisor.)
+        return "decision"
+    if not is_live(group.members.get(a)) or not is_live(group.members.get(b)):
+        return "gone"
+    return None
+
+
+def closing_reason(group: Group, item: ReviewItem, cause: str | None = None) -> str | None:
+    """Why the item no longer needs a human (one of ``CLOSING_REASONS``), or None while it does."""
+    ids = sorted(set(item.patient_ids))
+    settled = [pair_settlement(group, a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
+    if not settled or None in settled:
+        return None
+    if "merge" in settled:
+        return RESOLVED_BY_MERGE
+    if "decision" in settled:
+        return _CAUSE_REASONS.get(cause or "decision", RESOLVED_BY_DECISION)
+    return SUPERSEDED
+
+
+def close_resolved(group: Group, pending: Iterable[ReviewItem], *, proposed: Sequence[ReviewItem] = (),
+                   deciding: Iterable[str] = (), cause: str | None = None, by: str | None = None,
+                   now: str) -> list[ReviewItem]:
+    """The pending items of ``group`` this change resolves, closed (status ``closed`` and the reason,
+    time and cause on the item): the repository writes them with the group. ``proposed``: the items the
+    change proposed; ``deciding``: ids a human decides in this transaction (left alone)."""
+    skip = set(deciding) | {item.id for item in proposed}
+    closed = []
+    for item in pending:
+        if item.id in skip or item.status != ReviewStatus.PENDING or item.group != group.id:
+            continue
+        reason = closing_reason(group, item, cause)
+        if reason is None and any(set(item.patient_ids) < set(p.patient_ids) for p in proposed):
+            reason = SUPERSEDED
+        if reason is None:
+            continue
+        item.status = ReviewStatus.CLOSED
+        item.decision.update({"closed_reason": reason, "closed_at": now, "closed_by": by or cause or "index"})
+        closed.append(item)
+    return closed
+
+
+def closed_by(decided: Sequence[ReviewItem]) -> str | None:
+    """What to name as the closer of items a human decision resolved: the decided item."""
+    return f"review-item {decided[0].id}" if decided else None

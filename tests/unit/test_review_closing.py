@@ -1,0 +1,196 @@
+"""Review items close themselves, over the fakes: each later decision that answers an item's pairs (a merge,
+an unmerge, a human decision on an overlapping item, a patient made inactive, replaced or deleted) closes
+it in that decision's own group transaction, with the reason recorded; an item still asking something
+stays pending."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings
+from shared.domain.group import Group, MemberStatus
+from shared.domain.review import ReviewItem, ReviewStatus
+from shared.domain.review_closing import (
+    RESOLVED_BY_DECISION,
+    RESOLVED_BY_MERGE,
+    RESOLVED_BY_UNMERGE,
+    SUPERSEDED,
+    closing_reason,
+)
+from shared.messages import ForceMerge, PatientChange
+from shared.services.review import ReviewAlreadyDecided
+from shared.services.unmerge import unmerge
+from tests.fakes import FakeServices, TransactionAborted, patient_resource
+from tests.unit.merge_world import run_merge, seeded_world
+
+SETTINGS = Settings(model_merge_weight=float("inf"))   # the rules alone: the pairs below stay in review
+NIK = "3201011505900001"
+
+
+@pytest.fixture
+def world() -> FakeServices:
+    return FakeServices(SETTINGS)
+
+
+def matched(world: FakeServices, name: str, nik: str | None = NIK, **fields) -> dict:
+    patient = world.fhir.create(patient_resource(SETTINGS, name, nik, **fields))
+    world.matching.handle_change(PatientChange(patient["id"], "upsert"))
+    return patient
+
+
+def seed_item(groups, group_id: str, patient_ids, reason: str) -> ReviewItem:
+    """An item proposed without changing the group (as one left pending before items closed themselves)."""
+    item = ReviewItem.proposed(group_id, sorted(patient_ids), reason, {}, "2026-01-01T00:00:00+00:00")
+    groups.transact(group_id, lambda tx: tx.propose_reviews([item]))
+    return item
+
+
+def mononym_pair(world: FakeServices) -> tuple[dict, dict, ReviewItem]:
+    a, b = matched(world, "Hendra Gunawan"), matched(world, "Hendra")
+    [item] = world.review.pending("name-mismatch")
+    return a, b, item
+
+
+def assert_closed(world, item_id: str, reason: str, by: str | None = None) -> ReviewItem:
+    closed = world.review.get(item_id)
+    assert closed.status == ReviewStatus.CLOSED and closed.decision["closed_reason"] == reason
+    assert closed.decision["closed_at"] and "decided_by" not in closed.decision
+    if by is not None:
+        assert closed.decision["closed_by"] == by
+    return closed
+
+
+def test_a_force_merge_of_the_pair_closes_its_item_as_resolved_by_merge(world):
+    a, b, item = mononym_pair(world)
+    outcome = world.matching.force_merge(ForceMerge(NIK, "ops", "ops@district", (a["id"], b["id"])))
+    assert outcome.published and outcome.refused == {}
+    assert_closed(world, item.id, RESOLVED_BY_MERGE, by="index")
+    assert world.review.pending() == []
+    with pytest.raises(ReviewAlreadyDecided, match="resolved-by-merge"):
+        world.review.approve(item.id, "late reviewer")
+
+
+def test_the_merge_pipeline_closes_an_item_whose_records_it_merges():
+    merge = seeded_world()
+    services, group_id = merge.services, merge.request.group
+    # Left pending while the request was open (written before items closed themselves).
+    item = seed_item(services.groups, group_id, [merge.master, merge.duplicates[0]], "name-mismatch")
+    assert services.review.get(item.id).status == ReviewStatus.PENDING
+    run_merge(merge)
+    assert_closed(services, item.id, RESOLVED_BY_MERGE)
+    group = services.groups.get(group_id)
+    assert group.members[merge.duplicates[0]]["status"] == MemberStatus.MERGED
+
+
+def test_an_unmerge_closes_an_item_about_the_pair_it_separates():
+    merge = seeded_world()
+    job = run_merge(merge)
+    services, group_id = merge.services, merge.request.group
+    item = seed_item(services.groups, group_id, [merge.master, merge.duplicates[1]], "nik-conflict")
+    unmerge(job["job_id"], merge.deps)
+    assert_closed(services, item.id, RESOLVED_BY_UNMERGE, by="unmerge")
+
+
+def test_a_rejection_closes_an_overlapping_item_in_its_own_transaction(world):
+    a, b, item = mononym_pair(world)
+    other = seed_item(world.groups, item.group, [a["id"], b["id"]], "model-review")
+    writes = world.groups.writes[item.group]
+    world.review.reject(item.id, "reviewer")
+    assert world.review.get(item.id).status == ReviewStatus.REJECTED
+    assert_closed(world, other.id, RESOLVED_BY_DECISION, by=f"review-item {item.id}")
+    assert world.groups.writes[item.group] == writes + 1      # one transaction wrote group and both items
+
+
+def test_an_approval_closes_an_overlapping_item_and_leaves_an_open_question_pending(world):
+    a, b, item = mononym_pair(world)
+    c = matched(world, "Siti Rahayu", birth="1990-05-15")
+    same_pair = seed_item(world.groups, item.group, [a["id"], b["id"]], "model-review")
+    wider = seed_item(world.groups, item.group, [a["id"], b["id"], c["id"]], "ambiguous-match")
+    world.review.approve(item.id, "reviewer")
+    assert_closed(world, same_pair.id, RESOLVED_BY_MERGE, by=f"review-item {item.id}")
+    # a-c and b-c are still unanswered: that item stays for a human.
+    assert world.review.get(wider.id).status == ReviewStatus.PENDING
+
+
+def test_a_failed_transaction_writes_neither_the_decision_nor_the_closings(world):
+    a, b, item = mononym_pair(world)
+    other = seed_item(world.groups, item.group, [a["id"], b["id"]], "model-review")
+    world.groups.fail_next(5, group_id=item.group)
+    with pytest.raises(TransactionAborted):
+        world.review.reject(item.id, "reviewer")
+    assert world.review.get(item.id).status == ReviewStatus.PENDING
+    assert world.review.get(other.id).status == ReviewStatus.PENDING
+
+
+def test_a_patient_made_inactive_supersedes_its_items(world):
+    a, b, item = mononym_pair(world)
+    world.fhir.update({**world.fhir.read("Patient", b["id"]), "active": False})
+    world.matching.handle_change(PatientChange(b["id"], "upsert"))
+    assert_closed(world, item.id, SUPERSEDED)
+
+
+def test_a_patient_replaced_by_another_record_supersedes_its_items(world):
+    a, b, item = mononym_pair(world)
+    elsewhere = world.fhir.create(patient_resource(SETTINGS, "Hendra G.", None, birth="1980-01-02"))
+    world.fhir.update({**world.fhir.read("Patient", b["id"]), "active": False,
+                       "link": [{"other": {"reference": f"Patient/{elsewhere['id']}"}, "type": "replaced-by"}]})
+    world.matching.handle_change(PatientChange(b["id"], "upsert"))
+    assert_closed(world, item.id, SUPERSEDED)
+
+
+def test_a_deleted_patient_supersedes_its_items(world):
+    a, b, item = mononym_pair(world)
+    world.fhir.delete("Patient", b["id"])
+    world.matching.handle_change(PatientChange(b["id"], "delete"))
+    assert_closed(world, item.id, SUPERSEDED)
+    assert world.review.with_status(ReviewStatus.CLOSED)[0].id == item.id
+
+
+def test_a_change_that_answers_nothing_leaves_the_item_pending(world):
+    a, b, item = mononym_pair(world)
+    world.fhir.update({**world.fhir.read("Patient", a["id"]), "telecom": [{"system": "phone", "value": "0812"}]})
+    world.matching.handle_change(PatientChange(a["id"], "upsert"))    # a new version: the group is written
+    assert world.review.get(item.id).status == ReviewStatus.PENDING
+
+
+def test_a_wider_question_about_the_same_records_supersedes_the_item(world):
+    a, b, item = mononym_pair(world)
+    c = matched(world, "Hendra Gunawan", phone="0812")  # merged with a; b is now a question about a and c
+    [wider] = world.review.pending()
+    assert sorted(wider.patient_ids) == sorted([a["id"], b["id"], c["id"]])
+    assert_closed(world, item.id, SUPERSEDED, by="index")
+
+
+def test_approving_a_subset_records_it_and_closes_nothing_it_did_not_answer(world):
+    a, b, item = mononym_pair(world)
+    c = matched(world, "Siti Rahayu", birth="1990-05-15")
+    cluster = seed_item(world.groups, item.group, [a["id"], b["id"], c["id"]], "ambiguous-match")
+    world.review.approve(cluster.id, "reviewer", patient_ids=[a["id"], b["id"]])
+    approved = world.review.get(cluster.id)
+    assert approved.status == ReviewStatus.APPROVED and approved.decision["approved"] == sorted([a["id"], b["id"]])
+    assert_closed(world, item.id, RESOLVED_BY_MERGE, by=f"review-item {cluster.id}")
+
+
+# --- the pure rule ------------------------------------------------------------------------------------
+def _group(**members) -> Group:
+    return Group("nik_index/t", members={pid: {"status": status, "active": True, **extra}
+                                         for pid, (status, extra) in members.items()})
+
+
+def test_closing_reason_by_pair():
+    item = ReviewItem.proposed("nik_index/t", ["a", "b", "c"], "ambiguous-match", {}, "now")
+    open_group = _group(a=("review", {}), b=("active", {}), c=("active", {}))
+    assert closing_reason(open_group, item) is None
+    merged = _group(a=("merged", {"replaced_by": "b", "active": False}), b=("master", {}),
+                    c=("merged", {"replaced_by": "b", "active": False}))
+    assert closing_reason(merged, item) == RESOLVED_BY_MERGE
+    rejected = _group(a=("review", {}), b=("active", {}), c=("active", {}))
+    rejected.do_not_match = {"a|b", "a|c", "b|c"}
+    assert closing_reason(rejected, item) == RESOLVED_BY_DECISION
+    assert closing_reason(rejected, item, "unmerge") == RESOLVED_BY_UNMERGE
+    gone = _group(a=("review", {}), b=("active", {"active": False}))
+    assert closing_reason(gone, item) == SUPERSEDED
+    # A human-confirmed pair the rules refused to merge (twins) keeps its item for a supervisor.
+    confirmed = _group(a=("review", {}), b=("review", {}))
+    confirmed.confirmed = {"a|b"}
+    assert closing_reason(confirmed, ReviewItem.proposed("nik_index/t", ["a", "b"], "twins", {}, "now")) is None
