@@ -13,6 +13,7 @@ from shared.config import Settings, get_settings
 from shared.domain.audit import AuditAction, AuditEntry
 from shared.domain.group import pairs_of
 from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewNotPending, ReviewStatus
+from shared.domain.review_closing import closed_by
 from shared.fhir.errors import Gone, NotFound
 from shared.linkage.model import model_versions
 from shared.logging import get_logger
@@ -207,6 +208,10 @@ class ReviewService:
             self._groups.transact(item.group, lambda tx: tx.group.forget_rejection(pairs))
         if not self._items.reopen(item.id, item.status):
             raise UndoRefused(f"review item {item.id} changed meanwhile")
+        for other in self._items.for_group(item.group):
+            # The items this decision closed ask their question again.
+            if other.status == ReviewStatus.CLOSED and other.decision.get("closed_by") == closed_by([item]):
+                self._items.reopen(other.id, ReviewStatus.CLOSED)
         self._record(AuditAction.UNDO, reviewer, item, None, {"undone": str(entry.action)})
         log.info("review_undone", item_id=item.id, reviewer=reviewer, undone=str(entry.action))
         return self.get(item.id)
