@@ -200,6 +200,7 @@ class _Transaction(GroupTransaction):
         if max(members_before, len(self.group.members)) < 2:
             return []   # no item can name a group that never held two records (most NIK groups)
         return close_resolved(self.group, self._reviews.pending_in_group(self.group.id), proposed=self.proposed,
+                              created=[i.id for i in self.new_reviews],
                               deciding=[i.id for i in self.decided], cause=self.cause,
                               by=closed_by(self.decided), now=now_iso())
 

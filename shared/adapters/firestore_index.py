@@ -216,7 +216,8 @@ class _Transaction(GroupTransaction):
         if max(members_before, len(self.group.members)) < 2:
             return []   # no item can name a group that never held two records (most NIK groups)
         pending = self._reviews.pending_in_group(self.group.id, self._transaction)
-        return close_resolved(self.group, pending, proposed=self.proposed, deciding=[i.id for i in self.decided],
+        return close_resolved(self.group, pending, proposed=self.proposed,
+                              created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
                               cause=self.cause, by=closed_by(self.decided), now=now_iso())
 
 

@@ -149,10 +149,12 @@ class _Transaction(GroupTransaction):
         self.group = group
         self._reviews = reviews
         self.proposed: list[ReviewItem] = []
+        self.created: list[str] = []
         self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         self.proposed.extend(items)
+        self.created.extend(item.id for item in items if item.id not in self._reviews.items)
         self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
@@ -170,6 +172,7 @@ class _Transaction(GroupTransaction):
         if max(members_before, len(self.group.members)) < 2:
             return []   # no item can name a group that never held two records (most NIK groups)
         return close_resolved(self.group, self._reviews.pending_in_group(self.group.id), proposed=self.proposed,
+                              created=self.created,
                               deciding=[i.id for i in self.decided], cause=self.cause,
                               by=closed_by(self.decided), now=now_iso())
 

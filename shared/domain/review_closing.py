@@ -14,8 +14,8 @@ group), with the reason recorded on the item. A pair is settled when:
 
 An item with every pair settled closes as ``resolved-by-merge`` when any pair was settled by becoming one
 person, else ``resolved-by-<cause>`` when a human decision (or an unmerge) settled one, else
-``superseded``. An item also closes as ``superseded`` when the same change proposes an item that asks
-about a superset of its patients (one item per candidate cluster: the newer question replaces it). An
+``superseded``. An item also closes as ``superseded`` when the same change creates an item that asks
+about the same patients or more (one item per candidate cluster: the newer question replaces it). An
 item a human is deciding in the same transaction is left to that decision.
 """
 
@@ -80,18 +80,22 @@ def closing_reason(group: Group, item: ReviewItem, cause: str | None = None) -> 
 
 
 def close_resolved(group: Group, pending: Iterable[ReviewItem], *, proposed: Sequence[ReviewItem] = (),
-                   deciding: Iterable[str] = (), cause: str | None = None, by: str | None = None,
-                   now: str) -> list[ReviewItem]:
+                   created: Iterable[str] = (), deciding: Iterable[str] = (), cause: str | None = None,
+                   by: str | None = None, now: str) -> list[ReviewItem]:
     """The pending items of ``group`` this change resolves, closed (status ``closed`` and the reason,
     time and cause on the item): the repository writes them with the group. ``proposed``: the items the
-    change proposed; ``deciding``: ids a human decides in this transaction (left alone)."""
+    change proposed (left alone), ``created`` the ids of those that did not exist yet (only a new question
+    supersedes an older one: an item proposed again after it was decided or closed does not);
+    ``deciding``: ids a human decides in this transaction (left alone)."""
     skip = set(deciding) | {item.id for item in proposed}
+    created = set(created)
+    newer = [set(item.patient_ids) for item in proposed if item.id in created]
     closed = []
     for item in pending:
         if item.id in skip or item.status != ReviewStatus.PENDING or item.group != group.id:
             continue
         reason = closing_reason(group, item, cause)
-        if reason is None and any(set(item.patient_ids) < set(p.patient_ids) for p in proposed):
+        if reason is None and any(set(item.patient_ids) <= ids for ids in newer):
             reason = SUPERSEDED
         if reason is None:
             continue

@@ -15,6 +15,7 @@ from shared.domain.review_closing import (
     RESOLVED_BY_MERGE,
     RESOLVED_BY_UNMERGE,
     SUPERSEDED,
+    close_resolved,
     closing_reason,
 )
 from shared.messages import ForceMerge, PatientChange
@@ -194,3 +195,13 @@ def test_closing_reason_by_pair():
     confirmed = _group(a=("review", {}), b=("review", {}))
     confirmed.confirmed = {"a|b"}
     assert closing_reason(confirmed, ReviewItem.proposed("nik_index/t", ["a", "b"], "twins", {}, "now")) is None
+
+
+def test_only_a_new_question_supersedes_an_older_one():
+    group = _group(a=("review", {}), b=("active", {}), c=("active", {}))
+    older = ReviewItem.proposed("nik_index/t", ["a", "b"], "name-mismatch", {}, "then")
+    wider = ReviewItem.proposed("nik_index/t", ["a", "b", "c"], "ambiguous-match", {}, "now")
+    # Proposed again but existing already (decided or closed once): the older item stays.
+    assert close_resolved(group, [older], proposed=[wider], created=[], now="now") == []
+    [closed] = close_resolved(group, [older], proposed=[wider], created=[wider.id], now="now")
+    assert closed.id == older.id and closed.decision["closed_reason"] == SUPERSEDED
