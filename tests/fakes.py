@@ -48,7 +48,7 @@ from shared.domain.review import (
     days_before,
     stamp_sources,
 )
-from shared.domain.review_closing import close_resolved, closed_by
+from shared.domain.review_closing import closed_by, settle_reviews
 from shared.fhir.compartment import patient_compartment
 from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed
 from shared.fhir.references import patient_references
@@ -107,8 +107,8 @@ class InMemoryReviewItems(ReviewItemRepository):
                      if d.get("status") == status and (not reason or d.get("reason") == reason)]
         return sorted(items, key=lambda item: (item.created_at or "", item.id))[:limit]
 
-    def pending_in_group(self, group: str) -> list[ReviewItem]:
-        return [item for item in self.for_group(group) if item.status == ReviewStatus.PENDING]
+    def get_many(self, item_ids: list[str]) -> list[ReviewItem]:
+        return [item for item in map(self.get, item_ids) if item is not None]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         until = days_before(now, queue.older_than_days) if queue.older_than_days else None
@@ -184,6 +184,7 @@ class _Transaction(GroupTransaction):
         for item in items:
             if item.id not in self._reviews.docs:
                 self.new_reviews.append(stamp_sources(copy.deepcopy(item), self.group.members))
+                self.group.reviews.add(item.id)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
         item = self._reviews.get(item_id)
@@ -193,16 +194,14 @@ class _Transaction(GroupTransaction):
         item.decision.update(copy.deepcopy(decision))
         self.cause = self.cause or "decision"
         self.decided.append(item)
+        self.group.reviews.discard(item_id)
         return item
 
-    def closed_reviews(self, members_before: int) -> list[ReviewItem]:
+    def closed_reviews(self) -> list[ReviewItem]:
         """As the Firestore adapter: the group's pending items this change resolved."""
-        if max(members_before, len(self.group.members)) < 2:
-            return []   # no item can name a group that never held two records (most NIK groups)
-        return close_resolved(self.group, self._reviews.pending_in_group(self.group.id), proposed=self.proposed,
-                              created=[i.id for i in self.new_reviews],
-                              deciding=[i.id for i in self.decided], cause=self.cause,
-                              by=closed_by(self.decided), now=now_iso())
+        return settle_reviews(self.group, self._reviews.get_many, proposed=self.proposed,
+                              created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
+                              cause=self.cause, by=closed_by(self.decided), now=now_iso())
 
 
 class InMemoryGroups(GroupRepository):
@@ -268,9 +267,8 @@ class InMemoryGroups(GroupRepository):
                     if attempt == self._attempt_limit - 1:
                         raise TransactionAborted(f"transaction on {group_id} aborted {self._attempt_limit} times")
                     continue
-                changed = group.to_doc() != before
-                closed = tx.closed_reviews(len(before["members"])) if changed or tx.decided else []
-                if changed:
+                closed = tx.closed_reviews() if group.to_doc() != before or tx.decided else []
+                if group.to_doc() != before:
                     group.updated_at = now_iso()
                     self.docs[group_id] = copy.deepcopy(group.to_doc())
                     self.writes[group_id] += 1

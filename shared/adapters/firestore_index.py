@@ -41,7 +41,7 @@ from shared.domain.review import (
     days_before,
     stamp_sources,
 )
-from shared.domain.review_closing import close_resolved, closed_by
+from shared.domain.review_closing import closed_by, settle_reviews
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -91,12 +91,10 @@ class FirestoreReviewItems(ReviewItemRepository):
         query = query.order_by("created_at").order_by("__name__")
         return [_review_item(s) for s in query.limit(limit).stream()]
 
-    def pending_in_group(self, group: str, transaction) -> list[ReviewItem]:
-        """The group's pending items, read in ``transaction`` (equality filters only: Firestore merges
-        the single-field indexes, no composite index needed)."""
-        query = self._items.where(filter=firestore.FieldFilter("group", "==", group)).where(
-            filter=firestore.FieldFilter("status", "==", str(ReviewStatus.PENDING)))
-        return [_review_item(s) for s in query.stream(transaction=transaction)]
+    def get_many(self, item_ids: list[str], transaction) -> list[ReviewItem]:
+        """The items that exist among ``item_ids``, read in ``transaction``."""
+        snapshots = self._db.get_all([self.ref(i) for i in item_ids], transaction=transaction)
+        return [_review_item(s) for s in snapshots if s.exists]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         query = self._pending_query(queue.reason, queue.source)
@@ -199,6 +197,7 @@ class _Transaction(GroupTransaction):
         for item in items:
             if not self._reviews.ref(item.id).get(transaction=self._transaction).exists:
                 self.new_reviews.append(stamp_sources(item, self.group.members))
+                self.group.reviews.add(item.id)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
         snapshot = self._reviews.ref(item_id).get(transaction=self._transaction)
@@ -209,16 +208,15 @@ class _Transaction(GroupTransaction):
         item.decision.update(decision)
         self.cause = self.cause or "decision"
         self.decided.append(item)
+        self.group.reviews.discard(item_id)
         return item
 
-    def closed_reviews(self, members_before: int) -> list[ReviewItem]:
+    def closed_reviews(self) -> list[ReviewItem]:
         """The group's pending items this change resolved (read before the transaction's first write)."""
-        if max(members_before, len(self.group.members)) < 2:
-            return []   # no item can name a group that never held two records (most NIK groups)
-        pending = self._reviews.pending_in_group(self.group.id, self._transaction)
-        return close_resolved(self.group, pending, proposed=self.proposed,
-                              created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
-                              cause=self.cause, by=closed_by(self.decided), now=now_iso())
+        return settle_reviews(self.group, lambda ids: self._reviews.get_many(ids, self._transaction),
+                              proposed=self.proposed, created=[i.id for i in self.new_reviews],
+                              deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
+                              now=now_iso())
 
 
 class FirestoreGroups(GroupRepository):
@@ -255,9 +253,8 @@ class FirestoreGroups(GroupRepository):
             before = group.to_doc()
             attempt = _Transaction(group, transaction, self._reviews)
             result = change(attempt)
-            changed = group.to_doc() != before
-            closed = attempt.closed_reviews(len(before["members"])) if changed or attempt.decided else []
-            if changed:
+            closed = attempt.closed_reviews() if group.to_doc() != before or attempt.decided else []
+            if group.to_doc() != before:
                 group.updated_at = now_iso()
                 transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))
             for item in [*attempt.new_reviews, *attempt.decided, *closed]:

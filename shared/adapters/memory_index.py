@@ -36,7 +36,7 @@ from shared.domain.review import (
     days_before,
     stamp_sources,
 )
-from shared.domain.review_closing import close_resolved, closed_by
+from shared.domain.review_closing import closed_by, settle_reviews
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -46,12 +46,10 @@ class MemoryReviewItems(ReviewItemRepository):
     def __init__(self) -> None:
         self.items: dict[str, ReviewItem] = {}
         self.touched: set[str] = set()
-        self._by_group: dict[str, set[str]] = {}   # group id -> item ids: a transaction reads its group's
 
     def load(self, item: ReviewItem) -> None:
         """An item as stored (not a change)."""
         self.items[item.id] = item
-        self._by_group.setdefault(item.group, set()).add(item.id)
 
     def create_absent(self, items: Iterable[ReviewItem]) -> None:
         for item in items:
@@ -65,12 +63,8 @@ class MemoryReviewItems(ReviewItemRepository):
             self.items[item.id] = item
             self.touched.add(item.id)
 
-    def in_group(self, group: str) -> bool:
-        return bool(self._by_group.get(group))
-
-    def pending_in_group(self, group: str) -> list[ReviewItem]:
-        return [copy.deepcopy(self.items[i]) for i in sorted(self._by_group.get(group, ()))
-                if self.items[i].status == ReviewStatus.PENDING]
+    def get_many(self, item_ids: list[str]) -> list[ReviewItem]:
+        return [copy.deepcopy(self.items[i]) for i in item_ids if i in self.items]
 
     def get(self, item_id: str) -> ReviewItem | None:
         item = self.items.get(item_id)
@@ -154,7 +148,9 @@ class _Transaction(GroupTransaction):
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         self.proposed.extend(items)
-        self.created.extend(item.id for item in items if item.id not in self._reviews.items)
+        created = [item.id for item in items if item.id not in self._reviews.items]
+        self.created.extend(created)
+        self.group.reviews.update(created)
         self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
@@ -165,16 +161,14 @@ class _Transaction(GroupTransaction):
         item.decision.update(copy.deepcopy(decision))
         self.cause = self.cause or "decision"
         self.decided.append(item)
+        self.group.reviews.discard(item_id)
         return item
 
-    def closed_reviews(self, members_before: int) -> list[ReviewItem]:
+    def closed_reviews(self) -> list[ReviewItem]:
         """As the Firestore adapter: the group's pending items this change resolved."""
-        if max(members_before, len(self.group.members)) < 2:
-            return []   # no item can name a group that never held two records (most NIK groups)
-        return close_resolved(self.group, self._reviews.pending_in_group(self.group.id), proposed=self.proposed,
-                              created=self.created,
-                              deciding=[i.id for i in self.decided], cause=self.cause,
-                              by=closed_by(self.decided), now=now_iso())
+        return settle_reviews(self.group, self._reviews.get_many, proposed=self.proposed, created=self.created,
+                              deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
+                              now=now_iso())
 
 
 class OutsideScope(LookupError):
@@ -224,9 +218,7 @@ class MemoryGroups(GroupRepository):
         group = Group.from_doc(group_id, _deep_copy(stored.to_doc()) if stored is not None else None)
         tx = _Transaction(group, self.reviews)
         result = change(tx)
-        if tx.decided or self.reviews.in_group(group_id):
-            members_before = len(stored.members) if stored is not None else 0
-            self.reviews.put([*tx.decided, *tx.closed_reviews(members_before)])
+        self.reviews.put([*tx.decided, *tx.closed_reviews()])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

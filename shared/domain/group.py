@@ -119,6 +119,9 @@ class Group:
     do_not_match: set[str] = field(default_factory=set)
     confirmed: set[str] = field(default_factory=set)
     released: list[str] = field(default_factory=list)   # ids of failed requests: never reused
+    # Ids of this group's pending review items: its transaction reads those (not a query) to close the
+    # ones a change answers (``shared.domain.review_closing``).
+    reviews: set[str] = field(default_factory=set)
     updated_at: str | None = None
 
     # --- storage form ----------------------------------------------------------------------------
@@ -135,6 +138,7 @@ class Group:
             do_not_match=set(doc.get("do_not_match") or ()),
             confirmed=set(doc.get("confirmed") or ()),
             released=list(doc.get("released") or ()),
+            reviews=set(doc.get("reviews") or ()),
             updated_at=doc.get("updated_at"),
         )
 
@@ -150,6 +154,8 @@ class Group:
         }
         if self.released:
             doc["released"] = list(self.released)
+        if self.reviews:
+            doc["reviews"] = sorted(self.reviews)
         if self.previous_request:
             doc["previous_request"] = self.previous_request.to_doc()
         if self.updated_at:

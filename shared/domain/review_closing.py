@@ -21,7 +21,7 @@ item a human is deciding in the same transaction is left to that decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from shared.domain.group import Group, MemberStatus, is_live, pair_key
 from shared.domain.review import ReviewItem, ReviewStatus
@@ -108,3 +108,22 @@ def close_resolved(group: Group, pending: Iterable[ReviewItem], *, proposed: Seq
 def closed_by(decided: Sequence[ReviewItem]) -> str | None:
     """What to name as the closer of items a human decision resolved: the decided item."""
     return f"review-item {decided[0].id}" if decided else None
+
+
+def settle_reviews(group: Group, load: Callable[[list[str]], list[ReviewItem]], *, proposed: Sequence[ReviewItem],
+                   created: Iterable[str], deciding: Iterable[str], cause: str | None, by: str | None,
+                   now: str) -> list[ReviewItem]:
+    """The group's tracked pending items (``group.reviews``, read with ``load`` in the transaction) that
+    this change answered, closed; ``group.reviews`` keeps only the items still pending. The repositories
+    call it after the change, before they write."""
+    created, deciding = set(created), set(deciding)
+    wanted = sorted(group.reviews - created - deciding)
+    if not wanted:
+        return []
+    items = load(wanted)
+    pending = [item for item in items if item.status == ReviewStatus.PENDING]
+    closed = close_resolved(group, pending, proposed=proposed, created=created, deciding=deciding, cause=cause,
+                            by=by, now=now)
+    still = {item.id for item in pending} - {item.id for item in closed}
+    group.reviews -= set(wanted) - still
+    return closed

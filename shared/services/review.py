@@ -198,20 +198,27 @@ class ReviewService:
             raise UndoRefused("nothing to undo: no decision of yours, already undone, or its merge has started")
         item = self.get(entry.item_id)
         pairs = list(item.decision.get("pairs_added") or [])
+        # The items this decision closed ask their question again, tracked by the group with the item.
+        closed = [o.id for o in self._items.for_group(item.group)
+                  if o.status == ReviewStatus.CLOSED and o.decision.get("closed_by") == closed_by([item])]
+
+        def track(tx, undone: bool) -> bool:
+            if undone:
+                tx.group.reviews.update([item.id, *closed])
+            return undone
+
         if item.status == ReviewStatus.APPROVED:
             published = list(item.decision.get("published") or [])
-            withdrawn = self._groups.transact(item.group, lambda tx: any(
-                tx.group.withdraw_request(rid, item.patient_ids, pairs) for rid in published))
+            withdrawn = self._groups.transact(item.group, lambda tx: track(tx, any(
+                tx.group.withdraw_request(rid, item.patient_ids, pairs) for rid in published)))
             if not withdrawn:
                 raise UndoRefused(f"the merge of review item {item.id} has started: ask a supervisor to unmerge")
         else:
-            self._groups.transact(item.group, lambda tx: tx.group.forget_rejection(pairs))
+            self._groups.transact(item.group, lambda tx: track(tx, tx.group.forget_rejection(pairs) or True))
         if not self._items.reopen(item.id, item.status):
             raise UndoRefused(f"review item {item.id} changed meanwhile")
-        for other in self._items.for_group(item.group):
-            # The items this decision closed ask their question again.
-            if other.status == ReviewStatus.CLOSED and other.decision.get("closed_by") == closed_by([item]):
-                self._items.reopen(other.id, ReviewStatus.CLOSED)
+        for other in closed:
+            self._items.reopen(other, ReviewStatus.CLOSED)
         self._record(AuditAction.UNDO, reviewer, item, None, {"undone": str(entry.action)})
         log.info("review_undone", item_id=item.id, reviewer=reviewer, undone=str(entry.action))
         return self.get(item.id)

@@ -44,33 +44,36 @@ def test_items_close_themselves_in_the_deciding_transaction_on_the_emulator(sett
     a, b, c = f"rc-a-{suffix}", f"rc-b-{suffix}", f"rc-c-{suffix}"
     put_patient(fhir, a, "Hendra Gunawan", "081234567890")
     put_patient(fhir, b, "Hendra Kurniawan Saputra", "085611112222")
-    matching, review = matching_service(settings), review_service(settings)
-    for pid in (a, b):
-        matching.handle_change(PatientChange(pid, "upsert"))
-    [item] = [i for i in review.pending(limit=100) if set(i.patient_ids) == {a, b}]
-    other = seed_item(settings, item.group, [a, b], "model-review")
-
-    review.reject(item.id, "reviewer@district")
-    assert review.get(item.id).status == ReviewStatus.REJECTED
-    closed = review.get(other.id)
-    assert closed.status == ReviewStatus.CLOSED and closed.decision["closed_reason"] == RESOLVED_BY_DECISION
-    assert closed.decision["closed_by"] == f"review-item {item.id}"
-
-    # A third record; an item about all three; b made inactive: the pair items it no longer asks close.
     put_patient(fhir, c, "Joko Susilo", "089900001111")
-    matching.handle_change(PatientChange(c, "upsert"))
-    wider = seed_item(settings, item.group, [b, c], "name-mismatch")
+    matching, review = matching_service(settings), review_service(settings)
+    for pid in (a, b, c):
+        matching.handle_change(PatientChange(pid, "upsert"))
+    group_id = next(g for g in groups(settings).all("nik_index") if a in g.members).id
+
+    # b made inactive: an item about b and c no longer asks anything.
+    about_b = seed_item(settings, group_id, [b, c], "name-mismatch")
+    assert about_b.id in groups(settings).get(group_id).reviews
     fhir.update({**fhir.read("Patient", b), "active": False})
     matching.handle_change(PatientChange(b, "upsert"))
-    assert review.get(wider.id).decision.get("closed_reason") == SUPERSEDED
+    assert review.get(about_b.id).decision.get("closed_reason") == SUPERSEDED
+
+    # A rejection of the whole cluster closes a narrower item in its own transaction.
+    wide = seed_item(settings, group_id, [a, b, c], "ambiguous-match")
+    narrow = seed_item(settings, group_id, [a, c], "model-review")
+    review.reject(wide.id, "reviewer@district")
+    assert review.get(wide.id).status == ReviewStatus.REJECTED
+    closed = review.get(narrow.id)
+    assert closed.status == ReviewStatus.CLOSED and closed.decision["closed_reason"] == RESOLVED_BY_DECISION
+    assert closed.decision["closed_by"] == f"review-item {wide.id}"
+    assert groups(settings).get(group_id).reviews.isdisjoint({wide.id, narrow.id, about_b.id})
 
     listed = cli(settings, "review", "list", "--status", "closed", "--json")
     assert listed.exit_code == 0, listed.output
     reasons = {i["id"]: i["closed_reason"] for i in json.loads(listed.output)}
-    assert reasons[other.id] == RESOLVED_BY_DECISION and reasons[wider.id] == SUPERSEDED
-    shown = cli(settings, "review", "show", other.id)
-    assert shown.exit_code == 0 and f"closed: {RESOLVED_BY_DECISION} by review-item {item.id}" in shown.output
-    assert cli(settings, "review", "approve", other.id, "--by", "late").exit_code == 1   # closed: not pending
+    assert reasons[narrow.id] == RESOLVED_BY_DECISION and reasons[about_b.id] == SUPERSEDED
+    shown = cli(settings, "review", "show", narrow.id)
+    assert shown.exit_code == 0 and f"closed: {RESOLVED_BY_DECISION} by review-item {wide.id}" in shown.output
+    assert cli(settings, "review", "approve", narrow.id, "--by", "late").exit_code == 1   # closed: not pending
 
 
 def test_the_cli_approves_a_chosen_subset_of_a_cluster_item(settings, fhir, topics):

@@ -92,35 +92,48 @@ def test_an_unmerge_closes_an_item_about_the_pair_it_separates():
     assert_closed(services, item.id, RESOLVED_BY_UNMERGE, by="unmerge")
 
 
+def three_records(world: FakeServices) -> tuple[str, str, str, ReviewItem]:
+    """Two near matches and a third record of the NIK; an item asking about all three (it replaces the
+    pair's own item: the same records and more)."""
+    a, b, pair = mononym_pair(world)
+    c = matched(world, "Siti Rahayu", birth="1990-05-15")
+    wide = seed_item(world.groups, pair.group, [a["id"], b["id"], c["id"]], "ambiguous-match")
+    assert world.review.get(pair.id).decision["closed_reason"] == SUPERSEDED
+    return a["id"], b["id"], c["id"], wide
+
+
 def test_a_rejection_closes_an_overlapping_item_in_its_own_transaction(world):
-    a, b, item = mononym_pair(world)
-    other = seed_item(world.groups, item.group, [a["id"], b["id"]], "model-review")
-    writes = world.groups.writes[item.group]
-    world.review.reject(item.id, "reviewer")
-    assert world.review.get(item.id).status == ReviewStatus.REJECTED
-    assert_closed(world, other.id, RESOLVED_BY_DECISION, by=f"review-item {item.id}")
-    assert world.groups.writes[item.group] == writes + 1      # one transaction wrote group and both items
+    a, b, c, wide = three_records(world)
+    narrow = seed_item(world.groups, wide.group, [a, c], "model-review")   # newer and narrower: both pending
+    writes = world.groups.writes[wide.group]
+    world.review.reject(wide.id, "reviewer")
+    assert world.review.get(wide.id).status == ReviewStatus.REJECTED
+    assert_closed(world, narrow.id, RESOLVED_BY_DECISION, by=f"review-item {wide.id}")
+    assert world.groups.writes[wide.group] == writes + 1      # one transaction wrote group and both items
+    assert world.groups.get(wide.group).reviews.isdisjoint({wide.id, narrow.id})
 
 
 def test_an_approval_closes_an_overlapping_item_and_leaves_an_open_question_pending(world):
-    a, b, item = mononym_pair(world)
-    c = matched(world, "Siti Rahayu", birth="1990-05-15")
-    same_pair = seed_item(world.groups, item.group, [a["id"], b["id"]], "model-review")
-    wider = seed_item(world.groups, item.group, [a["id"], b["id"], c["id"]], "ambiguous-match")
-    world.review.approve(item.id, "reviewer")
-    assert_closed(world, same_pair.id, RESOLVED_BY_MERGE, by=f"review-item {item.id}")
-    # a-c and b-c are still unanswered: that item stays for a human.
-    assert world.review.get(wider.id).status == ReviewStatus.PENDING
+    a, b, c, wide = three_records(world)
+    same_pair = seed_item(world.groups, wide.group, [a, b], "model-review")
+    other_pair = seed_item(world.groups, wide.group, [a, c], "model-review")
+    world.review.approve(wide.id, "reviewer", patient_ids=[a, b])
+    approved = world.review.get(wide.id)
+    assert approved.status == ReviewStatus.APPROVED and approved.decision["approved"] == sorted([a, b])
+    assert_closed(world, same_pair.id, RESOLVED_BY_MERGE, by=f"review-item {wide.id}")
+    # a-c is still unanswered: that item stays for a human, tracked by its group.
+    assert world.review.get(other_pair.id).status == ReviewStatus.PENDING
+    assert other_pair.id in world.groups.get(wide.group).reviews
 
 
 def test_a_failed_transaction_writes_neither_the_decision_nor_the_closings(world):
-    a, b, item = mononym_pair(world)
-    other = seed_item(world.groups, item.group, [a["id"], b["id"]], "model-review")
-    world.groups.fail_next(5, group_id=item.group)
+    a, b, c, wide = three_records(world)
+    narrow = seed_item(world.groups, wide.group, [a, c], "model-review")
+    world.groups.fail_next(5, group_id=wide.group)
     with pytest.raises(TransactionAborted):
-        world.review.reject(item.id, "reviewer")
-    assert world.review.get(item.id).status == ReviewStatus.PENDING
-    assert world.review.get(other.id).status == ReviewStatus.PENDING
+        world.review.reject(wide.id, "reviewer")
+    assert world.review.get(wide.id).status == ReviewStatus.PENDING
+    assert world.review.get(narrow.id).status == ReviewStatus.PENDING
 
 
 def test_a_patient_made_inactive_supersedes_its_items(world):
@@ -160,16 +173,6 @@ def test_a_wider_question_about_the_same_records_supersedes_the_item(world):
     [wider] = world.review.pending()
     assert sorted(wider.patient_ids) == sorted([a["id"], b["id"], c["id"]])
     assert_closed(world, item.id, SUPERSEDED, by="index")
-
-
-def test_approving_a_subset_records_it_and_closes_nothing_it_did_not_answer(world):
-    a, b, item = mononym_pair(world)
-    c = matched(world, "Siti Rahayu", birth="1990-05-15")
-    cluster = seed_item(world.groups, item.group, [a["id"], b["id"], c["id"]], "ambiguous-match")
-    world.review.approve(cluster.id, "reviewer", patient_ids=[a["id"], b["id"]])
-    approved = world.review.get(cluster.id)
-    assert approved.status == ReviewStatus.APPROVED and approved.decision["approved"] == sorted([a["id"], b["id"]])
-    assert_closed(world, item.id, RESOLVED_BY_MERGE, by=f"review-item {cluster.id}")
 
 
 # --- the pure rule ------------------------------------------------------------------------------------

@@ -199,6 +199,8 @@ def test_a_reviewer_approves_the_ticked_records_of_a_cluster_item(world, monkeyp
     c = matched(world, "Siti Rahayu")
     cluster = ReviewItem.proposed(pair.group, sorted([a["id"], b["id"], c["id"]]), "ambiguous-match", {}, "2026-01-01")
     world.groups.transact(pair.group, lambda tx: tx.propose_reviews([cluster]))
+    pair = ReviewItem.proposed(pair.group, sorted([a["id"], b["id"]]), "model-review", {}, "2026-01-02")
+    world.groups.transact(pair.group, lambda tx: tx.propose_reviews([pair]))   # asked after the cluster
     client = signed_in(world, monkeypatch)
     page = client.get(f"/items/{cluster.id}").text
     assert page.count('name="patient_ids"') == 3
