@@ -311,6 +311,18 @@ def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(...,
                   + (f"; refused by rule: {result['refused']}" if result["refused"] else ""))
 
 
+@review_app.command("track-pending")
+def review_track_pending(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """Once, after upgrading: groups learn the items left pending before they tracked them (so those close
+    themselves from then on), and the items a later decision already answered close now."""
+    result = _review_service(_settings(ctx)).track_pending()
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    console.print(f"{result['tracked']} pending item(s) of {result['groups']} group(s) tracked; "
+                  f"{result['closed']} closed as already answered")
+
+
 @review_app.command("reject")
 def review_reject(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer"),
                   as_json: bool = typer.Option(False, "--json")):

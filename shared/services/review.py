@@ -157,6 +157,20 @@ class ReviewService:
         self._record(AuditAction.REJECT, reviewer, item, note, {})
         log.info("review_rejected", item_id=item_id, reviewer=reviewer, patients=len(item.patient_ids))
 
+    def track_pending(self) -> dict[str, int]:
+        """Items left pending from before groups tracked their items (``Group.reviews``): each group
+        learns its pending items in one transaction, which also closes those a decision already answered."""
+        by_group: dict[str, list[str]] = {}
+        for item in self._items.all():
+            if item.status == ReviewStatus.PENDING:
+                by_group.setdefault(item.group, []).append(item.id)
+        for group_id, ids in sorted(by_group.items()):
+            self._groups.transact(group_id, lambda tx, ids=ids: tx.group.reviews.update(ids))
+        still = sum(1 for ids in by_group.values() for i in ids if self.get(i).status == ReviewStatus.PENDING)
+        tracked = sum(len(ids) for ids in by_group.values())
+        log.info("review_items_tracked", groups=len(by_group), tracked=tracked, closed=tracked - still)
+        return {"groups": len(by_group), "tracked": tracked, "closed": tracked - still}
+
     # --- the workbench: queue, skip, undo, details, NIK reveal --------------------------------------
     def queue(self, queue: QueueFilter = QueueFilter(), *, after: str | None = None, size: int = 50) -> QueuePage:
         return self._items.page(queue, after=after, size=size, now=now_iso())

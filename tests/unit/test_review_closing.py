@@ -208,3 +208,20 @@ def test_only_a_new_question_supersedes_an_older_one():
     assert close_resolved(group, [older], proposed=[wider], created=[], now="now") == []
     [closed] = close_resolved(group, [older], proposed=[wider], created=[wider.id], now="now")
     assert closed.id == older.id and closed.decision["closed_reason"] == SUPERSEDED
+
+
+def test_items_pending_from_before_groups_tracked_them_are_tracked_and_closed_once_answered(world):
+    a, b, item = mononym_pair(world)
+    c = matched(world, "Siti Rahayu", birth="1990-05-15")
+    world.review.reject(item.id, "reviewer")
+    # Two items written before groups tracked their items: one already answered (a|b is do-not-match).
+    answered = ReviewItem.proposed(item.group, sorted([a["id"], b["id"]]), "model-review", {}, "2025-01-01")
+    open_question = ReviewItem.proposed(item.group, sorted([a["id"], c["id"]]), "model-review", {}, "2025-01-01")
+    for legacy in (answered, open_question):
+        world.reviews.docs[legacy.id] = legacy.to_doc()
+    pending = world.review.pending()
+    assert world.review.track_pending() == {"groups": len({i.group for i in pending}), "tracked": len(pending),
+                                            "closed": 1}
+    assert world.review.get(answered.id).decision["closed_reason"] == RESOLVED_BY_DECISION
+    assert world.review.get(open_question.id).status == ReviewStatus.PENDING
+    assert open_question.id in world.groups.get(item.group).reviews
