@@ -245,8 +245,10 @@ def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help
 
     if status not in {str(s) for s in ReviewStatus}:
         _fail(f"unknown status {status!r}: one of {', '.join(str(s) for s in ReviewStatus)}", 2)
-    items = [item.as_dict() for item in _review_service(_settings(ctx)).with_status(ReviewStatus(status), reason,
-                                                                                      limit)]
+    service = _review_service(_settings(ctx))
+    found = service.pending(reason, limit) if status == "pending" else service.with_status(ReviewStatus(status),
+                                                                                            reason, limit)
+    items = [item.as_dict() for item in found]
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return

@@ -184,7 +184,7 @@ class _Transaction(GroupTransaction):
         for item in items:
             if item.id not in self._reviews.docs:
                 self.new_reviews.append(stamp_sources(copy.deepcopy(item), self.group.members))
-                self.group.reviews.add(item.id)
+                self.group.reviews[item.id] = sorted(item.patient_ids)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
         item = self._reviews.get(item_id)
@@ -194,12 +194,12 @@ class _Transaction(GroupTransaction):
         item.decision.update(copy.deepcopy(decision))
         self.cause = self.cause or "decision"
         self.decided.append(item)
-        self.group.reviews.discard(item_id)
+        self.group.reviews.pop(item_id, None)
         return item
 
-    def closed_reviews(self) -> list[ReviewItem]:
+    def closed_reviews(self, before: dict) -> list[ReviewItem]:
         """As the Firestore adapter: the group's pending items this change resolved."""
-        return settle_reviews(self.group, self._reviews.get_many, proposed=self.proposed,
+        return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed,
                               created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
                               cause=self.cause, by=closed_by(self.decided), now=now_iso())
 
@@ -267,7 +267,7 @@ class InMemoryGroups(GroupRepository):
                     if attempt == self._attempt_limit - 1:
                         raise TransactionAborted(f"transaction on {group_id} aborted {self._attempt_limit} times")
                     continue
-                closed = tx.closed_reviews() if group.to_doc() != before or tx.decided else []
+                closed = tx.closed_reviews(before) if group.to_doc() != before or tx.decided else []
                 if group.to_doc() != before:
                     group.updated_at = now_iso()
                     self.docs[group_id] = copy.deepcopy(group.to_doc())

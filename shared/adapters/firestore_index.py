@@ -197,7 +197,7 @@ class _Transaction(GroupTransaction):
         for item in items:
             if not self._reviews.ref(item.id).get(transaction=self._transaction).exists:
                 self.new_reviews.append(stamp_sources(item, self.group.members))
-                self.group.reviews.add(item.id)
+                self.group.reviews[item.id] = sorted(item.patient_ids)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
         snapshot = self._reviews.ref(item_id).get(transaction=self._transaction)
@@ -208,12 +208,12 @@ class _Transaction(GroupTransaction):
         item.decision.update(decision)
         self.cause = self.cause or "decision"
         self.decided.append(item)
-        self.group.reviews.discard(item_id)
+        self.group.reviews.pop(item_id, None)
         return item
 
-    def closed_reviews(self) -> list[ReviewItem]:
+    def closed_reviews(self, before: dict) -> list[ReviewItem]:
         """The group's pending items this change resolved (read before the transaction's first write)."""
-        return settle_reviews(self.group, lambda ids: self._reviews.get_many(ids, self._transaction),
+        return settle_reviews(self.group, before, lambda ids: self._reviews.get_many(ids, self._transaction),
                               proposed=self.proposed, created=[i.id for i in self.new_reviews],
                               deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
                               now=now_iso())
@@ -253,7 +253,7 @@ class FirestoreGroups(GroupRepository):
             before = group.to_doc()
             attempt = _Transaction(group, transaction, self._reviews)
             result = change(attempt)
-            closed = attempt.closed_reviews() if group.to_doc() != before or attempt.decided else []
+            closed = attempt.closed_reviews(before) if group.to_doc() != before or attempt.decided else []
             if group.to_doc() != before:
                 group.updated_at = now_iso()
                 transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))

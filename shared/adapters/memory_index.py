@@ -148,9 +148,9 @@ class _Transaction(GroupTransaction):
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         self.proposed.extend(items)
-        created = [item.id for item in items if item.id not in self._reviews.items]
-        self.created.extend(created)
-        self.group.reviews.update(created)
+        created = [item for item in items if item.id not in self._reviews.items]
+        self.created.extend(item.id for item in created)
+        self.group.reviews.update({item.id: sorted(item.patient_ids) for item in created})
         self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
 
     def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
@@ -161,12 +161,12 @@ class _Transaction(GroupTransaction):
         item.decision.update(copy.deepcopy(decision))
         self.cause = self.cause or "decision"
         self.decided.append(item)
-        self.group.reviews.discard(item_id)
+        self.group.reviews.pop(item_id, None)
         return item
 
-    def closed_reviews(self) -> list[ReviewItem]:
+    def closed_reviews(self, before: dict) -> list[ReviewItem]:
         """As the Firestore adapter: the group's pending items this change resolved."""
-        return settle_reviews(self.group, self._reviews.get_many, proposed=self.proposed, created=self.created,
+        return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed, created=self.created,
                               deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
                               now=now_iso())
 
@@ -218,7 +218,9 @@ class MemoryGroups(GroupRepository):
         group = Group.from_doc(group_id, _deep_copy(stored.to_doc()) if stored is not None else None)
         tx = _Transaction(group, self.reviews)
         result = change(tx)
-        self.reviews.put([*tx.decided, *tx.closed_reviews()])
+        # The stored document only when the group tracks items (a block's ``to_doc`` is not free).
+        before = stored.to_doc() if stored is not None and group.reviews else {}
+        self.reviews.put([*tx.decided, *tx.closed_reviews(before)])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

@@ -21,7 +21,7 @@ item a human is deciding in the same transaction is left to that decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from shared.domain.group import Group, MemberStatus, is_live, pair_key
 from shared.domain.review import ReviewItem, ReviewStatus
@@ -110,14 +110,40 @@ def closed_by(decided: Sequence[ReviewItem]) -> str | None:
     return f"review-item {decided[0].id}" if decided else None
 
 
-def settle_reviews(group: Group, load: Callable[[list[str]], list[ReviewItem]], *, proposed: Sequence[ReviewItem],
-                   created: Iterable[str], deciding: Iterable[str], cause: str | None, by: str | None,
-                   now: str) -> list[ReviewItem]:
-    """The group's tracked pending items (``group.reviews``, read with ``load`` in the transaction) that
-    this change answered, closed; ``group.reviews`` keeps only the items still pending. The repositories
-    call it after the change, before they write."""
+def changed_patients(before: Mapping, after: Mapping) -> set[str]:
+    """The patients whose pairs' settlement this change may have moved (group documents before and after):
+    members whose record changed, came or went, the participants of a request that changed, the pending
+    members and masters when the master changed, the patients of pairs decided or forgotten."""
+    members_before, members_after = before.get("members") or {}, after.get("members") or {}
+    ids = {pid for pid in members_before.keys() | members_after.keys()
+           if members_before.get(pid) != members_after.get(pid)}
+    if before.get("request") != after.get("request"):
+        for request in (before.get("request"), after.get("request")):
+            ids |= {request.get("master"), *(request.get("duplicates") or ())} if request else set()
+    if before.get("master") != after.get("master"):
+        ids |= {before.get("master"), after.get("master")}
+        ids |= {pid for pid, m in members_after.items() if m.get("status") == MemberStatus.PENDING}
+    for field_name in ("do_not_match", "confirmed"):
+        for pair in set(before.get(field_name) or ()) ^ set(after.get(field_name) or ()):
+            ids |= set(pair.split("|"))
+    return {pid for pid in ids if pid}
+
+
+def settle_reviews(group: Group, before: Mapping, load: Callable[[list[str]], list[ReviewItem]], *,
+                   proposed: Sequence[ReviewItem], created: Iterable[str], deciding: Iterable[str],
+                   cause: str | None, by: str | None, now: str) -> list[ReviewItem]:
+    """The group's tracked pending items (``group.reviews``) this change answered, read with ``load`` in
+    the transaction and closed; ``group.reviews`` keeps only the items still pending. Only the items of
+    patients the change touched (``changed_patients`` against ``before``, the group's document when it
+    was read), those it began to track and those a new item asks about again are read: a block with many
+    items reads few. The
+    repositories call it after the change, before they write."""
     created, deciding = set(created), set(deciding)
-    wanted = sorted(group.reviews - created - deciding)
+    touched = changed_patients(before, group.to_doc()) if group.reviews else set()
+    newer = [set(item.patient_ids) for item in proposed if item.id in created]
+    tracked_before = before.get("reviews") or {}
+    wanted = sorted(rid for rid, ids in group.reviews.items() if rid not in created and rid not in deciding
+                    and (rid not in tracked_before or touched & set(ids) or any(set(ids) <= n for n in newer)))
     if not wanted:
         return []
     items = load(wanted)
@@ -125,5 +151,6 @@ def settle_reviews(group: Group, load: Callable[[list[str]], list[ReviewItem]], 
     closed = close_resolved(group, pending, proposed=proposed, created=created, deciding=deciding, cause=cause,
                             by=by, now=now)
     still = {item.id for item in pending} - {item.id for item in closed}
-    group.reviews -= set(wanted) - still
+    for rid in set(wanted) - still:
+        group.reviews.pop(rid, None)
     return closed

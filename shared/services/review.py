@@ -160,12 +160,12 @@ class ReviewService:
     def track_pending(self) -> dict[str, int]:
         """Items left pending from before groups tracked their items (``Group.reviews``): each group
         learns its pending items in one transaction, which also closes those a decision already answered."""
-        by_group: dict[str, list[str]] = {}
+        by_group: dict[str, dict[str, list[str]]] = {}
         for item in self._items.all():
             if item.status == ReviewStatus.PENDING:
-                by_group.setdefault(item.group, []).append(item.id)
-        for group_id, ids in sorted(by_group.items()):
-            self._groups.transact(group_id, lambda tx, ids=ids: tx.group.reviews.update(ids))
+                by_group.setdefault(item.group, {})[item.id] = sorted(item.patient_ids)
+        for group_id, items in sorted(by_group.items()):
+            self._groups.transact(group_id, lambda tx, items=items: _track(tx, items))
         still = sum(1 for ids in by_group.values() for i in ids if self.get(i).status == ReviewStatus.PENDING)
         tracked = sum(len(ids) for ids in by_group.values())
         log.info("review_items_tracked", groups=len(by_group), tracked=tracked, closed=tracked - still)
@@ -213,26 +213,21 @@ class ReviewService:
         item = self.get(entry.item_id)
         pairs = list(item.decision.get("pairs_added") or [])
         # The items this decision closed ask their question again, tracked by the group with the item.
-        closed = [o.id for o in self._items.for_group(item.group)
+        closed = [o for o in self._items.for_group(item.group)
                   if o.status == ReviewStatus.CLOSED and o.decision.get("closed_by") == closed_by([item])]
-
-        def track(tx, undone: bool) -> bool:
-            if undone:
-                tx.group.reviews.update([item.id, *closed])
-            return undone
-
         if item.status == ReviewStatus.APPROVED:
             published = list(item.decision.get("published") or [])
-            withdrawn = self._groups.transact(item.group, lambda tx: track(tx, any(
-                tx.group.withdraw_request(rid, item.patient_ids, pairs) for rid in published)))
+            withdrawn = self._groups.transact(item.group, lambda tx: any(
+                tx.group.withdraw_request(rid, item.patient_ids, pairs) for rid in published))
             if not withdrawn:
                 raise UndoRefused(f"the merge of review item {item.id} has started: ask a supervisor to unmerge")
         else:
-            self._groups.transact(item.group, lambda tx: track(tx, tx.group.forget_rejection(pairs) or True))
+            self._groups.transact(item.group, lambda tx: tx.group.forget_rejection(pairs))
         if not self._items.reopen(item.id, item.status):
             raise UndoRefused(f"review item {item.id} changed meanwhile")
-        for other in closed:
-            self._items.reopen(other, ReviewStatus.CLOSED)
+        # The items this decision closed ask their question again; the group tracks them all again.
+        reopened = [item, *(o for o in closed if self._items.reopen(o.id, ReviewStatus.CLOSED))]
+        self._groups.transact(item.group, lambda tx: _track(tx, {i.id: sorted(i.patient_ids) for i in reopened}))
         self._record(AuditAction.UNDO, reviewer, item, None, {"undone": str(entry.action)})
         log.info("review_undone", item_id=item.id, reviewer=reviewer, undone=str(entry.action))
         return self.get(item.id)
@@ -267,6 +262,11 @@ class ReviewService:
             versions = model_versions(item.evidence)
             details = details | ({"model_versions": versions} if versions else {})
             self._audit.record(AuditEntry(now_iso(), actor, action, item.id, item.group, note or None, details))
+
+
+def _track(tx, items: dict[str, list[str]]) -> None:
+    """The group tracks these pending items (its transaction then checks whether they are answered)."""
+    tx.group.reviews.update(items)
 
 
 def _without_none(fields: dict) -> dict:

@@ -65,7 +65,7 @@ def test_items_close_themselves_in_the_deciding_transaction_on_the_emulator(sett
     closed = review.get(narrow.id)
     assert closed.status == ReviewStatus.CLOSED and closed.decision["closed_reason"] == RESOLVED_BY_DECISION
     assert closed.decision["closed_by"] == f"review-item {wide.id}"
-    assert groups(settings).get(group_id).reviews.isdisjoint({wide.id, narrow.id, about_b.id})
+    assert groups(settings).get(group_id).reviews.keys().isdisjoint({wide.id, narrow.id, about_b.id})
 
     listed = cli(settings, "review", "list", "--status", "closed", "--json")
     assert listed.exit_code == 0, listed.output

@@ -48,7 +48,7 @@ def test_proposed_review_items_are_created_only_when_absent():
 
     groups.transact(GROUP, propose)                     # created, and tracked by its group (its one write)
     assert groups.reviews.get(item.id).status == ReviewStatus.PENDING and groups.writes[GROUP] == 1
-    assert groups.get(GROUP).reviews == {item.id}
+    assert groups.get(GROUP).reviews == {item.id: ["a", "b"]}
     groups.reviews.decide(item.id, ReviewStatus.REJECTED, {"decided_by": "r"})
     groups.transact(GROUP, propose)                     # a decided item is never reset to pending
     assert groups.reviews.get(item.id).status == ReviewStatus.REJECTED and groups.writes[GROUP] == 1
