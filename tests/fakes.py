@@ -197,11 +197,11 @@ class _Transaction(GroupTransaction):
         self.group.reviews.pop(item_id, None)
         return item
 
-    def closed_reviews(self, before: dict) -> list[ReviewItem]:
+    def closed_reviews(self, before: dict, after: dict) -> list[ReviewItem]:
         """As the Firestore adapter: the group's pending items this change resolved."""
         return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed,
                               created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
-                              cause=self.cause, by=closed_by(self.decided), now=now_iso())
+                              cause=self.cause, by=closed_by(self.decided), now=now_iso(), after=after)
 
 
 class InMemoryGroups(GroupRepository):
@@ -267,8 +267,11 @@ class InMemoryGroups(GroupRepository):
                     if attempt == self._attempt_limit - 1:
                         raise TransactionAborted(f"transaction on {group_id} aborted {self._attempt_limit} times")
                     continue
-                closed = tx.closed_reviews(before) if group.to_doc() != before or tx.decided else []
-                if group.to_doc() != before:
+                after = group.to_doc()
+                closed = tx.closed_reviews(before, after) if after != before or tx.decided else []
+                if closed or len(group.reviews) != len(after.get("reviews") or {}):
+                    after = group.to_doc()   # closing took items out of the group's tracked ones
+                if after != before:
                     group.updated_at = now_iso()
                     self.docs[group_id] = copy.deepcopy(group.to_doc())
                     self.writes[group_id] += 1

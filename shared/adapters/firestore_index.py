@@ -211,12 +211,12 @@ class _Transaction(GroupTransaction):
         self.group.reviews.pop(item_id, None)
         return item
 
-    def closed_reviews(self, before: dict) -> list[ReviewItem]:
+    def closed_reviews(self, before: dict, after: dict) -> list[ReviewItem]:
         """The group's pending items this change resolved (read before the transaction's first write)."""
         return settle_reviews(self.group, before, lambda ids: self._reviews.get_many(ids, self._transaction),
                               proposed=self.proposed, created=[i.id for i in self.new_reviews],
                               deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
-                              now=now_iso())
+                              now=now_iso(), after=after)
 
 
 class FirestoreGroups(GroupRepository):
@@ -253,8 +253,11 @@ class FirestoreGroups(GroupRepository):
             before = group.to_doc()
             attempt = _Transaction(group, transaction, self._reviews)
             result = change(attempt)
-            closed = attempt.closed_reviews(before) if group.to_doc() != before or attempt.decided else []
-            if group.to_doc() != before:
+            after = group.to_doc()
+            closed = attempt.closed_reviews(before, after) if after != before or attempt.decided else []
+            if closed or len(group.reviews) != len(after.get("reviews") or {}):
+                after = group.to_doc()   # closing took items out of the group's tracked ones
+            if after != before:
                 group.updated_at = now_iso()
                 transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))
             for item in [*attempt.new_reviews, *attempt.decided, *closed]:

@@ -215,12 +215,11 @@ class MemoryGroups(GroupRepository):
         # record, evidence) shares state with the stored group, so batch and incremental decide alike.
         # A pickle round trip is that deep copy at a third of ``copy.deepcopy``'s cost (a block of 60
         # members is copied for each patient joining it: half the deciding time at 100,000 patients).
-        group = Group.from_doc(group_id, _deep_copy(stored.to_doc()) if stored is not None else None)
+        stored_doc = stored.to_doc() if stored is not None else None
+        group = Group.from_doc(group_id, _deep_copy(stored_doc) if stored_doc is not None else None)
         tx = _Transaction(group, self.reviews)
         result = change(tx)
-        # The stored document only when the group tracks items (a block's ``to_doc`` is not free).
-        before = stored.to_doc() if stored is not None and group.reviews else {}
-        self.reviews.put([*tx.decided, *tx.closed_reviews(before)])
+        self.reviews.put([*tx.decided, *tx.closed_reviews(stored_doc or {})])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

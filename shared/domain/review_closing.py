@@ -131,15 +131,18 @@ def changed_patients(before: Mapping, after: Mapping) -> set[str]:
 
 def settle_reviews(group: Group, before: Mapping, load: Callable[[list[str]], list[ReviewItem]], *,
                    proposed: Sequence[ReviewItem], created: Iterable[str], deciding: Iterable[str],
-                   cause: str | None, by: str | None, now: str) -> list[ReviewItem]:
+                   cause: str | None, by: str | None, now: str, after: Mapping | None = None) -> list[ReviewItem]:
     """The group's tracked pending items (``group.reviews``) this change answered, read with ``load`` in
     the transaction and closed; ``group.reviews`` keeps only the items still pending. Only the items of
     patients the change touched (``changed_patients`` against ``before``, the group's document when it
     was read), those it began to track and those a new item asks about again are read: a block with many
     items reads few. The
-    repositories call it after the change, before they write."""
+    repositories call it after the change, before they write (``after``: the group's ``to_doc()`` now,
+    when they have it)."""
     created, deciding = set(created), set(deciding)
-    touched = changed_patients(before, group.to_doc()) if group.reviews else set()
+    if not group.reviews:
+        return []
+    touched = changed_patients(before, after if after is not None else group.to_doc())
     newer = [set(item.patient_ids) for item in proposed if item.id in created]
     tracked_before = before.get("reviews") or {}
     wanted = sorted(rid for rid, ids in group.reviews.items() if rid not in created and rid not in deciding
