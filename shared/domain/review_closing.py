@@ -136,9 +136,8 @@ def settle_reviews(group: Group, before: Mapping, load: Callable[[list[str]], li
     the transaction and closed; ``group.reviews`` keeps only the items still pending. Only the items of
     patients the change touched (``changed_patients`` against ``before``, the group's document when it
     was read), those it began to track and those a new item asks about again are read: a block with many
-    items reads few. The
-    repositories call it after the change, before they write (``after``: the group's ``to_doc()`` now,
-    when they have it)."""
+    items reads few. The repositories call it after the change, before they write (``after``: the group's
+    ``to_doc()`` now, when they have it)."""
     created, deciding = set(created), set(deciding)
     if not group.reviews:
         return []
