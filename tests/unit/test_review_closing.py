@@ -17,6 +17,7 @@ from shared.domain.review_closing import (
     SUPERSEDED,
     close_resolved,
     closing_reason,
+    settle_reviews,
 )
 from shared.messages import ForceMerge, PatientChange
 from shared.services.review import ReviewAlreadyDecided
@@ -225,3 +226,22 @@ def test_items_pending_from_before_groups_tracked_them_are_tracked_and_closed_on
     assert world.review.get(answered.id).decision["closed_reason"] == RESOLVED_BY_DECISION
     assert world.review.get(open_question.id).status == ReviewStatus.PENDING
     assert open_question.id in world.groups.get(item.group).reviews
+
+
+def test_a_change_reads_only_the_tracked_items_of_the_patients_it_touched():
+    group = _group(a=("review", {}), b=("active", {}), c=("review", {}), d=("active", {}))
+    stored = {rid: ReviewItem(rid, "name-mismatch", group.id, ids) for rid, ids in
+              (("rv-ab", ["a", "b"]), ("rv-cd", ["c", "d"]))}
+    group.reviews = {rid: item.patient_ids for rid, item in stored.items()}
+    before = group.to_doc()
+    group.members["b"]["active"] = False            # b made inactive: only a-b's item can be answered
+    asked: list[str] = []
+
+    def load(ids):
+        asked.extend(ids)
+        return [stored[i] for i in ids]
+
+    closed = settle_reviews(group, before, load, proposed=[], created=[], deciding=[], cause=None, by=None,
+                            now="now")
+    assert asked == ["rv-ab"] and [i.id for i in closed] == ["rv-ab"]
+    assert closed[0].decision["closed_reason"] == SUPERSEDED and list(group.reviews) == ["rv-cd"]
