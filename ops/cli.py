@@ -265,19 +265,29 @@ def _review_service(settings: Settings):
 
 @review_app.command("list")
 def review_list(ctx: typer.Context, reason: str | None = typer.Option(None, help="Only this reason"),
+                status: str = typer.Option("pending", help="pending, approved, rejected or closed (closed by a "
+                                                           "later decision: each with its closing reason)"),
                 limit: int = typer.Option(200), as_json: bool = typer.Option(False, "--json")):
-    """Pending review items: id, reason, patients, evidence (no patient details)."""
-    items = [item.as_dict() for item in _review_service(_settings(ctx)).pending(reason, limit)]
+    """Review items of one status (pending by default): id, reason, patients, evidence (no patient details)."""
+    from shared.domain.review import ReviewStatus
+
+    if status not in {str(s) for s in ReviewStatus}:
+        _fail(f"unknown status {status!r}: one of {', '.join(str(s) for s in ReviewStatus)}", 2)
+    service = _review_service(_settings(ctx))
+    found = service.pending(reason, limit) if status == "pending" else service.with_status(ReviewStatus(status),
+                                                                                            reason, limit)
+    items = [item.as_dict() for item in found]
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return
     # One block per item, ids whole on their own lines (soft wrap: never cut to the terminal's width).
-    console.print(f"[bold]{len(items)} pending review item(s)[/bold]")
+    console.print(f"[bold]{len(items)} {status} review item(s)[/bold]")
     for item in items:
         evidence = item.get("evidence") or {}
         scores = {k: v for k, v in evidence.items() if isinstance(v, (int, float, str)) and k != "nik_token"}
-        console.print(f"{item['id']}  {item['reason']}  {json.dumps(scores)}", soft_wrap=True, highlight=False,
-                      markup=False)
+        closed = f"  {item['closed_reason']} by {item.get('closed_by')}" if item.get("closed_reason") else ""
+        console.print(f"{item['id']}  {item['reason']}{closed}  {json.dumps(scores)}", soft_wrap=True,
+                      highlight=False, markup=False)
         for patient_id in item["patient_ids"]:
             console.print(f"    {patient_id}", soft_wrap=True, highlight=False, markup=False)
 
@@ -294,6 +304,9 @@ def review_show(ctx: typer.Context, item_id: str,
         console.print_json(json.dumps(shown, default=str))
         return
     console.print_json(json.dumps(item.as_dict(), default=str))
+    if item.decision.get("closed_reason"):
+        console.print(f"closed: {item.decision['closed_reason']} by {item.decision.get('closed_by')} at "
+                      f"{item.decision.get('closed_at')}", soft_wrap=True, highlight=False, markup=False)
     model = (item.evidence or {}).get("model")
     if model:
         # The model's waterfall: each comparison's level and match weight, the rule that fired, the version.
@@ -316,14 +329,28 @@ def review_show(ctx: typer.Context, item_id: str,
 
 @review_app.command("approve")
 def review_approve(ctx: typer.Context, item_id: str, by: str = typer.Option(..., "--by", help="Reviewer"),
+                   patients: list[str] = typer.Option(None, "--patient", help="A record of the item that is "
+                                                      "the same person (repeat; at least two; default all)"),
                    as_json: bool = typer.Option(False, "--json")):
-    """Merge the item's patients (the newborn and twin rules still apply)."""
-    result = _or_fail(lambda: _review_service(_settings(ctx)).approve(item_id, by))
+    """Merge the item's patients, or the chosen ones (the newborn and twin rules still apply)."""
+    result = _or_fail(lambda: _review_service(_settings(ctx)).approve(item_id, by, patient_ids=patients or None))
     if as_json:
         console.print_json(json.dumps({"id": item_id, **result}))
         return
     console.print(f"approved {item_id}: merge request(s) {result['published'] or 'already open'}"
                   + (f"; refused by rule: {result['refused']}" if result["refused"] else ""))
+
+
+@review_app.command("track-pending")
+def review_track_pending(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """Once, after upgrading: groups learn the items left pending before they tracked them (so those close
+    themselves from then on), and the items a later decision already answered close now."""
+    result = _review_service(_settings(ctx)).track_pending()
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    console.print(f"{result['tracked']} pending item(s) of {result['groups']} group(s) tracked; "
+                  f"{result['closed']} closed as already answered")
 
 
 @review_app.command("reject")

@@ -42,11 +42,13 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
+    ReviewNotPending,
     ReviewStatus,
     count_pending,
     days_before,
     stamp_sources,
 )
+from shared.domain.review_closing import closed_by, settle_reviews
 from shared.fhir.compartment import patient_compartment
 from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed
 from shared.fhir.references import patient_references
@@ -99,6 +101,15 @@ class InMemoryReviewItems(ReviewItemRepository):
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         return self._pending(reason)[:limit]
 
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        with self._lock:
+            items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items()
+                     if d.get("status") == status and (not reason or d.get("reason") == reason)]
+        return sorted(items, key=lambda item: (item.created_at or "", item.id))[:limit]
+
+    def get_many(self, item_ids: list[str]) -> list[ReviewItem]:
+        return [item for item in map(self.get, item_ids) if item is not None]
+
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         until = days_before(now, queue.older_than_days) if queue.older_than_days else None
         items = self._pending(queue.reason, queue.source, until)
@@ -146,17 +157,43 @@ class InMemoryReviewItems(ReviewItemRepository):
             for item in items:
                 self.docs.setdefault(item.id, copy.deepcopy(item.to_doc()))
 
+    def _put(self, items: Sequence[ReviewItem]) -> None:
+        with self._lock:
+            for item in items:
+                self.docs[item.id] = copy.deepcopy(item.to_doc())
+
 
 class _Transaction(GroupTransaction):
     def __init__(self, group: Group, reviews: InMemoryReviewItems):
         self.group = group
         self._reviews = reviews
         self.new_reviews: list[ReviewItem] = []
+        self.proposed: list[ReviewItem] = []
+        self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
+        self.proposed.extend(items)
         for item in items:
             if item.id not in self._reviews.docs:
                 self.new_reviews.append(stamp_sources(copy.deepcopy(item), self.group.members))
+                self.group.reviews[item.id] = sorted(item.patient_ids)
+
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        item = self._reviews.get(item_id)
+        if item is None or item.status != ReviewStatus.PENDING:
+            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
+        item.status = status
+        item.decision.update(copy.deepcopy(decision))
+        self.cause = self.cause or "decision"
+        self.decided.append(item)
+        self.group.reviews.pop(item_id, None)
+        return item
+
+    def closed_reviews(self, before: dict, after: dict) -> list[ReviewItem]:
+        """As the Firestore adapter: the group's pending items this change resolved."""
+        return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed,
+                              created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
+                              cause=self.cause, by=closed_by(self.decided), now=now_iso(), after=after)
 
 
 class InMemoryGroups(GroupRepository):
@@ -222,11 +259,16 @@ class InMemoryGroups(GroupRepository):
                     if attempt == self._attempt_limit - 1:
                         raise TransactionAborted(f"transaction on {group_id} aborted {self._attempt_limit} times")
                     continue
-                if group.to_doc() != before:
+                after = group.to_doc()
+                closed = tx.closed_reviews(before, after) if after != before or tx.decided else []
+                if closed or len(group.reviews) != len(after.get("reviews") or {}):
+                    after = group.to_doc()   # closing took items out of the group's tracked ones
+                if after != before:
                     group.updated_at = now_iso()
                     self.docs[group_id] = copy.deepcopy(group.to_doc())
                     self.writes[group_id] += 1
                 self.reviews._create_absent(tx.new_reviews)
+                self.reviews._put([*tx.decided, *closed])
                 return result
         raise AssertionError("unreachable")
 

@@ -199,8 +199,10 @@ def create_app(settings: Settings, services: WorkbenchServices | None = None,
         action = request.form.get("action")
         try:
             if action == "approve":
+                # The records ticked as one person (an item of more than two offers the choice); default all.
+                chosen = request.form.getlist("patient_ids")
                 result = review.approve(item_id, g.user.email, note=note(),
-                                        master=request.form.get("master") or None)
+                                        master=request.form.get("master") or None, patient_ids=chosen or None)
                 if result["refused"]:
                     vetoes = ", ".join(sorted({translate(g.language, f"veto.{r}") for r in result["refused"].values()}))
                     flash(f"{translate(g.language, 'flash.approved_partly')}: {vetoes}", "warning")

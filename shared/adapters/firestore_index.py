@@ -36,10 +36,12 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
+    ReviewNotPending,
     ReviewStatus,
     days_before,
     stamp_sources,
 )
+from shared.domain.review_closing import closed_by, settle_reviews
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -79,9 +81,20 @@ class FirestoreReviewItems(ReviewItemRepository):
         return query
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        return self.with_status(ReviewStatus.PENDING, reason, limit)
+
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         # Ordered in the query (index: REVIEW_QUEUE_INDEXES), so ``limit`` keeps the oldest items.
-        query = self._pending_query(reason).order_by("created_at").order_by("__name__")
+        query = self._items.where(filter=firestore.FieldFilter("status", "==", str(status)))
+        if reason:
+            query = query.where(filter=firestore.FieldFilter("reason", "==", reason))
+        query = query.order_by("created_at").order_by("__name__")
         return [_review_item(s) for s in query.limit(limit).stream()]
+
+    def get_many(self, item_ids: list[str], transaction) -> list[ReviewItem]:
+        """The items that exist among ``item_ids``, read in ``transaction``."""
+        snapshots = self._db.get_all([self.ref(i) for i in item_ids], transaction=transaction)
+        return [_review_item(s) for s in snapshots if s.exists]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
         query = self._pending_query(queue.reason, queue.source)
@@ -174,13 +187,36 @@ class _Transaction(GroupTransaction):
         self._transaction = transaction
         self._reviews = reviews
         self.new_reviews: list[ReviewItem] = []
+        self.proposed: list[ReviewItem] = []
+        self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         # Every read of a Firestore transaction comes before its first write: the group and these
         # items are written together when the change returns.
+        self.proposed.extend(items)
         for item in items:
             if not self._reviews.ref(item.id).get(transaction=self._transaction).exists:
                 self.new_reviews.append(stamp_sources(item, self.group.members))
+                self.group.reviews[item.id] = sorted(item.patient_ids)
+
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        snapshot = self._reviews.ref(item_id).get(transaction=self._transaction)
+        item = _review_item(snapshot) if snapshot.exists else None
+        if item is None or item.status != ReviewStatus.PENDING:
+            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
+        item.status = status
+        item.decision.update(decision)
+        self.cause = self.cause or "decision"
+        self.decided.append(item)
+        self.group.reviews.pop(item_id, None)
+        return item
+
+    def closed_reviews(self, before: dict, after: dict) -> list[ReviewItem]:
+        """The group's pending items this change resolved (read before the transaction's first write)."""
+        return settle_reviews(self.group, before, lambda ids: self._reviews.get_many(ids, self._transaction),
+                              proposed=self.proposed, created=[i.id for i in self.new_reviews],
+                              deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
+                              now=now_iso(), after=after)
 
 
 class FirestoreGroups(GroupRepository):
@@ -217,10 +253,14 @@ class FirestoreGroups(GroupRepository):
             before = group.to_doc()
             attempt = _Transaction(group, transaction, self._reviews)
             result = change(attempt)
-            if group.to_doc() != before:
+            after = group.to_doc()
+            closed = attempt.closed_reviews(before, after) if after != before or attempt.decided else []
+            if closed or len(group.reviews) != len(after.get("reviews") or {}):
+                after = group.to_doc()   # closing took items out of the group's tracked ones
+            if after != before:
                 group.updated_at = now_iso()
                 transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))
-            for item in attempt.new_reviews:
+            for item in [*attempt.new_reviews, *attempt.decided, *closed]:
                 transaction.set(self._reviews.ref(item.id), encode("review_items", item.to_doc()))
             return result
 

@@ -19,6 +19,7 @@ import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from shared.clock import now_iso
 from shared.domain.group import Group
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import (
@@ -27,11 +28,13 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
+    ReviewNotPending,
     ReviewStatus,
     count_pending,
     days_before,
     stamp_sources,
 )
+from shared.domain.review_closing import closed_by, settle_reviews
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -49,15 +52,27 @@ class MemoryReviewItems(ReviewItemRepository):
     def create_absent(self, items: Iterable[ReviewItem]) -> None:
         for item in items:
             if item.id not in self.items:
-                self.items[item.id] = item
+                self.load(item)
                 self.touched.add(item.id)
+
+    def put(self, items: Iterable[ReviewItem]) -> None:
+        """Items a transaction decided or closed, stored as they are now."""
+        for item in items:
+            self.items[item.id] = item
+            self.touched.add(item.id)
+
+    def get_many(self, item_ids: list[str]) -> list[ReviewItem]:
+        return [copy.deepcopy(self.items[i]) for i in item_ids if i in self.items]
 
     def get(self, item_id: str) -> ReviewItem | None:
         item = self.items.get(item_id)
         return copy.deepcopy(item) if item is not None else None
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
-        ids = sorted(i for i, item in self.items.items() if item.status == ReviewStatus.PENDING
+        return self.with_status(ReviewStatus.PENDING, reason, limit)
+
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        ids = sorted(i for i, item in self.items.items() if item.status == status
                      and (not reason or item.reason == reason))[:limit]
         return sorted((copy.deepcopy(self.items[i]) for i in ids), key=lambda item: (item.created_at or "", item.id))
 
@@ -117,9 +132,33 @@ class _Transaction(GroupTransaction):
     def __init__(self, group: Group, reviews: MemoryReviewItems):
         self.group = group
         self._reviews = reviews
+        self.proposed: list[ReviewItem] = []
+        self.created: list[str] = []
+        self.decided: list[ReviewItem] = []
 
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
+        self.proposed.extend(items)
+        created = [item for item in items if item.id not in self._reviews.items]
+        self.created.extend(item.id for item in created)
+        self.group.reviews.update({item.id: sorted(item.patient_ids) for item in created})
         self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
+
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        item = self._reviews.get(item_id)
+        if item is None or item.status != ReviewStatus.PENDING:
+            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
+        item.status = status
+        item.decision.update(copy.deepcopy(decision))
+        self.cause = self.cause or "decision"
+        self.decided.append(item)
+        self.group.reviews.pop(item_id, None)
+        return item
+
+    def closed_reviews(self, before: dict) -> list[ReviewItem]:
+        """As the Firestore adapter: the group's pending items this change resolved."""
+        return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed, created=self.created,
+                              deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
+                              now=now_iso())
 
 
 class OutsideScope(LookupError):
@@ -166,8 +205,11 @@ class MemoryGroups(GroupRepository):
         # record, evidence) shares state with the stored group, so batch and incremental decide alike.
         # ``to_doc`` and ``from_doc`` each detach every container already (``shared.domain.documents``):
         # no further copy is needed (a block's members are copied for each patient joining it).
-        group = Group.from_doc(group_id, stored.to_doc() if stored is not None else None)
-        result = change(_Transaction(group, self.reviews))
+        stored_doc = stored.to_doc() if stored is not None else None
+        group = Group.from_doc(group_id, stored_doc)
+        tx = _Transaction(group, self.reviews)
+        result = change(tx)
+        self.reviews.put([*tx.decided, *tx.closed_reviews(stored_doc or {})])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

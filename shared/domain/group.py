@@ -119,6 +119,9 @@ class Group:
     do_not_match: set[str] = field(default_factory=set)
     confirmed: set[str] = field(default_factory=set)
     released: list[str] = field(default_factory=list)   # ids of failed requests: never reused
+    # This group's pending review items (id -> their patient ids): its transaction reads those a change
+    # touched (not a query) to close the ones it answered (``shared.domain.review_closing``).
+    reviews: dict[str, list[str]] = field(default_factory=dict)
     updated_at: str | None = None
 
     # --- storage form ----------------------------------------------------------------------------
@@ -135,6 +138,7 @@ class Group:
             do_not_match=set(doc.get("do_not_match") or ()),
             confirmed=set(doc.get("confirmed") or ()),
             released=list(doc.get("released") or ()),
+            reviews={rid: list(ids) for rid, ids in (doc.get("reviews") or {}).items()},
             updated_at=doc.get("updated_at"),
         )
 
@@ -150,6 +154,8 @@ class Group:
         }
         if self.released:
             doc["released"] = list(self.released)
+        if self.reviews:
+            doc["reviews"] = {rid: sorted(ids) for rid, ids in sorted(self.reviews.items())}
         if self.previous_request:
             doc["previous_request"] = self.previous_request.to_doc()
         if self.updated_at:

@@ -16,6 +16,11 @@ class ReviewStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    CLOSED = "closed"          # a later decision resolved it (``shared.domain.review_closing``): no human needed
+
+
+class ReviewNotPending(RuntimeError):
+    """A decision on an item that is no longer pending (decided, or closed by a later decision)."""
 
 
 def review_item_id(group: str, patient_ids: Iterable[str], reason: str) -> str:
@@ -25,8 +30,11 @@ def review_item_id(group: str, patient_ids: Iterable[str], reason: str) -> str:
 
 # Fields a decision writes on the item (an undo removes them again). ``note``: the reviewer's words;
 # ``master_choice``: the master the reviewer chose, if any; ``pairs_added``: the confirmed or
-# do-not-match pairs this decision added to the group (an undo takes out exactly those).
-_DECISION_FIELDS = ("decided_by", "decided_at", "refused", "published", "note", "master_choice", "pairs_added")
+# do-not-match pairs this decision added to the group (an undo takes out exactly those); ``approved``: the
+# records an approval named (a subset of the item's); ``closed_reason``, ``closed_at``, ``closed_by``: why,
+# when and by what a later decision closed the item (``shared.domain.review_closing``).
+_DECISION_FIELDS = ("decided_by", "decided_at", "refused", "published", "note", "master_choice", "pairs_added",
+                    "approved", "closed_reason", "closed_at", "closed_by")
 
 
 @dataclass

@@ -20,14 +20,26 @@ T = TypeVar("T")
 
 
 class GroupTransaction(ABC):
-    """One attempt of a group's transaction. ``group`` is the loaded state: mutate it."""
+    """One attempt of a group's transaction. ``group`` is the loaded state: mutate it.
+
+    Before it writes the group, the repository closes the group's pending review items the change
+    resolved (``shared.domain.review_closing.close_resolved``), in the same transaction: a stale item
+    never outlives the decision that answered it. ``cause`` names what the change is when a human
+    decision settles pairs (``"unmerge"``; a ``decide_review`` sets ``"decision"``)."""
 
     group: Group
+    cause: str | None = None
 
     @abstractmethod
     def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
         """Creates the items that do not exist yet, with the group's write (a decided item is never
         reset to pending)."""
+
+    @abstractmethod
+    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
+        """A human's decision on a pending item of this group, written with the group (who, when, what
+        it led to). Raises ``ReviewNotPending`` when the item is decided or closed already (the whole
+        change then writes nothing)."""
 
 
 class GroupRepository(ABC):
@@ -72,6 +84,10 @@ class ReviewItemRepository(ABC):
     @abstractmethod
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         """Pending items, oldest first."""
+
+    @abstractmethod
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        """Items of one status (e.g. the closed ones, with their closing reasons), oldest first."""
 
     @abstractmethod
     def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:

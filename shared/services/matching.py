@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from shared.clock import now_iso
 from shared.config import Settings
-from shared.domain.group import Group
+from shared.domain.group import Group, pairs_of
 from shared.domain.indexing import already_recorded, apply_member, confirm_members, join_nik_group
 from shared.domain.pair_rules import nik_neighbours
 from shared.domain.patient import (
@@ -35,7 +35,7 @@ from shared.domain.patient import (
     patient_facts,
 )
 from shared.domain.patient_keys import PatientKeys
-from shared.domain.review import ReviewItem
+from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.errors import Gone, NotFound
 from shared.linkage.model import MatchModel, default_model
 from shared.logging import get_logger
@@ -267,20 +267,33 @@ class MatchingService:
         return outcome
 
     def confirm_group(self, group_id: str, patient_ids: list[str], *, reason: str,
-                      requested_by: str, master: str | None = None) -> ForceMergeOutcome:
+                      requested_by: str, master: str | None = None,
+                      review: tuple[str, dict] | None = None) -> ForceMergeOutcome:
         """A human confirmed these patients of the group are one person (review approval): the same
-        path as a force-merge naming them, without the FHIR lookup (they are indexed already)."""
+        path as a force-merge naming them, without the FHIR lookup (they are indexed already).
+        ``review``: the item approved and the decision's fields, written in the confirmation's own
+        transaction unless the rules refused every patient (the item then stays pending)."""
         outcome = ForceMergeOutcome(Group(group_id).token, "done")
-        self._confirm(group_id, list(patient_ids), reason, requested_by, outcome, master=master)
+        self._confirm(group_id, list(patient_ids), reason, requested_by, outcome, master=master, review=review)
         log.info("group_confirmed", group_token=outcome.nik_token, confirmed=len(patient_ids),
                  refused=outcome.refused, published=outcome.published, requested_by=requested_by)
         return outcome
 
     def _confirm(self, group_id: str, patient_ids: list[str], reason: str, requested_by: str,
-                 outcome: ForceMergeOutcome, master: str | None = None) -> None:
-        confirmation = self._groups.transact(group_id, lambda tx: confirm_members(
-            tx.group, patient_ids, reason=reason, requested_by=requested_by, settings=self._settings,
-            master=master, model=self.model))
+                 outcome: ForceMergeOutcome, master: str | None = None,
+                 review: tuple[str, dict] | None = None) -> None:
+        def change(tx):
+            confirmed_before = set(tx.group.confirmed)
+            confirmation = confirm_members(tx.group, patient_ids, reason=reason, requested_by=requested_by,
+                                           settings=self._settings, master=master, model=self.model)
+            if review and not set(confirmation.refused) >= set(patient_ids):
+                item_id, decision = review
+                tx.decide_review(item_id, ReviewStatus.APPROVED, decision | {
+                    "refused": dict(confirmation.refused),
+                    "pairs_added": sorted(pairs_of(patient_ids) - confirmed_before)})
+            return confirmation
+
+        confirmation = self._groups.transact(group_id, change)
         outcome.refused.update(confirmation.refused)
         self._publish(group_id, confirmation.request, outcome.published)
 

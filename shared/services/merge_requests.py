@@ -123,4 +123,8 @@ class MergeRequests:
         return request_message(group_id, follow_up) if follow_up else None
 
     def record_unmerge(self, group_id: str, master: str, duplicates: list[str]) -> None:
-        self._groups.transact(group_id, lambda tx: tx.group.record_unmerge(master, list(duplicates)))
+        def change(tx):
+            tx.cause = "unmerge"   # the do-not-match pairs it writes close review items as resolved-by-unmerge
+            tx.group.record_unmerge(master, list(duplicates))
+
+        self._groups.transact(group_id, change)

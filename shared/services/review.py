@@ -12,7 +12,8 @@ from shared.clock import now_iso
 from shared.config import Settings, get_settings
 from shared.domain.audit import AuditAction, AuditEntry
 from shared.domain.group import pairs_of
-from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewStatus
+from shared.domain.review import QueueCounts, QueueFilter, QueuePage, ReviewItem, ReviewNotPending, ReviewStatus
+from shared.domain.review_closing import closed_by
 from shared.fhir.errors import Gone, NotFound
 from shared.linkage.model import model_versions
 from shared.logging import get_logger
@@ -67,6 +68,10 @@ class ReviewService:
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
         return self._items.pending(reason, limit)
 
+    def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        """Items of one status: ``closed`` lists those a later decision resolved, with the reason."""
+        return self._items.with_status(status, reason, limit)
+
     def get(self, item_id: str) -> ReviewItem:
         item = self._items.get(item_id)
         if item is None:
@@ -76,7 +81,8 @@ class ReviewService:
     def _pending_item(self, item_id: str) -> ReviewItem:
         item = self.get(item_id)
         if item.status != ReviewStatus.PENDING:
-            raise ReviewAlreadyDecided(f"review item {item_id} is already {item.status}")
+            closed = f" ({item.decision['closed_reason']})" if item.decision.get("closed_reason") else ""
+            raise ReviewAlreadyDecided(f"review item {item_id} is already {item.status}{closed}")
         return item
 
     def patient_details(self, item: ReviewItem) -> list[dict]:
@@ -111,20 +117,24 @@ class ReviewService:
             raise ReviewRefused(f"approve at least two patients of review item {item_id}")
         if master is not None and master not in chosen:
             raise ReviewRefused(f"{master} is not a patient of review item {item_id}")
-        before = self._groups.get(item.group)
-        outcome = self._matching.confirm_group(item.group, chosen, reason="review-approved",
-                                               requested_by=reviewer, master=master)
+        subset = chosen if set(chosen) != set(item.patient_ids) else None
+        decision = _without_none({"decided_by": reviewer, "decided_at": now_iso(), "note": note,
+                                  "master_choice": master, "approved": subset})
+        try:
+            # The item's decision is written in the confirmation's transaction, with the items it resolves.
+            outcome = self._matching.confirm_group(item.group, chosen, reason="review-approved",
+                                                   requested_by=reviewer, master=master, review=(item_id, decision))
+        except ReviewNotPending as error:
+            raise ReviewAlreadyDecided(str(error)) from error
         if set(outcome.refused) >= set(chosen):
             # Nothing could be merged (e.g. the block is busy with another merge): stays pending.
             self._record(AuditAction.REFUSED, reviewer, item, note, {"refused": outcome.refused})
             raise ReviewRefused(f"review item {item_id} stays pending; refused by rule: "
                                 f"{sorted(set(outcome.refused.values()))}")
-        added = sorted(pairs_of(chosen) - (before.confirmed if before else set()))
-        self._items.decide(item_id, ReviewStatus.APPROVED, _without_none({
-            "decided_by": reviewer, "decided_at": now_iso(), "refused": outcome.refused,
-            "published": outcome.published, "note": note, "master_choice": master, "pairs_added": added}))
-        self._record(AuditAction.APPROVE, reviewer, item, note, {
-            "refused": outcome.refused, "published": outcome.published, "master_choice": master})
+        self._items.decide(item_id, ReviewStatus.APPROVED, {"published": outcome.published})
+        self._record(AuditAction.APPROVE, reviewer, item, note, _without_none({
+            "refused": outcome.refused, "published": outcome.published, "master_choice": master,
+            "approved": decision.get("approved")}))
         log.info("review_approved", item_id=item_id, reviewer=reviewer, published=outcome.published,
                  refused=outcome.refused)
         return {"published": outcome.published, "refused": outcome.refused}
@@ -132,13 +142,34 @@ class ReviewService:
     def reject(self, item_id: str, reviewer: str, *, note: str | None = None) -> None:
         """Not the same person: every pair of the item becomes do-not-match, never proposed again."""
         item = self._pending_item(item_id)
-        before = self._groups.get(item.group)
-        added = sorted(pairs_of(item.patient_ids) - (before.do_not_match if before else set()))
-        self._groups.transact(item.group, lambda tx: tx.group.reject(item.patient_ids))
-        self._items.decide(item_id, ReviewStatus.REJECTED, _without_none({
-            "decided_by": reviewer, "decided_at": now_iso(), "note": note, "pairs_added": added}))
+
+        def change(tx):
+            # The decision and the do-not-match pairs in one transaction, with the items they resolve.
+            added = sorted(pairs_of(item.patient_ids) - tx.group.do_not_match)
+            tx.group.reject(item.patient_ids)
+            tx.decide_review(item_id, ReviewStatus.REJECTED, _without_none({
+                "decided_by": reviewer, "decided_at": now_iso(), "note": note, "pairs_added": added}))
+
+        try:
+            self._groups.transact(item.group, change)
+        except ReviewNotPending as error:
+            raise ReviewAlreadyDecided(str(error)) from error
         self._record(AuditAction.REJECT, reviewer, item, note, {})
         log.info("review_rejected", item_id=item_id, reviewer=reviewer, patients=len(item.patient_ids))
+
+    def track_pending(self) -> dict[str, int]:
+        """Items left pending from before groups tracked their items (``Group.reviews``): each group
+        learns its pending items in one transaction, which also closes those a decision already answered."""
+        by_group: dict[str, dict[str, list[str]]] = {}
+        for item in self._items.all():
+            if item.status == ReviewStatus.PENDING:
+                by_group.setdefault(item.group, {})[item.id] = sorted(item.patient_ids)
+        for group_id, items in sorted(by_group.items()):
+            self._groups.transact(group_id, lambda tx, items=items: _track(tx, items))
+        still = sum(1 for ids in by_group.values() for i in ids if self.get(i).status == ReviewStatus.PENDING)
+        tracked = sum(len(ids) for ids in by_group.values())
+        log.info("review_items_tracked", groups=len(by_group), tracked=tracked, closed=tracked - still)
+        return {"groups": len(by_group), "tracked": tracked, "closed": tracked - still}
 
     # --- the workbench: queue, skip, undo, details, NIK reveal --------------------------------------
     def queue(self, queue: QueueFilter = QueueFilter(), *, after: str | None = None, size: int = 50) -> QueuePage:
@@ -181,6 +212,9 @@ class ReviewService:
             raise UndoRefused("nothing to undo: no decision of yours, already undone, or its merge has started")
         item = self.get(entry.item_id)
         pairs = list(item.decision.get("pairs_added") or [])
+        # The items this decision closed ask their question again, tracked by the group with the item.
+        closed = [o for o in self._items.for_group(item.group)
+                  if o.status == ReviewStatus.CLOSED and o.decision.get("closed_by") == closed_by([item])]
         if item.status == ReviewStatus.APPROVED:
             published = list(item.decision.get("published") or [])
             withdrawn = self._groups.transact(item.group, lambda tx: any(
@@ -191,6 +225,9 @@ class ReviewService:
             self._groups.transact(item.group, lambda tx: tx.group.forget_rejection(pairs))
         if not self._items.reopen(item.id, item.status):
             raise UndoRefused(f"review item {item.id} changed meanwhile")
+        # The items this decision closed ask their question again; the group tracks them all again.
+        reopened = [item, *(o for o in closed if self._items.reopen(o.id, ReviewStatus.CLOSED))]
+        self._groups.transact(item.group, lambda tx: _track(tx, {i.id: sorted(i.patient_ids) for i in reopened}))
         self._record(AuditAction.UNDO, reviewer, item, None, {"undone": str(entry.action)})
         log.info("review_undone", item_id=item.id, reviewer=reviewer, undone=str(entry.action))
         return self.get(item.id)
@@ -225,6 +262,11 @@ class ReviewService:
             versions = model_versions(item.evidence)
             details = details | ({"model_versions": versions} if versions else {})
             self._audit.record(AuditEntry(now_iso(), actor, action, item.id, item.group, note or None, details))
+
+
+def _track(tx, items: dict[str, list[str]]) -> None:
+    """The group tracks these pending items (its transaction then checks whether they are answered)."""
+    tx.group.reviews.update(items)
 
 
 def _without_none(fields: dict) -> dict:

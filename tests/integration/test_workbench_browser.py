@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from shared.bootstrap import audit_log, report_sources, review_service
 from shared.config import Settings
 from shared.domain.group import pair_key
-from shared.domain.review import ReviewStatus
+from shared.domain.review import ReviewItem, ReviewStatus
 from shared.fhir.client import FhirClient
 from shared.services.report import work_in_progress
 from tests.browser import headless_chrome
@@ -285,3 +285,43 @@ def test_production_mode_refuses_a_request_without_the_iap_header(district, brow
         assert httpx.post(production.url + "/items/x/decide", data={"action": "approve"}).status_code == 401
     finally:
         production.stop()
+
+
+def test_a_clerk_approves_the_ticked_records_of_a_cluster_item(district, browser):
+    """An item naming three records of one NIK: the clerk unticks the one who is someone else and approves;
+    the pipeline merges the two, the third stays, and the pair's own item shows it closed by that merge."""
+    settings, pipeline, workbench = district
+    from shared.bootstrap import groups
+
+    nik, ids = "3201031506700003", ("r-simrs", "r-pcare", "r-lab")
+    with FhirClient(settings.fhir_base_url) as fhir:
+        for pid, name, source, phone in (("r-simrs", "Rudi Hartono", "simrs", "081200000001"),
+                                         ("r-pcare", "Rudi Hartono Wibowo", "pcare", "085700000002"),
+                                         ("r-lab", "Rudi Setiawan", "lab", "081300000003")):
+            fhir.update(_patient(pid, nik, name, "1970-06-15", "male", source, phone))
+    wait_quiet(settings, pipeline)
+    group_id = next(g for g in groups(settings).all("nik_index") if "r-simrs" in g.members).id
+    cluster = ReviewItem.proposed(group_id, sorted(ids), "ambiguous-match", {}, "2026-01-01T00:00:00+00:00")
+    groups(settings).transact(group_id, lambda tx: tx.propose_reviews([cluster]))
+    pair = ReviewItem.proposed(group_id, ["r-pcare", "r-simrs"], "model-review", {}, "2026-01-01T00:00:00+00:00")
+    groups(settings).transact(group_id, lambda tx: tx.propose_reviews([pair]))
+
+    sign_in(browser, workbench.url, CLERK)
+    browser.get(f"{workbench.url}/items/{cluster.id}")
+    boxes = browser.find_elements("css selector", "#same-person input[name='patient_ids']")
+    assert sorted(b.get_attribute("value") for b in boxes) == sorted(ids) and all(b.is_selected() for b in boxes)
+    browser.find_element("id", "same-r-lab").click()
+    assert not browser.find_element("id", "same-r-lab").is_selected()
+    screenshot(browser, "item-subset")
+    click_and_load(browser, browser.find_element("id", "approve"))
+    assert status_becomes(settings, cluster.id, ReviewStatus.APPROVED)
+    decided = review_service(settings).get(cluster.id)
+    assert decided.decision["approved"] == ["r-pcare", "r-simrs"] and decided.decision["decided_by"] == CLERK
+    assert review_service(settings).get(pair.id).decision["closed_reason"] == "resolved-by-merge"
+    wait_quiet(settings, pipeline)
+    with FhirClient(settings.fhir_base_url) as fhir:
+        active = {pid: fhir.read("Patient", pid).get("active", True) for pid in ids}
+    assert active["r-lab"] is True and sorted([active["r-simrs"], active["r-pcare"]]) == [False, True]
+    browser.get(f"{workbench.url}/items/{pair.id}")
+    assert settled(browser, lambda b: b.find_element("id", "closed-reason").text == "resolved-by-merge")
+    assert "resolved-by-merge" in browser.find_element("id", "history-items").text

@@ -21,7 +21,7 @@ from tests.fakes import FakeServices, InMemoryFhir
 from tools.dataset.generate import Params, generate
 
 SETTINGS = Settings()
-STAMPS = ("updated_at", "created_at")
+STAMPS = ("updated_at", "created_at", "closed_at")
 
 
 def _bare(doc: dict) -> dict:

@@ -27,7 +27,7 @@ from tools.dataset.generate import Params, generate
 
 SETTINGS = Settings()
 STAMP = "2026-01-01T00:00:00+00:00"
-TIMES = ("created_at", "updated_at")   # when the domain made a document: not a decision
+TIMES = ("created_at", "updated_at", "closed_at")   # when the domain made a document: not a decision
 
 
 def _bare(value):

@@ -46,11 +46,12 @@ def test_proposed_review_items_are_created_only_when_absent():
     def propose(tx):
         tx.propose_reviews([item])
 
-    groups.transact(GROUP, propose)                     # created although the group did not change
-    assert groups.reviews.get(item.id).status == ReviewStatus.PENDING and groups.writes[GROUP] == 0
+    groups.transact(GROUP, propose)                     # created, and tracked by its group (its one write)
+    assert groups.reviews.get(item.id).status == ReviewStatus.PENDING and groups.writes[GROUP] == 1
+    assert groups.get(GROUP).reviews == {item.id: ["a", "b"]}
     groups.reviews.decide(item.id, ReviewStatus.REJECTED, {"decided_by": "r"})
     groups.transact(GROUP, propose)                     # a decided item is never reset to pending
-    assert groups.reviews.get(item.id).status == ReviewStatus.REJECTED
+    assert groups.reviews.get(item.id).status == ReviewStatus.REJECTED and groups.writes[GROUP] == 1
     assert groups.reviews.pending() == []
     with pytest.raises(LookupError):
         groups.reviews.decide("rv-unknown", ReviewStatus.APPROVED, {})

@@ -191,3 +191,28 @@ def test_an_items_page_shows_the_models_weights_and_version(world, monkeypatch):
     assert ("model_version", model["model_version"]) in view.facts
     page = signed_in(world, monkeypatch).get(f"/items/{item.id}").text
     assert model["model_version"] in page and "name: subset-or-swap" in page
+
+
+def test_a_reviewer_approves_the_ticked_records_of_a_cluster_item(world, monkeypatch):
+    a, b = matched(world, "Hendra Gunawan"), matched(world, "Hendra")
+    [pair] = world.review.pending()
+    c = matched(world, "Siti Rahayu")
+    cluster = ReviewItem.proposed(pair.group, sorted([a["id"], b["id"], c["id"]]), "ambiguous-match", {}, "2026-01-01")
+    world.groups.transact(pair.group, lambda tx: tx.propose_reviews([cluster]))
+    pair = ReviewItem.proposed(pair.group, sorted([a["id"], b["id"]]), "model-review", {}, "2026-01-02")
+    world.groups.transact(pair.group, lambda tx: tx.propose_reviews([pair]))   # asked after the cluster
+    client = signed_in(world, monkeypatch)
+    page = client.get(f"/items/{cluster.id}").text
+    assert page.count('name="patient_ids"') == 3
+    client.post(f"/items/{cluster.id}/decide", data={"action": "approve", "csrf_token": token(page),
+                                                     "patient_ids": [a["id"], b["id"]]})
+    decided = world.review.get(cluster.id)
+    assert decided.status == ReviewStatus.APPROVED and decided.decision["approved"] == sorted([a["id"], b["id"]])
+    [message] = world.merge_requests_published()
+    assert {message["master"], *message["duplicates"]} == {a["id"], b["id"]}
+    # The pair's own item closed with the approval; its page and the history say why.
+    assert world.review.get(pair.id).decision["closed_reason"] == "resolved-by-merge"
+    assert "resolved-by-merge" in client.get(f"/items/{pair.id}").text
+    # An undo of the approval asks the closed item's question again.
+    world.review.undo_last("clerk@x")
+    assert world.review.get(pair.id).status == ReviewStatus.PENDING
