@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-_GROUP_TEXT = ("members", "request.evidence", "previous_request.evidence")
+_GROUP_TEXT = ("members", "request.evidence", "previous_request.evidence", "reviews")
 
 # Collection -> field paths stored as JSON text.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -33,8 +33,10 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 # Collection -> fields no query ever names: exempt from Firestore's single-field indexes in production.
-# The text fields, and the arrays and the earlier request that only the document's own reader looks at.
-_GROUP_UNINDEXED = ("members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released")
+# The text fields, and the arrays and the earlier request that only the document's own reader looks at
+# (``reviews``: a group's pending review items and their records, read with the group, never queried).
+_GROUP_UNINDEXED = ("members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released",
+                    "reviews")
 UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "nik_index": _GROUP_UNINDEXED,
     "demographic_index": _GROUP_UNINDEXED,

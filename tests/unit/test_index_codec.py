@@ -19,6 +19,7 @@ GROUP = {
     "previous_request": {"id": "mr-0", "status": "failed", "evidence": {}},
     "do_not_match": ["p1|p3"],
     "confirmed": [],
+    "reviews": {"rv-1": ["p1", "p2"]},
     "updated_at": "2026-01-01T00:00:00+00:00",
 }
 REVIEW = {"reason": "weak-evidence", "group": "nik_index/t", "status": "pending", "patient_ids": ["a", "b"],
@@ -29,6 +30,7 @@ def test_members_and_evidence_are_stored_as_readable_text():
     stored = encode("nik_index", GROUP)
     assert isinstance(stored["members"], str) and "siti aminah" in stored["members"] and "sïti" in stored["members"]
     assert isinstance(stored["request"]["evidence"], str) and isinstance(stored["previous_request"]["evidence"], str)
+    assert isinstance(stored["reviews"], str)   # a group's pending review items: read with it, never queried
     # What queries and field updates name stays a Firestore value.
     assert stored["request"]["status"] == "open" and stored["request"]["published"] is False
     assert stored["master"] == "p1" and stored["do_not_match"] == ["p1|p3"]

@@ -7,8 +7,8 @@
 
 locals {
   unindexed_fields = {
-    nik_index         = ["members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released"]
-    demographic_index = ["members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released"]
+    nik_index         = ["members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released", "reviews"]
+    demographic_index = ["members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released", "reviews"]
     review_items      = ["evidence", "patient_ids"]
     patient_keys      = ["groups", "linked"]
   }
