@@ -34,3 +34,18 @@ def place_words(line: str) -> list[str]:
             places.append(word)
         skip = False
     return places
+
+
+# A place name of fewer letters is compared exactly: one letter apart, short words are other places
+# ("Sari"/"Sawi", "Kali"/"Bali"); from five letters a one-letter difference is a typo far more often.
+TYPO_TOLERANT_LENGTH = 5
+
+
+def typo_variants(word: str) -> set[str]:
+    """The word and, from ``TYPO_TOLERANT_LENGTH`` letters, each form of it with one letter deleted: two
+    words one typo apart (a letter changed, added, dropped, or two neighbours swapped) share one of them,
+    so keyed tokens of the variants compare homes typo-tolerantly without keeping a place name in clear
+    ("Tegalrejo"/"Tegalrjeo"/"Tegalreja" all hold "tegalrej"). Symmetric deletion, as SymSpell does."""
+    if len(word) < TYPO_TOLERANT_LENGTH:
+        return {word}
+    return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
