@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_features
-from shared.domain.places import place_words, typo_variants
+from shared.domain.places import home_forms, place_words, typo_variants
 from shared.names import normalise_name, patient_name
 from shared.nik import NikError, nik_consistency, nik_token, parse_nik
 
@@ -218,7 +218,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
                 has_telecom = True
                 corroborators.add(_keyed("phone", phone, key))
     places: set[str] = set()
-    home = home_word = None
+    home, home_texts = None, ()
     for address in _list(resource.get("address")):
         if isinstance(address, dict):
             text = " ".join(x for x in _list(address.get("line")) if isinstance(x, str))
@@ -230,7 +230,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
                 words = [_keyed("place", word, key) for word in names]
                 places.update(words)
                 home = home or (words[0] if words else None)
-                home_word = home_word or (names[0] if names else None)
+                home_texts = home_texts or home_forms(names, address.get("line"))
     skip_systems = {settings.nik_system, settings.nik_ibu_system}
     for identifier in _list(resource.get("identifier")):
         if (isinstance(identifier, dict) and isinstance(identifier.get("system"), str)
@@ -284,8 +284,8 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
         nik_prefix_token=nik_prefix,
         places=tuple(sorted(places)),
         home=home,
-        home_variants=tuple(sorted(_keyed("homev", variant, key)[:22] for variant in typo_variants(home_word)))
-        if home_word else (),
+        home_variants=tuple(sorted({_keyed("homev", variant, key)[:18] for text in home_texts
+                                    for variant in typo_variants(text)})),
     )
 
 

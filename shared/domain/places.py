@@ -49,3 +49,19 @@ def typo_variants(word: str) -> set[str]:
     if len(word) < TYPO_TOLERANT_LENGTH:
         return {word}
     return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+HOME_PHRASE_LENGTH = 24   # letters of the first line's place names kept for the typo-tolerant comparison
+
+
+def home_forms(places: list[str], lines: object) -> tuple[str, ...]:
+    """The forms of a home compared typo-tolerantly (``typo_variants``): its first place name, and the
+    place names of the address's first line written without spaces (cut to ``HOME_PHRASE_LENGTH``
+    letters), so a lost or added space ("Langdon Avenue" / "Langdonavenue", "Boron ia Drive") is no
+    other home."""
+    first = next((line for line in lines if isinstance(line, str)), "") if isinstance(lines, list) else ""
+    # Short pieces count here ("Boron ia"): a word cut in two leaves one.
+    words = _NON_WORD.sub(" ", first.lower()).split()
+    words = words[:next((i for i, word in enumerate(words) if word in _WIDER_AREA), len(words))]
+    phrase = "".join(word for word in words if word.isalpha() and word not in _ADDRESS_WORDS)[:HOME_PHRASE_LENGTH]
+    return tuple(dict.fromkeys(form for form in (places[0] if places else "", phrase) if form))
