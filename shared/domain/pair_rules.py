@@ -72,9 +72,10 @@ def is_twin_pair(a: Mapping, b: Mapping) -> bool:
 
 
 def _household(a: Mapping, b: Mapping) -> bool:
-    """A shared phone or address: the same household, which says nothing about being the same person."""
+    """A shared phone or address (in any form, ``same_address``): the same household, which says nothing about
+    being the same person."""
     return bool(set(a.get("corroborators") or []) & set(b.get("corroborators") or []) - {
-        c for c in (a.get("corroborators") or []) if c.startswith("id:")})
+        c for c in (a.get("corroborators") or []) if c.startswith("id:")}) or same_address(a, b)
 
 
 def _model_decision(a: Mapping, b: Mapping, settings: Settings, model: MatchModel | None, evidence: dict,
@@ -96,11 +97,15 @@ def _evidence(a: Mapping, b: Mapping, score: float) -> dict:
               ("agree" if score >= 100.0 else "similar" if score > 0 else "conflict")}
     for name in ("birth_date", "gender", "multiple_birth"):
         fields[name] = _field_agreement(a, b, name)
-    shared = set(a.get("corroborators") or []) & set(b.get("corroborators") or [])
+    shared = {c.split(":", 1)[0] for c in set(a.get("corroborators") or []) & set(b.get("corroborators") or [])}
+    if "addr" not in shared and same_address(a, b):
+        # One address written in two forms ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" / "TEGALREJO 01/10
+        # MARGOAGUNG"): a shared address.
+        shared.add("home")
     return {
         "name_score": round(score, 1),
         "fields": fields,
-        "corroborating": sorted({c.split(":", 1)[0] for c in shared}),
+        "corroborating": sorted(shared),
         "nik_issues": sorted(set(a.get("nik_issues") or []) | set(b.get("nik_issues") or [])),
         "babies": [bool(a.get("is_baby")), bool(b.get("is_baby"))],
     }
@@ -165,6 +170,13 @@ def same_home(a: Mapping, b: Mapping) -> bool:
     the two homes are one typo apart (``places.typo_variants``: legacy addresses carry typos)."""
     return bool(a.get("home") and a["home"] in _places(b) or b.get("home") and b["home"] in _places(a)
                 or set(a.get("home_variants") or ()) & set(b.get("home_variants") or ()))
+
+
+def same_address(a: Mapping, b: Mapping) -> bool:
+    """The place names of one record's address are all named by the other's, and there are at least two
+    (a hamlet and its village): hamlet names alone repeat from village to village ("Jetis", "Krajan")."""
+    pa, pb = _places(a), _places(b)
+    return min(len(pa), len(pb)) >= 2 and (pa <= pb or pb <= pa)
 
 
 def homes_conflict(a: Mapping, b: Mapping) -> bool:
