@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
+from shared.domain.places import homes_conflict, same_home
 from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
@@ -72,10 +73,9 @@ def is_twin_pair(a: Mapping, b: Mapping) -> bool:
 
 
 def _household(a: Mapping, b: Mapping) -> bool:
-    """A shared phone or address (in any form, ``same_address``): the same household, which says nothing about
-    being the same person."""
+    """A shared phone or address: the same household, which says nothing about being the same person."""
     return bool(set(a.get("corroborators") or []) & set(b.get("corroborators") or []) - {
-        c for c in (a.get("corroborators") or []) if c.startswith("id:")}) or same_address(a, b)
+        c for c in (a.get("corroborators") or []) if c.startswith("id:")})
 
 
 def _model_decision(a: Mapping, b: Mapping, settings: Settings, model: MatchModel | None, evidence: dict,
@@ -98,10 +98,6 @@ def _evidence(a: Mapping, b: Mapping, score: float) -> dict:
     for name in ("birth_date", "gender", "multiple_birth"):
         fields[name] = _field_agreement(a, b, name)
     shared = {c.split(":", 1)[0] for c in set(a.get("corroborators") or []) & set(b.get("corroborators") or [])}
-    if "addr" not in shared and same_address(a, b):
-        # One address written in two forms ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" / "TEGALREJO 01/10
-        # MARGOAGUNG"): a shared address.
-        shared.add("home")
     return {
         "name_score": round(score, 1),
         "fields": fields,
@@ -159,30 +155,6 @@ def _single_token_subset(name_a: str, name_b: str) -> bool:
     tokens_a, tokens_b = set(name_a.split()), set(name_b.split())
     return tokens_a != tokens_b and min(len(tokens_a), len(tokens_b)) == 1 and (
         tokens_a <= tokens_b or tokens_b <= tokens_a)
-
-
-def _places(member: Mapping) -> set[str]:
-    return set(member.get("places") or ())
-
-
-def same_home(a: Mapping, b: Mapping) -> bool:
-    """The most specific place of one record's address (its hamlet or street) is named by the other's, or
-    the two homes are one typo apart (``places.typo_variants``: legacy addresses carry typos)."""
-    return bool(a.get("home") and a["home"] in _places(b) or b.get("home") and b["home"] in _places(a)
-                or set(a.get("home_variants") or ()) & set(b.get("home_variants") or ()))
-
-
-def same_address(a: Mapping, b: Mapping) -> bool:
-    """The place names of one record's address are all named by the other's, and there are at least two
-    (a hamlet and its village): hamlet names alone repeat from village to village ("Jetis", "Krajan")."""
-    pa, pb = _places(a), _places(b)
-    return min(len(pa), len(pb)) >= 2 and (pa <= pb or pb <= pa)
-
-
-def homes_conflict(a: Mapping, b: Mapping) -> bool:
-    """Both records state a home, and neither's hamlet or street is named by the other's address: two
-    homes, even in one village (``shared.domain.places``)."""
-    return bool(a.get("home") and b.get("home")) and not same_home(a, b)
 
 
 def nik_neighbours(block: Mapping[str, Mapping], nik_token: str | None, *,

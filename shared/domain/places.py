@@ -10,6 +10,7 @@ each miss from the other's line state two different homes, even in one village.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 # The generic words of Indonesian address lines (and their abbreviations): what is left are place names
@@ -65,3 +66,22 @@ def home_forms(places: list[str], lines: object) -> tuple[str, ...]:
     words = words[:next((i for i, word in enumerate(words) if word in _WIDER_AREA), len(words))]
     phrase = "".join(word for word in words if word.isalpha() and word not in _ADDRESS_WORDS)[:HOME_PHRASE_LENGTH]
     return tuple(dict.fromkeys(form for form in (places[0] if places else "", phrase) if form))
+
+
+# Comparisons of two index records (``shared.domain.patient.member_record``) by their keyed place tokens.
+
+def _places(member: Mapping) -> set[str]:
+    return set(member.get("places") or ())
+
+
+def same_home(a: Mapping, b: Mapping) -> bool:
+    """The most specific place of one record's address (its hamlet or street) is named by the other's, or
+    the two homes are one typo apart (``places.typo_variants``: legacy addresses carry typos)."""
+    return bool(a.get("home") and a["home"] in _places(b) or b.get("home") and b["home"] in _places(a)
+                or set(a.get("home_variants") or ()) & set(b.get("home_variants") or ()))
+
+
+def homes_conflict(a: Mapping, b: Mapping) -> bool:
+    """Both records state a home, and neither's hamlet or street is named by the other's address: two
+    homes, even in one village (``shared.domain.places``)."""
+    return bool(a.get("home") and b.get("home")) and not same_home(a, b)

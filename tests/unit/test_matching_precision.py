@@ -3,8 +3,8 @@ test for the household read). Each rule is a pattern of legacy data, not a case 
 
 from __future__ import annotations
 
-from shared.domain.pair_rules import MERGE, REVIEW, compare_demographic_pair, compare_nik_pair, nik_neighbours, same_home
-from shared.domain.places import home_forms, typo_variants
+from shared.domain.pair_rules import MERGE, REVIEW, compare_demographic_pair, compare_nik_pair, nik_neighbours
+from shared.domain.places import home_forms, same_home, typo_variants
 from tests.fakes import FakeServices
 from tests.unit.test_matching import NIK_MAN, SETTINGS, patient, record
 from tests.unit.test_matching_service import add, event
