@@ -97,11 +97,11 @@ def _evidence(a: Mapping, b: Mapping, score: float) -> dict:
               ("agree" if score >= 100.0 else "similar" if score > 0 else "conflict")}
     for name in ("birth_date", "gender", "multiple_birth"):
         fields[name] = _field_agreement(a, b, name)
-    shared = {c.split(":", 1)[0] for c in set(a.get("corroborators") or []) & set(b.get("corroborators") or [])}
+    shared = set(a.get("corroborators") or []) & set(b.get("corroborators") or [])
     return {
         "name_score": round(score, 1),
         "fields": fields,
-        "corroborating": sorted(shared),
+        "corroborating": sorted({c.split(":", 1)[0] for c in shared}),
         "nik_issues": sorted(set(a.get("nik_issues") or []) | set(b.get("nik_issues") or [])),
         "babies": [bool(a.get("is_baby")), bool(b.get("is_baby"))],
     }
@@ -212,7 +212,7 @@ def _states_birth_date(record: Mapping) -> bool:
 def _relative_namesake(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], settings: Settings) -> bool:
     """A record that states no birth date of its own cannot show that its NIK is a relative's (families
     register together, from one family card): the NIK's consistency check has nothing to check. When a
-    household member under another NIK (``household_neighbours``) bears a name the NIK's name-match
+    household member under another NIK (``nik_neighbours(..., household=True)``) bears a name the NIK's name-match
     threshold would accept, the record may be that member's (a son named after his father): review, even
     with the household shared, which relatives always do."""
     for record in (a, b):
