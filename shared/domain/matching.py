@@ -83,7 +83,7 @@ def _merged_into(group: Group, target: str, plan: GroupPlan) -> list[str]:
 # Reviews a record already merged into the target can settle: a near name (the typo is the master's), or
 # a NIK prone to collisions (placeholder date, another home, a namesake one typo away) without a shared
 # phone/address with the master but with one of its records.
-_COLLISIONS = frozenset({"nik-home-conflict", "nik-namesake-nearby"})
+_COLLISIONS = frozenset({"nik-home-conflict", "nik-namesake-nearby", "nik-serial-lost"})
 _BRIDGEABLE = frozenset({"name-mismatch", "nik-placeholder-date", *_COLLISIONS})
 
 

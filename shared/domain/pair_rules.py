@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
+from shared.domain.places import homes_conflict, same_home
 from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
@@ -156,25 +157,13 @@ def _single_token_subset(name_a: str, name_b: str) -> bool:
         tokens_a <= tokens_b or tokens_b <= tokens_a)
 
 
-def _places(member: Mapping) -> set[str]:
-    return set(member.get("places") or ())
-
-
-def same_home(a: Mapping, b: Mapping) -> bool:
-    """The most specific place of one record's address (its hamlet or street) is named by the other's."""
-    return bool(a.get("home") and a["home"] in _places(b) or b.get("home") and b["home"] in _places(a))
-
-
-def homes_conflict(a: Mapping, b: Mapping) -> bool:
-    """Both records state a home, and neither's hamlet or street is named by the other's address: two
-    homes, even in one village (``shared.domain.places``)."""
-    return bool(a.get("home") and b.get("home")) and not same_home(a, b)
-
-
-def nik_neighbours(block: Mapping[str, Mapping], nik_token: str | None) -> tuple[dict, ...]:
+def nik_neighbours(block: Mapping[str, Mapping], nik_token: str | None, *,
+                   household: bool = False) -> tuple[dict, ...]:
     """The live adults of the NIK prefix block (``shared.domain.patient.nik_prefix_block``: every NIK of the
-    same kecamatan, birth date and sex) under another NIK than ``nik_token``: whose serial typo can give it."""
-    return tuple(dict(other) for _, other in sorted(block.items())
+    same kecamatan, birth date and sex) under another NIK than ``nik_token``: whose serial typo can give it.
+    ``household``: the block is the record's phone block instead (its household's members under other
+    NIKs, ``_relative_namesake``); each record is marked so."""
+    return tuple(dict(other) | ({"household": True} if household else {}) for _, other in sorted(block.items())
                  if other.get("kind") == "nik" and other.get("nik_token") not in (None, nik_token)
                  and not other.get("is_baby") and other.get("name")
                  and other.get("status") not in ("merged", "deleted"))
@@ -190,8 +179,8 @@ def _namesake_at_home(record: Mapping, neighbours: Sequence[Mapping], settings: 
     """A neighbour under another NIK, with a name within review distance, living with the record: the
     record may be that person's, its NIK a serial typo of theirs."""
     return bool(record.get("name")) and any(
-        lives_with(record, other) and _score(record, other) >= settings.name_review_threshold
-        for other in neighbours)
+        not other.get("household") and lives_with(record, other)
+        and _score(record, other) >= settings.name_review_threshold for other in neighbours)
 
 
 def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evidence: dict,
@@ -202,14 +191,37 @@ def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evid
     then tell two people apart (a person who moved goes to review, not lost); so does a namesake under a
     NIK one typo away living with one of the records, when the pair shows no home in common. A shared
     phone, address or identifier settles it."""
+    if _relative_namesake(a, b, neighbours, settings):
+        return "nik-relative-namesake"
     if evidence["corroborating"]:
         return None
+    if "serial-zero" in _nik_issues(a) | _nik_issues(b):
+        return "nik-serial-lost"
     if homes_conflict(a, b):
         return "nik-home-conflict"
     if neighbours and not same_home(a, b) and (_namesake_at_home(a, neighbours, settings)
                                                or _namesake_at_home(b, neighbours, settings)):
         return "nik-namesake-nearby"
     return None
+
+
+def _states_birth_date(record: Mapping) -> bool:
+    return bool(record.get("birth_date")) and "birth_date" not in (record.get("derived") or ())
+
+
+def _relative_namesake(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], settings: Settings) -> bool:
+    """A record that states no birth date of its own cannot show that its NIK is a relative's (families
+    register together, from one family card): the NIK's consistency check has nothing to check. When a
+    household member under another NIK (``nik_neighbours(..., household=True)``) bears a name the NIK's name-match
+    threshold would accept, the record may be that member's (a son named after his father): review, even
+    with the household shared, which relatives always do."""
+    for record in (a, b):
+        if _states_birth_date(record) or not record.get("name"):
+            continue
+        if any(other.get("household") and lives_with(record, other)
+               and _score(record, other) >= settings.nik_name_match_threshold for other in neighbours):
+            return True
+    return False
 
 
 def is_placeholder_date(birth_date: object) -> bool:
@@ -320,7 +332,10 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     # which the data cannot tell from it). A human decides.
     siblings = (evidence["fields"]["name"] != "agree" and evidence["fields"]["birth_date"] != "conflict"
                 and _household(a, b))
-    merge_allowed = settings.demographic_auto_merge_enabled and not siblings and (
+    # A record that says it is one of a multiple birth has a twin of the same birth date, household and a
+    # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
+    twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
+    merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
         _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):

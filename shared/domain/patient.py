@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_features
-from shared.domain.places import place_words
+from shared.domain.places import home_forms, place_words, typo_variants
 from shared.names import normalise_name, patient_name
 from shared.nik import NikError, nik_consistency, nik_token, parse_nik
 
@@ -53,6 +53,8 @@ class PatientFacts:
     nik_prefix_token: str | None = None  # keyed token of the NIK's first 12 digits (a serial typo's block)
     places: tuple[str, ...] = ()         # keyed tokens of the place names of the address lines (``place_words``)
     home: str | None = None              # keyed token of the first (most specific) of them
+    # keyed tokens of the home's one-typo variants (``places.typo_variants``): one home despite a typo
+    home_variants: tuple[str, ...] = ()
 
 
 def _dict(value: object) -> dict:
@@ -100,10 +102,15 @@ def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
         blocks.append(prefix_block)
     if facts.name and facts.birth_date and not facts.is_baby:
         blocks.append(_block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}"))
-    phones = [c for c in facts.corroborators if c.startswith("phone:")]
-    if phones:
-        blocks.append(_block_token(key, phones[0]))
+    if phone := phone_block(facts, settings):
+        blocks.append(phone)
     return list(dict.fromkeys(blocks))
+
+
+def phone_block(facts: PatientFacts, settings: Settings) -> str | None:
+    """The candidate block of the record's first phone (its household), or None without a phone."""
+    phones = [c for c in facts.corroborators if c.startswith("phone:")]
+    return _block_token(settings.nik_hash_key.get_secret_value(), phones[0]) if phones else None
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -181,6 +188,10 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
             issues = (f"invalid-nik:{error.reason}",)
             continue
         kind, token, issues = "nik", nik_token(nik.value, key), tuple(nik_consistency(nik, birth_date, gender))
+        if nik.serial == "0000":
+            # No NIK is issued with serial 0000: it is a NIK whose last digit a spreadsheet cut off
+            # (15 significant digits), so it names any of the kecamatan's people of that birth date and sex.
+            issues += ("serial-zero",)
         own_nik = nik
         # A baby registered on a NIK whose decoded birth date is not the baby's: that is the
         # mother's NIK put in the wrong system, so the record belongs to the mother's group as a newborn.
@@ -207,7 +218,7 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
                 has_telecom = True
                 corroborators.add(_keyed("phone", phone, key))
     places: set[str] = set()
-    home = None
+    home, home_texts = None, ()
     for address in _list(resource.get("address")):
         if isinstance(address, dict):
             text = " ".join(x for x in _list(address.get("line")) if isinstance(x, str))
@@ -215,9 +226,11 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
             if line:
                 has_address = True
                 corroborators.add(_keyed("addr", line, key))
-                words = [_keyed("place", word, key) for word in place_words(text)]
+                names = place_words(text)
+                words = [_keyed("place", word, key) for word in names]
                 places.update(words)
                 home = home or (words[0] if words else None)
+                home_texts = home_texts or home_forms(names, address.get("line"))
     skip_systems = {settings.nik_system, settings.nik_ibu_system}
     for identifier in _list(resource.get("identifier")):
         if (isinstance(identifier, dict) and isinstance(identifier.get("system"), str)
@@ -271,6 +284,8 @@ def patient_facts(resource: dict, settings: Settings) -> PatientFacts:
         nik_prefix_token=nik_prefix,
         places=tuple(sorted(places)),
         home=home,
+        home_variants=tuple(sorted({_keyed("homev", variant, key)[:18] for text in home_texts
+                                    for variant in typo_variants(text)})),
     )
 
 
@@ -298,6 +313,7 @@ def member_record(facts: PatientFacts) -> dict:
         "nik_masks": list(facts.nik_masks),
         "places": list(facts.places),
         "home": facts.home,
+        "home_variants": list(facts.home_variants),
     }
 
 

@@ -33,6 +33,7 @@ from shared.domain.patient import (
     member_record,
     nik_prefix_block,
     patient_facts,
+    phone_block,
 )
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem, ReviewStatus
@@ -96,7 +97,12 @@ class MatchingService:
         before the NIK group decides (the block's own transaction comes later in the event)."""
         block = nik_prefix_block(facts, self._settings) if facts.kind == "nik" else None
         stored = self._groups.get(f"demographic_index/{block}") if block else None
-        return nik_neighbours(stored.members, facts.nik_token) if stored else ()
+        neighbours = nik_neighbours(stored.members, facts.nik_token) if stored else ()
+        # The household (the first phone's block): its members under other NIKs, for a record of the pair
+        # that states no birth date of its own (``pair_rules._relative_namesake``).
+        phone = phone_block(facts, self._settings) if facts.kind == "nik" else None
+        household = self._groups.get(f"demographic_index/{phone}") if phone else None
+        return neighbours + (nik_neighbours(household.members, facts.nik_token, household=True) if household else ())
 
     def groups_for(self, facts: PatientFacts) -> list[str]:
         groups = [f"nik_index/{facts.nik_token}"] if facts.nik_token else []
