@@ -43,7 +43,7 @@ def district(tmp_path_factory, fresh_fhir):
 
 
 def _bare(doc: dict) -> dict:
-    bare = {k: v for k, v in doc.items() if k not in ("updated_at", "created_at")}
+    bare = {k: v for k, v in doc.items() if k not in ("updated_at", "created_at", "closed_at")}
     if bare.get("request"):
         bare["request"] = _bare(bare["request"])
     return bare

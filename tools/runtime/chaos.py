@@ -108,7 +108,7 @@ def _seed_nik(settings: Settings, fhir, index: int, rng: random.Random) -> tuple
     clinical resources (type, id)."""
     birth = date(1950, 1, 1) + timedelta(days=rng.randrange(20000))
     nik = make_nik("01", birth, "male", 1000 + index % 9000)
-    nik = nik[:12] + f"{index % 10000:04d}"
+    nik = nik[:12] + f"{index % 9999 + 1:04d}"   # serials start at 0001 (0000 is a NIK cut short)
     ids, clinical = [], []
     for source in ("simrs", "simpus"):
         patient = fhir.create({
