@@ -85,7 +85,7 @@ def run(indexed: int, events: int, work: Path, console, *, profile: bool = False
     if not (directory / "ground_truth.json").exists():
         generate(directory, Params(patients=indexed, seed=7, resources_per_patient=0.0, bulk_fraction=1.0))
     result: dict = {"indexed": indexed, "events": events, "path": "MatchingService.handle_change, real adapters "
-                    "(Firestore and Pub/Sub emulators, HAPI FHIR), in this process", **model_figures()}
+                    "(Firestore and Pub/Sub emulators, the local FHIR server), in this process", **model_figures()}
     with LocalStack(work_dir=work / f"stack-incremental-{indexed}") as stack, start_fhir_server() as server:
         stack_env = emulator_env(stack)
         settings = Settings(project_id=f"incr-{uuid.uuid4().hex[:8]}", fhir_base_url=server.base_url)
