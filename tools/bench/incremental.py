@@ -21,7 +21,6 @@ The model is loaded before the first timed event; its file size and load time ar
 
 from __future__ import annotations
 
-import copy
 import cProfile
 import io
 import json
@@ -37,27 +36,8 @@ from pathlib import Path
 from shared.config import Settings
 from tools.bench.backfill import REPO, _topic
 from tools.bench.emulators import emulator_env
-from tools.dataset.generate import Params, generate, iter_resources
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _events(settings: Settings, directory: Path, events: int) -> list[dict]:
-    existing = [p for _, p in zip(range(events * 5), iter_resources(directory, "bulk", "Patient"))]
-    writes = []
-    for i in range(events):
-        patient = copy.deepcopy(existing[(i * 7) % len(existing)])
-        patient["id"] = str(uuid.uuid4())
-        patient.pop("meta", None)
-        if i % 5:   # four in five: a new person (the NIK's serial changed), one in five: a duplicate
-            for identifier in patient.get("identifier") or []:
-                if identifier.get("system") == settings.nik_system:
-                    identifier["value"] = identifier["value"].replace(" ", "")[:12] + f"{9000 + i % 1000:04d}"
-        writes.append(patient)
-    return writes
+from tools.bench.scaling import event_patients, percentile
+from tools.dataset.generate import Params, generate
 
 
 def model_figures() -> dict:
@@ -102,7 +82,7 @@ def run(indexed: int, events: int, work: Path, console, *, profile: bool = False
         result["backfill"] = {k: v for k, v in json.loads(done.stdout).items() if k in ("patients", "results")}
         console.print(f"{indexed:,} patients indexed by the batch backfill in {result['backfill_seconds']} s")
 
-        writes = _events(settings, directory, events)
+        writes = event_patients(settings, directory, events)
         with FhirClient(settings.fhir_base_url) as fhir:
             for patient in writes:
                 fhir.update(patient)
@@ -123,8 +103,8 @@ def run(indexed: int, events: int, work: Path, console, *, profile: bool = False
         result.update({
             "outcomes": outcomes,
             "latency_ms": {"p50": round(statistics.median(latencies) * 1000, 1),
-                           "p95": round(_percentile(latencies, 0.95) * 1000, 1),
-                           "p99": round(_percentile(latencies, 0.99) * 1000, 1),
+                           "p95": round(percentile(latencies, 0.95) * 1000, 1),
+                           "p99": round(percentile(latencies, 0.99) * 1000, 1),
                            "max": round(max(latencies) * 1000, 1)},
             "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         })

@@ -29,9 +29,26 @@ from tools.dataset.generate import Params, generate, iter_resources
 from tools.dataset.load import load_dataset
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def event_patients(settings: Settings, directory: Path, events: int) -> list[dict]:
+    """``events`` Patients to send after the district is loaded, from its own records under new ids:
+    four in five a new person (the NIK's serial changed), one in five a duplicate."""
+    existing = [p for _, p in zip(range(events * 5), iter_resources(directory, "bulk", "Patient"))]
+    writes = []
+    for i in range(events):
+        patient = copy.deepcopy(existing[(i * 7) % len(existing)])
+        patient["id"] = str(uuid.uuid4())
+        patient.pop("meta", None)
+        if i % 5:
+            for identifier in patient.get("identifier") or []:
+                if identifier.get("system") == settings.nik_system:
+                    identifier["value"] = identifier["value"].replace(" ", "")[:12] + f"{9000 + i % 1000:04d}"
+        writes.append(patient)
+    return writes
 
 
 def _incremental(settings: Settings, stack_env: dict, directory: Path, events: int, log_dir: Path) -> dict:
@@ -39,17 +56,7 @@ def _incremental(settings: Settings, stack_env: dict, directory: Path, events: i
     from tools.bench.contenders import vm_hwm_kib
     from tools.runtime.pipeline import LocalPipeline
 
-    existing = [p for _, p in zip(range(events * 5), iter_resources(directory, "bulk", "Patient"))]
-    writes = []
-    for i in range(events):
-        patient = copy.deepcopy(existing[(i * 7) % len(existing)])
-        patient["id"] = str(uuid.uuid4())
-        patient.pop("meta", None)
-        if i % 5:   # four in five: a new person (the NIK's serial changed), one in five: a duplicate
-            for identifier in patient.get("identifier") or []:
-                if identifier.get("system") == settings.nik_system:
-                    identifier["value"] = identifier["value"].replace(" ", "")[:12] + f"{9000 + i % 1000:04d}"
-        writes.append(patient)
+    writes = event_patients(settings, directory, events)
     env = {**stack_env, "DEDUP_FHIR_BASE_URL": settings.fhir_base_url, "DEDUP_PROJECT_ID": settings.project_id}
     db = firestore_client(settings)
     keys = db.collection(settings.collection("patient_keys"))
@@ -76,7 +83,7 @@ def _incremental(settings: Settings, stack_env: dict, directory: Path, events: i
     return {"events": len(writes), "indexed": len(seen),
             "events_per_second": len(seen) / (max(seen.values()) - began) if seen else 0.0,
             "latency_p50_s": statistics.median(latencies) if latencies else None,
-            "latency_p95_s": _percentile(latencies, 0.95) if latencies else None,
+            "latency_p95_s": percentile(latencies, 0.95) if latencies else None,
             "peak_memory_mib": memory}
 
 
