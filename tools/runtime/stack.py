@@ -15,7 +15,6 @@ each child also gets a parent-death signal, so a killed test run does not leave 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import functools
 import json
 import os
@@ -63,16 +62,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGTERM the child when the
-    # thread that started it dies, so even a SIGKILLed parent leaves no server behind.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+def _with_parent_death_signal(command: list[str]) -> list[str]:
+    # The kernel SIGTERMs the child when the thread that started it dies, so even a SIGKILLed parent
+    # leaves no server behind. util-linux's setpriv sets it and execs the command (same pid): no Python
+    # runs between fork and exec, which is not safe while gRPC threads run (a preexec_fn crashed there).
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
 
 
 @dataclass
@@ -193,8 +188,8 @@ def launch(name: str, command: list[str], port: int, log_path: Path, cwd: Path |
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-            env=env, start_new_session=True, preexec_fn=_child_setup if sys.platform == "linux" else None,
+            _with_parent_death_signal(command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+            env=env, start_new_session=True,
         )
     proc = ManagedProcess(name=name, port=port, popen=popen, log_path=log_path)
     _registry.add(proc)
