@@ -67,6 +67,7 @@ from shared.ports.model_store import (
     ModelVersionNotFound,
     check_version_name,
 )
+from shared.ports.upkeep import UpkeepMarks
 
 T = TypeVar("T")
 
@@ -305,6 +306,20 @@ class InMemoryBackfillRuns(BackfillRunRepository):
         self.docs[progress.run_id] = copy.deepcopy(progress.to_doc())
         self.saves += 1
 
+
+
+class InMemoryUpkeepMarks(UpkeepMarks):
+    def __init__(self) -> None:
+        self.docs: dict[str, dict] = {}
+        self.puts = 0
+
+    def get(self, name: str) -> dict | None:
+        doc = self.docs.get(name)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def put(self, name: str, mark: dict) -> None:
+        self.docs[name] = copy.deepcopy(mark)
+        self.puts += 1
 
 
 class InMemoryAuditLog(AuditLog):
@@ -1006,6 +1021,7 @@ class FakeServices:
         self.groups = InMemoryGroups(self.reviews)
         self.keys = InMemoryPatientKeys()
         self.backfill_runs = InMemoryBackfillRuns()
+        self.upkeep = InMemoryUpkeepMarks()
         self.jobs = InMemoryMergeJobs(jobs, clock=clock)
         self.publisher = RecordingPublisher()
         self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)

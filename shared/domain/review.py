@@ -32,9 +32,11 @@ def review_item_id(group: str, patient_ids: Iterable[str], reason: str) -> str:
 # ``master_choice``: the master the reviewer chose, if any; ``pairs_added``: the confirmed or
 # do-not-match pairs this decision added to the group (an undo takes out exactly those); ``approved``: the
 # records an approval named (a subset of the item's); ``closed_reason``, ``closed_at``, ``closed_by``: why,
-# when and by what a later decision closed the item (``shared.domain.review_closing``).
+# when and by what a later decision closed the item (``shared.domain.review_closing``); ``merge_request``: the
+# request whose coming merge closed it, ``reopened``: why and when it was pending again after that request
+# went without merging.
 _DECISION_FIELDS = ("decided_by", "decided_at", "refused", "published", "note", "master_choice", "pairs_added",
-                    "approved", "closed_reason", "closed_at", "closed_by")
+                    "approved", "closed_reason", "closed_at", "closed_by", "merge_request", "reopened")
 
 
 @dataclass
