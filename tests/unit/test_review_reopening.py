@@ -13,6 +13,7 @@ from shared.domain.merge_request import RequestPlan
 from shared.domain.review import ReviewItem, ReviewStatus
 from shared.domain.review_closing import (
     REOPENED_MERGE_RELEASED,
+    REOPENED_MERGE_WITHDRAWN,
     RESOLVED_BY_MERGE,
     settle_reviews,
 )
@@ -139,3 +140,24 @@ def test_an_item_reopened_by_a_release_closes_again_for_the_follow_up_that_merge
     assert again.status == ReviewStatus.CLOSED and again.decision["merge_request"] == follow_up.id
     assert again.decision["reopened"]["merge_request"] == running.id
     assert group.request.closed_reviews == ["rv-mp"] and "rv-mp" not in group.reviews
+
+
+def test_an_approval_undone_before_its_merge_reopens_the_items_its_request_closed(world):
+    names = ("Hendra Gunawan", "Hendra", "Siti Rahayu")
+    patients = [world.fhir.create(patient_resource(SETTINGS, name, NIK)) for name in names]
+    for patient in patients:
+        world.matching.handle_change(PatientChange(patient["id"], "upsert"))
+    a, b, c = (p["id"] for p in patients)
+    group_id = world.keys.get(a).groups[0]
+    wide = ReviewItem.proposed(group_id, [a, b, c], "ambiguous-match", {}, "2026-01-01T00:00:00+00:00")
+    world.groups.transact(group_id, lambda tx: tx.propose_reviews([wide]))
+    pair = ReviewItem.proposed(group_id, [a, b], "model-review", {}, "2026-01-02T00:00:00+00:00")
+    world.groups.transact(group_id, lambda tx: tx.propose_reviews([pair]))
+    world.review.approve(wide.id, "clerk@x", patient_ids=[a, b])
+    closed = world.review.get(pair.id)
+    assert closed.decision["closed_reason"] == RESOLVED_BY_MERGE and closed.decision["merge_request"]
+    world.review.undo_last("clerk@x")
+    assert world.review.get(wide.id).status == ReviewStatus.PENDING
+    again = world.review.get(pair.id)
+    assert again.status == ReviewStatus.PENDING and again.decision["reopened"]["reason"] == REOPENED_MERGE_WITHDRAWN
+    assert {wide.id, pair.id} <= world.groups.get(group_id).reviews.keys()
