@@ -10,7 +10,7 @@ from functools import partial
 import functions_framework
 
 from functions._delivery import parse_or_acknowledge
-from shared.bootstrap import groups, merge_deps
+from shared.bootstrap import groups, merge_deps, review_items, upkeep_marks
 from shared.config import get_settings
 from shared.messages import ReconcileRun, SweepRun, decode
 from shared.services.reconcile import reconcile
@@ -34,4 +34,7 @@ def sweep_stuck_work(cloud_event) -> None:
     run = parse_or_acknowledge(cloud_event, partial(decode, message_type=SweepRun), "ops-sweep")
     if run is not None:
         settings = get_settings()
-        sweep(merge_deps(settings), groups(settings), older_than_seconds=run.older_than_seconds)
+        # With the review items and upkeep marks: each sweep also runs a slice of the one-time review
+        # tracking until it is done (``shared.services.review_tracking``).
+        sweep(merge_deps(settings), groups(settings), older_than_seconds=run.older_than_seconds,
+              reviews=review_items(settings), marks=upkeep_marks(settings))

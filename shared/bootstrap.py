@@ -22,6 +22,7 @@ from shared.adapters.firestore_bulk import FirestoreIndexBulk
 from shared.adapters.firestore_index import FirestoreGroups, FirestorePatientKeys, FirestoreReviewItems
 from shared.adapters.merge_jobs import MergeJobs
 from shared.adapters.pubsub import Publisher
+from shared.adapters.upkeep_marks import FirestoreUpkeepMarks
 from shared.config import ConfigurationError, Settings
 from shared.fhir.client import FhirClient
 from shared.ports.callers import CallerVerifier
@@ -88,6 +89,10 @@ def audit_log(settings: Settings) -> FirestoreAuditLog:
 
 def backfill_runs(settings: Settings) -> FirestoreBackfillRuns:
     return _once("backfill_runs", settings, lambda: FirestoreBackfillRuns(firestore_client(settings), settings))
+
+
+def upkeep_marks(settings: Settings) -> FirestoreUpkeepMarks:
+    return _once("upkeep_marks", settings, lambda: FirestoreUpkeepMarks(firestore_client(settings), settings))
 
 
 def index_bulk(settings: Settings) -> FirestoreIndexBulk:

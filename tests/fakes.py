@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from shared.adapters.merge_jobs import FINALISE_MARKER, journal_key
+from shared.adapters.review_transaction import ReviewingTransaction
 from shared.clock import now_iso
 from shared.domain.audit import AuditEntry
 from shared.domain.backfill import BackfillProgress
@@ -37,18 +38,16 @@ from shared.domain.group import Group
 from shared.domain.merge_job import JobStatus, TaskStatus, claim_is_stale, finalise_claimable, remaining_tasks
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import (
-    DECISION_FIELDS,
     QueueCounts,
     QueueFilter,
     QueuePage,
     ReviewItem,
-    ReviewNotPending,
     ReviewStatus,
     count_pending,
-    days_before,
-    stamp_sources,
+    in_queue,
+    queue_order,
+    queue_page,
 )
-from shared.domain.review_closing import closed_by, settle_reviews
 from shared.fhir.compartment import patient_compartment
 from shared.fhir.errors import EntryOutcome, FhirError, Gone, NotFound, PreconditionFailed
 from shared.fhir.references import patient_references
@@ -67,6 +66,7 @@ from shared.ports.model_store import (
     ModelVersionNotFound,
     check_version_name,
 )
+from shared.ports.upkeep import UpkeepMarks
 
 T = TypeVar("T")
 
@@ -88,47 +88,33 @@ class InMemoryReviewItems(ReviewItemRepository):
             doc = self.docs.get(item_id)
             return ReviewItem.from_doc(item_id, copy.deepcopy(doc)) if doc is not None else None
 
-    def _pending(self, reason: str | None = None, source: str | None = None,
-                 created_until: str | None = None) -> list[ReviewItem]:
-        """Pending items oldest first (then by id), as the ordered Firestore query returns them."""
+    def _items(self) -> list[ReviewItem]:
         with self._lock:
-            items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items()
-                     if d.get("status") == ReviewStatus.PENDING and (not reason or d.get("reason") == reason)
-                     and (not source or source in (d.get("sources") or []))
-                     and (created_until is None or (d.get("created_at") or "") <= created_until)]
-        return sorted(items, key=lambda item: (item.created_at or "", item.id))
+            return [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items()]
 
     def pending(self, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
-        return self._pending(reason)[:limit]
+        return self.with_status(ReviewStatus.PENDING, reason, limit)
 
     def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
-        with self._lock:
-            items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items()
-                     if d.get("status") == status and (not reason or d.get("reason") == reason)]
-        return sorted(items, key=lambda item: (item.created_at or "", item.id))[:limit]
+        return in_queue(self._items(), status, reason=reason)[:limit]
 
     def get_many(self, item_ids: list[str]) -> list[ReviewItem]:
         return [item for item in map(self.get, item_ids) if item is not None]
 
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
-        until = days_before(now, queue.older_than_days) if queue.older_than_days else None
-        items = self._pending(queue.reason, queue.source, until)
-        if after and after in self.docs:
-            cursor = (self.docs[after].get("created_at") or "", after)
-            items = [i for i in items if (i.created_at or "", i.id) > cursor]
-        return QueuePage(items[:size], items[size - 1].id if len(items) > size else None)
+        return queue_page(self._items(), queue, after=self.get(after) if after else None, size=size, now=now)
 
     def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
-        return count_pending(self._pending(), reasons=reasons, sources=sources, now=now)
+        return count_pending(in_queue(self._items()), reasons=reasons, sources=sources, now=now)
 
     def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
         with self._lock:
             doc = self.docs.get(item_id)
             if doc is None or doc.get("status") != expected:
                 return False
-            for name in DECISION_FIELDS:
-                doc.pop(name, None)
-            doc["status"] = str(ReviewStatus.PENDING)
+            item = ReviewItem.from_doc(item_id, doc)
+            item.undo_decision()
+            self.docs[item_id] = item.to_doc()
             return True
 
     def record_skip(self, item_id: str) -> None:
@@ -138,7 +124,7 @@ class InMemoryReviewItems(ReviewItemRepository):
     def for_group(self, group: str) -> list[ReviewItem]:
         with self._lock:
             items = [ReviewItem.from_doc(i, copy.deepcopy(d)) for i, d in self.docs.items() if d.get("group") == group]
-        return sorted(items, key=lambda item: (item.created_at or "", item.id))
+        return sorted(items, key=queue_order)
 
     def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
         with self._lock:
@@ -161,39 +147,6 @@ class InMemoryReviewItems(ReviewItemRepository):
         with self._lock:
             for item in items:
                 self.docs[item.id] = copy.deepcopy(item.to_doc())
-
-
-class _Transaction(GroupTransaction):
-    def __init__(self, group: Group, reviews: InMemoryReviewItems):
-        self.group = group
-        self._reviews = reviews
-        self.new_reviews: list[ReviewItem] = []
-        self.proposed: list[ReviewItem] = []
-        self.decided: list[ReviewItem] = []
-
-    def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
-        self.proposed.extend(items)
-        for item in items:
-            if item.id not in self._reviews.docs:
-                self.new_reviews.append(stamp_sources(copy.deepcopy(item), self.group.members))
-                self.group.reviews[item.id] = sorted(item.patient_ids)
-
-    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
-        item = self._reviews.get(item_id)
-        if item is None or item.status != ReviewStatus.PENDING:
-            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
-        item.status = status
-        item.decision.update(copy.deepcopy(decision))
-        self.cause = self.cause or "decision"
-        self.decided.append(item)
-        self.group.reviews.pop(item_id, None)
-        return item
-
-    def closed_reviews(self, before: dict, after: dict) -> list[ReviewItem]:
-        """As the Firestore adapter: the group's pending items this change resolved."""
-        return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed,
-                              created=[i.id for i in self.new_reviews], deciding=[i.id for i in self.decided],
-                              cause=self.cause, by=closed_by(self.decided), now=now_iso(), after=after)
 
 
 class InMemoryGroups(GroupRepository):
@@ -249,7 +202,7 @@ class InMemoryGroups(GroupRepository):
                 stored = self.docs.get(group_id)
                 group = Group.from_doc(group_id, copy.deepcopy(stored) if stored is not None else None)
                 before = group.to_doc()
-                tx = _Transaction(group, self.reviews)
+                tx = ReviewingTransaction(group, self.reviews.get, self.reviews.get_many)
                 self.attempts[group_id] += 1
                 result = change(tx)
                 failed, error = self._take_failure(group_id)
@@ -259,16 +212,12 @@ class InMemoryGroups(GroupRepository):
                     if attempt == self._attempt_limit - 1:
                         raise TransactionAborted(f"transaction on {group_id} aborted {self._attempt_limit} times")
                     continue
-                after = group.to_doc()
-                closed = tx.closed_reviews(before, after) if after != before or tx.decided else []
-                if closed or len(group.reviews) != len(after.get("reviews") or {}):
-                    after = group.to_doc()   # closing took items out of the group's tracked ones
-                if after != before:
-                    group.updated_at = now_iso()
-                    self.docs[group_id] = copy.deepcopy(group.to_doc())
+                doc, changed = tx.write_back(before)
+                if doc is not None:
+                    self.docs[group_id] = copy.deepcopy(doc)
                     self.writes[group_id] += 1
                 self.reviews._create_absent(tx.new_reviews)
-                self.reviews._put([*tx.decided, *closed])
+                self.reviews._put(changed)
                 return result
         raise AssertionError("unreachable")
 
@@ -305,6 +254,20 @@ class InMemoryBackfillRuns(BackfillRunRepository):
         self.docs[progress.run_id] = copy.deepcopy(progress.to_doc())
         self.saves += 1
 
+
+
+class InMemoryUpkeepMarks(UpkeepMarks):
+    def __init__(self) -> None:
+        self.docs: dict[str, dict] = {}
+        self.puts = 0
+
+    def get(self, name: str) -> dict | None:
+        doc = self.docs.get(name)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def put(self, name: str, mark: dict) -> None:
+        self.docs[name] = copy.deepcopy(mark)
+        self.puts += 1
 
 
 class InMemoryAuditLog(AuditLog):
@@ -1006,6 +969,7 @@ class FakeServices:
         self.groups = InMemoryGroups(self.reviews)
         self.keys = InMemoryPatientKeys()
         self.backfill_runs = InMemoryBackfillRuns()
+        self.upkeep = InMemoryUpkeepMarks()
         self.jobs = InMemoryMergeJobs(jobs, clock=clock)
         self.publisher = RecordingPublisher()
         self.requests = MergeRequests(settings, self.groups, self.publisher, self.keys)

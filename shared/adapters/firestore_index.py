@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from google.cloud import firestore
 
 from shared.adapters.firestore import TRANSACTION_ATTEMPTS
 from shared.adapters.index_codec import decode, encode
+from shared.adapters.review_transaction import ReviewingTransaction
 from shared.clock import now_iso
 from shared.config import Settings
 from shared.domain.group import Group, split_group_id
@@ -36,12 +37,9 @@ from shared.domain.review import (
     QueueFilter,
     QueuePage,
     ReviewItem,
-    ReviewNotPending,
     ReviewStatus,
     days_before,
-    stamp_sources,
 )
-from shared.domain.review_closing import closed_by, settle_reviews
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -90,6 +88,11 @@ class FirestoreReviewItems(ReviewItemRepository):
             query = query.where(filter=firestore.FieldFilter("reason", "==", reason))
         query = query.order_by("created_at").order_by("__name__")
         return [_review_item(s) for s in query.limit(limit).stream()]
+
+    def read(self, item_id: str, transaction) -> ReviewItem | None:
+        """The item, read in ``transaction``; None when it does not exist."""
+        snapshot = self.ref(item_id).get(transaction=transaction)
+        return _review_item(snapshot) if snapshot.exists else None
 
     def get_many(self, item_ids: list[str], transaction) -> list[ReviewItem]:
         """The items that exist among ``item_ids``, read in ``transaction``."""
@@ -181,44 +184,6 @@ def _queue_counts(results: dict[tuple[str, str], int], reasons: list[str], sourc
     return QueueCounts(total, by_reason, by_source, by_age)
 
 
-class _Transaction(GroupTransaction):
-    def __init__(self, group: Group, transaction, reviews: FirestoreReviewItems):
-        self.group = group
-        self._transaction = transaction
-        self._reviews = reviews
-        self.new_reviews: list[ReviewItem] = []
-        self.proposed: list[ReviewItem] = []
-        self.decided: list[ReviewItem] = []
-
-    def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
-        # Every read of a Firestore transaction comes before its first write: the group and these
-        # items are written together when the change returns.
-        self.proposed.extend(items)
-        for item in items:
-            if not self._reviews.ref(item.id).get(transaction=self._transaction).exists:
-                self.new_reviews.append(stamp_sources(item, self.group.members))
-                self.group.reviews[item.id] = sorted(item.patient_ids)
-
-    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
-        snapshot = self._reviews.ref(item_id).get(transaction=self._transaction)
-        item = _review_item(snapshot) if snapshot.exists else None
-        if item is None or item.status != ReviewStatus.PENDING:
-            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
-        item.status = status
-        item.decision.update(decision)
-        self.cause = self.cause or "decision"
-        self.decided.append(item)
-        self.group.reviews.pop(item_id, None)
-        return item
-
-    def closed_reviews(self, before: dict, after: dict) -> list[ReviewItem]:
-        """The group's pending items this change resolved (read before the transaction's first write)."""
-        return settle_reviews(self.group, before, lambda ids: self._reviews.get_many(ids, self._transaction),
-                              proposed=self.proposed, created=[i.id for i in self.new_reviews],
-                              deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
-                              now=now_iso(), after=after)
-
-
 class FirestoreGroups(GroupRepository):
     def __init__(self, db: firestore.Client, settings: Settings, reviews: FirestoreReviewItems):
         self._db = db
@@ -251,16 +216,13 @@ class FirestoreGroups(GroupRepository):
             snapshot = ref.get(transaction=transaction)
             group = _group(group_id, snapshot)
             before = group.to_doc()
-            attempt = _Transaction(group, transaction, self._reviews)
+            attempt = ReviewingTransaction(group, lambda item_id: self._reviews.read(item_id, transaction),
+                                           lambda item_ids: self._reviews.get_many(item_ids, transaction))
             result = change(attempt)
-            after = group.to_doc()
-            closed = attempt.closed_reviews(before, after) if after != before or attempt.decided else []
-            if closed or len(group.reviews) != len(after.get("reviews") or {}):
-                after = group.to_doc()   # closing took items out of the group's tracked ones
-            if after != before:
-                group.updated_at = now_iso()
-                transaction.set(ref, encode(split_group_id(group_id)[0], group.to_doc()))
-            for item in [*attempt.new_reviews, *attempt.decided, *closed]:
+            doc, changed = attempt.write_back(before)
+            if doc is not None:
+                transaction.set(ref, encode(split_group_id(group_id)[0], doc))
+            for item in [*attempt.new_reviews, *changed]:
                 transaction.set(self._reviews.ref(item.id), encode("review_items", item.to_doc()))
             return result
 

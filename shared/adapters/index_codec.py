@@ -35,8 +35,8 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
 # Collection -> fields no query ever names: exempt from Firestore's single-field indexes in production.
 # The text fields, and the arrays and the earlier request that only the document's own reader looks at
 # (``reviews``: a group's pending review items and their records, read with the group, never queried).
-_GROUP_UNINDEXED = ("members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released",
-                    "reviews")
+_GROUP_UNINDEXED = ("members", "request.evidence", "request.closed_reviews", "previous_request", "do_not_match",
+                    "confirmed", "released", "reviews")
 UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "nik_index": _GROUP_UNINDEXED,
     "demographic_index": _GROUP_UNINDEXED,

@@ -16,25 +16,23 @@ part drawn too small fails loudly instead of deciding on an empty copy of anothe
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from shared.clock import now_iso
+from shared.adapters.review_transaction import ReviewingTransaction
 from shared.domain.group import Group
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import (
-    DECISION_FIELDS,
     QueueCounts,
     QueueFilter,
     QueuePage,
     ReviewItem,
-    ReviewNotPending,
     ReviewStatus,
     count_pending,
-    days_before,
-    stamp_sources,
+    in_queue,
+    queue_order,
+    queue_page,
 )
-from shared.domain.review_closing import closed_by, settle_reviews
 from shared.ports.index import GroupRepository, GroupTransaction, PatientKeyRepository, ReviewItemRepository
 
 T = TypeVar("T")
@@ -72,9 +70,7 @@ class MemoryReviewItems(ReviewItemRepository):
         return self.with_status(ReviewStatus.PENDING, reason, limit)
 
     def with_status(self, status: ReviewStatus, reason: str | None = None, limit: int = 200) -> list[ReviewItem]:
-        ids = sorted(i for i, item in self.items.items() if item.status == status
-                     and (not reason or item.reason == reason))[:limit]
-        return sorted((copy.deepcopy(self.items[i]) for i in ids), key=lambda item: (item.created_at or "", item.id))
+        return [copy.deepcopy(i) for i in in_queue(self.items.values(), status, reason=reason)[:limit]]
 
     def decide(self, item_id: str, status: ReviewStatus, decision: dict) -> None:
         if item_id not in self.items:
@@ -89,31 +85,19 @@ class MemoryReviewItems(ReviewItemRepository):
             yield copy.deepcopy(self.items[item_id])
 
     # --- the review queue (the workbench; the batch does not use these, the port asks for them) -------
-    def _pending(self, reason: str | None = None, source: str | None = None,
-                 created_until: str | None = None) -> list[ReviewItem]:
-        items = [item for item in self.items.values() if item.status == ReviewStatus.PENDING
-                 and (not reason or item.reason == reason) and (not source or source in item.sources)
-                 and (created_until is None or (item.created_at or "") <= created_until)]
-        return sorted(items, key=lambda item: (item.created_at or "", item.id))
-
     def page(self, queue: QueueFilter, *, after: str | None = None, size: int = 50, now: str) -> QueuePage:
-        until = days_before(now, queue.older_than_days) if queue.older_than_days else None
-        items = self._pending(queue.reason, queue.source, until)
-        if after and after in self.items:
-            cursor = (self.items[after].created_at or "", after)
-            items = [i for i in items if (i.created_at or "", i.id) > cursor]
-        return QueuePage([copy.deepcopy(i) for i in items[:size]], items[size - 1].id if len(items) > size else None)
+        page = queue_page(self.items.values(), queue, after=self.items.get(after) if after else None, size=size,
+                          now=now)
+        return QueuePage([copy.deepcopy(i) for i in page.items], page.next_cursor)
 
     def counts(self, *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:
-        return count_pending(self._pending(), reasons=reasons, sources=sources, now=now)
+        return count_pending(in_queue(self.items.values()), reasons=reasons, sources=sources, now=now)
 
     def reopen(self, item_id: str, expected: ReviewStatus) -> bool:
         item = self.items.get(item_id)
         if item is None or item.status != expected:
             return False
-        for name in DECISION_FIELDS:
-            item.decision.pop(name, None)
-        item.status = ReviewStatus.PENDING
+        item.undo_decision()
         self.touched.add(item_id)
         return True
 
@@ -124,41 +108,8 @@ class MemoryReviewItems(ReviewItemRepository):
 
     def for_group(self, group: str) -> list[ReviewItem]:
         items = [copy.deepcopy(i) for i in self.items.values() if i.group == group]
-        return sorted(items, key=lambda item: (item.created_at or "", item.id))
+        return sorted(items, key=queue_order)
 
-
-
-class _Transaction(GroupTransaction):
-    def __init__(self, group: Group, reviews: MemoryReviewItems):
-        self.group = group
-        self._reviews = reviews
-        self.proposed: list[ReviewItem] = []
-        self.created: list[str] = []
-        self.decided: list[ReviewItem] = []
-
-    def propose_reviews(self, items: Sequence[ReviewItem]) -> None:
-        self.proposed.extend(items)
-        created = [item for item in items if item.id not in self._reviews.items]
-        self.created.extend(item.id for item in created)
-        self.group.reviews.update({item.id: sorted(item.patient_ids) for item in created})
-        self._reviews.create_absent(stamp_sources(copy.deepcopy(item), self.group.members) for item in items)
-
-    def decide_review(self, item_id: str, status: ReviewStatus, decision: dict) -> ReviewItem:
-        item = self._reviews.get(item_id)
-        if item is None or item.status != ReviewStatus.PENDING:
-            raise ReviewNotPending(f"review item {item_id} is {item.status if item else 'missing'}")
-        item.status = status
-        item.decision.update(copy.deepcopy(decision))
-        self.cause = self.cause or "decision"
-        self.decided.append(item)
-        self.group.reviews.pop(item_id, None)
-        return item
-
-    def closed_reviews(self, before: dict) -> list[ReviewItem]:
-        """As the Firestore adapter: the group's pending items this change resolved."""
-        return settle_reviews(self.group, before, self._reviews.get_many, proposed=self.proposed, created=self.created,
-                              deciding=[i.id for i in self.decided], cause=self.cause, by=closed_by(self.decided),
-                              now=now_iso())
 
 
 class OutsideScope(LookupError):
@@ -207,9 +158,10 @@ class MemoryGroups(GroupRepository):
         # no further copy is needed (a block's members are copied for each patient joining it).
         stored_doc = stored.to_doc() if stored is not None else None
         group = Group.from_doc(group_id, stored_doc)
-        tx = _Transaction(group, self.reviews)
+        tx = ReviewingTransaction(group, self.reviews.get, self.reviews.get_many)
         result = change(tx)
-        self.reviews.put([*tx.decided, *tx.closed_reviews(stored_doc or {})])
+        self.reviews.create_absent(tx.new_reviews)
+        self.reviews.put([*tx.decided, *tx.settled_reviews(stored_doc or {})])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

@@ -22,70 +22,25 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
 
 from shared.clock import now_iso
 from shared.domain.documents import detached
 from shared.domain.master import golden_members, select_master
+from shared.domain.members import (  # noqa: F401  (the group's vocabulary, imported from here by its users)
+    IN_REQUEST_STATUSES,
+    LIVE_STATUSES,
+    Member,
+    MemberStatus,
+    is_live,
+    pair_key,
+    pairs_of,
+)
 from shared.domain.merge_request import MergeRequest, RequestPlan, RequestStatus, request_id_for
 
 NIK_GROUPS = "nik_index"
 DEMOGRAPHIC_GROUPS = "demographic_index"
 GROUP_COLLECTIONS = (NIK_GROUPS, DEMOGRAPHIC_GROUPS)
-
-
-class MemberStatus(StrEnum):
-    ACTIVE = "active"
-    MASTER = "master"          # the group's golden record (or the target of a request)
-    DUPLICATE = "duplicate"    # in an open or running request, to be merged into the master
-    PENDING = "pending"        # matched while a request ran: waits for the follow-up request
-    REVIEW = "review"          # a human decides
-    MERGED = "merged"          # replaced by the master
-    DELETED = "deleted"        # deleted while its merge ran
-
-
-# Members that can still take part in matching (merged and deleted ones cannot).
-LIVE_STATUSES = frozenset({MemberStatus.ACTIVE, MemberStatus.MASTER, MemberStatus.DUPLICATE, MemberStatus.PENDING,
-                           MemberStatus.REVIEW})
-IN_REQUEST_STATUSES = frozenset({MemberStatus.DUPLICATE, MemberStatus.PENDING})
-
-
-class Member(TypedDict, total=False):
-    """One patient's index record (``shared.domain.patient.member_record``) plus its status. Only
-    normalised matching fields: never a raw NIK."""
-    version: str | None
-    last_updated: str | None
-    kind: str                  # "nik" | "nik-ibu" | "none"
-    nik_token: str | None
-    nik_issues: list[str]
-    name: str
-    is_baby: bool
-    birth_date: str | None
-    gender: str | None
-    multiple_birth: int | None
-    corroborators: list[str]
-    active: bool
-    golden: bool
-    replaced_by: str | None
-    source: str | None
-    score: float
-    status: str                # a MemberStatus value
-    reason: str | None         # the rule behind the status
-
-
-def is_live(member: Mapping | None) -> bool:
-    return bool(member) and member.get("status", MemberStatus.ACTIVE) in LIVE_STATUSES \
-        and member.get("active", True) is not False
-
-
-def pair_key(a: str, b: str) -> str:
-    return "|".join(sorted((a, b)))
-
-
-def pairs_of(patient_ids: Iterable[str]) -> set[str]:
-    ids = sorted(set(patient_ids))
-    return {pair_key(a, b) for a in ids for b in ids if a < b}
 
 
 def group_id(collection: str, token: str) -> str:

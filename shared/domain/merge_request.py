@@ -26,7 +26,7 @@ def request_id_for(group: str, master: str, duplicates: Iterable[str], attempt: 
 
 _REQUEST_FIELDS = ("id", "status", "master", "duplicates", "reason", "requested_by", "evidence", "published",
                    "created_at", "claimed_at", "completed_at", "follow_up_of", "sweeps", "swept_at", "failed_reason",
-                   "fixed_master")
+                   "fixed_master", "closed_reviews")
 
 
 @dataclass
@@ -48,6 +48,9 @@ class MergeRequest:
     failed_reason: str | None = None
     # A human chose the master (an explicit merge): the claim keeps it instead of re-selecting one.
     fixed_master: bool | None = None
+    # Review items closed because this request will merge their records (``shared.domain.review_closing``):
+    # reopened if it goes without merging.
+    closed_reviews: list[str] | None = None
 
     @property
     def participants(self) -> set[str]:

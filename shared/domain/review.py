@@ -32,9 +32,11 @@ def review_item_id(group: str, patient_ids: Iterable[str], reason: str) -> str:
 # ``master_choice``: the master the reviewer chose, if any; ``pairs_added``: the confirmed or
 # do-not-match pairs this decision added to the group (an undo takes out exactly those); ``approved``: the
 # records an approval named (a subset of the item's); ``closed_reason``, ``closed_at``, ``closed_by``: why,
-# when and by what a later decision closed the item (``shared.domain.review_closing``).
+# when and by what a later decision closed the item (``shared.domain.review_closing``); ``merge_request``: the
+# request whose coming merge closed it, ``reopened``: why and when it was pending again after that request
+# went without merging.
 _DECISION_FIELDS = ("decided_by", "decided_at", "refused", "published", "note", "master_choice", "pairs_added",
-                    "approved", "closed_reason", "closed_at", "closed_by")
+                    "approved", "closed_reason", "closed_at", "closed_by", "merge_request", "reopened")
 
 
 @dataclass
@@ -75,6 +77,12 @@ class ReviewItem:
     def as_dict(self) -> dict:
         """What ops tools print: the stored fields with the id."""
         return {"id": self.id, **self.to_doc()}
+
+    def undo_decision(self) -> None:
+        """Pending again, without the decision's fields (an undo; the repositories' ``reopen``)."""
+        for name in _DECISION_FIELDS:
+            self.decision.pop(name, None)
+        self.status = ReviewStatus.PENDING
 
 
 DECISION_FIELDS = _DECISION_FIELDS
@@ -117,6 +125,30 @@ AGE_BUCKETS = (("0-1", 0, 1), ("1-7", 1, 7), ("7-30", 7, 30), ("30+", 30, None))
 def days_before(now: str, days: int) -> str:
     """The ISO timestamp ``days`` before ``now``: the boundaries of the queue's age filters and buckets."""
     return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat()
+
+
+def queue_order(item: ReviewItem) -> tuple[str, str]:
+    """Oldest first, then by id: the order of the ordered Firestore queries (``REVIEW_QUEUE_INDEXES``)."""
+    return item.created_at or "", item.id
+
+
+def in_queue(items: Iterable[ReviewItem], status: ReviewStatus = ReviewStatus.PENDING, *, reason: str | None = None,
+             source: str | None = None, created_until: str | None = None) -> list[ReviewItem]:
+    """The items of one status matching the queue's filters, in ``queue_order``: what the Firestore
+    queries return, for the repositories that hold items in memory."""
+    return sorted((i for i in items if i.status == status and (not reason or i.reason == reason)
+                   and (not source or source in i.sources)
+                   and (created_until is None or (i.created_at or "") <= created_until)), key=queue_order)
+
+
+def queue_page(items: Iterable[ReviewItem], queue: QueueFilter, *, after: ReviewItem | None, size: int,
+               now: str) -> QueuePage:
+    """One page of the pending items matching ``queue`` after the item ``after`` (the cursor), in memory."""
+    until = days_before(now, queue.older_than_days) if queue.older_than_days else None
+    matching = in_queue(items, reason=queue.reason, source=queue.source, created_until=until)
+    if after is not None:
+        matching = [i for i in matching if queue_order(i) > queue_order(after)]
+    return QueuePage(matching[:size], matching[size - 1].id if len(matching) > size else None)
 
 
 def count_pending(items: list[ReviewItem], *, reasons: list[str], sources: list[str], now: str) -> QueueCounts:

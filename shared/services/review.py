@@ -32,6 +32,7 @@ from shared.services.review_details import (
     cluster_of,
     nik_of,
 )
+from shared.services.review_tracking import track, track_pending
 
 log = get_logger(__name__)
 
@@ -159,17 +160,11 @@ class ReviewService:
 
     def track_pending(self) -> dict[str, int]:
         """Items left pending from before groups tracked their items (``Group.reviews``): each group
-        learns its pending items in one transaction, which also closes those a decision already answered."""
-        by_group: dict[str, dict[str, list[str]]] = {}
-        for item in self._items.all():
-            if item.status == ReviewStatus.PENDING:
-                by_group.setdefault(item.group, {})[item.id] = sorted(item.patient_ids)
-        for group_id, items in sorted(by_group.items()):
-            self._groups.transact(group_id, lambda tx, items=items: _track(tx, items))
-        still = sum(1 for ids in by_group.values() for i in ids if self.get(i).status == ReviewStatus.PENDING)
-        tracked = sum(len(ids) for ids in by_group.values())
-        log.info("review_items_tracked", groups=len(by_group), tracked=tracked, closed=tracked - still)
-        return {"groups": len(by_group), "tracked": tracked, "closed": tracked - still}
+        learns its pending items in one transaction, which also closes those a decision already answered
+        (``review_tracking``; the sweeper does the same once per district on its own)."""
+        done = track_pending(self._items, self._groups)
+        log.info("review_items_tracked", groups=done.groups, tracked=done.tracked, closed=done.closed)
+        return {"groups": done.groups, "tracked": done.tracked, "closed": done.closed}
 
     # --- the workbench: queue, skip, undo, details, NIK reveal --------------------------------------
     def queue(self, queue: QueueFilter = QueueFilter(), *, after: str | None = None, size: int = 50) -> QueuePage:
@@ -227,7 +222,7 @@ class ReviewService:
             raise UndoRefused(f"review item {item.id} changed meanwhile")
         # The items this decision closed ask their question again; the group tracks them all again.
         reopened = [item, *(o for o in closed if self._items.reopen(o.id, ReviewStatus.CLOSED))]
-        self._groups.transact(item.group, lambda tx: _track(tx, {i.id: sorted(i.patient_ids) for i in reopened}))
+        self._groups.transact(item.group, lambda tx: track(tx, {i.id: sorted(i.patient_ids) for i in reopened}))
         self._record(AuditAction.UNDO, reviewer, item, None, {"undone": str(entry.action)})
         log.info("review_undone", item_id=item.id, reviewer=reviewer, undone=str(entry.action))
         return self.get(item.id)
@@ -262,11 +257,6 @@ class ReviewService:
             versions = model_versions(item.evidence)
             details = details | ({"model_versions": versions} if versions else {})
             self._audit.record(AuditEntry(now_iso(), actor, action, item.id, item.group, note or None, details))
-
-
-def _track(tx, items: dict[str, list[str]]) -> None:
-    """The group tracks these pending items (its transaction then checks whether they are answered)."""
-    tx.group.reviews.update(items)
 
 
 def _without_none(fields: dict) -> dict:

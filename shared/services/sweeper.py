@@ -16,6 +16,10 @@ What it finds (``find_stuck``; a query each, no scan): group requests ``open`` o
 
 Every step is idempotent (the pipeline's handlers are), so a sweep running twice, or racing a slow
 worker, republishes at worst a message that is then found done.
+
+Given the review items and the district's upkeep marks, each sweep then runs one slice of the one-time
+pass that makes groups track review items proposed before they tracked them (``review_tracking``), until
+the mark says it is done.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from shared.domain.merge_job import OPEN_TASK_STATES, JobStatus
 from shared.domain.merge_request import MergeRequest, RequestStatus
 from shared.logging import get_logger
 from shared.messages import FinaliseMerge, MergeTask
-from shared.ports.index import GroupRepository
+from shared.ports.index import GroupRepository, ReviewItemRepository
 from shared.ports.merge_jobs import MergeJobsRepository
+from shared.ports.upkeep import UpkeepMarks
 from shared.services.merge_deps import MergeDeps
 from shared.services.merge_failure import fail_job, release_request
 from shared.services.merge_requests import request_message
+from shared.services.review_tracking import track_pending_once
 
 log = get_logger(__name__)
 
@@ -61,6 +67,7 @@ class SweepReport:
     completed: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    reviews_tracked: int = 0   # pending review items handed to their groups by this sweep's tracking slice
 
 
 def _age(since: str | None, now: datetime) -> float:
@@ -142,8 +149,10 @@ def _sweep_job(deps: MergeDeps, item: StuckItem, report: SweepReport) -> None:
 
 
 def sweep(deps: MergeDeps, groups: GroupRepository, older_than_seconds: float | None = None,
-          now: datetime | None = None) -> SweepReport:
-    """Continues or fails every piece of stuck work (see the module's docstring)."""
+          now: datetime | None = None, *, reviews: ReviewItemRepository | None = None,
+          marks: UpkeepMarks | None = None) -> SweepReport:
+    """Continues or fails every piece of stuck work, then (given ``reviews`` and ``marks``) runs a slice
+    of the one-time review tracking (see the module's docstring)."""
     age = deps.settings.stuck_after_seconds if older_than_seconds is None else older_than_seconds
     report = SweepReport()
     for item in find_stuck(deps.jobs, groups, age, now):
@@ -152,6 +161,9 @@ def sweep(deps: MergeDeps, groups: GroupRepository, older_than_seconds: float | 
             _sweep_job(deps, item, report)
         else:
             _sweep_request(deps, groups, item, report)
+    if reviews is not None and marks is not None:
+        tracking = track_pending_once(reviews, groups, marks)
+        report.reviews_tracked = tracking.tracked if tracking else 0
     log.info("sweep_done", stuck=report.stuck, republished=len(report.republished), completed=len(report.completed),
-             released=len(report.released), failed=len(report.failed))
+             released=len(report.released), failed=len(report.failed), reviews_tracked=report.reviews_tracked)
     return report

@@ -12,6 +12,9 @@
 locals {
   # Where the jobs mount var.patient_export_bucket (Cloud Storage FUSE, read-only).
   export_mount = "/mnt/export"
+  # The export volume of the backfill and training jobs (none without a bucket): one definition, each
+  # job's volume and mount blocks iterate over it (Terraform cannot share a nested block itself).
+  export_volumes = var.patient_export_bucket == null ? [] : [{ name = "export", bucket = var.patient_export_bucket }]
   # The backfill copies a mounted export into its work directory first (--copy-first): FUSE reads in
   # sequence fast, but pays a request for each patient read back by its place while deciding.
   backfill_command = concat(
@@ -119,19 +122,19 @@ resource "google_cloud_run_v2_job" "backfill" {
           }
         }
         dynamic "volume_mounts" {
-          for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
+          for_each = local.export_volumes
           content {
-            name       = "export"
+            name       = volume_mounts.value.name
             mount_path = local.export_mount
           }
         }
       }
       dynamic "volumes" {
-        for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
+        for_each = local.export_volumes
         content {
-          name = "export"
+          name = volumes.value.name
           gcs {
-            bucket    = volumes.value
+            bucket    = volumes.value.bucket
             read_only = true
           }
         }

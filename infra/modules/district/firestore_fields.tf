@@ -7,8 +7,8 @@
 
 locals {
   unindexed_fields = {
-    nik_index         = ["members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released", "reviews"]
-    demographic_index = ["members", "request.evidence", "previous_request", "do_not_match", "confirmed", "released", "reviews"]
+    nik_index         = ["members", "request.evidence", "request.closed_reviews", "previous_request", "do_not_match", "confirmed", "released", "reviews"]
+    demographic_index = ["members", "request.evidence", "request.closed_reviews", "previous_request", "do_not_match", "confirmed", "released", "reviews"]
     review_items      = ["evidence", "patient_ids"]
     patient_keys      = ["groups", "linked"]
   }

@@ -207,19 +207,19 @@ resource "google_cloud_run_v2_job" "model_training" {
           }
         }
         dynamic "volume_mounts" {
-          for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
+          for_each = local.export_volumes
           content {
-            name       = "export"
+            name       = volume_mounts.value.name
             mount_path = local.export_mount
           }
         }
       }
       dynamic "volumes" {
-        for_each = var.patient_export_bucket == null ? [] : [var.patient_export_bucket]
+        for_each = local.export_volumes
         content {
-          name = "export"
+          name = volumes.value.name
           gcs {
-            bucket    = volumes.value
+            bucket    = volumes.value.bucket
             read_only = true
           }
         }
