@@ -185,7 +185,7 @@ class MemoryGroups(GroupRepository):
     def get(self, group_id: str) -> Group | None:
         self._check(group_id)
         group = self.groups.get(group_id)
-        return Group.from_doc(group_id, group.to_doc()) if group is not None else None   # detached twice
+        return group.copy() if group is not None else None
 
     def all(self, collection: str) -> Iterator[Group]:
         for group_id in sorted(self.groups):
@@ -203,13 +203,15 @@ class MemoryGroups(GroupRepository):
         stored = self.groups.get(group_id)
         # The change works on its own copy, as on Firestore: nothing it hands on (a CrossJoin's member
         # record, evidence) shares state with the stored group, so batch and incremental decide alike.
-        # ``to_doc`` and ``from_doc`` each detach every container already (``shared.domain.documents``):
-        # no further copy is needed (a block's members are copied for each patient joining it).
-        stored_doc = stored.to_doc() if stored is not None else None
-        group = Group.from_doc(group_id, stored_doc)
+        # One copy (``Group.copy``: a block's members are copied for each patient joining it). The document
+        # before the change is a second copy, made only for a group tracking review items: settling them
+        # is all it is read for, and with no item tracked before, settling reads nothing of it
+        # (``settle_reviews``: every item then is one the change created, or one it must load anyway).
+        group = stored.copy() if stored is not None else Group.from_doc(group_id, None)
+        before = stored.to_doc() if stored is not None and stored.reviews else {}
         tx = _Transaction(group, self.reviews)
         result = change(tx)
-        self.reviews.put([*tx.decided, *tx.closed_reviews(stored_doc or {})])
+        self.reviews.put([*tx.decided, *tx.closed_reviews(before)])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result
