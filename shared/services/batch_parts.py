@@ -55,8 +55,8 @@ from shared.domain.review import ReviewItem
 from shared.linkage.model import MatchModel, default_model
 from shared.logging import set_level
 from shared.ports.index_bulk import StoredDoc
-from shared.services.batch_facts import FactsReader, FactsWriter
 from shared.services.batch_decide import decide, matching_in_memory, open_requests, rule_counts
+from shared.services.batch_facts import FactsReader, FactsWriter
 from shared.services.batch_files import PartWriter, changed_documents, merge_shared
 from shared.services.batch_score import PartScores
 
