@@ -239,8 +239,7 @@ def _keys(number: int, start: int, end: int, facts_dir: Path) -> list[Placed]:
     return found
 
 
-def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None = None,
-            facts_dir: Path | None = None) -> PartResult:
+def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None, facts_dir: Path) -> PartResult:
     index = MemoryIndex(scope=part.groups)
     loaded = {}
     for doc in part.stored:
@@ -255,10 +254,8 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | 
     model, table = _worker["model"], scores.table() if scores else None
     if table is not None:
         model = (model or default_model()).with_scores(table)
-    facts = None
-    if facts_dir is not None:   # the keys step's (``batch_facts``): not computed a second time
-        with FactsReader(facts_dir) as reader:
-            facts = [list(reader.facts_at(part.places))]
+    with FactsReader(facts_dir) as reader:   # the keys step's (``batch_facts``): not computed a second time
+        facts = [list(reader.facts_at(part.places))]
     decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=model), facts=facts)
     result = PartResult(decisions.patients, decisions.results, decisions.reviews,
                         rule_counts(index.groups.groups[g] for g in index.groups.touched))
