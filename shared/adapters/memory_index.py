@@ -136,7 +136,7 @@ class MemoryGroups(GroupRepository):
     def get(self, group_id: str) -> Group | None:
         self._check(group_id)
         group = self.groups.get(group_id)
-        return Group.from_doc(group_id, group.to_doc()) if group is not None else None   # detached twice
+        return group.copy() if group is not None else None
 
     def all(self, collection: str) -> Iterator[Group]:
         for group_id in sorted(self.groups):
@@ -154,14 +154,17 @@ class MemoryGroups(GroupRepository):
         stored = self.groups.get(group_id)
         # The change works on its own copy, as on Firestore: nothing it hands on (a CrossJoin's member
         # record, evidence) shares state with the stored group, so batch and incremental decide alike.
-        # ``to_doc`` and ``from_doc`` each detach every container already (``shared.domain.documents``):
-        # no further copy is needed (a block's members are copied for each patient joining it).
-        stored_doc = stored.to_doc() if stored is not None else None
-        group = Group.from_doc(group_id, stored_doc)
+        # One copy (``Group.copy``: a block's members are copied for each patient joining it). The document
+        # before the change is a second copy, made only when settling can read it: a group tracking review
+        # items, or holding a request that closed some (``request_gone``); otherwise every item settled is
+        # one the change created, or one it must load anyway.
+        group = stored.copy() if stored is not None else Group.from_doc(group_id, None)
+        holds_closed = stored is not None and stored.request is not None and bool(stored.request.closed_reviews)
+        before = stored.to_doc() if stored is not None and (stored.reviews or holds_closed) else {}
         tx = ReviewingTransaction(group, self.reviews.get, self.reviews.get_many)
         result = change(tx)
         self.reviews.create_absent(tx.new_reviews)
-        self.reviews.put([*tx.decided, *tx.settled_reviews(stored_doc or {})])
+        self.reviews.put([*tx.decided, *tx.settled_reviews(before)])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
         return result

@@ -26,6 +26,7 @@ from shared.adapters.memory_index import MemoryIndex
 from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.merge_request import MergeRequest, RequestStatus
+from shared.domain.patient import PatientFacts
 from shared.linkage.model import MatchModel
 from shared.messages import ChangeSource, Message, PatientChange
 from shared.ports.fhir import FhirPort
@@ -61,14 +62,20 @@ def matching_in_memory(settings: Settings, index: MemoryIndex, fhir: FhirPort | 
 
 
 def decide(pages: Iterable[list[dict]], matching: MatchingService,
-           on_page: Callable[[int], None] | None = None) -> Decisions:
-    """Every Patient of every page through the matching code, in order."""
+           on_page: Callable[[int], None] | None = None,
+           facts: Iterable[list[PatientFacts]] | None = None) -> Decisions:
+    """Every Patient of every page through the matching code, in order. ``facts``: each page's Patients'
+    ``patient_facts``, computed already (``batch_facts``); None: computed here."""
     decisions = Decisions()
+    known_pages = iter(facts) if facts is not None else None
     for page in pages:
-        for resource in page:
+        known_page = next(known_pages) if known_pages is not None else [None] * len(page)
+        for resource, known in zip(page, known_page, strict=True):
+            if known is not None and known.patient_id != resource["id"]:
+                raise ValueError("the facts given are not this Patient's")
             change = PatientChange(resource["id"], "upsert", (resource.get("meta") or {}).get("versionId"),
                                    resource, source=ChangeSource.BACKFILL, trusted=True)
-            outcome = matching.handle_change(change, publish=False)
+            outcome = matching.handle_change(change, publish=False, facts=known)
             decisions.results[outcome.result] += 1
             decisions.reviews.update(outcome.reviews)
         decisions.patients += len(page)

@@ -56,6 +56,7 @@ from shared.linkage.model import MatchModel, default_model
 from shared.logging import set_level
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory, open_requests, rule_counts
+from shared.services.batch_facts import FactsReader, FactsWriter
 from shared.services.batch_files import PartWriter, changed_documents, merge_shared
 from shared.services.batch_score import PartScores
 
@@ -225,18 +226,20 @@ def _start_worker(settings: Settings, folder: Path, parent: int, model: MatchMod
                    matching=matching_in_memory(settings, MemoryIndex(), model=model))
 
 
-def _keys(number: int, start: int, end: int) -> list[Placed]:
+def _keys(number: int, start: int, end: int, facts_dir: Path) -> list[Placed]:
     matching, settings = _worker["matching"], _worker["settings"]
     found = []
-    for offset, patient in _worker["source"].patients_in(number, start, end):
-        facts = patient_facts(patient, settings)        # the live path's own placement (``groups_for``)
-        prefix = nik_prefix_block(facts, settings)
-        found.append((number, offset, patient["id"], matching.groups_for(facts), screen_key(facts),
-                      f"{DEMOGRAPHIC_GROUPS}/{prefix}" if prefix else None))
+    with FactsWriter(facts_dir, number, start) as spool:   # read back when the part is decided
+        for offset, patient in _worker["source"].patients_in(number, start, end):
+            facts = patient_facts(patient, settings)        # the live path's own placement (``groups_for``)
+            spool.add(offset, facts)
+            prefix = nik_prefix_block(facts, settings)
+            found.append((number, offset, patient["id"], matching.groups_for(facts), screen_key(facts),
+                          f"{DEMOGRAPHIC_GROUPS}/{prefix}" if prefix else None))
     return found
 
 
-def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None = None) -> PartResult:
+def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None, facts_dir: Path) -> PartResult:
     index = MemoryIndex(scope=part.groups)
     loaded = {}
     for doc in part.stored:
@@ -251,7 +254,9 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | 
     model, table = _worker["model"], scores.table() if scores else None
     if table is not None:
         model = (model or default_model()).with_scores(table)
-    decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=model))
+    with FactsReader(facts_dir) as reader:   # the keys step's (``batch_facts``): not computed a second time
+        facts = [list(reader.facts_at(part.places))]
+    decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=model), facts=facts)
     result = PartResult(decisions.patients, decisions.results, decisions.reviews,
                         rule_counts(index.groups.groups[g] for g in index.groups.touched))
     if table is not None:
@@ -304,7 +309,9 @@ class ParallelDecide:
             began = time.monotonic()
             self.on_phase("decide: keys", None)
             patients: list[Placed] = []
-            for found in pool.map(_keys, *zip(*self.source.ranges(self.range_bytes), strict=True)):
+            facts_dir = out / "facts"          # each Patient's facts, computed once (``batch_facts``)
+            ranges = self.source.ranges(self.range_bytes)
+            for found in pool.map(_keys, *zip(*ranges, strict=True), [facts_dir] * len(ranges)):
                 patients += found
                 self.on_advance(len(found))
             self.seconds["keys"] = time.monotonic() - began
@@ -324,12 +331,14 @@ class ParallelDecide:
             del patients
             total = PartResult()
             # The largest first: a part that starts last must not keep one worker busy alone.
-            futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None)): len(part.places)
+            futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None), facts_dir):
+                       len(part.places)
                        for part in sorted(parts, key=lambda part: -len(part.places))}
             for future in as_completed(futures):
                 total.add(future.result())
                 self.on_advance(futures[future])
             self.seconds["parts_decided"] = time.monotonic() - began
+            shutil.rmtree(facts_dir, ignore_errors=True)
             if total.documents.pop("shared", 0):
                 began = time.monotonic()
                 buckets = sorted(path.name for path in (out / "shared").iterdir())

@@ -115,14 +115,17 @@ class MatchingService:
         return self.groups_for(facts or patient_facts(resource, self._settings))
 
     # --- a patient change ------------------------------------------------------------------
-    def handle_change(self, change: PatientChange, *, publish: bool = True) -> ChangeOutcome:
+    def handle_change(self, change: PatientChange, *, publish: bool = True,
+                      facts: PatientFacts | None = None) -> ChangeOutcome:
         """``publish=False`` (batch callers) leaves open requests unpublished; the caller publishes
-        them once for all its patients with ``publish_pending`` so a group's request is complete."""
+        them once for all its patients with ``publish_pending`` so a group's request is complete.
+        ``facts``: ``patient_facts`` of the trusted resource the change carries, computed already (the
+        batch backfill computes each Patient's once); never used for a resource read here."""
         keys = self._keys.get(change.patient_id)
         if change.version is not None and keys and not is_newer(change.version, None, keys.as_member()):
             return self._replay(keys, publish)  # an older (or the same) version: nothing to change
         if change.trusted and change.resource is not None and change.action != "delete":
-            return self.index_patient(change.resource, keys, publish=publish)
+            return self.index_patient(change.resource, keys, publish=publish, facts=facts)
         try:
             resource = self._fhir.read("Patient", change.patient_id)
         except (NotFound, Gone):
@@ -156,8 +159,10 @@ class MatchingService:
     def _remove_from_group(self, group_id: str, patient_id: str) -> None:
         self._groups.transact(group_id, lambda tx: tx.group.remove_member(patient_id, self._settings.source_priority))
 
-    def index_patient(self, resource: dict, keys: PatientKeys | None = None, *, publish: bool = True) -> ChangeOutcome:
-        facts = patient_facts(resource, self._settings)
+    def index_patient(self, resource: dict, keys: PatientKeys | None = None, *, publish: bool = True,
+                      facts: PatientFacts | None = None) -> ChangeOutcome:
+        """``facts``: ``patient_facts(resource)``, when the caller computed them already."""
+        facts = facts or patient_facts(resource, self._settings)
         if keys and not is_newer(facts.version, facts.last_updated, keys.as_member()):
             # Out of order (a late v1 after v2): whatever it holds, it must not move the patient back
             # between groups nor lower the stored version.

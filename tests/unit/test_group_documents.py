@@ -57,3 +57,26 @@ def test_every_repository_writes_an_evidence_only_change(repository):
 def _seed(group: Group) -> None:
     group.members.update(open_group().members)
     group.open_request(RequestPlan("a", ("b", "c"), "nik-match", "matching", FIRST))
+
+
+def test_a_copy_is_the_document_loaded_again_and_shares_nothing():
+    """``Group.copy`` (the in-memory index's transactions) is ``from_doc(to_doc())`` in one pass."""
+    group = open_group()
+    group.master = "a"
+    group.do_not_match, group.confirmed, group.released = {"b|c"}, {"a|b"}, ["req-old"]
+    group.reviews = {"r2": ["c", "b"], "r1": ["a", "c"]}
+    group.updated_at = "2026-01-01T00:00:00+00:00"
+    group.previous_request = open_group().request
+    for original in (group, Group(GROUP), Group(GROUP, members={"a": {"status": "active"}}, updated_at="")):
+        copied, loaded = original.copy(), Group.from_doc(GROUP, original.to_doc())
+        assert copied == loaded and copied.to_doc() == original.to_doc()
+        assert list(copied.reviews) == list(loaded.reviews)        # the same order, not only equal
+    before = group.to_doc()
+    copied = group.copy()
+    copied.members["a"]["nik_issues"].append("x")
+    copied.request.evidence["first"]["pairs"].clear()
+    copied.previous_request.duplicates.append("d")
+    copied.do_not_match.add("a|c")
+    copied.reviews["r1"].append("d")
+    copied.released.append("req-new")
+    assert group.to_doc() == before
