@@ -26,6 +26,15 @@ chaining a fifth of a district into one part. Such a block (*shared*) is then he
 with its own patients as members; each part writes its copy to ``shared/<bucket>/``, and the copies are
 merged into one document (members in the source's order) before the write phase
 (``batch_files.merge_shared``).
+
+A block past its member cap (``block_member_cap``) joins only its first ``block_member_cap`` records in the
+source's order, the ones the live index lets in (screened as above): a later record finds it full and
+nothing there changes for it, so it is decided wherever its other groups put it, in an index that shows it
+the block full (``MemoryIndex(full=...)``). Without that, a common first name and birth year (thousands of
+records in a store of a million) chained its records' other groups into one part that grew faster than the
+store. This holds when the block's contents depend only on who arrives first: it was never stored, no
+record is read twice (a second version could leave it), and no record's rules read its members (a NIK
+prefix block, the phone block of a record with a NIK).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import shutil
 import threading
 import time
 import zlib
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -49,7 +59,7 @@ from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
 from shared.domain.group import DEMOGRAPHIC_GROUPS, GROUP_COLLECTIONS, Group
 from shared.domain.pair_screen import ScreenKey, deciding_members, screen_key
-from shared.domain.patient import nik_prefix_block, patient_facts
+from shared.domain.patient import nik_prefix_block, patient_facts, phone_block
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.linkage.model import MatchModel, default_model
@@ -63,8 +73,9 @@ RANGE_BYTES = 4 << 20       # a keys task: ~3,000 Patients of the generator's si
 PART_PATIENTS = 2000        # a decide task: whole components, at least this many patients
 SHARED_BUCKETS = 32         # shared blocks' copies are merged bucket by bucket (bounded memory)
 
-# A Patient as the keys step finds it: (file, offset, id, groups, screen key, its NIK prefix block or None).
-Placed = tuple[int, int, str, list[str], ScreenKey, str | None]
+# A Patient as the keys step finds it: (file, offset, id, groups, screen key, its NIK prefix block or None,
+# the phone block its NIK group reads (``MatchingService._nik_neighbours``) or None).
+Placed = tuple[int, int, str, list[str], ScreenKey, str | None, str | None]
 
 
 @dataclass
@@ -74,6 +85,7 @@ class Part:
     groups: frozenset[str]                 # every group its patients and stored documents can touch
     stored: list[StoredDoc] = field(default_factory=list)
     shared: frozenset[str] = frozenset()   # its blocks other parts hold members of too
+    full: dict[str, int] = field(default_factory=dict)   # block past its cap -> its members here (MemoryIndex)
 
 
 @dataclass
@@ -141,34 +153,52 @@ def _stored_links(doc: StoredDoc) -> list[str]:
     return [doc.data["group"]]
 
 
-def _deciding(patients: list[Placed], stored_groups: set[str], settings: Settings) -> dict[str, set[int]]:
-    """Per block the screen applies to (``pair_screen``: never stored, within the member cap, plain
-    records only, not a NIK prefix block, whose members the NIK group's decision reads): the positions of
-    its deciding members. A block not listed joins all its members."""
+def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
+             ) -> tuple[dict[str, set[int]], dict[str, list[int]]]:
+    """Per block that not all its records join: the positions that do. A block the screen applies to
+    (``pair_screen``: never stored, plain records only, not a NIK prefix block, whose members the NIK
+    group's decision reads) joins its deciding members; a block past its member cap only its first
+    ``block_member_cap`` records (those the screen applies to when they are plain), when its contents
+    depend on nothing but the order (module docstring). And, per such full block, its records' positions.
+    A block not listed joins all its records."""
+    cap = settings.block_member_cap
     members: dict[str, list[int]] = {}
-    for position, (_, _, _, groups, _, _) in enumerate(patients):
-        for group in groups:
+    for position, patient in enumerate(patients):
+        for group in patient[3]:
             if group.startswith(DEMOGRAPHIC_GROUPS + "/"):
                 members.setdefault(group, []).append(position)
     prefixes = {patient[5] for patient in patients if patient[5]}
-    deciding = {}
+    read = prefixes | {patient[6] for patient in patients if patient[6]}
+    seen: set[str] = set()
+    repeated = {patient[2] for patient in patients if patient[2] in seen or seen.add(patient[2])}
+    del seen
+    joining: dict[str, set[int]] = {}
+    full: dict[str, list[int]] = {}
     for group, positions in members.items():
-        if (group in stored_groups or group in prefixes or len(positions) > settings.block_member_cap
-                or not all(patients[p][4].plain for p in positions)):
+        if group in stored_groups or group in prefixes:
             continue
-        found = deciding_members([patients[p][4] for p in positions], settings)
-        deciding[group] = {positions[i] for i in found}
-    return deciding
+        if len(positions) > cap:
+            if group in read or any(patients[p][2] in repeated for p in positions):
+                continue
+            full[group] = positions
+            positions = positions[:cap]     # the records the live index lets in, in the source's order
+        if all(patients[p][4].plain for p in positions):
+            found = deciding_members([patients[p][4] for p in positions], settings)
+            joining[group] = {positions[i] for i in found}
+        else:
+            joining[group] = set(positions)
+    return joining, full
 
 
 def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
           part_patients: int = PART_PATIENTS) -> list[Part]:
     """``patients`` in the source's order -> the parts, in order."""
     components = _Components()
-    deciding = _deciding(patients, {node for doc in stored for node in _stored_links(doc) if "/" in node}, settings)
-    for position, (_, _, patient_id, groups, _, _) in enumerate(patients):
-        components.join([patient_id, *(g for g in groups if g not in deciding or position in deciding[g])])
-    del deciding
+    joining, full = _joining(patients, {node for doc in stored for node in _stored_links(doc) if "/" in node},
+                             settings)
+    for position, (_, _, patient_id, groups, *_) in enumerate(patients):
+        components.join([patient_id, *(g for g in groups if g not in joining or position in joining[g])])
+    del joining
     for doc in stored:
         components.join(_stored_links(doc))
     members: dict[int, list[int]] = {}            # component -> its patients (positions), in order
@@ -179,17 +209,25 @@ def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
         root = components.find(_stored_links(doc)[0])
         if root in members:                       # a component no patient of the source is in stays as stored
             stored_of.setdefault(root, []).append(doc)
+    del components
     parts: list[Part] = []
+    part_at = array("l", bytes(8 * len(patients)))   # position -> its part's number
     positions: list[int] = []
     docs: list[StoredDoc] = []
     for root, component in members.items():       # dicts keep insertion order: by first patient
         positions += component
         docs += stored_of.get(root, [])
         if len(positions) >= part_patients:
+            for position in positions:
+                part_at[position] = len(parts)
             parts.append(_part(len(parts), patients, positions, docs))
             positions, docs = [], []
     if positions:
+        for position in positions:
+            part_at[position] = len(parts)
         parts.append(_part(len(parts), patients, positions, docs))
+    del members, stored_of
+    _mark_full(parts, part_at, full, settings.block_member_cap)
     owner: dict[str, int] = {}
     shared: set[str] = set()
     for part in parts:
@@ -197,6 +235,15 @@ def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
     for part in parts:
         part.shared = frozenset(part.groups & shared)
     return parts
+
+
+def _mark_full(parts: list[Part], part_at: array, full: dict[str, list[int]], cap: int) -> None:
+    """Each part holding a record past a block's cap learns how many of the block's members it holds: at
+    that many, its copy is the full block (``MemoryIndex(full=...)``)."""
+    for group, positions in full.items():
+        held = Counter(part_at[p] for p in positions[:cap])
+        for number in {part_at[p] for p in positions[cap:]}:
+            parts[number].full[group] = held[number]
 
 
 def _part(number: int, patients: list[Placed], positions: list[int], docs: list[StoredDoc]) -> Part:
@@ -231,13 +278,15 @@ def _keys(number: int, start: int, end: int) -> list[Placed]:
     for offset, patient in _worker["source"].patients_in(number, start, end):
         facts = patient_facts(patient, settings)        # the live path's own placement (``groups_for``)
         prefix = nik_prefix_block(facts, settings)
+        phone = phone_block(facts, settings) if facts.kind == "nik" else None
         found.append((number, offset, patient["id"], matching.groups_for(facts), screen_key(facts),
-                      f"{DEMOGRAPHIC_GROUPS}/{prefix}" if prefix else None))
+                      f"{DEMOGRAPHIC_GROUPS}/{prefix}" if prefix else None,
+                      f"{DEMOGRAPHIC_GROUPS}/{phone}" if phone else None))
     return found
 
 
 def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None = None) -> PartResult:
-    index = MemoryIndex(scope=part.groups)
+    index = MemoryIndex(scope=part.groups, full=part.full, member_cap=_worker["settings"].block_member_cap)
     loaded = {}
     for doc in part.stored:
         loaded[(doc.collection, doc.doc_id)] = doc
