@@ -153,7 +153,7 @@ def _stored_links(doc: StoredDoc) -> list[str]:
     return [doc.data["group"]]
 
 
-def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
+def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings, stats: Counter
              ) -> tuple[dict[str, set[int]], dict[str, list[int]]]:
     """Per block that not all its records join: the positions that do. A block the screen applies to
     (``pair_screen``: never stored, plain records only, not a NIK prefix block, whose members the NIK
@@ -175,12 +175,16 @@ def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
     joining: dict[str, set[int]] = {}
     full: dict[str, list[int]] = {}
     for group, positions in members.items():
+        stats["blocks"] += 1
+        stats["block_pairs"] += min(len(positions), cap) * (min(len(positions), cap) - 1) // 2
+        stats["largest_block"] = max(stats["largest_block"], len(positions))
         if group in stored_groups or group in prefixes:
             continue
         if len(positions) > cap:
             if group in read or any(patients[p][2] in repeated for p in positions):
                 continue
             full[group] = positions
+            stats["records_past_cap"] += len(positions) - cap
             positions = positions[:cap]     # the records the live index lets in, in the source's order
         if all(patients[p][4].plain for p in positions):
             found = deciding_members([patients[p][4] for p in positions], settings)
@@ -191,11 +195,14 @@ def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
 
 
 def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
-          part_patients: int = PART_PATIENTS) -> list[Part]:
-    """``patients`` in the source's order -> the parts, in order."""
+          part_patients: int = PART_PATIENTS, stats: Counter | None = None) -> list[Part]:
+    """``patients`` in the source's order -> the parts, in order. ``stats``: filled with the sizes of
+    blocks, components and parts (what grows with the store: ``tools.bench partition``)."""
+    stats = Counter() if stats is None else stats
     components = _Components()
     joining, full = _joining(patients, {node for doc in stored for node in _stored_links(doc) if "/" in node},
-                             settings)
+                             settings, stats)
+    stats["full_blocks"] = len(full)
     for position, (_, _, patient_id, groups, *_) in enumerate(patients):
         components.join([patient_id, *(g for g in groups if g not in joining or position in joining[g])])
     del joining
@@ -210,6 +217,8 @@ def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
         if root in members:                       # a component no patient of the source is in stays as stored
             stored_of.setdefault(root, []).append(doc)
     del components
+    stats["components"] = len(members)
+    stats["largest_component"] = max(map(len, members.values()), default=0)
     parts: list[Part] = []
     part_at = array("l", bytes(8 * len(patients)))   # position -> its part's number
     positions: list[int] = []
@@ -234,6 +243,9 @@ def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
         shared.update(g for g in part.groups if owner.setdefault(g, part.number) != part.number)
     for part in parts:
         part.shared = frozenset(part.groups & shared)
+    stats["parts"] = len(parts)
+    stats["largest_part"] = max((len(part.places) for part in parts), default=0)
+    stats["shared_blocks"] = len(shared)
     return parts
 
 
@@ -327,8 +339,12 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | 
                 else:
                     writer.write(kind, line)
                     result.documents[kind] += 1
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.peak_rss_mb = _peak_rss_mb()
     return result
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -345,6 +361,7 @@ class ParallelDecide:
     on_phase: Callable[[str, int | None], None] = lambda name, total: None
     on_advance: Callable[[int], None] = lambda done: None
     seconds: dict[str, float] = field(default_factory=dict)
+    stats: Counter = field(default_factory=Counter)   # sizes (``split``) and the parent's peak RSS per step
 
     def run(self, stored: list[StoredDoc], out: Path, stamp: str, *, plan: bool = False) -> PartResult:
         context = multiprocessing.get_context("spawn")   # the parent holds gRPC channels: never fork it
@@ -357,9 +374,11 @@ class ParallelDecide:
                 patients += found
                 self.on_advance(len(found))
             self.seconds["keys"] = time.monotonic() - began
+            self.stats["rss_mb_after_keys"] = round(_peak_rss_mb())
             began = time.monotonic()
-            parts = split(patients, stored, self.settings, self.part_patients)
+            parts = split(patients, stored, self.settings, self.part_patients, self.stats)
             self.seconds["parts"] = time.monotonic() - began
+            self.stats["rss_mb_after_parts"] = round(_peak_rss_mb())
             scores: dict[int, PartScores] = {}
             if self.scores_by_part is not None:
                 began = time.monotonic()
