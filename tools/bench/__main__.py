@@ -287,13 +287,15 @@ def partition_command(
     patients: str = typer.Option("100000,300000,1000000", help="store sizes (patients), comma-separated"),
     workers: int = typer.Option(os.cpu_count() or 2, help="deciding processes (the backfill's --decide-workers)"),
     work_dir: Path = typer.Option(..., help="the datasets are generated here once and reused"),
+    engine: str | None = typer.Option(None, help="score first with this Splink engine (duckdb); none by default"),
     json_out: Path | None = typer.Option(None),
 ):
     """The backfill's decide phase in process (no emulators): time per step, component and part sizes,
     candidate pairs, peak memory per process."""
     from tools.bench.partition import run_size
 
-    results = [run_size(int(size), work_dir, workers, console) for size in patients.split(",") if size.strip()]
+    results = [run_size(int(size), work_dir, workers, console, engine)
+               for size in patients.split(",") if size.strip()]
     if json_out:
         json_out.write_text(json.dumps(results, indent=1) + "\n")
 
