@@ -21,8 +21,9 @@ from shared.domain.review import ReviewItem
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory
 from shared.services.batch_files import KINDS, DecisionFiles, changed_documents, merge_shared
-from shared.services.batch_parts import ParallelDecide, PartResult, split
+from shared.services.batch_parts import ParallelDecide, PartResult
 from shared.services.batch_score import score_store, scores_by_part
+from shared.services.batch_split import split
 from tools.dataset.generate import Params, generate
 
 SETTINGS = Settings()
