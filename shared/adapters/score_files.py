@@ -35,12 +35,17 @@ def split_by_part(out: Path, part_of: Mapping[str, int], into: Path) -> None:
         con.execute("SET preserve_insertion_order = false")
         ids = pa.table({"unique_id": pa.array(list(part_of), pa.string()),
                         "part": pa.array(list(part_of.values()), pa.int64())})
-        con.register("part_of", ids)
+        con.register("part_of_arrow", ids)
         del ids
-        con.execute(f"""CREATE TEMP TABLE kept AS
-            SELECT l.part AS part, p.* FROM read_parquet('{out / 'pairs.parquet'}') p
-            JOIN part_of l ON l.unique_id = p.unique_id_l JOIN part_of r ON r.unique_id = p.unique_id_r
-            WHERE l.part = r.part""")
+        # Step by step through tables of its own: joined straight on the Arrow view, with both records'
+        # parts compared, DuckDB's plan ran out of its memory limit at 700,000 pairs.
+        con.execute("CREATE TEMP TABLE part_of AS SELECT * FROM part_of_arrow")
+        con.unregister("part_of_arrow")
+        con.execute(f"""CREATE TEMP TABLE left_part AS SELECT l.part AS part, p.*
+            FROM read_parquet('{out / 'pairs.parquet'}') p JOIN part_of l ON l.unique_id = p.unique_id_l""")
+        con.execute("""CREATE TEMP TABLE kept AS SELECT x.* FROM left_part x
+            JOIN part_of r ON r.unique_id = x.unique_id_r WHERE r.part = x.part""")
+        con.execute("DROP TABLE left_part")
         con.execute(f"COPY kept TO '{into / 'pairs'}' (FORMAT parquet, PARTITION_BY (part))")
         con.execute(f"""COPY (SELECT k.part AS part, w.* FROM read_parquet('{out / 'rows.parquet'}') w
             JOIN part_of k USING (unique_id)
