@@ -122,7 +122,7 @@ def _interned(found: list[Placed]) -> list[Placed]:
     """A keys task's patients with the group names and screen keys' strings the parent holds already."""
     intern = sys.intern
     return [(number, offset, patient_id, [intern(g) for g in groups],
-             key._replace(nik_token=key.nik_token and intern(key.nik_token), name=intern(key.name)),
+             key._replace(nik_token=key.nik_token and intern(key.nik_token), name=key.name and intern(key.name)),
              prefix and intern(prefix), phone and intern(phone))
             for number, offset, patient_id, groups, key, prefix, phone in found]
 
