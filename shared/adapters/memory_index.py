@@ -11,12 +11,17 @@ changed since they were loaded: the bulk writer writes only those.
 ``scope``: the groups one part of the store may touch (the batch backfill decides parts that share no
 group in parallel, each in an index of its own). A group outside it is refused (``OutsideScope``), so a
 part drawn too small fails loudly instead of deciding on an empty copy of another part's group.
+
+``full``: candidate blocks that reach their member cap with records of other parts (the batch backfill
+keeps the records past a block's cap out of its part: the block changes nothing for them). Block id ->
+how many members this index's copy holds when the block is full; a later record's transaction then sees
+a block at ``member_cap`` (the live index's answer: ``full``) and must change nothing there.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from shared.adapters.review_transaction import ReviewingTransaction
@@ -119,11 +124,14 @@ class OutsideScope(LookupError):
 class MemoryGroups(GroupRepository):
     """Groups by id (``nik_index/<token>``) as ``Group`` objects."""
 
-    def __init__(self, reviews: MemoryReviewItems, scope: frozenset[str] | None = None):
+    def __init__(self, reviews: MemoryReviewItems, scope: frozenset[str] | None = None,
+                 full: Mapping[str, int] | None = None, member_cap: int = 0):
         self.reviews = reviews
         self.groups: dict[str, Group] = {}
         self.touched: set[str] = set()
         self.scope = scope
+        self.full = full or {}
+        self.member_cap = member_cap
 
     def _check(self, group_id: str) -> None:
         if self.scope is not None and group_id not in self.scope:
@@ -152,6 +160,9 @@ class MemoryGroups(GroupRepository):
     def transact(self, group_id: str, change: Callable[[GroupTransaction], T]) -> T:
         self._check(group_id)
         stored = self.groups.get(group_id)
+        here = self.full.get(group_id)
+        if here is not None and len(stored.members if stored else ()) >= here:
+            return self._at_cap(group_id, stored, change)
         # The change works on its own copy, as on Firestore: nothing it hands on (a CrossJoin's member
         # record, evidence) shares state with the stored group, so batch and incremental decide alike.
         # One copy (``Group.copy``: a block's members are copied for each patient joining it). The document
@@ -167,6 +178,17 @@ class MemoryGroups(GroupRepository):
         self.reviews.put([*tx.decided, *tx.settled_reviews(before)])
         self.groups[group_id] = group
         self.touched.add(group_id)  # whether it really changed is decided when written (``to_doc`` compared)
+        return result
+
+    def _at_cap(self, group_id: str, stored: Group | None, change: Callable[[GroupTransaction], T]) -> T:
+        """A block full with other parts' records: the change sees it at its cap (stand-ins for the
+        members held elsewhere) and must leave it as it is; the stand-ins are never stored."""
+        group = Group.from_doc(group_id, stored.to_doc() if stored is not None else None)
+        for n in range(self.member_cap - len(group.members)):
+            group.members[f"\0elsewhere-{n}"] = {}
+        result = change(ReviewingTransaction(group, self.reviews.get, self.reviews.get_many))
+        if not getattr(result, "full", False):
+            raise OutsideScope(f"block {group_id} is full with other parts' records, yet a record joined it here")
         return result
 
 
@@ -200,7 +222,8 @@ class MemoryPatientKeys(PatientKeyRepository):
 class MemoryIndex:
     """The three repositories of one in-memory index (of the groups in ``scope``, when given)."""
 
-    def __init__(self, scope: frozenset[str] | None = None) -> None:
+    def __init__(self, scope: frozenset[str] | None = None, full: Mapping[str, int] | None = None,
+                 member_cap: int = 0) -> None:
         self.reviews = MemoryReviewItems()
-        self.groups = MemoryGroups(self.reviews, scope)
+        self.groups = MemoryGroups(self.reviews, scope, full, member_cap)
         self.keys = MemoryPatientKeys()

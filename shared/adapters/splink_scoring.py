@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from shared.adapters import score_files
 from shared.linkage.comparisons import COMPARISONS, HOUSEHOLD_COMPARISONS, linkage_row
 from shared.names import name_similarity
 from shared.ports.pair_scoring import EngineUnavailable, PairScoring, Scored
@@ -197,6 +198,13 @@ class SplinkScoring(PairScoring):
     def clusters(self, out: Path) -> dict[str, str]:
         table = pq.read_table(out / "clusters.parquet", columns=["unique_id", "cluster_id"])
         return dict(zip(table.column("unique_id").to_pylist(), map(str, table.column("cluster_id").to_pylist())))
+
+    def split_by_part(self, out: Path, part_of: Mapping[str, int], into: Path) -> None:
+        score_files.split_by_part(out, part_of, into)   # the files are local whatever the engine
+
+    @property
+    def part_reader(self):
+        return score_files.read_part
 
 
 def _save(frame, path: Path) -> int:

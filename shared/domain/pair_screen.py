@@ -22,6 +22,7 @@ replaced-by) or inactive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import combinations
 from typing import NamedTuple
 
@@ -51,31 +52,41 @@ def _mask_set(masks: bytes) -> set[bytes]:
     return {masks[i:i + _MASK_BYTES] for i in range(0, len(masks), _MASK_BYTES)}
 
 
-def never_decided(a: ScreenKey, b: ScreenKey, settings: Settings) -> bool:
+def never_decided(a: ScreenKey, b: ScreenKey, settings: Settings, masks: tuple[set, set] | None = None) -> bool:
     """``compare_demographic_pair`` of two records in a block without human decisions answers no-match
-    whatever else they hold, or the block skips the pair (one NIK)."""
+    whatever else they hold, or the block skips the pair (one NIK). ``masks``: the two records' mask sets,
+    when the caller has them already."""
     if a.nik_token and a.nik_token == b.nik_token:
         return True
-    if a.nik_token and b.nik_token and not (_mask_set(a.masks) & _mask_set(b.masks)):
+    if a.nik_token and b.nik_token and not (masks[0] & masks[1] if masks else _mask_set(a.masks) & _mask_set(b.masks)):
         return True     # "different-nik": checked before any other rule but the twins' (no-match too)
     if a.is_baby or b.is_baby:
         return False    # the newborn rules come before the name threshold
-    return not a.name or not b.name or name_similarity(a.name, b.name) < settings.name_review_threshold
+    return not a.name or not b.name or _similarity(a.name, b.name) < settings.name_review_threshold
+
+
+@lru_cache(maxsize=1 << 18)
+def _similarity(a: str, b: str) -> float:
+    # The same common names meet in many blocks of a store (the batch screens every block of it).
+    return name_similarity(a, b)
 
 
 def deciding_members(keys: Sequence[ScreenKey], settings: Settings) -> set[int]:
     """The positions of the block's members that have at least one pair ``never_decided`` does not rule
     out. Pairs of two NIK holders meet only through a shared mask (every other such pair is ruled out),
-    so only those, and the pairs of a record without a NIK, are looked at."""
+    so only those, and the pairs of a record without a NIK, are looked at. Which members decide does not
+    depend on the order the pairs are looked at in (a pair is skipped only when both already decide)."""
     deciding: set[int] = set()
+    masks = [_mask_set(key.masks) for key in keys]
     without_nik = [i for i, key in enumerate(keys) if not key.nik_token]
     by_mask: dict[bytes, list[int]] = {}
-    for i, key in enumerate(keys):
-        for mask in _mask_set(key.masks):
+    for i, found in enumerate(masks):
+        for mask in found:
             by_mask.setdefault(mask, []).append(i)
     pairs = {(i, j) for sharing in by_mask.values() if len(sharing) > 1 for i, j in combinations(sharing, 2)}
     pairs |= {(min(i, j), max(i, j)) for i in without_nik for j in range(len(keys)) if j != i}
-    for i, j in sorted(pairs):
-        if (i not in deciding or j not in deciding) and not never_decided(keys[i], keys[j], settings):
+    for i, j in pairs:
+        if (i not in deciding or j not in deciding) and not never_decided(keys[i], keys[j], settings,
+                                                                          (masks[i], masks[j])):
             deciding |= {i, j}
     return deciding

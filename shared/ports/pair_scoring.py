@@ -9,7 +9,7 @@ directory (the phase's checkpoint); the decide phase reads the scores back into 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,3 +52,15 @@ class PairScoring(ABC):
     @abstractmethod
     def clusters(self, out: Path) -> dict[str, str]:
         """Patient id -> cluster id, for the records in clusters of two or more."""
+
+    @abstractmethod
+    def split_by_part(self, out: Path, part_of: Mapping[str, int], into: Path) -> None:
+        """The scores in ``out`` cut by the part each patient id is decided in, into files under ``into``
+        (the parent never holds every pair): per part, the pairs whose two records it decides, those
+        records' rows, its records' clusters."""
+
+    @property
+    @abstractmethod
+    def part_reader(self) -> Callable[[Path, int], tuple[list[dict], list[tuple], dict[str, str]]]:
+        """A function (picklable: a deciding worker calls it) reading one part's rows, pairs and clusters
+        back from ``split_by_part``'s folder."""

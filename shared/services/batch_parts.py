@@ -11,21 +11,15 @@ members (and their NIK groups), a patient's keys its groups, a review item its g
 1. keys: byte ranges of the Patient files, in parallel: each Patient's groups (``MatchingService.groups_of``,
    the live path's own placement) and its place in the files.
 2. parts: the components, in the order of their first patient, packed into parts of ``PART_PATIENTS``
-   patients or more (a component is never cut).
+   patients or more (a component is never cut): ``batch_split.split``.
 3. decide: each part in a worker: the stored documents of its components loaded into an index that refuses
    any group outside the part (``MemoryIndex(scope=...)``: a wrong split fails loudly), its Patients read
    back by place and decided, and every document that changed appended to the part's files
    (``batch_files``). Only one part's index is in memory at a time per worker: memory stays bounded
-   whatever the store's size. With a scoring engine (``batch_score``), the parent splits the scores by
-   part and each worker's model asks its part's pair scores first.
+   whatever the store's size. With a scoring engine (``batch_score``), the parent cuts the scores by part
+   on disk (``PairScoring.split_by_part``) and each worker's model asks its part's pair scores first.
 
-A block joins only its *deciding* members (``shared.domain.pair_screen``): a member all of whose pairs in
-the block are no-match before any score (another NIK, a different adult name) changes nothing there, so
-it does not join the block's component. That is what keeps a common birth date or first name from
-chaining a fifth of a district into one part. Such a block (*shared*) is then held by several parts, each
-with its own patients as members; each part writes its copy to ``shared/<bucket>/``, and the copies are
-merged into one document (members in the source's order) before the write phase
-(``batch_files.merge_shared``).
+How the parts are drawn (the pair screen, blocks past their member cap): ``batch_split``.
 """
 
 from __future__ import annotations
@@ -35,11 +29,12 @@ import multiprocessing
 import os
 import resource
 import shutil
+import sys
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +42,9 @@ from pathlib import Path
 from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
-from shared.domain.group import DEMOGRAPHIC_GROUPS, GROUP_COLLECTIONS, Group
-from shared.domain.pair_screen import ScreenKey, deciding_members, screen_key
-from shared.domain.patient import nik_prefix_block, patient_facts
+from shared.domain.group import DEMOGRAPHIC_GROUPS, Group
+from shared.domain.pair_screen import screen_key
+from shared.domain.patient import nik_prefix_block, patient_facts, phone_block
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.linkage.model import MatchModel, default_model
@@ -59,22 +54,11 @@ from shared.services.batch_decide import decide, matching_in_memory, open_reques
 from shared.services.batch_facts import FactsReader, FactsWriter
 from shared.services.batch_files import PartWriter, changed_documents, merge_shared
 from shared.services.batch_score import PartScores
+from shared.services.batch_split import PART_PATIENTS, Part, Placed, split
 
 RANGE_BYTES = 4 << 20       # a keys task: ~3,000 Patients of the generator's size
-PART_PATIENTS = 2000        # a decide task: whole components, at least this many patients
 SHARED_BUCKETS = 32         # shared blocks' copies are merged bucket by bucket (bounded memory)
 
-# A Patient as the keys step finds it: (file, offset, id, groups, screen key, its NIK prefix block or None).
-Placed = tuple[int, int, str, list[str], ScreenKey, str | None]
-
-
-@dataclass
-class Part:
-    number: int
-    places: list[tuple[int, int]]          # (file number, offset) of its Patients, in the source's order
-    groups: frozenset[str]                 # every group its patients and stored documents can touch
-    stored: list[StoredDoc] = field(default_factory=list)
-    shared: frozenset[str] = frozenset()   # its blocks other parts hold members of too
 
 
 @dataclass
@@ -98,113 +82,6 @@ class PartResult:
         self.merges += other.merges
         self.review_plan += other.review_plan
         self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
-
-
-class _Components:
-    """Union-find over node names (patient ids and group ids)."""
-
-    def __init__(self) -> None:
-        self._index: dict[str, int] = {}
-        self._parent: list[int] = []
-
-    def node(self, name: str) -> int:
-        number = self._index.get(name)
-        if number is None:
-            number = self._index[name] = len(self._parent)
-            self._parent.append(number)
-        return number
-
-    def root(self, number: int) -> int:
-        parent = self._parent
-        while parent[number] != number:
-            parent[number] = parent[parent[number]]
-            number = parent[number]
-        return number
-
-    def join(self, names: Iterable[str]) -> int:
-        roots = [self.root(self.node(name)) for name in names]
-        for other in roots[1:]:
-            self._parent[other] = roots[0]
-        return roots[0]
-
-    def find(self, name: str) -> int:
-        return self.root(self.node(name))
-
-
-def _stored_links(doc: StoredDoc) -> list[str]:
-    """The nodes a stored document joins: itself first."""
-    if doc.collection in GROUP_COLLECTIONS:
-        members = doc.data.get("members") or {}
-        return [f"{doc.collection}/{doc.doc_id}", *members,
-                *(f"nik_index/{m['nik_token']}" for m in members.values() if m.get("nik_token"))]
-    if doc.collection == "patient_keys":
-        return [doc.doc_id, *(doc.data.get("groups") or ()), *(doc.data.get("linked") or ())]
-    return [doc.data["group"]]
-
-
-def _deciding(patients: list[Placed], stored_groups: set[str], settings: Settings) -> dict[str, set[int]]:
-    """Per block the screen applies to (``pair_screen``: never stored, within the member cap, plain
-    records only, not a NIK prefix block, whose members the NIK group's decision reads): the positions of
-    its deciding members. A block not listed joins all its members."""
-    members: dict[str, list[int]] = {}
-    for position, (_, _, _, groups, _, _) in enumerate(patients):
-        for group in groups:
-            if group.startswith(DEMOGRAPHIC_GROUPS + "/"):
-                members.setdefault(group, []).append(position)
-    prefixes = {patient[5] for patient in patients if patient[5]}
-    deciding = {}
-    for group, positions in members.items():
-        if (group in stored_groups or group in prefixes or len(positions) > settings.block_member_cap
-                or not all(patients[p][4].plain for p in positions)):
-            continue
-        found = deciding_members([patients[p][4] for p in positions], settings)
-        deciding[group] = {positions[i] for i in found}
-    return deciding
-
-
-def split(patients: list[Placed], stored: list[StoredDoc], settings: Settings,
-          part_patients: int = PART_PATIENTS) -> list[Part]:
-    """``patients`` in the source's order -> the parts, in order."""
-    components = _Components()
-    deciding = _deciding(patients, {node for doc in stored for node in _stored_links(doc) if "/" in node}, settings)
-    for position, (_, _, patient_id, groups, _, _) in enumerate(patients):
-        components.join([patient_id, *(g for g in groups if g not in deciding or position in deciding[g])])
-    del deciding
-    for doc in stored:
-        components.join(_stored_links(doc))
-    members: dict[int, list[int]] = {}            # component -> its patients (positions), in order
-    for position, patient in enumerate(patients):
-        members.setdefault(components.find(patient[2]), []).append(position)
-    stored_of: dict[int, list[StoredDoc]] = {}
-    for doc in stored:
-        root = components.find(_stored_links(doc)[0])
-        if root in members:                       # a component no patient of the source is in stays as stored
-            stored_of.setdefault(root, []).append(doc)
-    parts: list[Part] = []
-    positions: list[int] = []
-    docs: list[StoredDoc] = []
-    for root, component in members.items():       # dicts keep insertion order: by first patient
-        positions += component
-        docs += stored_of.get(root, [])
-        if len(positions) >= part_patients:
-            parts.append(_part(len(parts), patients, positions, docs))
-            positions, docs = [], []
-    if positions:
-        parts.append(_part(len(parts), patients, positions, docs))
-    owner: dict[str, int] = {}
-    shared: set[str] = set()
-    for part in parts:
-        shared.update(g for g in part.groups if owner.setdefault(g, part.number) != part.number)
-    for part in parts:
-        part.shared = frozenset(part.groups & shared)
-    return parts
-
-
-def _part(number: int, patients: list[Placed], positions: list[int], docs: list[StoredDoc]) -> Part:
-    positions = sorted(positions)
-    groups = {g for p in positions for g in patients[p][3]}
-    groups |= {node for doc in docs for node in _stored_links(doc) if "/" in node}
-    return Part(number, [(patients[p][0], patients[p][1]) for p in positions], frozenset(groups), docs)
 
 
 # --- the worker processes ---------------------------------------------------------------------------
@@ -234,13 +111,27 @@ def _keys(number: int, start: int, end: int, facts_dir: Path) -> list[Placed]:
             facts = patient_facts(patient, settings)        # the live path's own placement (``groups_for``)
             spool.add(offset, facts)
             prefix = nik_prefix_block(facts, settings)
-            found.append((number, offset, patient["id"], matching.groups_for(facts), screen_key(facts),
-                          f"{DEMOGRAPHIC_GROUPS}/{prefix}" if prefix else None))
+            phone = phone_block(facts, settings) if facts.kind == "nik" else None
+            # One string per group name (the parent holds these for every patient of the store: a block's
+            # members, the prefix and phone blocks beside the groups, share theirs).
+            groups = [sys.intern(g) for g in matching.groups_for(facts)]
+            found.append((number, offset, patient["id"], groups, screen_key(facts),
+                          sys.intern(f"{DEMOGRAPHIC_GROUPS}/{prefix}") if prefix else None,
+                          sys.intern(f"{DEMOGRAPHIC_GROUPS}/{phone}") if phone else None))
     return found
 
 
+def _interned(found: list[Placed]) -> list[Placed]:
+    """A keys task's patients with the group names and screen keys' strings the parent holds already."""
+    intern = sys.intern
+    return [(number, offset, patient_id, [intern(g) for g in groups],
+             key._replace(nik_token=key.nik_token and intern(key.nik_token), name=key.name and intern(key.name)),
+             prefix and intern(prefix), phone and intern(phone))
+            for number, offset, patient_id, groups, key, prefix, phone in found]
+
+
 def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None, facts_dir: Path) -> PartResult:
-    index = MemoryIndex(scope=part.groups)
+    index = MemoryIndex(scope=part.groups, full=part.full, member_cap=_worker["settings"].block_member_cap)
     loaded = {}
     for doc in part.stored:
         loaded[(doc.collection, doc.doc_id)] = doc
@@ -283,8 +174,12 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | 
                 else:
                     writer.write(kind, line)
                     result.documents[kind] += 1
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.peak_rss_mb = _peak_rss_mb()
     return result
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -301,6 +196,7 @@ class ParallelDecide:
     on_phase: Callable[[str, int | None], None] = lambda name, total: None
     on_advance: Callable[[int], None] = lambda done: None
     seconds: dict[str, float] = field(default_factory=dict)
+    stats: Counter = field(default_factory=Counter)   # sizes (``split``) and the parent's peak RSS per step
 
     def run(self, stored: list[StoredDoc], out: Path, stamp: str, *, plan: bool = False) -> PartResult:
         context = multiprocessing.get_context("spawn")   # the parent holds gRPC channels: never fork it
@@ -312,12 +208,14 @@ class ParallelDecide:
             facts_dir = out / "facts"          # each Patient's facts, computed once (``batch_facts``)
             ranges = self.source.ranges(self.range_bytes)
             for found in pool.map(_keys, *zip(*ranges, strict=True), [facts_dir] * len(ranges)):
-                patients += found
+                patients += _interned(found)
                 self.on_advance(len(found))
             self.seconds["keys"] = time.monotonic() - began
+            self.stats["rss_mb_after_keys"] = round(_peak_rss_mb())
             began = time.monotonic()
-            parts = split(patients, stored, self.settings, self.part_patients)
+            parts = split(patients, stored, self.settings, self.part_patients, self.stats)
             self.seconds["parts"] = time.monotonic() - began
+            self.stats["rss_mb_after_parts"] = round(_peak_rss_mb())
             scores: dict[int, PartScores] = {}
             if self.scores_by_part is not None:
                 began = time.monotonic()

@@ -72,17 +72,20 @@ def scores_table(engine: PairScoring, out: Path) -> ScoreTable:
 
 @dataclass
 class PartScores:
-    """One part's share of the scores: its records' rows, the pairs among them, its Splink clusters.
-    Travels to the part's deciding worker."""
-    rows: dict[str, dict] = field(default_factory=dict)
-    pairs: list[tuple] = field(default_factory=list)
+    """One part's share of the scores, in files (``PairScoring.split_by_part``): its records' rows, the
+    pairs among them, its Splink clusters. Travels to the part's deciding worker as a folder and a number,
+    read there: the parent never holds every pair (at a million patients, millions of them)."""
+    read: Callable[[Path, int], tuple[list[dict], list[tuple], dict[str, str]]]
+    folder: Path
+    number: int
     clusters: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> ScoreTable:
+        rows, pairs, self.clusters = self.read(self.folder, self.number)
         table = ScoreTable()
-        for patient_id, row in self.rows.items():
-            table.add_record(patient_id, row)
-        for pair in self.pairs:
+        for row in rows:
+            table.add_record(row["unique_id"], row)
+        for pair in pairs:
             table.add_pair(*pair)
         return table
 
@@ -93,30 +96,14 @@ class PartScores:
 
 
 def scores_by_part(engine: PairScoring, out: Path, part_of: Mapping[str, int]) -> dict[int, PartScores]:
-    """The scores in ``out`` split by the part each patient id is decided in (``part_of``)."""
-    parts: dict[int, PartScores] = {}
-
-    def of(patient_id: str) -> PartScores:
-        number = part_of[patient_id]
-        found = parts.get(number)
-        if found is None:
-            found = parts[number] = PartScores()
-        return found
-
-    paired: set[str] = set()
-    for pair in engine.pairs(out):
-        # Records of one block may be decided in two parts only when the pair screen found their pair
-        # no-match before any score (shared.domain.pair_screen): nobody asks that pair's score.
-        if part_of[pair[0]] != part_of[pair[1]]:
-            continue
-        of(pair[0]).pairs.append(pair)
-        paired.update(pair[:2])
-    for row in engine.rows(out):
-        if row["unique_id"] in paired:
-            of(row["unique_id"]).rows[row["unique_id"]] = row
-    for patient_id, cluster in engine.clusters(out).items():
-        of(patient_id).clusters[patient_id] = cluster
-    return parts
+    """The scores in ``out`` split by the part each patient id is decided in (``part_of``), on disk in
+    ``out/by_part`` (a pair across two parts is left out: only the pair screen's no-match pairs are, and
+    nobody asks their score)."""
+    folder = out / "by_part"
+    engine.split_by_part(out, part_of, folder)
+    held = {int(path.name.removeprefix("part=")) for kind in ("pairs", "clusters") if (folder / kind).is_dir()
+            for path in (folder / kind).iterdir()}
+    return {number: PartScores(engine.part_reader, folder, number) for number in sorted(held)}
 
 
 def clusters_split(clusters: Mapping[str, str], groups: Iterable[Group]) -> dict[str, int]:

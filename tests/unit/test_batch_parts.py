@@ -15,14 +15,15 @@ from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
 from shared.domain.group import Group
 from shared.domain.pair_screen import screen_key
-from shared.domain.patient import nik_prefix_block, patient_facts
+from shared.domain.patient import nik_prefix_block, patient_facts, phone_block
 from shared.domain.patient_keys import PatientKeys
 from shared.domain.review import ReviewItem
 from shared.ports.index_bulk import StoredDoc
 from shared.services.batch_decide import decide, matching_in_memory
 from shared.services.batch_files import KINDS, DecisionFiles, changed_documents, merge_shared
-from shared.services.batch_parts import ParallelDecide, PartResult, split
+from shared.services.batch_parts import ParallelDecide, PartResult
 from shared.services.batch_score import score_store, scores_by_part
+from shared.services.batch_split import split
 from tools.dataset.generate import Params, generate
 
 SETTINGS = Settings()
@@ -45,7 +46,7 @@ def _lines(kind_lines) -> dict[str, list]:
     return {kind: sorted(lines, key=json.dumps) for kind, lines in found.items()}
 
 
-def _one_pass(source: NdjsonPatients, stored: list[StoredDoc]) -> dict[str, list]:
+def _one_pass(source: NdjsonPatients, stored: list[StoredDoc], settings: Settings = SETTINGS) -> dict[str, list]:
     index = MemoryIndex()
     for doc in stored:
         if doc.collection == "patient_keys":
@@ -54,7 +55,7 @@ def _one_pass(source: NdjsonPatients, stored: list[StoredDoc]) -> dict[str, list
             index.reviews.load(ReviewItem.from_doc(doc.doc_id, doc.data))
         else:
             index.groups.load(Group.from_doc(f"{doc.collection}/{doc.doc_id}", doc.data))
-    decide(source.pages(), matching_in_memory(SETTINGS, index))
+    decide(source.pages(), matching_in_memory(settings, index))
     return _lines(changed_documents(index, {(d.collection, d.doc_id): d for d in stored}, STAMP))
 
 
@@ -63,9 +64,9 @@ def _in_parts(source: NdjsonPatients, stored: list[StoredDoc], out: Path) -> dic
 
 
 def _decided_in_parts(source: NdjsonPatients, stored: list[StoredDoc], out: Path,
-                      by_part=None) -> tuple[dict[str, list], PartResult]:
+                      by_part=None, settings: Settings = SETTINGS) -> tuple[dict[str, list], PartResult]:
     # Small ranges and parts: many of each, ranges cut through lines.
-    parallel = ParallelDecide(SETTINGS, source, workers=2, range_bytes=50_000, part_patients=40,
+    parallel = ParallelDecide(settings, source, workers=2, range_bytes=50_000, part_patients=40,
                               scores_by_part=by_part)
     result = parallel.run(stored, out, STAMP)
     files = DecisionFiles(out)
@@ -127,17 +128,26 @@ def test_a_scored_pair_across_two_parts_is_left_out(district, tmp_path):
     id_l, id_r, *_ = next(engine.pairs(scores))
     part_of = {row["unique_id"]: 0 for row in engine.rows(scores)} | {id_r: 1}
     parts = scores_by_part(engine, scores, part_of)
-    assert all(tuple(pair[:2]) != (id_l, id_r) for part in parts.values() for pair in part.pairs)
+    pairs = [pair for part in parts.values() for pair in part.read(part.folder, part.number)[1]]
+    assert len(pairs) > 100 and all(tuple(pair[:2]) != (id_l, id_r) for pair in pairs)
+
+
+def _placed(district: Path, settings: Settings = SETTINGS) -> list:
+    """The keys step's output (``batch_parts.Placed``), in one process."""
+    matching = matching_in_memory(settings, MemoryIndex())
+    patients = []
+    for n, p in enumerate(p for page in NdjsonPatients(district).pages() for p in page):
+        facts = patient_facts(p, settings)
+        prefix = nik_prefix_block(facts, settings)
+        phone = phone_block(facts, settings) if facts.kind == "nik" else None
+        patients.append((0, n, p["id"], matching.groups_for(facts), screen_key(facts),
+                         f"demographic_index/{prefix}" if prefix else None,
+                         f"demographic_index/{phone}" if phone else None))
+    return patients
 
 
 def test_parts_keep_components_whole(district):
-    matching = matching_in_memory(SETTINGS, MemoryIndex())
-    patients = []
-    for n, p in enumerate(p for page in NdjsonPatients(district).pages() for p in page):
-        facts = patient_facts(p, SETTINGS)
-        prefix = nik_prefix_block(facts, SETTINGS)
-        patients.append((0, n, p["id"], matching.groups_for(facts), screen_key(facts),
-                         f"demographic_index/{prefix}" if prefix else None))
+    patients = _placed(district)
     parts = split(patients, [], SETTINGS, part_patients=40)
     assert sum(len(part.places) for part in parts) == len(patients) and len(parts) > 10
     owner: dict[str, int] = {}
@@ -152,6 +162,45 @@ def test_parts_keep_components_whole(district):
     assert all(g.startswith("demographic_index/") for g in shared)
     assert not shared & {p[5] for p in patients if p[5]}
     assert all(owner.get(g) is None for g in shared)
+
+
+SMALL_CAP = Settings(block_member_cap=3)   # blocks of 1,500 patients past their cap: many
+
+
+def test_records_past_a_block_cap_are_decided_apart_as_in_one_pass(district, tmp_path):
+    # A block past its cap joins only the records the live index lets in; the others find it full in
+    # whatever part their other groups put them (the bound that keeps a store of a million in small parts).
+    patients = _placed(district, SMALL_CAP)
+    parts = split(patients, [], SMALL_CAP, part_patients=40)
+    full = {group for part in parts for group in part.full}
+    assert len(full) > 20, "the test needs blocks past the cap"
+    for part in parts:
+        for group, held in part.full.items():
+            assert 0 <= held <= SMALL_CAP.block_member_cap and group in part.groups
+    # Every block past its cap is held by a part it is full in, that holds none of its members or some.
+    positions = {(patient[0], patient[1]): patient for patient in patients}
+    for part in parts:
+        for group in part.full:
+            listers = [pos for pos in part.places if group in positions[pos][3]]
+            assert len(listers) > part.full[group]
+    source = NdjsonPatients(district)
+    assert _decided_in_parts(source, [], tmp_path / "parts", settings=SMALL_CAP)[0] == _one_pass(source, [], SMALL_CAP)
+
+
+def test_a_full_block_changes_nothing_for_a_later_record():
+    from shared.domain.indexing import MemberApplied
+
+    index = MemoryIndex(scope=frozenset({"demographic_index/b"}), full={"demographic_index/b": 1}, member_cap=3)
+    index.groups.transact("demographic_index/b", lambda tx: tx.group.members.update(p1={"status": "active"}))
+
+    def sees_full(tx):
+        assert len(tx.group.members) == 3
+        return MemberApplied(False, None, full=True)
+
+    index.groups.transact("demographic_index/b", sees_full)
+    assert list(index.groups.groups["demographic_index/b"].members) == ["p1"]    # stand-ins never stored
+    with pytest.raises(OutsideScope, match="full"):
+        index.groups.transact("demographic_index/b", lambda tx: tx.group.members.update(p2={}))
 
 
 def test_an_index_scoped_to_a_part_refuses_other_groups():

@@ -1,4 +1,4 @@
-"""``python -m tools.bench compare|scale|backfill|scoring`` — see README "Performance"."""
+"""``python -m tools.bench compare|scale|backfill|partition|scoring`` — see README "Performance"."""
 
 from __future__ import annotations
 
@@ -278,6 +278,24 @@ def backfill_command(
             for source in [s.strip() for s in sources.split(",") if s.strip()]:
                 for engine in [e.strip() for e in engines.split(",") if e.strip()] or [None]:
                     results.append(run_one(size, source, work_dir or Path(tmp), console, engine))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+@app.command("partition")
+def partition_command(
+    patients: str = typer.Option("100000,300000,1000000", help="store sizes (patients), comma-separated"),
+    workers: int = typer.Option(os.cpu_count() or 2, help="deciding processes (the backfill's --decide-workers)"),
+    work_dir: Path = typer.Option(..., help="the datasets are generated here once and reused"),
+    engine: str | None = typer.Option(None, help="score first with this Splink engine (duckdb); none by default"),
+    json_out: Path | None = typer.Option(None),
+):
+    """The backfill's decide phase in process (no emulators): time per step, component and part sizes,
+    candidate pairs, peak memory per process."""
+    from tools.bench.partition import run_size
+
+    results = [run_size(int(size), work_dir, workers, console, engine)
+               for size in patients.split(",") if size.strip()]
     if json_out:
         json_out.write_text(json.dumps(results, indent=1) + "\n")
 
