@@ -135,7 +135,7 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     # A single given name ("Dewi", "Nurul") held in the other record's name is shared by many people of
     # one birth date and district: the very people whose NIKs a serial typo turns into this one. It
     # merges when the records also share a phone, address or identifier (the NIK's owner lives there).
-    if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not evidence["corroborating"]:
+    if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not _lives_together(a, b, evidence):
         outcome = REVIEW
     if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
         outcome = REVIEW
@@ -145,10 +145,46 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     if (outcome == MERGE and decision.reason == "nik-birthdate-mismatch"
             and evidence["model"]["comparisons"]["name"]["level"] not in ("exact", "high")):
         outcome = REVIEW
+    if (outcome != MERGE and decision.reason == "nik-birthdate-mismatch" and _date_typo_under_nik(a, b, evidence)
+            and not _collision_prone(a, b, neighbours, evidence, settings)):
+        return Decision(MERGE, "nik-date-typo", evidence | {"rule": "nik-date-typo"})
     if outcome != MERGE:
         # The rule's reason stays (a human sees why the rules hesitated); the model's weights are evidence.
         return Decision(REVIEW, decision.reason, evidence)
     return Decision(MERGE, reason, evidence | {"rule": reason})
+
+
+def _lives_together(a: Mapping, b: Mapping, evidence: dict) -> bool:
+    """Under one NIK: a shared phone, address line or identifier, or one home (``same_home``: the hamlet or
+    street of one record named by the other's address, typo-tolerant). A hamlet's name repeats from village
+    to village, so on its own it tells no namesakes of a district apart; under one NIK it need not: the NIK
+    already fixes the kecamatan, birth date and sex, and a serial typo landing on a namesake of that date
+    who also lives in the same hamlet is what it would take to be wrong."""
+    return bool(evidence["corroborating"]) or same_home(a, b)
+
+
+def _digits_apart(date_a: str, date_b: str) -> int:
+    return sum(x != y for x, y in zip(date_a, date_b, strict=True)) if len(date_a) == len(date_b) else 99
+
+
+def _date_typo_under_nik(a: Mapping, b: Mapping, evidence: dict) -> bool:
+    """Under one NIK, the NIK agrees with exactly one record's birth date, the other record's stated date is
+    one character away from it (a typed date: "1984-03-12" / "1984-08-12") or has day and month swapped,
+    the sexes agree and the names agree (exact, or a near name the model rates ``high``): the NIK settles
+    which date is right, so it is one person with a typo in the date. A relative's NIK on a record
+    ("nik-relative" in the look-alike data) disagrees with that record's date in the year and beyond, and
+    its name differs; a twin's NIK agrees with both dates (then this rule is not reached)."""
+    if evidence["fields"]["gender"] != "agree" or not (_states_birth_date(a) and _states_birth_date(b)):
+        return False
+    if evidence["model"]["comparisons"]["name"]["level"] not in ("exact", "high"):
+        return False
+    if bool(_nik_issues(a)) == bool(_nik_issues(b)):
+        return False
+    if not all(_nik_issues(r) <= {"nik-birthdate-mismatch"} for r in (a, b)):
+        return False
+    date_a, date_b = str(a["birth_date"]), str(b["birth_date"])
+    swapped = date_a[:4] == date_b[:4] and date_a[5:7] == date_b[8:10] and date_a[8:10] == date_b[5:7]
+    return _digits_apart(date_a, date_b) == 1 or swapped
 
 
 def _single_token_subset(name_a: str, name_b: str) -> bool:
@@ -268,7 +304,7 @@ def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: 
         return decide(REVIEW, "name-mismatch")
     if collision := _collision_prone(a, b, neighbours, evidence, settings):
         return decide(REVIEW, collision)
-    if is_placeholder_date(a.get("birth_date")) and not evidence["corroborating"]:
+    if is_placeholder_date(a.get("birth_date")) and not _lives_together(a, b, evidence):
         # A NIK of a placeholder date shares its first 12 digits with every namesake of the district given
         # that date: a serial typo lands on one of them. Without a shared phone, address or identifier the
         # NIK does not tell the two apart.
