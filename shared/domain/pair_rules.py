@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
-from shared.domain.places import homes_conflict, same_home
+from shared.domain.places import homes_conflict, one_address, same_home
 from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
@@ -331,6 +331,23 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
             and not _nik_issues(a) and not _nik_issues(b) and _household(a, b))
 
 
+def _same_identity_at_one_address(a: Mapping, b: Mapping) -> bool:
+    """The same full name (two words at least, normalised), the same real birth date (not the 1 January
+    placeholder), the same sex, at one address written in two forms (``places.one_address``: hamlet and
+    village both named). Namesakes of one name and birth date live apart; two people of one name, birth
+    date and sex in one hamlet and village would be twins named alike, and a single given name is what
+    look-alike twins' records keep when their distinguishing word is lost (so one word is not enough).
+    The model still weighs it: a name the district's frequency table counts as common falls under the
+    merge weight (term-frequency adjustment), so the rule only lets the model merge without a shared
+    phone, address line or identifier."""
+    name = a.get("name") or ""
+    return (len(name.split()) >= 2 and name == b.get("name")
+            and bool(a.get("birth_date")) and a.get("birth_date") == b.get("birth_date")
+            and not is_placeholder_date(a.get("birth_date"))
+            and bool(a.get("gender")) and a.get("gender") == b.get("gender")
+            and one_address(a, b))
+
+
 def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
                              rejected: bool = False, model: MatchModel | None = None) -> Decision:
     """Two members of one candidate block (birth date + sex, name key + birth year, NIK prefix, phone)
@@ -372,7 +389,8 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
-        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
+        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit
+        else (corroborated or _same_identity_at_one_address(a, b)) and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
         return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})
