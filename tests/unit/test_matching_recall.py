@@ -1,0 +1,130 @@
+"""Issue 13's recall round: rules that merge what review held and the data settle (pure pair rules).
+
+Each test checks the merge and the look-alike the rule must still leave to a human."""
+
+from __future__ import annotations
+
+from shared.domain.pair_rules import MERGE, NO_MATCH, REVIEW, compare_demographic_pair, compare_nik_pair
+from shared.domain.places import one_address
+from tests.unit.test_matching import NIK_MAN, NIK_WOMAN, SETTINGS, patient, record
+
+# One address in two systems' forms: the keyed address lines differ, the place names are the same.
+ADDRESS_SIMRS = "Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung"
+ADDRESS_SIMPUS = "TEGALREJO 01/10 MARGOAGUNG"
+OTHER_VILLAGE = "Dusun Tegalrejo RT 3 RW 2, Desa Sumberarum"     # a hamlet name repeats in another village
+PLACEHOLDER_NIK = "3201014101900002"                              # a woman "born" 1990-01-01
+
+
+# ------------------------------------------------------------------ one address in two forms
+
+def test_one_address_needs_every_place_of_one_record_named_by_the_other_and_two_places_each():
+    def at(address):
+        return record(patient("x", address=address))
+
+    assert one_address(at(ADDRESS_SIMRS), at(ADDRESS_SIMPUS))
+    assert not one_address(at(ADDRESS_SIMRS), at(OTHER_VILLAGE))          # same hamlet, other village
+    assert not one_address(at("Dusun Tegalrejo"), at(ADDRESS_SIMPUS))     # a hamlet alone names no home
+    assert not one_address(at(ADDRESS_SIMRS), record(patient("y")))       # no address
+
+
+def _nikless(**fields):
+    values = {"name": "Budi Santoso", "nik": None, "address": ADDRESS_SIMPUS} | fields
+    return record(patient("b", **values))
+
+
+def test_same_full_name_real_birth_date_and_sex_at_one_address_merge_without_a_shared_line():
+    a = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS))
+    decision = compare_demographic_pair(a, _nikless(), SETTINGS)
+    assert (decision.outcome, decision.reason) == (MERGE, "model-match")
+    # Both without a NIK: the same.
+    assert compare_demographic_pair(_nikless(address=ADDRESS_SIMRS), _nikless(), SETTINGS).outcome == MERGE
+
+
+def test_the_one_address_rule_leaves_namesakes_twins_and_placeholders_to_review():
+    a = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS))
+    # The same hamlet name in another village: namesakes of one name and birth date.
+    assert compare_demographic_pair(a, _nikless(address=OTHER_VILLAGE), SETTINGS).outcome != MERGE
+    # A single given name: what look-alike twins' records keep when their distinguishing word is lost.
+    one_word = record(patient("a", name="Budi", address=ADDRESS_SIMRS))
+    assert compare_demographic_pair(one_word, _nikless(name="Budi"), SETTINGS).outcome != MERGE
+    # The 1 January placeholder is shared by every namesake whose birth date is unknown.
+    jan = record(patient("a", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK,
+                         address=ADDRESS_SIMRS))
+    assert compare_demographic_pair(jan, _nikless(name="Siti Aminah", birth="1990-01-01", gender="female"),
+                                    SETTINGS).outcome != MERGE
+    # Another sex, another birth date, a near name: no merge by this rule.
+    assert compare_demographic_pair(a, _nikless(gender="female"), SETTINGS).outcome != MERGE
+    assert compare_demographic_pair(a, _nikless(birth="1990-05-16"), SETTINGS).outcome != MERGE
+    assert compare_demographic_pair(a, _nikless(name="Budi Santosa"), SETTINGS).outcome != MERGE
+    # One of a multiple birth, the other record not saying which: review.
+    twin = record(patient("a", name="Budi Santoso", multiple=1, address=ADDRESS_SIMRS))
+    assert compare_demographic_pair(twin, _nikless(), SETTINGS).outcome == REVIEW
+    # Two different orders: twins, never merged.
+    assert compare_demographic_pair(twin, _nikless(multiple=2), SETTINGS).outcome == NO_MATCH
+
+
+def test_a_nik_that_disagrees_with_its_own_record_stops_the_one_address_merge():
+    wrong = record(patient("a", name="Budi Santoso", birth="1990-05-15", nik="3201011605900001",
+                           address=ADDRESS_SIMRS))
+    assert wrong["nik_issues"]
+    assert compare_demographic_pair(wrong, _nikless(), SETTINGS).outcome != MERGE
+
+
+# ------------------------------------------------------------------ under one NIK: a shared home
+
+def test_under_one_nik_a_single_given_name_held_in_the_other_merges_with_one_home():
+    full = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS))
+    short = record(patient("b", name="Budi", address=ADDRESS_SIMPUS))
+    decision = compare_nik_pair(full, short, SETTINGS)
+    assert (decision.outcome, decision.reason) == (MERGE, "model-match")
+    # Without anything shared it stays in review (a serial typo hitting a namesake "Budi" of that date).
+    assert compare_nik_pair(full, record(patient("b", name="Budi")), SETTINGS).outcome == REVIEW
+    # Another hamlet: review.
+    elsewhere = record(patient("b", name="Budi", address="Dusun Jetis RT 9 RW 3, Desa Sumberrahayu"))
+    assert compare_nik_pair(full, elsewhere, SETTINGS).outcome == REVIEW
+
+
+def test_under_one_nik_a_placeholder_date_merges_with_one_home():
+    a = record(patient("a", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK,
+                       address=ADDRESS_SIMRS))
+    home = record(patient("b", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK,
+                          address=ADDRESS_SIMPUS))
+    assert compare_nik_pair(a, home, SETTINGS).outcome == MERGE
+    apart = record(patient("b", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK))
+    assert compare_nik_pair(a, apart, SETTINGS).reason == "nik-placeholder-date"
+
+
+# ------------------------------------------------------------------ under one NIK: a typed date
+
+def test_under_one_nik_a_one_character_date_typo_that_the_nik_settles_merges():
+    right = record(patient("a", name="Dewi Lestari", gender="female", nik=NIK_WOMAN))
+    # A year typed wrong ("1980" for "1990"): the model alone weighs a date in another year as two people.
+    typo = record(patient("b", name="Dewi Lestari", birth="1980-05-15", gender="female", nik=NIK_WOMAN))
+    assert typo["nik_issues"] and not right["nik_issues"]
+    decision = compare_nik_pair(right, typo, SETTINGS)
+    assert (decision.outcome, decision.reason) == (MERGE, "nik-date-typo")
+    far = record(patient("b", name="Dewi Lestari", birth="1970-01-01", gender="female", nik=NIK_WOMAN))
+    assert compare_nik_pair(right, far, SETTINGS).outcome == REVIEW    # not one character, not a swap
+    # Day and month swapped on one record: the NIK says which date is right; with the names agreeing the
+    # model merges it (its day-month-swapped level), with a name held in the other it stays in review (a
+    # relative's NIK: "Piliang" / "Yulnida Piliang").
+    day_month = record(patient("a", name="Dewi Lestari", birth="1990-11-05", gender="female",
+                               nik="3201014511900002"))
+    swap = record(patient("b", name="Dewi Lestari", birth="1990-05-11", gender="female", nik="3201014511900002"))
+    assert compare_nik_pair(day_month, swap, SETTINGS).outcome == MERGE
+    held = record(patient("b", name="Dewi", birth="1990-05-11", gender="female", nik="3201014511900002"))
+    assert compare_nik_pair(day_month, held, SETTINGS).outcome == REVIEW
+
+
+def test_a_relatives_nik_with_another_birth_date_or_another_name_stays_in_review():
+    owner = record(patient("a", name="Budi Santoso", nik=NIK_MAN))
+    # The son named after his father, under the father's NIK: his own birth date is decades away.
+    son = record(patient("b", name="Budi Santoso", birth="2015-05-15", nik=NIK_MAN))
+    assert compare_nik_pair(owner, son, SETTINGS).outcome == REVIEW
+    # One character away but a different given name: the rule needs the names to agree.
+    brother = record(patient("b", name="Joko Santoso", birth="1990-05-13", nik=NIK_MAN))
+    assert compare_nik_pair(owner, brother, SETTINGS).outcome == REVIEW
+    # Both records disagree with the NIK: it settles nothing.
+    both = record(patient("a", name="Budi Santoso", birth="1980-05-15", nik=NIK_MAN))
+    other = record(patient("b", name="Budi Santoso", birth="1970-05-15", nik=NIK_MAN))
+    assert compare_nik_pair(both, other, SETTINGS).outcome == REVIEW
