@@ -327,8 +327,14 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
         return True
     # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
     # placeholder namesakes share) and one household (namesakes of adjacent serials live apart).
-    return (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
-            and not _nik_issues(a) and not _nik_issues(b) and _household(a, b))
+    same_person_fields = (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
+                          and not _nik_issues(a) and not _nik_issues(b))
+    if same_person_fields and _household(a, b):
+        return True
+    # Or a typo in the serial's first three digits: serials run from 0001 per kecamatan, birth date and sex,
+    # and a kecamatan registers a handful of people per birth date and sex, so two people of one name and
+    # birth date hold serials that differ in the last digit (0001 / 0002), not in the others (0001 / 0101).
+    return same_person_fields and any(all(12 <= digit <= 14 for digit in typo_digits(mask)) for mask in shared)
 
 
 def _same_identity_at_one_address(a: Mapping, b: Mapping) -> bool:
