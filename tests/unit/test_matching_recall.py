@@ -128,3 +128,28 @@ def test_a_relatives_nik_with_another_birth_date_or_another_name_stays_in_review
     both = record(patient("a", name="Budi Santoso", birth="1980-05-15", nik=NIK_MAN))
     other = record(patient("b", name="Budi Santoso", birth="1970-05-15", nik=NIK_MAN))
     assert compare_nik_pair(both, other, SETTINGS).outcome == REVIEW
+
+
+# ------------------------------------------------------------------ NIKs one digit apart in the serial
+
+def test_nik_one_digit_apart_in_the_serials_first_digits_merges_on_same_name_date_and_sex():
+    owner = record(patient("a", name="Budi Santoso", nik=NIK_MAN))                 # serial 0001
+    typo = record(patient("b", name="Budi Santoso", nik="3201011505900101"))      # serial 0101
+    decision = compare_demographic_pair(owner, typo, SETTINGS)
+    assert (decision.outcome, decision.reason) == (MERGE, "nik-one-digit-match")
+
+
+def test_nik_one_digit_apart_in_the_last_serial_digit_or_the_region_is_a_namesake_until_shown_otherwise():
+    owner = record(patient("a", name="Budi Santoso", nik=NIK_MAN))
+    # Serials 0001 / 0002: the next person of that kecamatan, birth date and sex.
+    assert compare_demographic_pair(owner, record(patient("b", name="Budi Santoso", nik="3201011505900002")),
+                                    SETTINGS).reason == "nik-one-digit-review"
+    # Kecamatan 01 / 02: a namesake of the neighbouring kecamatan with the same serial.
+    assert compare_demographic_pair(owner, record(patient("b", name="Budi Santoso", nik="3201021505900001")),
+                                    SETTINGS).reason == "nik-one-digit-review"
+    # A near name (twins have near names), or a placeholder date: review too.
+    assert compare_demographic_pair(owner, record(patient("b", name="Budi Santosa", nik="3201011505900101")),
+                                    SETTINGS).outcome == REVIEW
+    jan_a = record(patient("a", name="Budi Santoso", birth="1990-01-01", nik="3201010101900001"))
+    jan_b = record(patient("b", name="Budi Santoso", birth="1990-01-01", nik="3201010101900101"))
+    assert compare_demographic_pair(jan_a, jan_b, SETTINGS).outcome != MERGE
