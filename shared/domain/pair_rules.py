@@ -18,7 +18,6 @@ from shared.domain.identity_evidence import (
     is_placeholder_date,
     lives_together,
     nik_issues,
-    same_identity_at_one_address,
     states_birth_date,
 )
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
@@ -341,7 +340,7 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
         _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit
-        else (corroborated or same_identity_at_one_address(a, b)) and not nik_doubt)
+        else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
         return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})

@@ -32,47 +32,21 @@ def _nikless(**fields):
     return record(patient("b", **values))
 
 
-def test_same_full_name_real_birth_date_and_sex_at_one_address_merge_without_a_shared_line():
+def test_without_one_nik_name_birth_date_sex_and_one_address_still_do_not_merge():
+    # Tried and withdrawn (docs/matching.md): namesakes of one name and birth date at one address exist in
+    # the held-out look-alike districts, and nothing on the records tells them apart. A human decides.
     a = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS))
-    decision = compare_demographic_pair(a, _nikless(), SETTINGS)
-    assert (decision.outcome, decision.reason) == (MERGE, "model-match")
-    # Both without a NIK: the same.
-    assert compare_demographic_pair(_nikless(address=ADDRESS_SIMRS), _nikless(), SETTINGS).outcome == MERGE
-
-
-def test_the_one_address_rule_leaves_namesakes_twins_and_placeholders_to_review():
-    a = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS))
-    # The same hamlet name in another village: namesakes of one name and birth date.
-    assert compare_demographic_pair(a, _nikless(address=OTHER_VILLAGE), SETTINGS).outcome != MERGE
-    # A single given name: what look-alike twins' records keep when their distinguishing word is lost.
-    one_word = record(patient("a", name="Budi", address=ADDRESS_SIMRS))
-    assert compare_demographic_pair(one_word, _nikless(name="Budi"), SETTINGS).outcome != MERGE
-    # The 1 January placeholder is shared by every namesake whose birth date is unknown.
-    jan = record(patient("a", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK,
-                         address=ADDRESS_SIMRS))
-    assert compare_demographic_pair(jan, _nikless(name="Siti Aminah", birth="1990-01-01", gender="female"),
-                                    SETTINGS).outcome != MERGE
-    # Another sex, another birth date, a near name: no merge by this rule.
-    assert compare_demographic_pair(a, _nikless(gender="female"), SETTINGS).outcome != MERGE
-    assert compare_demographic_pair(a, _nikless(birth="1990-05-16"), SETTINGS).outcome != MERGE
-    assert compare_demographic_pair(a, _nikless(name="Budi Santosa"), SETTINGS).outcome != MERGE
-    # One of a multiple birth, the other record not saying which: review.
+    assert compare_demographic_pair(a, _nikless(), SETTINGS).outcome == REVIEW
+    # One shared address line, phone or identifier lets the model merge, as before.
+    assert compare_demographic_pair(a, _nikless(address=ADDRESS_SIMRS), SETTINGS).outcome == MERGE
+    # Twins stay apart whatever they share.
     twin = record(patient("a", name="Budi Santoso", multiple=1, address=ADDRESS_SIMRS))
-    assert compare_demographic_pair(twin, _nikless(), SETTINGS).outcome == REVIEW
-    # Two different orders: twins, never merged.
-    assert compare_demographic_pair(twin, _nikless(multiple=2), SETTINGS).outcome == NO_MATCH
+    assert compare_demographic_pair(twin, _nikless(multiple=2, address=ADDRESS_SIMRS), SETTINGS).outcome == NO_MATCH
 
 
-def test_a_nik_that_disagrees_with_its_own_record_stops_the_one_address_merge():
-    wrong = record(patient("a", name="Budi Santoso", birth="1990-05-15", nik="3201011605900001",
-                           address=ADDRESS_SIMRS))
-    assert wrong["nik_issues"]
-    assert compare_demographic_pair(wrong, _nikless(), SETTINGS).outcome != MERGE
+# ------------------------------------------------------------------ under one NIK: one address
 
-
-# ------------------------------------------------------------------ under one NIK: a shared home
-
-def test_under_one_nik_a_single_given_name_held_in_the_other_merges_with_one_home():
+def test_under_one_nik_a_single_given_name_held_in_the_other_merges_at_one_address():
     full = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS))
     short = record(patient("b", name="Budi", address=ADDRESS_SIMPUS))
     decision = compare_nik_pair(full, short, SETTINGS)
@@ -82,9 +56,12 @@ def test_under_one_nik_a_single_given_name_held_in_the_other_merges_with_one_hom
     # Another hamlet: review.
     elsewhere = record(patient("b", name="Budi", address="Dusun Jetis RT 9 RW 3, Desa Sumberrahayu"))
     assert compare_nik_pair(full, elsewhere, SETTINGS).outcome == REVIEW
+    # The same hamlet name in another village of the kecamatan: review (hamlet names repeat).
+    namesake_hamlet = record(patient("b", name="Budi", address=OTHER_VILLAGE))
+    assert compare_nik_pair(full, namesake_hamlet, SETTINGS).outcome == REVIEW
 
 
-def test_under_one_nik_a_placeholder_date_merges_with_one_home():
+def test_under_one_nik_a_placeholder_date_merges_at_one_address():
     a = record(patient("a", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK,
                        address=ADDRESS_SIMRS))
     home = record(patient("b", name="Siti Aminah", birth="1990-01-01", gender="female", nik=PLACEHOLDER_NIK,
