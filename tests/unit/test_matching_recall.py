@@ -130,3 +130,15 @@ def test_nik_one_digit_apart_in_the_last_serial_digit_or_the_region_is_a_namesak
     jan_a = record(patient("a", name="Budi Santoso", birth="1990-01-01", nik="3201010101900001"))
     jan_b = record(patient("b", name="Budi Santoso", birth="1990-01-01", nik="3201010101900101"))
     assert compare_demographic_pair(jan_a, jan_b, SETTINGS).outcome != MERGE
+
+
+# ------------------------------------------------------------------ the breakdown tool's pair shape
+
+def test_pair_shape_says_what_two_records_share_without_patient_data():
+    from tools.calibration.pair_breakdown import pair_shape
+
+    a = record(patient("a", name="Budi Santoso", address=ADDRESS_SIMRS, phone="081234567890"))
+    b = _nikless(address=ADDRESS_SIMPUS, phone="081234567890")
+    shape = pair_shape(a, b)
+    assert shape == "nik=one-side name=exact birth=exact sex=agree ties=phone+home"
+    assert "budi" not in shape.lower() and "0812" not in shape
