@@ -13,6 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.config import Settings
+from shared.domain.identity_evidence import (
+    date_typo_under_nik,
+    is_placeholder_date,
+    lives_together,
+    nik_issues,
+    states_birth_date,
+)
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
 from shared.domain.places import homes_conflict, same_home
 from shared.domain.review_band import weak_evidence
@@ -38,10 +45,6 @@ def _field_agreement(a: Mapping, b: Mapping, name: str) -> str:
     return "agree" if va == vb else "conflict"
 
 
-def _nik_issues(member: Mapping) -> set[str]:
-    return {i for i in member.get("nik_issues") or [] if not i.startswith("invalid-nik")}
-
-
 def _baby_rules(a: Mapping, b: Mapping, score: float, settings: Settings, confirmed: bool,
                 evidence: dict) -> Decision | None:
     """Newborn rules, which no score and no human confirmation can override."""
@@ -54,7 +57,7 @@ def _baby_rules(a: Mapping, b: Mapping, score: float, settings: Settings, confir
         # its own name (same birth date and gender, NIK consistent with both) goes to a human.
         baby, other = (a, b) if a_baby else (b, a)
         if (birth == "agree" and gender != "conflict" and baby.get("kind") != "nik-ibu"
-                and not _nik_issues(other)):
+                and not nik_issues(other)):
             return Decision(REVIEW, "possible-baby-duplicate", evidence)
         return Decision(NO_MATCH, "baby-vs-adult", evidence)
     if birth == "conflict" or gender == "conflict":
@@ -135,7 +138,7 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     # A single given name ("Dewi", "Nurul") held in the other record's name is shared by many people of
     # one birth date and district: the very people whose NIKs a serial typo turns into this one. It
     # merges when the records also share a phone, address or identifier (the NIK's owner lives there).
-    if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not evidence["corroborating"]:
+    if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not lives_together(a, b, evidence):
         outcome = REVIEW
     if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
         outcome = REVIEW
@@ -145,6 +148,9 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     if (outcome == MERGE and decision.reason == "nik-birthdate-mismatch"
             and evidence["model"]["comparisons"]["name"]["level"] not in ("exact", "high")):
         outcome = REVIEW
+    if (outcome != MERGE and decision.reason == "nik-birthdate-mismatch" and date_typo_under_nik(a, b, evidence)
+            and not _collision_prone(a, b, neighbours, evidence, settings)):
+        return Decision(MERGE, "nik-date-typo", evidence | {"rule": "nik-date-typo"})
     if outcome != MERGE:
         # The rule's reason stays (a human sees why the rules hesitated); the model's weights are evidence.
         return Decision(REVIEW, decision.reason, evidence)
@@ -195,7 +201,7 @@ def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evid
         return "nik-relative-namesake"
     if evidence["corroborating"]:
         return None
-    if "serial-zero" in _nik_issues(a) | _nik_issues(b):
+    if "serial-zero" in nik_issues(a) | nik_issues(b):
         return "nik-serial-lost"
     if homes_conflict(a, b):
         return "nik-home-conflict"
@@ -205,10 +211,6 @@ def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evid
     return None
 
 
-def _states_birth_date(record: Mapping) -> bool:
-    return bool(record.get("birth_date")) and "birth_date" not in (record.get("derived") or ())
-
-
 def _relative_namesake(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], settings: Settings) -> bool:
     """A record that states no birth date of its own cannot show that its NIK is a relative's (families
     register together, from one family card): the NIK's consistency check has nothing to check. When a
@@ -216,17 +218,12 @@ def _relative_namesake(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], se
     threshold would accept, the record may be that member's (a son named after his father): review, even
     with the household shared, which relatives always do."""
     for record in (a, b):
-        if _states_birth_date(record) or not record.get("name"):
+        if states_birth_date(record) or not record.get("name"):
             continue
         if any(other.get("household") and lives_with(record, other)
                and _score(record, other) >= settings.nik_name_match_threshold for other in neighbours):
             return True
     return False
-
-
-def is_placeholder_date(birth_date: object) -> bool:
-    """1 January: what registries write when the birth date is unknown (and the date a NIK then encodes)."""
-    return isinstance(birth_date, str) and birth_date[5:] == "01-01"
 
 
 def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool,
@@ -252,7 +249,7 @@ def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: 
         return decide(REVIEW, "nik-conflict")
     # The NIK encodes birth date and sex: when it agrees with one record and not the other, one of
     # them carries someone else's (or a mistyped) NIK.
-    issues_a, issues_b = _nik_issues(a), _nik_issues(b)
+    issues_a, issues_b = nik_issues(a), nik_issues(b)
     if issues_a != issues_b:
         return decide(REVIEW, "nik-birthdate-mismatch")
     if evidence["fields"]["birth_date"] == "conflict":
@@ -268,7 +265,7 @@ def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: 
         return decide(REVIEW, "name-mismatch")
     if collision := _collision_prone(a, b, neighbours, evidence, settings):
         return decide(REVIEW, collision)
-    if is_placeholder_date(a.get("birth_date")) and not evidence["corroborating"]:
+    if is_placeholder_date(a.get("birth_date")) and not lives_together(a, b, evidence):
         # A NIK of a placeholder date shares its first 12 digits with every namesake of the district given
         # that date: a serial typo lands on one of them. Without a shared phone, address or identifier the
         # NIK does not tell the two apart.
@@ -285,14 +282,20 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
     fields = evidence["fields"]
     shared = set(a.get("nik_masks") or ()) & set(b.get("nik_masks") or ())
     in_date_part = any(all(6 <= digit <= 11 for digit in typo_digits(mask)) for mask in shared)
-    typo_shows = bool(_nik_issues(a)) != bool(_nik_issues(b))
+    typo_shows = bool(nik_issues(a)) != bool(nik_issues(b))
     agree = score >= settings.name_match_threshold and fields["birth_date"] == "agree" and fields["gender"] == "agree"
     if in_date_part and typo_shows and agree and not _household(a, b):
         return True
     # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
     # placeholder namesakes share) and one household (namesakes of adjacent serials live apart).
-    return (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
-            and not _nik_issues(a) and not _nik_issues(b) and _household(a, b))
+    same_person_fields = (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
+                          and not nik_issues(a) and not nik_issues(b))
+    if same_person_fields and _household(a, b):
+        return True
+    # Or a typo in the serial's first three digits: serials run from 0001 per kecamatan, birth date and sex,
+    # and a kecamatan registers a handful of people per birth date and sex, so two people of one name and
+    # birth date hold serials that differ in the last digit (0001 / 0002), not in the others (0001 / 0101).
+    return same_person_fields and any(all(12 <= digit <= 14 for digit in typo_digits(mask)) for mask in shared)
 
 
 def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,
@@ -322,7 +325,7 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
         return decide(MERGE, "human-confirmed")
     if score < settings.name_review_threshold:
         return decide(NO_MATCH, "different-name")
-    nik_doubt = bool(_nik_issues(a) or _nik_issues(b))
+    nik_doubt = bool(nik_issues(a) or nik_issues(b))
     # Without one NIK on both records, name, birth date and sex cannot tell a person from a namesake
     # (common names, placeholder dates): a merge also needs a shared phone, address or identifier. It
     # cannot make a merge on its own (the model's identity weight leaves the phone out): it only rules
@@ -336,7 +339,8 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
-        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
+        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit
+        else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
         return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})

@@ -85,3 +85,17 @@ def homes_conflict(a: Mapping, b: Mapping) -> bool:
     """Both records state a home, and neither's hamlet or street is named by the other's address: two
     homes, even in one village (``shared.domain.places``)."""
     return bool(a.get("home") and b.get("home")) and not same_home(a, b)
+
+
+# Hamlet and village at least: a hamlet's name alone repeats from village to village ("Jetis", "Sawahan").
+ONE_ADDRESS_MIN_PLACES = 2
+
+
+def one_address(a: Mapping, b: Mapping) -> bool:
+    """Every place name of one record's address is named by the other's, and each names at least
+    ``ONE_ADDRESS_MIN_PLACES`` (hamlet and village, or street and kelurahan): one address written in two
+    systems' forms ("Dsn. Tegalrejo RT 1/RW 10, Ds. Margoagung" / "TEGALREJO 01/10 MARGOAGUNG"), which the
+    keyed address line cannot see."""
+    places_a, places_b = _places(a), _places(b)
+    return (len(places_a) >= ONE_ADDRESS_MIN_PLACES and len(places_b) >= ONE_ADDRESS_MIN_PLACES
+            and (places_a <= places_b or places_b <= places_a))
