@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from shared.config import Settings
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
 from shared.domain.places import homes_conflict, same_home
+from shared.domain.registered_together import registered_together
 from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
@@ -336,7 +337,8 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
-        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit else corroborated and not nik_doubt)
+        _one_digit_merge_allowed(a, b, score, settings, evidence)
+        and not registered_together(a, b, household=_household(a, b)) if one_digit else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
         return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})
