@@ -146,6 +146,7 @@ class RedTeam:
         self.serials: dict[str, int] = {}
         self.persons = 0
         self.records: list[Record] = []
+        self.stats = {kind: {"eligible": 0, "applied": 0} for kind in RATES}
 
     # ------------------------------------------------------------------ draws
     def pick(self, seq):
@@ -342,8 +343,14 @@ class RedTeam:
 
     # ------------------------------------------------------------------ one record, with its noise
     def hit(self, kind: str, labels: list[str], record: Record) -> bool:
-        if record.clean or self.rng.random() >= RATES[kind]:
+        """Draws the error ``kind`` for a record it can apply to (never the first record of a person);
+        names it in ``labels`` and counts it in ``stats``."""
+        if record.clean:
             return False
+        self.stats[kind]["eligible"] += 1
+        if self.rng.random() >= RATES[kind]:
+            return False
+        self.stats[kind]["applied"] += 1
         labels.append(kind)
         return True
 
@@ -496,7 +503,7 @@ def generate(out_dir: str | Path, seed: int, patients: int, settings: Settings |
         writer.close()
     params = {"generator": "redteam", "seed": seed, "patients": patients, "as_of": AS_OF.isoformat()}
     truth = {"seed": seed, "params": params, "patients": patients_out, "persons": persons, "labels": CASE_LABELS,
-             "noise_rates": RATES}
+             "noise_rates": RATES, "noise_stats": team.stats}
     truth["cases"] = pattern_counts(truth)
     (out / "manifest.json").write_text(json.dumps({"params": params, "counts": writer.counts}, indent=1,
                                                   sort_keys=True) + "\n")
