@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.config import Settings
+from shared.domain.foreign_nik import nik_of_neither
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
 from shared.domain.places import homes_conflict, same_home
 from shared.domain.registered_together import registered_together
@@ -125,6 +126,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     """Two members of one NIK group (same NIK token). ``neighbours``: the records under other NIKs of the
     same first 12 digits (``nik_neighbours``)."""
     decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected, neighbours=neighbours)
+    if decision.outcome == MERGE and decision.reason == "nik-match" and nik_of_neither(a, b):
+        return Decision(REVIEW, "nik-of-neither", decision.evidence | {"rule": "nik-of-neither"})
     if decision.outcome != REVIEW or decision.reason not in _MODEL_DECIDES or not a.get("name") or not b.get("name"):
         return decision
     outcome, reason, evidence = _model_decision(a, b, settings, model, decision.evidence)
@@ -139,6 +142,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not evidence["corroborating"]:
         outcome = REVIEW
     if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
+        outcome = REVIEW
+    if outcome == MERGE and nik_of_neither(a, b):
         outcome = REVIEW
     # The NIK agrees with one record and not the other: a date typo in the NIK (the names then agree), or
     # a relative's NIK typed onto this record (they live together and share a family name: a name held in
