@@ -336,8 +336,9 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     corroborated = bool(evidence["corroborating"])
     # Names one or two letters apart, one birth date, one household: the pattern of twins (and of a typo,
     # which the data cannot tell from it). A human decides.
-    siblings = (evidence["fields"]["name"] != "agree" and evidence["fields"]["birth_date"] != "conflict"
-                and _household(a, b))
+    # Siblings born on other days too: a birth date written with day and month swapped, or one digit off,
+    # is what the model forgives in a duplicate, and it is the sibling's own date.
+    siblings = evidence["fields"]["name"] != "agree" and _household(a, b)
     # A record that says it is one of a multiple birth has a twin of the same birth date, household and a
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)

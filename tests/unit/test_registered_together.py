@@ -39,3 +39,19 @@ def test_the_guard_needs_a_household_and_a_last_digit_difference():
     assert not registered_together(first, second, household=False)
     assert not registered_together(first, record("c", "3310030304120001"), household=True)   # one NIK
     assert not registered_together(first, record("d", "3310030304120010"), household=True)   # two digits
+
+
+
+def without_nik(pid: str, name: str, birth: str) -> dict:
+    resource = {"resourceType": "Patient", "id": pid, "name": [{"text": name}], "birthDate": birth,
+                "gender": "female", "telecom": [{"system": "phone", "value": PHONE}]}
+    return {**member_record(patient_facts(resource, SETTINGS)), "status": "active"}
+
+
+def test_twins_of_near_names_stay_apart_when_one_birth_date_has_day_and_month_swapped():
+    # Twins "Dewi Lestari" / "Dewi Listari" of one phone, no NIK on either record, one birth date written
+    # 04-03 for 03-04: near names in one household are relatives, whatever the dates say.
+    first = without_nik("a", "Dewi Lestari", "2012-04-03")
+    assert compare_demographic_pair(first, without_nik("b", "Dewi Listari", "2012-03-04"), SETTINGS).outcome == REVIEW
+    # The same name, birth date and household: still the one person the model merges.
+    assert compare_demographic_pair(first, without_nik("c", "Dewi Lestari", "2012-04-03"), SETTINGS).outcome == MERGE
