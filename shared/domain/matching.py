@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.group import Group, is_live
+from shared.domain.household_rival import rivals_at_home
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
 from shared.domain.pair_rules import (
@@ -310,6 +311,7 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
             plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
                                                {"rule": "ambiguous-match", "candidates": len(others) + 1}))
         strong = []
+    strong += [(pid, plan.decisions[pid]) for pid in rivals_at_home(newcomer, live, strong, plan.decisions)]
     # Several strong candidates are one person only when they all carry the same NIK.
     strong_niks = {live[pid].get("nik_token") for pid, _ in strong}
     if len(strong) == 1 or (len(strong_niks) == 1 and None not in strong_niks):

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.config import Settings
+from shared.domain.foreign_nik import nik_of_neither
 from shared.domain.identity_evidence import (
     date_typo_under_nik,
     is_placeholder_date,
@@ -22,6 +23,7 @@ from shared.domain.identity_evidence import (
 )
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
 from shared.domain.places import homes_conflict, same_home
+from shared.domain.registered_together import registered_together
 from shared.domain.review_band import weak_evidence
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
@@ -127,6 +129,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     """Two members of one NIK group (same NIK token). ``neighbours``: the records under other NIKs of the
     same first 12 digits (``nik_neighbours``)."""
     decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected, neighbours=neighbours)
+    if decision.outcome == MERGE and decision.reason == "nik-match" and nik_of_neither(a, b):
+        return Decision(REVIEW, "nik-of-neither", decision.evidence | {"rule": "nik-of-neither"})
     if decision.outcome != REVIEW or decision.reason not in _MODEL_DECIDES or not a.get("name") or not b.get("name"):
         return decision
     outcome, reason, evidence = _model_decision(a, b, settings, model, decision.evidence)
@@ -141,6 +145,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not lives_together(a, b, evidence):
         outcome = REVIEW
     if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
+        outcome = REVIEW
+    if outcome == MERGE and nik_of_neither(a, b):
         outcome = REVIEW
     # The NIK agrees with one record and not the other: a date typo in the NIK (the names then agree), or
     # a relative's NIK typed onto this record (they live together and share a family name: a name held in
@@ -333,14 +339,15 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     corroborated = bool(evidence["corroborating"])
     # Names one or two letters apart, one birth date, one household: the pattern of twins (and of a typo,
     # which the data cannot tell from it). A human decides.
-    siblings = (evidence["fields"]["name"] != "agree" and evidence["fields"]["birth_date"] != "conflict"
-                and _household(a, b))
+    # Siblings born on other days too: a birth date written with day and month swapped, or one digit off,
+    # is what the model forgives in a duplicate, and it is the sibling's own date.
+    siblings = evidence["fields"]["name"] != "agree" and _household(a, b)
     # A record that says it is one of a multiple birth has a twin of the same birth date, household and a
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
-        _one_digit_merge_allowed(a, b, score, settings, evidence) if one_digit
-        else corroborated and not nik_doubt)
+        _one_digit_merge_allowed(a, b, score, settings, evidence)
+        and not registered_together(a, b, household=_household(a, b)) if one_digit else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
         return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})

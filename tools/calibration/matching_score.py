@@ -33,9 +33,12 @@ EVAL_SETS: dict[str, dict[str, str]] = {
     "febrl2": {"febrl": "febrl2"},
     "febrl3": {"febrl": "febrl3"},
     "febrl4": {"febrl": "febrl4"},
+    # An independently written district of look-alike people and its own noise (tools/dataset/redteam.py).
+    "redteam": {"generator": "redteam"},
 }
 # A false pair touching one of these is a baby or a twin merged wrongly: must never happen.
-BABY_TWIN_CASES = frozenset({"newborn-nik-ibu", "newborn-own-nik", "twin", "twin-lookalike"})
+BABY_TWIN_CASES = frozenset({"newborn-nik-ibu", "newborn-own-nik", "twin", "twin-lookalike",
+                             "rt-twin", "rt-child-mother-nik"})
 TOP_PATTERNS = 8
 
 

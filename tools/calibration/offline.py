@@ -66,6 +66,11 @@ def write_set(set_name: str, seed: int | None, patients: int, settings: Settings
         convert(EVAL_SETS[set_name]["febrl"], directory, settings)
         return directory
     directory = workdir / f"{set_name}-seed{seed}-{patients}"
+    if EVAL_SETS[set_name].get("generator") == "redteam":
+        from tools.dataset import redteam
+
+        redteam.generate(directory, seed, patients, settings)
+        return directory
     generate(directory, Params(patients=patients, seed=seed, resources_per_patient=0.0, **EVAL_SETS[set_name]),
              settings)
     return directory
