@@ -19,7 +19,9 @@ NIK_FORMS = (NIK, "3201 0141 0388 0003", "3201.0141.0388.0003", "32-01-01-41-03-
 
 def _structlog_lines(log_calls) -> list[str]:
     buffer = io.StringIO()
-    logger = structlog.wrap_logger(structlog.PrintLogger(buffer), processors=PROCESSORS)
+    # Every level, whatever an earlier test's tool set globally (``shared.logging.set_level``).
+    logger = structlog.wrap_logger(structlog.PrintLogger(buffer), processors=PROCESSORS,
+                                   wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     log_calls(logger)
     return buffer.getvalue().splitlines()
 

@@ -30,10 +30,8 @@ def explain_false_pairs(set_name: str, seed: int | None, patients: int, workdir:
     from shared.config import Settings
     from shared.domain.pair_rules import compare_demographic_pair, compare_nik_pair
     from shared.domain.patient import member_record, patient_facts
-    from shared.logging import set_level
     from tools.calibration.offline import run_offline, write_set
 
-    set_level(logging.WARNING)
     settings = Settings(environment="local")
     directory = write_set(set_name, seed, patients, settings, workdir)
     truth = json.loads((directory / "ground_truth.json").read_text())
@@ -77,6 +75,9 @@ def explain_false_pairs(set_name: str, seed: int | None, patients: int, workdir:
 def main(set_name: str = typer.Option("redteam", "--set"), seed: int = typer.Option(1, "--seed"),
          patients: int = typer.Option(5000, "--patients"), json_out: Path | None = typer.Option(None, "--json"),
          workdir: Path | None = typer.Option(None, "--workdir")):
+    from shared.logging import set_level
+
+    set_level(logging.WARNING)   # the services log a line per patient; the table is the output
     pairs = explain_false_pairs(set_name, seed, patients, workdir or Path(tempfile.mkdtemp(prefix="dedup-fp-")))
     for pair in pairs:
         print(json.dumps(pair, sort_keys=True))
