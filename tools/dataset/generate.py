@@ -911,13 +911,19 @@ class ClinicalRecord:
                                                          "code": "urn:oid:1.2.840.10008.5.1.4.1.1.1.1"}}]}]})
 
 
-def generate(out_dir: str | Path, params: Params, settings: Settings | None = None) -> GroundTruth:
-    """Writes the dataset into ``out_dir`` (created; existing NDJSON files there are replaced)."""
+def empty_dataset_dir(out_dir: str | Path) -> Path:
+    """``out_dir``, created, without the NDJSON files of an earlier dataset (every writer replaces them)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for phase in PHASES:
         for old in (out / phase).glob("*.ndjson"):
             old.unlink()
+    return out
+
+
+def generate(out_dir: str | Path, params: Params, settings: Settings | None = None) -> GroundTruth:
+    """Writes the dataset into ``out_dir`` (created; existing NDJSON files there are replaced)."""
+    out = empty_dataset_dir(out_dir)
     writer = NdjsonWriter(out)
     try:
         truth = DistrictGenerator(params, settings or Settings(), writer).run()

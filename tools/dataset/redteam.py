@@ -39,7 +39,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from shared.config import Settings
-from tools.dataset.generate import PHASES, NdjsonWriter, PatientInfo
+from tools.dataset.generate import NdjsonWriter, PatientInfo, empty_dataset_dir
 
 AS_OF = date(2025, 3, 31)
 PROVINCE, REGENCY = "33", "10"         # a Central Java regency; kecamatan codes below
@@ -482,11 +482,7 @@ def pattern_counts(truth: dict) -> dict[str, int]:
 def generate(out_dir: str | Path, seed: int, patients: int, settings: Settings | None = None) -> dict:
     """Writes the red-team district into ``out_dir``; returns its ground truth (as written)."""
     settings = settings or Settings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for phase in PHASES:
-        for old in (out / phase).glob("*.ndjson"):
-            old.unlink()
+    out = empty_dataset_dir(out_dir)
     team = RedTeam(seed, patients, settings)
     team.run()
     team.rng.shuffle(team.records)        # records of one group are not adjacent in the load order
