@@ -341,13 +341,15 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     # which the data cannot tell from it). A human decides.
     # Siblings born on other days too: a birth date written with day and month swapped, or one digit off,
     # is what the model forgives in a duplicate, and it is the sibling's own date.
-    siblings = evidence["fields"]["name"] != "agree" and _household(a, b)
+    household = _household(a, b)
+    siblings = evidence["fields"]["name"] != "agree" and household
     # A record that says it is one of a multiple birth has a twin of the same birth date, household and a
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.
     twin_unknown = (a.get("multiple_birth") is None) != (b.get("multiple_birth") is None)
     merge_allowed = settings.demographic_auto_merge_enabled and not siblings and not twin_unknown and (
-        _one_digit_merge_allowed(a, b, score, settings, evidence)
-        and not registered_together(a, b, household=_household(a, b)) if one_digit else corroborated and not nik_doubt)
+        (_one_digit_merge_allowed(a, b, score, settings, evidence)
+         and not registered_together(a, b, household=household))
+        if one_digit else corroborated and not nik_doubt)
     outcome, reason, model_evidence = _model_decision(a, b, settings, model, evidence, merge_allowed=merge_allowed)
     if outcome == REVIEW and (weak := weak_evidence(model_evidence["model"], evidence["corroborating"])):
         return Decision(NO_MATCH, "weak-evidence", model_evidence | {"rule": "weak-evidence", "weak": weak})
