@@ -183,7 +183,7 @@ class MemoryGroups(GroupRepository):
     def _at_cap(self, group_id: str, stored: Group | None, change: Callable[[GroupTransaction], T]) -> T:
         """A block full with other parts' records: the change sees it at its cap (stand-ins for the
         members held elsewhere) and must leave it as it is; the stand-ins are never stored."""
-        group = Group.from_doc(group_id, stored.to_doc() if stored is not None else None)
+        group = stored.copy() if stored is not None else Group.from_doc(group_id, None)
         for n in range(self.member_cap - len(group.members)):
             group.members[f"\0elsewhere-{n}"] = {}
         result = change(ReviewingTransaction(group, self.reviews.get, self.reviews.get_many))
