@@ -1,7 +1,7 @@
 """The score phase's files cut by part, so that no process holds every scored pair: the parent writes
 each part's share of ``rows.parquet``, ``pairs.parquet`` and ``clusters.parquet`` (``SplinkScoring.score``)
 with DuckDB, on disk and within a memory limit (``split_by_part``); each deciding worker reads its own
-part's back (``read_part``). Only the ops side imports this (DuckDB and pyarrow are requirements-dev.txt);
+part's back (``read_part``). Only the ops side imports this (DuckDB and pyarrow are requirements-ops.txt);
 the worker's side needs pyarrow alone.
 """
 
