@@ -137,12 +137,19 @@ BACKFILL_ENGINE_DEFAULT = "none"
 @app.command()
 def backfill(
     ctx: typer.Context,
-    run_id: str | None = typer.Option(None, help="Resume this run (default: a new run id is printed)"),
+    run_id: str | None = typer.Option(
+        None, envvar="CLOUD_RUN_EXECUTION",
+        help="Resume this run (default: a new run id is printed; in a Cloud Run Job the execution's name, so a "
+             "retried task resumes its execution's run)"),
     ndjson: Path | None = typer.Option(
         None, exists=True, file_okay=False,
         help="Read Patients from this folder of NDJSON (Patient*.ndjson, a $export download with manifest.json, "
              "or a fhirStores.export copy) instead of the FHIR server"),
     work_dir: Path | None = typer.Option(None, help="Checkpoint files (default .backfill/<run id>)"),
+    keep_dir: Path | None = typer.Option(
+        None, file_okay=False,
+        help="A durable folder (a bucket the Cloud Run Job mounts) keeping a copy of the decisions, so a run "
+             "whose work directory is lost after deciding resumes"),
     page_size: int = typer.Option(1000, min=1, max=1000, help="Patients per FHIR page"),
     read_workers: int = typer.Option(4, min=1, max=32, help="FHIR pages fetched at once (offset-paging servers)"),
     write_workers: int = typer.Option(4, min=1, max=32, help="Firestore batches committed at once"),
@@ -191,7 +198,7 @@ def backfill(
                                  read_workers=read_workers, write_workers=write_workers,
                                  decide_workers=decide_workers, listener=bars, with_fhir=not no_fhir,
                                  copy_first=copy_first, engine=None if engine == "none" else engine,
-                                 spark_master=spark_master)
+                                 spark_master=spark_master, keep_dir=keep_dir)
             if dry_run:
                 progress, plan = job.dry_run()
             else:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import threading
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -217,12 +218,15 @@ def scoring_engine(engine: str | None, spark_master: str | None = None):
 
 def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int = 1000, read_workers: int = 4,
                    write_workers: int = 4, decide_workers: int | None = None, listener=None, with_fhir: bool = True,
-                   copy_first: bool = False, engine: str | None = None, spark_master: str | None = None):
+                   copy_first: bool = False, engine: str | None = None, spark_master: str | None = None,
+                   keep_dir=None):
     """A batch backfill over the FHIR server, or over NDJSON files (``ndjson``: a folder) without
     reading the server. ``with_fhir=False``: no FHIR server at all; patients whose groups changed
     under the run are then left to their next live event instead of re-read. ``engine``: the Splink
-    engine scoring the pairs in bulk before deciding (``scoring_engine``; None: the model scores each pair)."""
+    engine scoring the pairs in bulk before deciding (``scoring_engine``; None: the model scores each pair).
+    ``keep_dir``: a durable folder holding a copy of the run's decisions (``batch_keep``)."""
     from shared.services.batch_backfill import BatchBackfill
+    from shared.services.batch_keep import DecisionsKeep
     from shared.services.batch_write import Listener
 
     source = patient_source(settings, ndjson=ndjson, page_size=page_size, read_workers=read_workers,
@@ -232,4 +236,5 @@ def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int 
                          incremental=matching_service(settings) if with_fhir else None,
                          write_workers=write_workers, decide_workers=decide_workers or os.cpu_count() or 1,
                          listener=listener or Listener(), model=current_model(settings)(),
-                         engine=scoring_engine(engine, spark_master))
+                         engine=scoring_engine(engine, spark_master),
+                         keep=None if keep_dir is None else DecisionsKeep(Path(keep_dir)))

@@ -12,7 +12,8 @@ interrupted run continues where it stopped when started again with the same run 
    then a create), the store split into parts that share no group, each part's Patients through the
    production matching code (``batch_decide.decide``) in worker processes (``batch_parts``), each part's
    model asking the part's pair scores first, and the documents that changed streamed to
-   ``work_dir/decisions/`` (``batch_files``).
+   ``work_dir/decisions/`` (``batch_files``); with a ``keep`` directory, copied there too
+   (``batch_keep``), so a run whose work directory is lost after deciding resumes (a Cloud Run Job retry).
 3. write-groups, write-keys, write-reviews: the index in batches of 500 (``batch_write``), each
    document under a precondition: unchanged since it was read, or still absent. A group a live event
    changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their patient
@@ -51,6 +52,7 @@ from shared.ports.pair_scoring import PairScoring
 from shared.ports.patient_source import PatientSource
 from shared.services.batch_decide import matching_in_memory
 from shared.services.batch_files import DecisionFiles
+from shared.services.batch_keep import DecisionsKeep
 from shared.services.batch_parts import ParallelDecide, PartResult
 from shared.services.batch_score import feature_rows, scores_by_part
 from shared.services.batch_write import Listener, publish_requests, write_collection
@@ -84,6 +86,7 @@ class BatchBackfill:
     listener: Listener = field(default_factory=Listener)
     model: MatchModel | None = None                 # the district's current model (None: the shipped default)
     engine: PairScoring | None = None               # Splink scores the pairs first (None: the model alone)
+    keep: DecisionsKeep | None = None               # a durable copy of the decisions (None: work_dir only)
 
     # --- the run ---------------------------------------------------------------------------------
     def run(self, run_id: str) -> BackfillProgress:
@@ -118,9 +121,13 @@ class BatchBackfill:
         elif progress.phase == "decide" and self.engine and not self._scores_dir.joinpath("pairs.parquet").exists():
             progress.phase = "score"   # the scores are gone: score again (nothing was written yet)
         elif progress.phase not in ("read", "score", "decide") and not self._decisions.exists():
+            if self.keep is not None and self.keep.has(progress.run_id):
+                self.keep.restore(progress.run_id, self._decisions.directory)
+                log.info("backfill_decisions_restored", run_id=progress.run_id, phase=progress.phase)
+                return
             raise WorkDirLost(f"backfill run {progress.run_id} is in phase {progress.phase} but "
-                              f"{self._decisions.directory} is gone: resume it with its work directory, "
-                              f"or start a new run (it reads the index as it is now)")
+                              f"{self._decisions.directory} is gone and no kept copy exists: resume it with its "
+                              f"work directory, or start a new run (it reads the index as it is now)")
 
     def dry_run(self) -> tuple[BackfillProgress, BatchPlan]:
         progress = BackfillProgress(run_id="dry-run", mode="batch", source=self.source.describe())
@@ -243,6 +250,9 @@ class BatchBackfill:
         self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir)
         shutil.rmtree(self._decisions.directory, ignore_errors=True)
         os.replace(partial, self._decisions.directory)
+        if self.keep is not None:   # before the checkpoint moves on: a task dying while copying decides again
+            self.listener.phase("keep decisions", None)
+            self.keep.save(progress.run_id, self._decisions.directory)
         progress.phase = "write-groups"
 
     # --- 3. write --------------------------------------------------------------------------------

@@ -29,7 +29,25 @@ def test_the_job_runs_the_ops_backfill_with_options_it_has(modules):
     assert set(re.findall(r'"(--[a-z-]+)"', command)) <= _flags()
     # One deciding process per vCPU of the task (the container shows the host's CPU count).
     assert '"--decide-workers", tostring(var.backfill_cpu)' in command
-    assert "max_retries': 0" in job   # its work files do not survive a retry (batch_backfill.WorkDirLost)
+
+
+def test_a_retried_task_resumes_its_executions_run_from_the_kept_decisions(modules):
+    """A retry gets a new in-memory disk: it resumes only because the run id is the execution's name and
+    the decisions were kept in the bucket it mounts read-write (otherwise: batch_backfill.WorkDirLost)."""
+    district = modules["district"]
+    job = _job(modules)
+    assert "max_retries': 1" in job
+    command = district.locals["backfill_command"]
+    assert '"--keep-dir", local.backfill_keep_mount' in command and "--run-id" not in command
+    run_id = next(p for p in typer.main.get_command(app).commands["backfill"].params if p.name == "run_id")
+    assert run_id.envvar == "CLOUD_RUN_EXECUTION"   # what Cloud Run sets, the same on every task attempt
+    assert "keep_dir" in inspect.signature(backfill).parameters
+    assert "'mount_path': '${local.backfill_keep_mount}'" in job
+    assert "'bucket': '${google_storage_bucket.backfill_keep.name}', 'read_only': False" in job
+    bucket = district.resources_of("google_storage_bucket")["backfill_keep"]
+    assert bucket["name"] == "${local.backfill_keep_bucket}"
+    assert "google_kms_crypto_key.backfill_keep.id" in str(bucket["encryption"])
+    assert "var.backfill_keep_days" in str(bucket["lifecycle_rule"]) and "Delete" in str(bucket["lifecycle_rule"])
 
 
 def test_a_mounted_export_is_read_read_only_and_copied_first(modules):
@@ -73,8 +91,11 @@ def test_the_jobs_account_holds_only_what_the_backfill_touches(modules):
               if "google_service_account.backfill.member" in str(body)}
     assert set(grants) == {"backfill_publishes_merge_requests", "backfill_reads_fhir", "backfill_firestore",
                            "backfill_secret", "backfill_reads_models",   # it decides with the current model
-                           "backfill_reads_export"}
+                           "backfill_reads_export", "backfill_keeps_decisions"}
     assert grants["backfill_reads_export"]["role"] == "roles/storage.objectViewer"
+    keeps = grants["backfill_keeps_decisions"]
+    assert keeps["role"] == "roles/storage.objectUser"
+    assert keeps["bucket"] == "${google_storage_bucket.backfill_keep.name}"
     assert 'pipeline["merge_requests"]' in str(grants["backfill_publishes_merge_requests"])
     assert "local.reader" in str(grants["backfill_reads_fhir"])
     firestore = str(grants["backfill_firestore"])

@@ -1,10 +1,12 @@
 """The batch backfill against the local stack: FHIR pages read in parallel, the index written in bulk,
 a run SIGKILLed while it writes the index resumes to the same end state without publishing anything
-twice, a second run over the indexed store changes nothing, and NDJSON is read without the server."""
+twice (on a new, empty work directory, from its kept decisions, as a retried Cloud Run Job task does), a
+second run over the indexed store changes nothing, and NDJSON is read without the server."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,9 +73,9 @@ def _expected(settings, fhir) -> tuple[dict, set[str]]:
     return docs, {r.id for _, r in open_requests(index.groups.groups.values())}
 
 
-def _ops(settings, *args) -> subprocess.Popen:
+def _ops(settings, *args, env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "DEDUP_PROJECT_ID": settings.project_id, "DEDUP_FHIR_BASE_URL": settings.fhir_base_url,
-           "DEDUP_ENVIRONMENT": "local", "CI": "true"}
+           "DEDUP_ENVIRONMENT": "local", "CI": "true", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "ops", "backfill", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -81,8 +83,9 @@ def _ops(settings, *args) -> subprocess.Popen:
 def test_a_run_killed_while_writing_resumes_to_the_same_end_state(settings, fhir, firestore_db, topics, district,
                                                                   tmp_path):
     work = tmp_path / "work"
-    args = ["--run-id", "killed", "--work-dir", str(work), "--write-workers", "1", "--page-size", "300"]
-    run = _ops(settings, *args)
+    args = ["--work-dir", str(work), "--keep-dir", str(tmp_path / "keep"), "--write-workers", "1",
+            "--page-size", "300"]
+    run = _ops(settings, "--run-id", "killed", *args)
     runs = firestore_db.collection(settings.collection("backfill_runs"))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and run.poll() is None:
@@ -104,7 +107,9 @@ def test_a_run_killed_while_writing_resumes_to_the_same_end_state(settings, fhir
     assert not any(c == "patient_keys" for c, _ in partial)
     assert topics.pull("merge-requests", count=None, timeout=1.0) == []
 
-    resumed = _ops(settings, *args)
+    # The retry: a new task on an empty disk; the run id is the Cloud Run execution's name.
+    shutil.rmtree(work)
+    resumed = _ops(settings, *args, env={"CLOUD_RUN_EXECUTION": "killed"})
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert runs.document("killed").get().to_dict()["status"] == "done"

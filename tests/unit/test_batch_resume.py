@@ -63,3 +63,57 @@ def test_a_run_that_lost_its_scores_scores_again(tmp_path):
     (tmp_path / "work/read/Patient.ndjson").write_text("")
     job._check_work_dir(progress := checkpoints.load("r3"))
     assert progress.phase == "score"
+
+
+def _decisions(directory) -> None:
+    (directory / "groups").mkdir(parents=True)
+    (directory / "groups/000000.jsonl").write_text('["nik_index","t",{},null]\n')
+
+
+def test_a_run_that_lost_its_decisions_resumes_from_the_kept_copy(tmp_path):
+    from shared.services.batch_keep import DecisionsKeep
+
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r4", mode="batch", phase="write-keys"))
+    keep = DecisionsKeep(tmp_path / "keep")
+    _decisions(tmp_path / "decided")
+    keep.save("r4", tmp_path / "decided")
+    job = _job(tmp_path, checkpoints, _Server())
+    job.keep = keep
+    job._check_work_dir(progress := checkpoints.load("r4"))
+    assert progress.phase == "write-keys"   # nothing to do again: the writes go on at their cursors
+    assert (tmp_path / "work/decisions/groups/000000.jsonl").read_text() == '["nik_index","t",{},null]\n'
+
+
+def test_a_copy_cut_short_is_never_used(tmp_path):
+    """The task died while copying: no marker, so the run refuses as it would without a keep."""
+    from shared.services.batch_keep import MARKER, DecisionsKeep
+
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r5", mode="batch", phase="publish"))
+    keep = DecisionsKeep(tmp_path / "keep")
+    _decisions(tmp_path / "decided")
+    keep.save("r5", tmp_path / "decided")
+    (tmp_path / "keep/r5" / MARKER).unlink()
+    job = _job(tmp_path, checkpoints, _Server())
+    job.keep = keep
+    with pytest.raises(WorkDirLost, match="no kept copy"):
+        job._check_work_dir(checkpoints.load("r5"))
+
+
+def test_deciding_keeps_a_copy_before_the_checkpoint_moves_on(tmp_path):
+    from shared.services.batch_keep import DecisionsKeep
+
+    job = _job(tmp_path, InMemoryBackfillRuns(), _Server())
+    job.keep = DecisionsKeep(tmp_path / "keep")
+    job.work_dir.mkdir()
+
+    def decide(progress, files, out, scored):   # the parts' decisions, as the workers write them
+        _decisions(out)
+
+    job._decide_parts = decide
+    job._files = lambda scratch: None
+    progress = BackfillProgress(run_id="r6", mode="batch", phase="decide")
+    job._decide(progress)
+    assert progress.phase == "write-groups" and job.keep.has("r6")
+    assert (tmp_path / "keep/r6/decisions/groups/000000.jsonl").exists()

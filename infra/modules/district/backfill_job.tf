@@ -6,10 +6,13 @@
 # var.backfill_image (no image set: no job). Same settings and secrets as the functions; its own service account, holding
 # what it touches: Firestore (the index and backfill_runs), publish on merge-requests, read the FHIR store.
 # Checkpoints: backfill_runs/{run id} in Firestore, the work files (read spool, decisions) on the
-# task's in-memory disk, which a retry does not get back: no automatic retry (a run that died after
-# deciding refuses to resume without them, shared/services/batch_backfill.py); execute the job again
-# (a new run reads the index as it is then).
+# task's in-memory disk, which a retry does not get back. So the decisions are also copied, once decided,
+# to the keep bucket mounted read-write (--keep-dir, shared/services/batch_keep.py), and the run id is the
+# execution's name (the CLI reads CLOUD_RUN_EXECUTION, set by Cloud Run): a retried task resumes its
+# execution's run, reading again what it lost before deciding and taking the kept decisions after.
 locals {
+  backfill_keep_mount  = "/mnt/backfill-keep"
+  backfill_keep_bucket = "${var.project_id}-dedup-backfill-keep"
   # Where the jobs mount var.patient_export_bucket (Cloud Storage FUSE, read-only).
   export_mount = "/mnt/export"
   # The export volume of the backfill and training jobs (none without a bucket): one definition, each
@@ -18,8 +21,8 @@ locals {
   # The backfill copies a mounted export into its work directory first (--copy-first): FUSE reads in
   # sequence fast, but pays a request for each patient read back by its place while deciding.
   backfill_command = concat(
-    ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--decide-workers", tostring(var.backfill_cpu),
-    "--engine", var.backfill_engine],
+    ["python", "-m", "ops", "backfill", "--work-dir", "/tmp/backfill", "--keep-dir", local.backfill_keep_mount,
+    "--decide-workers", tostring(var.backfill_cpu), "--engine", var.backfill_engine],
     var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount, "--copy-first"],
   )
 }
@@ -29,6 +32,57 @@ resource "google_service_account" "backfill" {
   account_id   = "dedup-backfill"
   display_name = "dedup backfill job runtime"
   description  = "Runs the batch backfill Cloud Run Job; roles are granted on single resources only."
+}
+
+# The kept decisions: index documents of the whole store (keyed tokens and the records matching
+# compares), so the bucket is encrypted with the district's key ring like the models, private, and
+# emptied by its lifecycle rule a few days after a run.
+resource "google_kms_crypto_key" "backfill_keep" {
+  name            = "dedup-backfill-keep"
+  key_ring        = google_kms_key_ring.pubsub.id
+  rotation_period = "7776000s" # 90 days
+  labels          = local.labels
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+resource "google_kms_crypto_key_iam_member" "backfill_keep_storage_agent" {
+  crypto_key_id = google_kms_crypto_key.backfill_keep.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+resource "google_storage_bucket" "backfill_keep" {
+  #checkov:skip=CKV_GCP_62:A backfill's working copy of its own decisions, read only by the backfill job; Data Access logs of the project cover reads, and access logs would need a second bucket per district.
+  #checkov:skip=CKV_GCP_78:Working copies, replaced when a copy is cut short and deleted by the lifecycle rule: older generations would keep patient index data longer, for nothing.
+  project                     = var.project_id
+  name                        = local.backfill_keep_bucket
+  location                    = var.region
+  labels                      = local.labels
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  encryption {
+    default_kms_key_name = google_kms_crypto_key.backfill_keep.id
+  }
+  lifecycle_rule {
+    condition {
+      age = var.backfill_keep_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled, google_kms_crypto_key_iam_member.backfill_keep_storage_agent]
+}
+
+# Creates, reads and replaces the copies (a copy cut short is written again); this bucket only.
+resource "google_storage_bucket_iam_member" "backfill_keeps_decisions" {
+  bucket = google_storage_bucket.backfill_keep.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.backfill.member
 }
 
 resource "google_pubsub_topic_iam_member" "backfill_publishes_merge_requests" {
@@ -94,7 +148,7 @@ resource "google_cloud_run_v2_job" "backfill" {
     template {
       service_account = google_service_account.backfill.email
       timeout         = "${var.backfill_timeout_seconds}s"
-      max_retries     = 0
+      max_retries     = 1 # a retry resumes the execution's run (CLOUD_RUN_EXECUTION, the kept decisions)
       containers {
         image = var.backfill_image
         # One deciding process per vCPU: inside the container the CPU count Python sees is the host's.
@@ -128,6 +182,10 @@ resource "google_cloud_run_v2_job" "backfill" {
             mount_path = local.export_mount
           }
         }
+        volume_mounts {
+          name       = "keep"
+          mount_path = local.backfill_keep_mount
+        }
       }
       dynamic "volumes" {
         for_each = local.export_volumes
@@ -137,6 +195,13 @@ resource "google_cloud_run_v2_job" "backfill" {
             bucket    = volumes.value.bucket
             read_only = true
           }
+        }
+      }
+      volumes {
+        name = "keep"
+        gcs {
+          bucket    = google_storage_bucket.backfill_keep.name
+          read_only = false
         }
       }
       dynamic "vpc_access" {
@@ -150,5 +215,5 @@ resource "google_cloud_run_v2_job" "backfill" {
   }
 
   depends_on = [google_project_service.enabled, google_secret_manager_secret_iam_member.backfill_secret,
-  google_firestore_database.dedup]
+  google_firestore_database.dedup, google_storage_bucket_iam_member.backfill_keeps_decisions]
 }

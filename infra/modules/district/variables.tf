@@ -335,6 +335,12 @@ variable "backfill_memory" {
   default     = "8Gi"
 }
 
+variable "backfill_keep_days" {
+  description = "Days the backfill's kept decisions (the copy a retried task resumes from) stay in their bucket before the lifecycle rule deletes them."
+  type        = number
+  default     = 7
+}
+
 variable "backfill_timeout_seconds" {
   description = "Longest run of one backfill task (a resumed retry continues from the checkpoint)."
   type        = number
