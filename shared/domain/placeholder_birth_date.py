@@ -22,12 +22,13 @@ DATE_MISMATCH = "nik-birthdate-mismatch"
 def placeholder_as_unknown(record: Mapping, other: Mapping) -> Mapping:
     """``record`` with its placeholder birth date read as unknown (filled from the NIK, listed in
     ``derived``, its date mismatch dropped) when the NIK disagrees with that placeholder only, and
-    ``other`` (same NIK) states a real birth date the NIK agrees with; else ``record`` unchanged."""
+    ``other`` (same NIK) agrees with the NIK: it states the NIK's real date, or states none (the NIK fills
+    both, as for two records without a date); else ``record`` unchanged."""
     if not states_birth_date(record) or not is_placeholder_date(record.get("birth_date")):
         return record
-    if nik_issues(record) != {DATE_MISMATCH} or nik_issues(other) or not states_birth_date(other):
+    if nik_issues(record) != {DATE_MISMATCH} or nik_issues(other) or not other.get("birth_date"):
         return record
-    if is_placeholder_date(other.get("birth_date")):
+    if states_birth_date(other) and is_placeholder_date(other.get("birth_date")):
         return record
     return {**record, "birth_date": other["birth_date"],
             "derived": [*(record.get("derived") or ()), "birth_date"],

@@ -37,9 +37,9 @@ def test_read_as_unknown_only_when_the_placeholder_is_the_whole_disagreement():
     # A wrong sex as well: the NIK is not this record's as written.
     woman = record(patient("b", name="Budi Santoso", birth="1970-01-01", gender="female", nik=NIK_MAN))
     assert placeholder_as_unknown(woman, real) is woman
-    # The other record must state the NIK's date itself.
+    # The other record states no date either: both dates are the NIK's, as for two records without one.
     undated = record(patient("a", name="Budi Santoso", birth=None, nik=NIK_MAN))
-    assert placeholder_as_unknown(unknown, undated) is unknown
+    assert placeholder_as_unknown(unknown, undated)["birth_date"] == "1990-05-15"
     # A NIK that encodes 1 January itself: left to ``nik-placeholder-date``.
     on_placeholder = record(patient("a", birth="1990-01-01", nik=PLACEHOLDER_NIK))
     other = record(patient("b", birth="1970-01-01", nik=PLACEHOLDER_NIK))
