@@ -22,9 +22,11 @@ from shared.domain.identity_evidence import (
     states_birth_date,
 )
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
+from shared.domain.placeholder_birth_date import placeholder_as_unknown
 from shared.domain.places import homes_conflict, same_home
-from shared.domain.registered_together import registered_together
+from shared.domain.registered_together import another_generation, registered_together
 from shared.domain.review_band import weak_evidence
+from shared.domain.serial_typo import first_serial_digits_typo
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
@@ -128,6 +130,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
                      neighbours: Sequence[Mapping] = ()) -> Decision:
     """Two members of one NIK group (same NIK token). ``neighbours``: the records under other NIKs of the
     same first 12 digits (``nik_neighbours``)."""
+    # A placeholder date (1 January) is an unknown date, not one the NIK contradicts.
+    a, b = placeholder_as_unknown(a, b), placeholder_as_unknown(b, a)
     decision = _compare_nik_pair(a, b, settings, confirmed=confirmed, rejected=rejected, neighbours=neighbours)
     if decision.outcome == MERGE and decision.reason == "nik-match" and nik_of_neither(a, b):
         return Decision(REVIEW, "nik-of-neither", decision.evidence | {"rule": "nik-of-neither"})
@@ -284,13 +288,14 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
     and makes exactly one record's NIK disagree with its own birth date or sex, while everything else
     agrees strongly and no household links them. Two people of neighbouring districts, or of one
     district, birth date and sex (twins, namesakes: consecutive serials), have valid NIKs one digit apart
-    that each agree with their own record: those go to review."""
+    that each agree with their own record: those go to review. In a household a year digit stays in
+    review (``registered_together.another_generation``)."""
     fields = evidence["fields"]
     shared = set(a.get("nik_masks") or ()) & set(b.get("nik_masks") or ())
     in_date_part = any(all(6 <= digit <= 11 for digit in typo_digits(mask)) for mask in shared)
     typo_shows = bool(nik_issues(a)) != bool(nik_issues(b))
     agree = score >= settings.name_match_threshold and fields["birth_date"] == "agree" and fields["gender"] == "agree"
-    if in_date_part and typo_shows and agree and not _household(a, b):
+    if in_date_part and typo_shows and agree and not (_household(a, b) and another_generation(shared)):
         return True
     # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
     # placeholder namesakes share) and one household (namesakes of adjacent serials live apart).
@@ -298,10 +303,8 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
                           and not nik_issues(a) and not nik_issues(b))
     if same_person_fields and _household(a, b):
         return True
-    # Or a typo in the serial's first three digits: serials run from 0001 per kecamatan, birth date and sex,
-    # and a kecamatan registers a handful of people per birth date and sex, so two people of one name and
-    # birth date hold serials that differ in the last digit (0001 / 0002), not in the others (0001 / 0101).
-    return same_person_fields and any(all(12 <= digit <= 14 for digit in typo_digits(mask)) for mask in shared)
+    # Or a typo in the serial's first three digits (``serial_typo``).
+    return first_serial_digits_typo(a, b, score, fields, settings)
 
 
 def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: bool = False,

@@ -80,8 +80,9 @@ def test_under_one_nik_a_one_character_date_typo_that_the_nik_settles_merges():
     assert typo["nik_issues"] and not right["nik_issues"]
     decision = compare_nik_pair(right, typo, SETTINGS)
     assert (decision.outcome, decision.reason) == (MERGE, "nik-date-typo")
-    far = record(patient("b", name="Dewi Lestari", birth="1970-01-01", gender="female", nik=NIK_WOMAN))
-    assert compare_nik_pair(right, far, SETTINGS).outcome == REVIEW    # not one character, not a swap
+    # Not one character, not a swap (a 1 January placeholder is an unknown date instead: test_placeholder_birth_date).
+    far = record(patient("b", name="Dewi Lestari", birth="1975-08-20", gender="female", nik=NIK_WOMAN))
+    assert compare_nik_pair(right, far, SETTINGS).outcome == REVIEW
     # Day and month swapped on one record: the NIK says which date is right; with the names agreeing the
     # model merges it (its day-month-swapped level), with a name held in the other it stays in review (a
     # relative's NIK: "Piliang" / "Yulnida Piliang").
@@ -124,8 +125,9 @@ def test_nik_one_digit_apart_in_the_last_serial_digit_or_the_region_is_a_namesak
     # Kecamatan 01 / 02: a namesake of the neighbouring kecamatan with the same serial.
     assert compare_demographic_pair(owner, record(patient("b", name="Budi Santoso", nik="3201021505900001")),
                                     SETTINGS).reason == "nik-one-digit-review"
-    # A near name (twins have near names), or a placeholder date: review too.
-    assert compare_demographic_pair(owner, record(patient("b", name="Budi Santosa", nik="3201011505900101")),
+    # A near name on the next serial (twins have near names), or a placeholder date: review too. (A near
+    # name in the serial's first digits is no twin: test_serial_typo.)
+    assert compare_demographic_pair(owner, record(patient("b", name="Budi Santosa", nik="3201011505900002")),
                                     SETTINGS).outcome == REVIEW
     jan_a = record(patient("a", name="Budi Santoso", birth="1990-01-01", nik="3201010101900001"))
     jan_b = record(patient("b", name="Budi Santoso", birth="1990-01-01", nik="3201010101900101"))

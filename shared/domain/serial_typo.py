@@ -1,0 +1,36 @@
+"""NIKs one typo apart in the serial's first three digits: one person's NIK typed wrong. Pure.
+
+Serials run from 0001 per kecamatan, birth date and sex, handed out in order, and a kecamatan registers a
+handful of people per real birth date and sex. Two different people of one kecamatan, birth date and sex
+(twins registered together, namesakes) therefore hold serials that differ in the last digit (0001 /
+0002), not in the first three (0001 / 0101, 0011). The two NIKs also share every digit of the date part,
+so they encode one birth date and one sex: when neither disagrees with its own record, both records'
+stated birth dates are that date, and a record that states no sex carries the same one through its NIK.
+Such a pair is held to what the NIK group holds one NIK to: the same real birth date stated on both
+records, no sex conflict, and a name at ``nik_name_match_threshold``. A 1 January date is a placeholder
+that many namesakes share (their serials run high on it): never merged this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shared.config import Settings
+from shared.domain.identity_evidence import is_placeholder_date, nik_issues
+from shared.domain.nik_features import typo_digits
+
+FIRST_SERIAL_DIGITS = range(12, 15)
+
+
+def first_serial_digits_typo(a: Mapping, b: Mapping, score: float, fields: Mapping[str, str],
+                             settings: Settings) -> bool:
+    """The two records' NIKs differ by one substitution or adjacent transposition within NIK digits 12-14
+    (``nik_masks``), neither NIK disagrees with its record, both records state the same real birth date,
+    their sexes do not conflict and the name scores at least ``nik_name_match_threshold``."""
+    shared = set(a.get("nik_masks") or ()) & set(b.get("nik_masks") or ())
+    if not any(all(digit in FIRST_SERIAL_DIGITS for digit in typo_digits(mask)) for mask in shared):
+        return False
+    if nik_issues(a) or nik_issues(b) or is_placeholder_date(a.get("birth_date")):
+        return False
+    return (fields["birth_date"] == "agree" and fields["gender"] != "conflict"
+            and score >= settings.nik_name_match_threshold)
