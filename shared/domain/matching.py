@@ -15,6 +15,8 @@ from shared.domain.group import Group, is_live
 from shared.domain.household_rival import rivals_at_home
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
+from shared.domain.lone_identity import RIVAL_FREE, lone_shape, second_person
+from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.domain.pair_rules import (
     MERGE,
     REVIEW,
@@ -280,10 +282,13 @@ def _joins_another_persons_request(group: Group, target: str, incoming: str) -> 
 
 
 def plan_demographic_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
-                           skip: frozenset[str] = frozenset(), merged_into: frozenset[str] = frozenset()) -> GroupPlan:
+                           skip: frozenset[str] = frozenset(), merged_into: frozenset[str] = frozenset(),
+                           expected: Mapping[str, Mapping] | None = None) -> GroupPlan:
     """What the incoming member means for its candidate block: pairs not sharing one NIK (those are the
     NIK group's), except the ``skip`` candidates an earlier block of this event decided. A single strong
-    candidate merges; several different strong candidates go to review, as one item."""
+    candidate merges unless a rival identity exists (``rival_identity``) among the block's members and the
+    ``expected`` records (a batch's records of the newcomer's blocks, arrived or not); several different
+    strong candidates go to review, as one item."""
     members = group.members
     live = {pid: m for pid, m in members.items() if is_live(m)}
     plan = GroupPlan()
@@ -291,6 +296,7 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
     if not is_live(newcomer):
         return plan
     strong: list[tuple[str, Decision]] = []
+    lone: list[tuple[str, Decision]] = []   # review pairs that merge when no second person exists
     for pid, other in sorted(live.items()):
         if pid == incoming or pid in skip or (newcomer.get("nik_token") and
                                               newcomer.get("nik_token") == other.get("nik_token")):
@@ -300,8 +306,17 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
         if decision.outcome == MERGE:
             strong.append((pid, decision))
         elif decision.outcome == REVIEW:
+            if settings.demographic_auto_merge_enabled and lone_shape(newcomer, other, decision, settings):
+                lone.append((pid, decision))
             plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
                                                decision.evidence))
+    candidates = {**(expected or {}), **live}
+    if lone and not strong and not merged_into and len({live[pid].get("nik_token") or pid for pid, _ in lone}) == 1:
+        target, decision = lone[0]
+        if not second_person(incoming, newcomer, target, live[target], candidates.items(), settings, model):
+            strong = [(target, Decision(MERGE, RIVAL_FREE, decision.evidence | {"rule": RIVAL_FREE}))]
+            plan.decisions[target] = strong[0][1]
+            plan.reviews = [r for r in plan.reviews if target not in r.patient_ids]
     if merged_into:
         # An earlier block of this event merged the newcomer: a strong candidate of another person here
         # makes the merge ambiguous (a human decides); one of the same NIK is that person already.
@@ -323,6 +338,15 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
                                                decision.evidence | {"rule": "block-request-busy"}))
             plan.statuses[incoming] = ("review", "block-request-busy")
             return plan
+        rival_ids = [] if decision.reason == "human-confirmed" else rivals(
+            incoming, newcomer, target, live[target], candidates.items(), settings, model)
+        if rival_ids:
+            # Another identity fits the newcomer as well (twins, namesakes): which one it is, a human says.
+            ids = tuple(sorted({incoming, target, *rival_ids}))
+            plan.reviews.append(ReviewProposal(ids, "rival-identity", decision.evidence | {
+                "rule": "rival-identity", "rivals": len(rival_ids)}))
+            plan.statuses[incoming] = ("review", "rival-identity")
+            return plan
         plan.master, plan.duplicates = target, [incoming]
         plan.reason = "human-confirmed" if decision.reason == "human-confirmed" else "demographic-match"
         plan.evidence = {"pairs": [{"patients": sorted((incoming, target)), **decision.evidence}]}
@@ -330,6 +354,8 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
         ids = tuple(sorted({incoming, *(pid for pid, _ in strong)}))
         plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
                                            {"rule": "ambiguous-match", "candidates": len(strong)}))
+    for ids in rival_after_merge(incoming, newcomer, members, settings, model):
+        plan.reviews.append(ReviewProposal(ids, "rival-after-merge", {"rule": "rival-after-merge"}))
     plan.reviews = one_item_per_cluster(incoming, plan.reviews)
     status = "review" if plan.reviews and not plan.master else "active"
     plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews and not plan.master else None)
