@@ -87,9 +87,14 @@ class MatchingService:
         """A batch's records, known before it decides them (the backfill): a demographic match then meets
         a rival identity (``shared.domain.rival_identity``) that comes later in the batch as surely as one
         that came before, so the batch's decisions do not depend on its order."""
+        cap = self._settings.block_member_cap
         for known in facts:
             if block := self._day_block(known):
-                self._expected.setdefault(block, {})[known.patient_id] = member_record(known)
+                records = self._expected.setdefault(block, {})
+                # A block takes its first ``block_member_cap`` records and no more (``apply_member``): those
+                # are the batch's members of it; the cap also bounds the check's work on placeholder dates.
+                if len(records) < cap or known.patient_id in records:
+                    records[known.patient_id] = member_record(known)
 
     def _day_block(self, facts: PatientFacts) -> str | None:
         if not (facts.birth_date and facts.gender):

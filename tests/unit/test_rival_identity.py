@@ -133,3 +133,20 @@ def test_incrementally_the_later_twin_flags_the_merge_for_review():
     # record meets the first twin as a rival (once merged, ``rival-after-merge`` asks the same question).
     flagged = [item for item in services.reviews.all() if item.reason == "rival-identity"]
     assert [set(item.patient_ids) for item in flagged] == [{"a", "b", "x"}]
+
+
+def test_the_batch_backfill_tells_the_matching_its_records_before_deciding():
+    from shared.adapters.memory_index import MemoryIndex
+    from shared.services.batch_decide import decide, matching_in_memory
+
+    fhir = InMemoryFhir()
+    for patient in (resource("a", "Dewi Lestari", TWIN_A), resource("x", "Dewi Lestari", None),
+                    resource("b", "Dewi Lestari", TWIN_B)):
+        fhir.update(patient)
+    stored = fhir.resources("Patient")
+    index = MemoryIndex()
+    decide([stored], matching_in_memory(SETTINGS, index),
+           facts=[[patient_facts(patient, SETTINGS) for patient in stored]])
+    requests = [g.request for g in index.groups.groups.values() if g.request]
+    assert not any("x" in (r.master, *r.duplicates) for r in requests)
+    assert any(item.reason == "rival-identity" for item in index.reviews.items.values())
