@@ -15,8 +15,6 @@ from shared.domain.group import Group, is_live
 from shared.domain.household_rival import rivals_at_home
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
-from shared.domain.lone_identity import RIVAL_FREE, lone_shape, second_person
-from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.domain.pair_rules import (
     MERGE,
     REVIEW,
@@ -25,6 +23,7 @@ from shared.domain.pair_rules import (
     compare_nik_pair,
     lives_with,
 )
+from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.linkage.model import MatchModel
 
 
@@ -296,7 +295,6 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
     if not is_live(newcomer):
         return plan
     strong: list[tuple[str, Decision]] = []
-    lone: list[tuple[str, Decision]] = []   # review pairs that merge when no second person exists
     for pid, other in sorted(live.items()):
         if pid == incoming or pid in skip or (newcomer.get("nik_token") and
                                               newcomer.get("nik_token") == other.get("nik_token")):
@@ -306,17 +304,8 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
         if decision.outcome == MERGE:
             strong.append((pid, decision))
         elif decision.outcome == REVIEW:
-            if settings.demographic_auto_merge_enabled and lone_shape(newcomer, other, decision, settings):
-                lone.append((pid, decision))
             plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
                                                decision.evidence))
-    candidates = {**(expected or {}), **live}
-    if lone and not strong and not merged_into and len({live[pid].get("nik_token") or pid for pid, _ in lone}) == 1:
-        target, decision = lone[0]
-        if not second_person(incoming, newcomer, target, live[target], candidates.items(), settings, model):
-            strong = [(target, Decision(MERGE, RIVAL_FREE, decision.evidence | {"rule": RIVAL_FREE}))]
-            plan.decisions[target] = strong[0][1]
-            plan.reviews = [r for r in plan.reviews if target not in r.patient_ids]
     if merged_into:
         # An earlier block of this event merged the newcomer: a strong candidate of another person here
         # makes the merge ambiguous (a human decides); one of the same NIK is that person already.
@@ -338,6 +327,7 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
                                                decision.evidence | {"rule": "block-request-busy"}))
             plan.statuses[incoming] = ("review", "block-request-busy")
             return plan
+        candidates = {**(expected or {}), **live}
         rival_ids = [] if decision.reason == "human-confirmed" else rivals(
             incoming, newcomer, target, live[target], candidates.items(), settings, model)
         if rival_ids:

@@ -154,7 +154,8 @@ def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, jso
     for line in pattern_lines(results):
         console.print(line)
     if json_out:
-        json_out.write_text(json.dumps({"patients": patients, "backfill_knows": backfill_knows, "sets": {s: EVAL_SETS[s] for s in sets},
+        json_out.write_text(json.dumps({"patients": patients, "backfill_knows": backfill_knows,
+                                        "sets": {s: EVAL_SETS[s] for s in sets},
                                         "results": results}, indent=1) + "\n")
         console.print(f"figures written to {json_out}")
     return results
