@@ -98,10 +98,12 @@ def rival_after_merge(newcomer_id: str, newcomer: Mapping, members: Mapping[str,
     found = []
     for pid, member in sorted(members.items()):
         if (pid == newcomer_id or member.get("nik_token") or member.get("status") not in _SENT
+                or not near_same_day(member, newcomer, settings)
                 or compare_demographic_pair(newcomer, member, settings, model=model).outcome != MERGE):
             continue
         holders = [other_id for other_id, other in sorted(members.items())
                    if other.get("nik_token") and other_id not in (pid, newcomer_id)
+                   and near_same_day(member, other, settings)
                    and compare_demographic_pair(member, other, settings, model=model).outcome == MERGE]
         if holders and not any(members[h]["nik_token"] == nik for h in holders):
             found.append(tuple(sorted({newcomer_id, pid, *holders})))
