@@ -50,12 +50,14 @@ class Confirmation:
 
 def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, settings: Settings,
                  model: MatchModel | None = None, skip: frozenset[str] = frozenset(),
-                 merged_into: frozenset[str] = frozenset(), neighbours: tuple[dict, ...] = ()) -> MemberApplied:
+                 merged_into: frozenset[str] = frozenset(), neighbours: tuple[dict, ...] = (),
+                 expected: Mapping[str, Mapping] | None = None) -> MemberApplied:
     """Stores the record as a member unless the stored one is as new (``changed=False``), then runs the
     group's rules for it: statuses, review proposals, and a merge request opened or joined. ``skip``:
     candidates an earlier group of the same event decided (a pair is decided in one group only);
     ``merged_into``: NIK tokens (or ``patient:<id>``) an earlier block of the event merged the record into;
-    ``neighbours``: for a NIK group, the records under other NIKs of its first 12 digits (``pair_rules``)."""
+    ``neighbours``: for a NIK group, the records under other NIKs of its first 12 digits (``pair_rules``);
+    ``expected``: for a block, a batch's records of the newcomer's blocks (``rival_identity``)."""
     members = group.members
     stored = members.get(patient_id)
     if stored and not is_newer(record["version"], record["last_updated"], stored):
@@ -78,7 +80,7 @@ def apply_member(group: Group, patient_id: str, record: dict, own_write: bool, s
         return MemberApplied(True, group.request)
 
     plan = plan_nik_group(group, patient_id, settings, model, neighbours) if group.is_nik else \
-        plan_demographic_group(group, patient_id, settings, model, skip, merged_into)
+        plan_demographic_group(group, patient_id, settings, model, skip, merged_into, expected)
     for pid, (new_status, reason) in plan.statuses.items():
         if pid in members and members[pid].get("status") not in ("master", "duplicate", "pending"):
             members[pid]["status"] = new_status

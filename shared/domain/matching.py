@@ -23,6 +23,7 @@ from shared.domain.pair_rules import (
     compare_nik_pair,
     lives_with,
 )
+from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.linkage.model import MatchModel
 
 
@@ -280,10 +281,13 @@ def _joins_another_persons_request(group: Group, target: str, incoming: str) -> 
 
 
 def plan_demographic_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
-                           skip: frozenset[str] = frozenset(), merged_into: frozenset[str] = frozenset()) -> GroupPlan:
+                           skip: frozenset[str] = frozenset(), merged_into: frozenset[str] = frozenset(),
+                           expected: Mapping[str, Mapping] | None = None) -> GroupPlan:
     """What the incoming member means for its candidate block: pairs not sharing one NIK (those are the
     NIK group's), except the ``skip`` candidates an earlier block of this event decided. A single strong
-    candidate merges; several different strong candidates go to review, as one item."""
+    candidate merges unless a rival identity exists (``rival_identity``) among the block's members and the
+    ``expected`` records (a batch's records of the newcomer's blocks, arrived or not); several different
+    strong candidates go to review, as one item."""
     members = group.members
     live = {pid: m for pid, m in members.items() if is_live(m)}
     plan = GroupPlan()
@@ -323,6 +327,16 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
                                                decision.evidence | {"rule": "block-request-busy"}))
             plan.statuses[incoming] = ("review", "block-request-busy")
             return plan
+        candidates = {**(expected or {}), **live}
+        rival_ids = [] if decision.reason == "human-confirmed" else rivals(
+            incoming, newcomer, target, live[target], candidates.items(), settings, model)
+        if rival_ids:
+            # Another identity fits the newcomer as well (twins, namesakes): which one it is, a human says.
+            ids = tuple(sorted({incoming, target, *rival_ids}))
+            plan.reviews.append(ReviewProposal(ids, "rival-identity", decision.evidence | {
+                "rule": "rival-identity", "rivals": len(rival_ids)}))
+            plan.statuses[incoming] = ("review", "rival-identity")
+            return plan
         plan.master, plan.duplicates = target, [incoming]
         plan.reason = "human-confirmed" if decision.reason == "human-confirmed" else "demographic-match"
         plan.evidence = {"pairs": [{"patients": sorted((incoming, target)), **decision.evidence}]}
@@ -330,6 +344,8 @@ def plan_demographic_group(group: Group, incoming: str, settings: Settings, mode
         ids = tuple(sorted({incoming, *(pid for pid, _ in strong)}))
         plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
                                            {"rule": "ambiguous-match", "candidates": len(strong)}))
+    for ids in rival_after_merge(incoming, newcomer, members, settings, model):
+        plan.reviews.append(ReviewProposal(ids, "rival-after-merge", {"rule": "rival-after-merge"}))
     plan.reviews = one_item_per_cluster(incoming, plan.reviews)
     status = "review" if plan.reviews and not plan.master else "active"
     plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews and not plan.master else None)

@@ -67,6 +67,10 @@ def decide(pages: Iterable[list[dict]], matching: MatchingService,
     """Every Patient of every page through the matching code, in order. ``facts``: each page's Patients'
     ``patient_facts``, computed already (``batch_facts``); None: computed here."""
     decisions = Decisions()
+    if facts is not None:
+        # The batch's records known before any is decided: a rival identity later in the batch counts too.
+        facts = [list(page) for page in facts]
+        matching.expect(known for page in facts for known in page if known is not None)
     known_pages = iter(facts) if facts is not None else None
     for page in pages:
         known_page = next(known_pages) if known_pages is not None else [None] * len(page)

@@ -18,7 +18,7 @@ Order of work for a change (each step idempotent, so a redelivered event converg
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from shared.clock import now_iso
@@ -28,6 +28,7 @@ from shared.domain.indexing import already_recorded, apply_member, confirm_membe
 from shared.domain.pair_rules import nik_neighbours
 from shared.domain.patient import (
     PatientFacts,
+    blocking_token,
     candidate_blocks,
     is_newer,
     member_record,
@@ -79,6 +80,26 @@ class MatchingService:
         self._keys = keys
         self._fhir = fhir
         self._requests = requests
+        # A batch's records by birth date + sex block, known before it decides (``expect``).
+        self._expected: dict[str, dict[str, dict]] = {}
+
+    def expect(self, facts: Iterable[PatientFacts]) -> None:
+        """A batch's records, known before it decides them (the backfill): a demographic match then meets
+        a rival identity (``shared.domain.rival_identity``) that comes later in the batch as surely as one
+        that came before, so the batch's decisions do not depend on its order."""
+        cap = self._settings.block_member_cap
+        for known in facts:
+            if block := self._day_block(known):
+                records = self._expected.setdefault(block, {})
+                # A block takes its first ``block_member_cap`` records and no more (``apply_member``): those
+                # are the batch's members of it; the cap also bounds the check's work on placeholder dates.
+                if len(records) < cap or known.patient_id in records:
+                    records[known.patient_id] = member_record(known)
+
+    def _day_block(self, facts: PatientFacts) -> str | None:
+        if not (facts.birth_date and facts.gender):
+            return None
+        return blocking_token(facts.birth_date, facts.gender, self._settings)
 
     def publish_pending(self, group_ids) -> list[str]:
         """Publishes every group's open request not published yet (after batch indexing)."""
@@ -192,6 +213,9 @@ class MatchingService:
         decided: frozenset[str] = frozenset()   # candidates an earlier group of this event decided
         merged_into: set[str] = set()            # whom an earlier block merged the record into
         neighbours = () if own_write else self._nik_neighbours(facts)
+        day_block = self._day_block(facts)
+        expected = {pid: r for pid, r in self._expected.get(day_block, {}).items()
+                    if pid != patient_id} if day_block else None
         for group_id in groups:
             if own_write and already_recorded(self._groups.get(group_id), patient_id, record):
                 # The finaliser's own write, already recorded by complete_request: no transaction, so
@@ -200,7 +224,7 @@ class MatchingService:
 
             def change(tx, group_id=group_id, skip=decided, merged=frozenset(merged_into)):
                 applied = apply_member(tx.group, patient_id, record, own_write, self._settings, model, skip,
-                                       merged, neighbours)
+                                       merged, neighbours, expected)
                 now = now_iso()
                 tx.propose_reviews([ReviewItem.proposed(group_id, p.patient_ids, p.reason, p.evidence, now)
                                     for p in applied.reviews])

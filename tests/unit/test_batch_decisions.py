@@ -13,6 +13,7 @@ import pytest
 from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
+from shared.domain.patient import patient_facts
 from shared.linkage.model import default_model
 from shared.messages import PatientChange
 from shared.services.batch_decide import decide, matching_in_memory, open_requests
@@ -45,7 +46,10 @@ def test_batch_and_incremental_make_the_same_decisions(tmp_path: Path, engine: s
             fhir.update(patient)
     stored = fhir.resources("Patient")  # with meta.versionId/lastUpdated, as a scan reads them
 
+    # Both know the store's records before deciding (the batch from its facts, ``decide``): a rival
+    # identity later in the order counts as one earlier (``shared.domain.rival_identity``).
     incremental = FakeServices(SETTINGS, fhir)
+    incremental.matching.expect(patient_facts(patient, SETTINGS) for patient in stored)
     for patient in stored:
         incremental.matching.handle_change(PatientChange(patient["id"], "upsert"), publish=False)
     incremental.matching.publish_pending(list(incremental.groups.docs))
@@ -60,7 +64,8 @@ def test_batch_and_incremental_make_the_same_decisions(tmp_path: Path, engine: s
         scores = scores_table(scoring, tmp_path / "scores")
     index = MemoryIndex()
     model = default_model().with_scores(scores) if scores is not None else None
-    decisions = decide(pages, matching_in_memory(SETTINGS, index, model=model))
+    decisions = decide(pages, matching_in_memory(SETTINGS, index, model=model),
+                       facts=[[patient_facts(patient, SETTINGS) for patient in page] for page in pages])
     if scores is not None:   # the engine answered (nearly) every question the rules asked the model
         assert scores.hits > 100 and scores.misses == 0, (scores.hits, scores.misses)
     assert decisions.patients == len(stored)

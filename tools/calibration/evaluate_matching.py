@@ -130,7 +130,7 @@ def pattern_lines(results: list[dict]) -> list[str]:
 
 
 def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, json_out: Path | None,
-                           workdir: Path | None) -> list[dict]:
+                           workdir: Path | None, backfill_knows: str = "bulk") -> list[dict]:
     import logging
 
     from shared.config import Settings
@@ -146,7 +146,7 @@ def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, jso
         if is_fixed_set(set_name):
             console.print(f"{set_name}: fixed public benchmark data, run once; --seeds and --patients do not apply")
         for seed in [None] if is_fixed_set(set_name) else seeds:
-            results.append(evaluate_offline(set_name, seed, patients, settings, directory))
+            results.append(evaluate_offline(set_name, seed, patients, settings, directory, backfill_knows))
             console.print(f"{set_name} seed {results[-1]['seed']}: precision {results[-1]['precision']:.4f}, "
                           f"auto recall {results[-1]['recall_auto']:.4f} "
                           f"({results[-1]['seconds_matching']:.1f} s)")
@@ -154,7 +154,8 @@ def run_offline_evaluation(sets: list[str], seeds: list[int], patients: int, jso
     for line in pattern_lines(results):
         console.print(line)
     if json_out:
-        json_out.write_text(json.dumps({"patients": patients, "sets": {s: EVAL_SETS[s] for s in sets},
+        json_out.write_text(json.dumps({"patients": patients, "backfill_knows": backfill_knows,
+                                        "sets": {s: EVAL_SETS[s] for s in sets},
                                         "results": results}, indent=1) + "\n")
         console.print(f"figures written to {json_out}")
     return results
@@ -170,6 +171,9 @@ def main(
     seeds: str | None = typer.Option(None, "--seeds", help="offline: comma-separated seeds (default: --seed)"),
     json_out: Path | None = typer.Option(None, "--json", help="write every figure as JSON"),
     workdir: Path | None = typer.Option(None, "--workdir", help="offline: where the districts are generated"),
+    backfill_knows: str = typer.Option("bulk", "--backfill-knows",
+                                       help="offline: the records the backfill knows before deciding: bulk "
+                                            "(the load's bulk phase, as in production), all, none"),
     workers: int = typer.Option(4, "--workers", min=1, help="events handled at once"),
     dataset: Path | None = typer.Option(None, "--dataset", help="an existing generated dataset"),
     explain: Path | None = typer.Option(None, "--explain",
@@ -181,7 +185,12 @@ def main(
     if unknown or not set_names:
         raise typer.BadParameter(f"unknown set(s) {unknown}; known: {', '.join(EVAL_SETS)}")
     if offline:
-        run_offline_evaluation(set_names, parse_list(seeds, int) if seeds else [seed], patients, json_out, workdir)
+        from tools.calibration.offline import BACKFILL_KNOWS
+
+        if backfill_knows not in BACKFILL_KNOWS:
+            raise typer.BadParameter(f"--backfill-knows: one of {', '.join(BACKFILL_KNOWS)}")
+        run_offline_evaluation(set_names, parse_list(seeds, int) if seeds else [seed], patients, json_out, workdir,
+                               backfill_knows)
         return
     if len(set_names) != 1 or seeds:
         raise typer.BadParameter("the stack mode runs one set and one seed (--sets NAME --seed N)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.config import Settings
+from shared.domain.patient import patient_facts
 from shared.messages import PatientChange
 from tools.calibration.matching_score import EVAL_SETS, score_run
 from tools.dataset.generate import Params, generate, iter_resources
@@ -34,7 +35,13 @@ def patients_in_order(directory: Path) -> list[dict]:
     return [p for phase in ("bulk", "stream") for p in iter_resources(directory, phase, "Patient")]
 
 
-def run_offline(directory: Path, settings: Settings) -> OfflineRun:
+# What the batch backfill knows before deciding (``MatchingService.expect``): the bulk phase (the store
+# when the pipeline starts; the default, what production does), every record (a backfill of the whole
+# store, the order-independent bound), or nothing (every record arrives one at a time).
+BACKFILL_KNOWS = ("bulk", "all", "none")
+
+
+def run_offline(directory: Path, settings: Settings, backfill_knows: str = "bulk") -> OfflineRun:
     from tests.fakes import FakeServices, InMemoryFhir
 
     fhir = InMemoryFhir()
@@ -43,6 +50,11 @@ def run_offline(directory: Path, settings: Settings) -> OfflineRun:
         fhir.update(patient)
     services = FakeServices(settings, fhir)
     started = time.perf_counter()
+    # The bulk phase is what a batch backfill decides, knowing all of its records before deciding
+    # (``MatchingService.expect``); the stream phase arrives one record at a time, with no such knowledge.
+    phases = {"bulk": ("bulk",), "all": ("bulk", "stream"), "none": ()}[backfill_knows]
+    services.matching.expect(patient_facts(p, settings) for phase in phases
+                             for p in iter_resources(directory, phase, "Patient"))
     for patient in patients:
         services.matching.handle_change(PatientChange(patient["id"], "upsert"))
     seconds = time.perf_counter() - started
@@ -76,14 +88,15 @@ def write_set(set_name: str, seed: int | None, patients: int, settings: Settings
     return directory
 
 
-def evaluate_offline(set_name: str, seed: int | None, patients: int, settings: Settings, workdir: Path) -> dict:
+def evaluate_offline(set_name: str, seed: int | None, patients: int, settings: Settings, workdir: Path,
+                     backfill_knows: str = "bulk") -> dict:
     """Writes the set's district (``write_set``), runs it offline and scores it: ``score_run``'s figures
     plus the set, seed (``"fixed"`` for a benchmark) and timings."""
     began = time.perf_counter()
     directory = write_set(set_name, seed, patients, settings, workdir)
     generated = time.perf_counter() - began
     truth = json.loads((directory / "ground_truth.json").read_text())
-    run = run_offline(directory, settings)
+    run = run_offline(directory, settings, backfill_knows)
     figures = score_run(truth, run.resources, run.group_docs, run.review_docs, settings)
     return {"set": set_name, "seed": "fixed" if is_fixed_set(set_name) else seed, **figures,
             "seconds_generate": round(generated, 2), "seconds_matching": round(run.seconds, 2)}
