@@ -12,9 +12,13 @@ interrupted run continues where it stopped when started again with the same run 
    then a create), the store split into parts that share no group, each part's Patients through the
    production matching code (``batch_decide.decide``) in worker processes (``batch_parts``), each part's
    model asking the part's pair scores first, and the documents that changed streamed to
-   ``work_dir/decisions/`` (``batch_files``).
+   ``work_dir/decisions/`` (``batch_files``). Each part's groups are written (as in step 3) as soon as
+   the part is decided, while the other parts are decided (``WritesWhileDeciding``): the write waits on
+   Firestore, deciding on the CPU. A decide phase killed after it began writing decides again on the
+   index as it first read it (``work_dir/stored-index.pickle``), and writes with ``check_first``.
 3. write-groups, write-keys, write-reviews: the index in batches of 500 (``batch_write``), each
-   document under a precondition: unchanged since it was read, or still absent. A group a live event
+   document under a precondition: unchanged since it was read, or still absent (write-groups: the
+   shared blocks merged after deciding, the rest is written). A group a live event
    changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their patient
    keys are not written (so the incremental path does not take them as indexed already).
 4. publish: every merge request the decisions opened (written in their groups marked published: the
@@ -33,6 +37,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,18 +50,21 @@ from shared.linkage.model import MatchModel, default_model
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
-from shared.ports.index_bulk import INDEX_COLLECTIONS, IndexBulkStore, StoredDoc
+from shared.ports.index_bulk import INDEX_COLLECTIONS, DocWrite, IndexBulkStore, StoredDoc
 from shared.ports.messaging import MessagePublisher
 from shared.ports.pair_scoring import PairScoring
 from shared.ports.patient_source import PatientSource
 from shared.services.batch_decide import matching_in_memory
-from shared.services.batch_files import DecisionFiles
+from shared.services.batch_files import DecisionFiles, load_stored, save_stored
 from shared.services.batch_parts import ParallelDecide, PartResult
 from shared.services.batch_score import feature_rows, scores_by_part
-from shared.services.batch_write import Listener, publish_requests, write_collection
+from shared.services.batch_write import Listener, WritesWhileDeciding, publish_requests, write_collection
 from shared.services.matching import MatchingService
 
 log = get_logger(__name__)
+# Cursor of the decide phase: present once it began writing group documents (before the first write),
+# then the number of parts whose groups it wrote (the write-groups phase writes the files from there on).
+GROUPS_WHILE_DECIDING = "groups-while-deciding"
 
 
 class WorkDirLost(RuntimeError):
@@ -112,7 +120,13 @@ class BatchBackfill:
 
     def _check_work_dir(self, progress: BackfillProgress) -> None:
         """A run resumed without its work files: reading again is safe before anything was written;
-        after deciding it is not (the index holds part of the run's writes), so the run refuses."""
+        after deciding began writing it is not (the index holds part of the run's writes), so the run refuses."""
+        if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and (
+                (not self.source.rereadable and not self._spool.exists())
+                or (not progress.create_only and not self._stored_copy.exists())):
+            raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
+                              f"but its work files are gone from {self.work_dir}: resume it with its work "
+                              f"directory, or start a new run (it reads the index as it is now)")
         if progress.phase in ("score", "decide") and not self.source.rereadable and not self._spool.exists():
             progress.phase = "read"
         elif progress.phase == "decide" and self.engine and not self._scores_dir.joinpath("pairs.parquet").exists():
@@ -131,7 +145,7 @@ class BatchBackfill:
                 self._score_files(progress, files, Path(scratch) / "scores")
                 progress.phase_seconds["score"] = time.monotonic() - began
             decided = self._decide_parts(progress, files, Path(scratch) / "decisions", Path(scratch) / "scores",
-                                         plan=True)
+                                         self._stored_index(progress), plan=True)
         progress.seconds = time.monotonic() - began
         progress.phase_seconds["decide"] = progress.seconds - progress.phase_seconds.get("score", 0.0)
         progress.peak_rss_mb = peak_rss_mb()
@@ -198,6 +212,10 @@ class BatchBackfill:
     def _decisions(self) -> DecisionFiles:
         return DecisionFiles(self.work_dir / "decisions")
 
+    @property
+    def _stored_copy(self) -> Path:
+        return self.work_dir / "stored-index.pickle"
+
     def _stored_index(self, progress: BackfillProgress) -> list[StoredDoc]:
         progress.create_only = self.store.is_empty()
         if progress.create_only:
@@ -210,14 +228,15 @@ class BatchBackfill:
                 self.listener.advance(1)
         return stored
 
-    def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, scored: Path, *,
-                      plan: bool = False) -> PartResult:
-        stored = self._stored_index(progress)
+    def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, scored: Path,
+                      stored: list[StoredDoc], *, plan: bool = False,
+                      on_part_decided: Callable[[int], None] = lambda number: None) -> PartResult:
         progress.stamp = now_iso()
         by_part = None if self.engine is None else lambda part_of: scores_by_part(self.engine, scored, part_of)
         parallel = ParallelDecide(self.settings, files, self.decide_workers, model=self.model,
                                   on_phase=self.listener.phase,
-                                  on_advance=self.listener.advance, scores_by_part=by_part)
+                                  on_advance=self.listener.advance, scores_by_part=by_part,
+                                  on_part_decided=on_part_decided)
         decided = parallel.run(stored, out, progress.stamp, plan=plan)
         progress.patients = decided.patients
         progress.results = decided.results
@@ -240,7 +259,28 @@ class BatchBackfill:
         partial = self.work_dir / "decisions.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
-        self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir)
+        again = GROUPS_WHILE_DECIDING in progress.cursors   # a killed attempt wrote some of its groups
+        if again:
+            stored = [] if progress.create_only else load_stored(self._stored_copy)
+        else:
+            stored = self._stored_index(progress)
+            if stored:
+                save_stored(self._stored_copy, stored)
+            progress.cursors[GROUPS_WHILE_DECIDING] = 0
+            self.checkpoints.save(progress)   # before the first write
+        writer = WritesWhileDeciding(self.store, lambda number: DecisionFiles(partial).part_writes("groups", number),
+                                     workers=self.write_workers, check_first=again)
+        try:
+            decided = self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir, stored,
+                                         on_part_decided=writer.part_decided)
+        finally:
+            writer.finish()
+        for outcome, n in writer.outcomes.items():
+            progress.count("writes:groups", outcome, n)
+        progress.count("written_while_deciding", "groups", sum(writer.outcomes.values()))
+        for write in writer.conflicts:
+            self._conflicted(progress, write)
+        progress.cursors[GROUPS_WHILE_DECIDING] = decided.parts
         shutil.rmtree(self._decisions.directory, ignore_errors=True)
         os.replace(partial, self._decisions.directory)
         progress.phase = "write-groups"
@@ -251,13 +291,20 @@ class BatchBackfill:
                          save=self.checkpoints.save, workers=self.write_workers, listener=self.listener,
                          on_conflict=on_conflict)
 
-    def _write_groups(self, progress: BackfillProgress) -> None:
-        def left_to_incremental(write) -> None:
-            group_id = f"{write.collection}/{write.doc_id}"
-            if group_id not in progress.conflicted_groups:
-                progress.conflicted_groups.append(group_id)
+    @staticmethod
+    def _conflicted(progress: BackfillProgress, write: DocWrite) -> None:   # its patients: to step 5
+        group_id = f"{write.collection}/{write.doc_id}"
+        if group_id not in progress.conflicted_groups:
+            progress.conflicted_groups.append(group_id)
 
-        self._write(progress, "groups", "groups", self._decisions.writes("groups"), left_to_incremental)
+    def _write_groups(self, progress: BackfillProgress) -> None:
+        """The groups deciding did not write: the shared blocks, merged after every part was decided."""
+        left = self._decisions.writes("groups", progress.cursors.get(GROUPS_WHILE_DECIDING, 0))
+        total = (progress.counts.get("documents", {}).get("groups", 0)
+                 - progress.counts.get("written_while_deciding", {}).get("groups", 0))
+        write_collection(self.store, "groups", left, total, progress, save=self.checkpoints.save,
+                         workers=self.write_workers, listener=self.listener,
+                         on_conflict=lambda write: self._conflicted(progress, write))
         progress.phase = "write-keys"
 
     def _left_to_incremental(self, progress: BackfillProgress) -> list[str]:

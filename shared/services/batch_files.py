@@ -16,6 +16,8 @@ for ``Settings.stuck_after_seconds``, published or not (``services/sweeper.py``)
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,14 +136,24 @@ class DecisionFiles:
     def exists(self) -> bool:
         return self.directory.is_dir()
 
-    def lines(self, kind: str) -> Iterator[str]:
+    def lines(self, kind: str, from_part: int = 0) -> Iterator[str]:
+        """The lines of ``kind``, part by part, from part number ``from_part`` on."""
         for path in sorted((self.directory / kind).glob("*.jsonl")):
-            with path.open(encoding="utf-8") as lines:
-                yield from lines
+            if int(path.stem) >= from_part:
+                with path.open(encoding="utf-8") as lines:
+                    yield from lines
 
-    def writes(self, kind: str) -> Iterator[DocWrite]:
-        for line in self.lines(kind):
+    def writes(self, kind: str, from_part: int = 0) -> Iterator[DocWrite]:
+        for line in self.lines(kind, from_part):
             yield DocWrite(*json.loads(line))
+
+    def part_writes(self, kind: str, number: int) -> Iterator[DocWrite]:
+        """One part's documents of ``kind`` (none when the part changed none)."""
+        path = self.directory / kind / f"{number:06d}.jsonl"
+        if path.exists():
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    yield DocWrite(*json.loads(line))
 
     def outbox(self) -> Iterator[tuple[str, MergeRequest]]:
         for line in self.lines("outbox"):
@@ -149,3 +161,17 @@ class DecisionFiles:
             request = MergeRequest.from_doc(request)
             if request.status == RequestStatus.OPEN:
                 yield group_id, request
+
+
+def save_stored(path: Path, stored: list[StoredDoc]) -> None:
+    """The index as the decide phase read it, kept in the work directory: a decide phase killed after it
+    began writing decides again on this, not on the index its own writes changed."""
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        pickle.dump(stored, out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def load_stored(path: Path) -> list[StoredDoc]:
+    with path.open("rb") as saved:
+        return pickle.load(saved)
