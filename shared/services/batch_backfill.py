@@ -13,14 +13,15 @@ interrupted run continues where it stopped when started again with the same run 
    production matching code (``batch_decide.decide``) in worker processes (``batch_parts``), each part's
    model asking the part's pair scores first, and the documents that changed streamed to
    ``work_dir/decisions/`` (``batch_files``). Each part's groups are written (as in step 3) as soon as
-   the part is decided, while the other parts are decided (``WritesWhileDeciding``): the write waits on
-   Firestore, deciding on the CPU. A decide phase killed after it began writing decides again on the
-   index as it first read it (``work_dir/stored-index.pickle``), and writes with ``check_first``.
+   the part is decided (the shared blocks' once merged), while other parts are decided
+   (``WritesWhileDeciding``): writing waits on Firestore, deciding on the CPU. A decide phase killed
+   after it began writing decides again on the index as it first read it (``work_dir/stored-index.pickle``)
+   and writes with ``check_first``.
 3. write-groups, write-keys, write-reviews: the index in batches of 500 (``batch_write``), each
-   document under a precondition: unchanged since it was read, or still absent (write-groups: the
-   shared blocks merged after deciding, the rest is written). A group a live event
-   changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their patient
-   keys are not written (so the incremental path does not take them as indexed already).
+   document under a precondition: unchanged since it was read, or still absent (write-groups: what the
+   decide phase did not write; nothing, but for a run checkpointed before it wrote groups). A group a
+   live event changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their
+   patient keys are not written (so the incremental path does not take them as indexed already).
 4. publish: every merge request the decisions opened (written in their groups marked published: the
    decisions' outbox), in chunks (``batch_write.publish_requests``).
 5. incremental: the patients of conflicting groups through the per-patient path (``MatchingService``
@@ -55,7 +56,7 @@ from shared.ports.messaging import MessagePublisher
 from shared.ports.pair_scoring import PairScoring
 from shared.ports.patient_source import PatientSource
 from shared.services.batch_decide import matching_in_memory
-from shared.services.batch_files import DecisionFiles, load_stored, save_stored
+from shared.services.batch_files import DecisionFiles, decoded, load_stored, save_stored
 from shared.services.batch_parts import ParallelDecide, PartResult
 from shared.services.batch_score import feature_rows, scores_by_part
 from shared.services.batch_write import Listener, WritesWhileDeciding, publish_requests, write_collection
@@ -274,13 +275,15 @@ class BatchBackfill:
             decided = self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir, stored,
                                          on_part_decided=writer.part_decided)
         finally:
+            began = time.monotonic()
             writer.finish()
+            progress.counts.setdefault("decide_seconds", {})["writes_left"] = round(time.monotonic() - began, 2)
         for outcome, n in writer.outcomes.items():
             progress.count("writes:groups", outcome, n)
         progress.count("written_while_deciding", "groups", sum(writer.outcomes.values()))
         for write in writer.conflicts:
             self._conflicted(progress, write)
-        progress.cursors[GROUPS_WHILE_DECIDING] = decided.parts
+        progress.cursors[GROUPS_WHILE_DECIDING] = decided.part_files
         shutil.rmtree(self._decisions.directory, ignore_errors=True)
         os.replace(partial, self._decisions.directory)
         progress.phase = "write-groups"
@@ -298,7 +301,7 @@ class BatchBackfill:
             progress.conflicted_groups.append(group_id)
 
     def _write_groups(self, progress: BackfillProgress) -> None:
-        """The groups deciding did not write: the shared blocks, merged after every part was decided."""
+        """The groups the decide phase did not write (none, unless it is a run from before it wrote them)."""
         left = self._decisions.writes("groups", progress.cursors.get(GROUPS_WHILE_DECIDING, 0))
         total = (progress.counts.get("documents", {}).get("groups", 0)
                  - progress.counts.get("written_while_deciding", {}).get("groups", 0))
@@ -313,7 +316,7 @@ class BatchBackfill:
         if not conflicted:
             return []
         return sorted({pid for w in self._decisions.writes("groups") if f"{w.collection}/{w.doc_id}" in conflicted
-                       for pid in (w.data.get("members") or {})})
+                       for pid in (decoded(w).get("members") or {})})
 
     def _write_keys(self, progress: BackfillProgress) -> None:
         skipped = set(self._left_to_incremental(progress))

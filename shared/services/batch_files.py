@@ -4,7 +4,11 @@ chunk by the write and publish phases (nothing holds the whole store's decisions
 
 Layout: ``<directory>/<kind>/<part number>.jsonl``; a document line is ``[collection, id, document,
 version read or null]``, an outbox line ``[group id, request]``. Kinds: ``groups`` (both group
-collections), ``patient_keys``, ``review_items``, ``outbox``.
+collections), ``patient_keys``, ``review_items``, ``outbox``. A document is in the index's stored form
+(``index_codec.encode``: a group's members and the evidence as JSON text), encoded once, where it was
+decided: the write phases hand it to the bulk store as it is read, instead of parsing the members
+from the line only to encode them again in the one process that writes (``docs/benchmarks.md``).
+``DecisionFiles.writes`` gives it in that form; ``decoded`` gives its ``to_doc()`` form.
 
 The outbox: a request the decisions opened is written in its group already marked published, and listed
 here; the publish phase sends every listed request of a group that was written (resuming at its
@@ -22,12 +26,14 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from shared.adapters.index_codec import decode, encode
 from shared.adapters.memory_index import MemoryIndex
 from shared.domain.group import Group, split_group_id
 from shared.domain.merge_request import MergeRequest, RequestStatus
 from shared.ports.index_bulk import DocWrite, StoredDoc
 
 KINDS = ("groups", "patient_keys", "review_items", "outbox")
+_ENCODED = ("groups", "review_items")   # the kinds with text fields (``index_codec.TEXT_FIELDS``)
 _STAMPS = ("updated_at",)
 
 
@@ -48,6 +54,9 @@ class PartWriter:
         if kind not in self._files:
             (self._directory / kind).mkdir(parents=True, exist_ok=True)
             self._files[kind] = (self._directory / kind / self._name).open("w", encoding="utf-8")
+        if kind in _ENCODED:
+            collection, doc_id, doc, *rest = value
+            value = [collection, doc_id, encode(collection, doc), *rest]
         self._files[kind].write(_line(value))
         self.counts[kind] += 1
 
@@ -97,6 +106,11 @@ def changed_documents(index: MemoryIndex, loaded: dict[tuple[str, str], StoredDo
     for group_id, request in outbox:
         if group_id in written:
             yield "outbox", [group_id, request]
+
+
+def decoded(write: DocWrite) -> dict:
+    """A decision file's document in its ``to_doc()`` form."""
+    return decode(write.collection, write.data)
 
 
 def merge_shared(directory: Path, bucket: str, number: int) -> int:
