@@ -66,6 +66,7 @@ log = get_logger(__name__)
 # Cursor of the decide phase: present once it began writing group documents (before the first write),
 # then the number of parts whose groups it wrote (the write-groups phase writes the files from there on).
 GROUPS_WHILE_DECIDING = "groups-while-deciding"
+STORED_COPY = "stored-index.pickle"   # in the work directory: the index as the decide phase first read it
 
 
 class WorkDirLost(RuntimeError):
@@ -124,7 +125,7 @@ class BatchBackfill:
         after deciding began writing it is not (the index holds part of the run's writes), so the run refuses."""
         if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and (
                 (not self.source.rereadable and not self._spool.exists())
-                or (not progress.create_only and not self._stored_copy.exists())):
+                or (not progress.create_only and not (self.work_dir / STORED_COPY).exists())):
             raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
                               f"but its work files are gone from {self.work_dir}: resume it with its work "
                               f"directory, or start a new run (it reads the index as it is now)")
@@ -213,10 +214,6 @@ class BatchBackfill:
     def _decisions(self) -> DecisionFiles:
         return DecisionFiles(self.work_dir / "decisions")
 
-    @property
-    def _stored_copy(self) -> Path:
-        return self.work_dir / "stored-index.pickle"
-
     def _stored_index(self, progress: BackfillProgress) -> list[StoredDoc]:
         progress.create_only = self.store.is_empty()
         if progress.create_only:
@@ -235,9 +232,8 @@ class BatchBackfill:
         progress.stamp = now_iso()
         by_part = None if self.engine is None else lambda part_of: scores_by_part(self.engine, scored, part_of)
         parallel = ParallelDecide(self.settings, files, self.decide_workers, model=self.model,
-                                  on_phase=self.listener.phase,
-                                  on_advance=self.listener.advance, scores_by_part=by_part,
-                                  on_part_decided=on_part_decided)
+                                  on_phase=self.listener.phase, on_advance=self.listener.advance,
+                                  scores_by_part=by_part, on_part_decided=on_part_decided)
         decided = parallel.run(stored, out, progress.stamp, plan=plan)
         progress.patients = decided.patients
         progress.results = decided.results
@@ -262,11 +258,11 @@ class BatchBackfill:
         partial.mkdir()
         again = GROUPS_WHILE_DECIDING in progress.cursors   # a killed attempt wrote some of its groups
         if again:
-            stored = [] if progress.create_only else load_stored(self._stored_copy)
+            stored = [] if progress.create_only else load_stored(self.work_dir / STORED_COPY)
         else:
             stored = self._stored_index(progress)
             if stored:
-                save_stored(self._stored_copy, stored)
+                save_stored(self.work_dir / STORED_COPY, stored)
             progress.cursors[GROUPS_WHILE_DECIDING] = 0
             self.checkpoints.save(progress)   # before the first write
         writer = WritesWhileDeciding(self.store, lambda number: DecisionFiles(partial).part_writes("groups", number),

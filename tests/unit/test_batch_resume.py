@@ -63,3 +63,23 @@ def test_a_run_that_lost_its_scores_scores_again(tmp_path):
     (tmp_path / "work/read/Patient.ndjson").write_text("")
     job._check_work_dir(progress := checkpoints.load("r3"))
     assert progress.phase == "score"
+
+
+def test_a_decide_phase_that_began_writing_refuses_to_resume_without_its_work_files(tmp_path):
+    """It wrote groups already: reading the source or the index again would decide on changed inputs."""
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r4", mode="batch", phase="decide",
+                                      cursors={"groups-while-deciding": 0}))
+    with pytest.raises(WorkDirLost, match="r4 is in phase decide, its groups partly written"):
+        _job(tmp_path, checkpoints, _Server()).run("r4")   # no spool of the source
+
+    (tmp_path / "work/read").mkdir(parents=True)
+    (tmp_path / "work/read/Patient.ndjson").write_text("")
+    job = _job(tmp_path, checkpoints, _Server())
+    with pytest.raises(WorkDirLost, match="r4 is in phase decide"):
+        job._check_work_dir(checkpoints.load("r4"))       # the spool, but not the index as first read
+
+    progress = checkpoints.load("r4")
+    progress.create_only = True                           # the store was empty: there is no copy to keep
+    job._check_work_dir(progress)
+    assert progress.phase == "decide"
