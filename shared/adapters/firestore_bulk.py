@@ -146,7 +146,7 @@ class FirestoreIndexBulk(IndexBulkStore):
             found = self.read_many(collection, [writes[i].doc_id for i in indexes])
             for i in indexes:
                 doc = found.get(writes[i].doc_id)
-                if doc is not None and same_document(writes[i].data, doc.data):
+                if doc is not None and same_document(decode(writes[i].collection, writes[i].data), doc.data):
                     outcomes[i] = WriteOutcome.SAME
                 else:
                     remaining.append(i)
@@ -172,6 +172,6 @@ class FirestoreIndexBulk(IndexBulkStore):
 
     def _conflict_or_same(self, write: DocWrite) -> WriteOutcome:
         doc = self.read_many(write.collection, [write.doc_id]).get(write.doc_id)
-        if doc is not None and same_document(write.data, doc.data):
+        if doc is not None and same_document(decode(write.collection, write.data), doc.data):
             return WriteOutcome.SAME
         return WriteOutcome.CONFLICT

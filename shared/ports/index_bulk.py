@@ -29,7 +29,7 @@ class StoredDoc:
 class DocWrite:
     collection: str
     doc_id: str
-    data: dict                   # the whole document (its ``to_doc()`` form)
+    data: dict                   # the whole document: its ``to_doc()`` form, or with its text fields encoded already
     expected: str | None         # the version read; None: create only
 
 

@@ -12,12 +12,18 @@ interrupted run continues where it stopped when started again with the same run 
    then a create), the store split into parts that share no group, each part's Patients through the
    production matching code (``batch_decide.decide``) in worker processes (``batch_parts``), each part's
    model asking the part's pair scores first, and the documents that changed streamed to
-   ``work_dir/decisions/`` (``batch_files``); with a ``keep`` directory, copied there too
-   (``batch_keep``), so a run whose work directory is lost after deciding resumes (a Cloud Run Job retry).
+   ``work_dir/decisions/`` (``batch_files``). Each part's groups are written (as in step 3) as soon as
+   the part is decided (the shared blocks' once merged), while other parts are decided
+   (``WritesWhileDeciding``): writing waits on Firestore, deciding on the CPU. A decide phase killed
+   after it began writing decides again on the index as it first read it (``work_dir/stored-index.pickle``)
+   and writes with ``check_first``. With a ``keep`` directory (``batch_keep``), that copy of the index and
+   the finished decisions are copied there too, so a run whose work directory is lost resumes (a Cloud
+   Run Job retry).
 3. write-groups, write-keys, write-reviews: the index in batches of 500 (``batch_write``), each
-   document under a precondition: unchanged since it was read, or still absent. A group a live event
-   changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their patient
-   keys are not written (so the incremental path does not take them as indexed already).
+   document under a precondition: unchanged since it was read, or still absent (write-groups: what the
+   decide phase did not write; nothing, but for a run checkpointed before it wrote groups). A group a
+   live event changed meanwhile is not overwritten: it is counted, and its patients go to step 5; their
+   patient keys are not written (so the incremental path does not take them as indexed already).
 4. publish: every merge request the decisions opened (written in their groups marked published: the
    decisions' outbox), in chunks (``batch_write.publish_requests``).
 5. incremental: the patients of conflicting groups through the per-patient path (``MatchingService``
@@ -34,6 +40,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,19 +53,23 @@ from shared.linkage.model import MatchModel, default_model
 from shared.logging import get_logger
 from shared.messages import PatientChange
 from shared.ports.backfill_runs import BackfillRunRepository
-from shared.ports.index_bulk import INDEX_COLLECTIONS, IndexBulkStore, StoredDoc
+from shared.ports.index_bulk import INDEX_COLLECTIONS, DocWrite, IndexBulkStore, StoredDoc
 from shared.ports.messaging import MessagePublisher
 from shared.ports.pair_scoring import PairScoring
 from shared.ports.patient_source import PatientSource
 from shared.services.batch_decide import matching_in_memory
-from shared.services.batch_files import DecisionFiles
+from shared.services.batch_files import DecisionFiles, decoded, load_stored, save_stored
 from shared.services.batch_keep import DecisionsKeep
 from shared.services.batch_parts import ParallelDecide, PartResult
 from shared.services.batch_score import feature_rows, scores_by_part
-from shared.services.batch_write import Listener, publish_requests, write_collection
+from shared.services.batch_write import Listener, WritesWhileDeciding, publish_requests, write_collection
 from shared.services.matching import MatchingService
 
 log = get_logger(__name__)
+# Cursor of the decide phase: present once it began writing group documents (before the first write),
+# then the number of parts whose groups it wrote (the write-groups phase writes the files from there on).
+GROUPS_WHILE_DECIDING = "groups-while-deciding"
+STORED_COPY = "stored-index.pickle"   # in the work directory: the index as the decide phase first read it
 
 
 class WorkDirLost(RuntimeError):
@@ -115,7 +126,18 @@ class BatchBackfill:
 
     def _check_work_dir(self, progress: BackfillProgress) -> None:
         """A run resumed without its work files: reading again is safe before anything was written;
-        after deciding it is not (the index holds part of the run's writes), so the run refuses."""
+        after deciding began writing it is not (the index holds part of the run's writes), so the run refuses
+        unless a keep directory holds what it lost."""
+        stored_copy = self.work_dir / STORED_COPY
+        if (progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and not progress.create_only
+                and not stored_copy.exists() and self.keep is not None):
+            self.keep.restore_file(progress.run_id, stored_copy)
+        if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and (
+                (not self.source.rereadable and not self._spool.exists())
+                or (not progress.create_only and not (self.work_dir / STORED_COPY).exists())):
+            raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
+                              f"but its work files are gone from {self.work_dir}: resume it with its work "
+                              f"directory, or start a new run (it reads the index as it is now)")
         if progress.phase in ("score", "decide") and not self.source.rereadable and not self._spool.exists():
             progress.phase = "read"
         elif progress.phase == "decide" and self.engine and not self._scores_dir.joinpath("pairs.parquet").exists():
@@ -138,7 +160,7 @@ class BatchBackfill:
                 self._score_files(progress, files, Path(scratch) / "scores")
                 progress.phase_seconds["score"] = time.monotonic() - began
             decided = self._decide_parts(progress, files, Path(scratch) / "decisions", Path(scratch) / "scores",
-                                         plan=True)
+                                         self._stored_index(progress), plan=True)
         progress.seconds = time.monotonic() - began
         progress.phase_seconds["decide"] = progress.seconds - progress.phase_seconds.get("score", 0.0)
         progress.peak_rss_mb = peak_rss_mb()
@@ -217,14 +239,14 @@ class BatchBackfill:
                 self.listener.advance(1)
         return stored
 
-    def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, scored: Path, *,
-                      plan: bool = False) -> PartResult:
-        stored = self._stored_index(progress)
+    def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, scored: Path,
+                      stored: list[StoredDoc], *, plan: bool = False,
+                      on_part_decided: Callable[[int], None] = lambda number: None) -> PartResult:
         progress.stamp = now_iso()
         by_part = None if self.engine is None else lambda part_of: scores_by_part(self.engine, scored, part_of)
         parallel = ParallelDecide(self.settings, files, self.decide_workers, model=self.model,
-                                  on_phase=self.listener.phase,
-                                  on_advance=self.listener.advance, scores_by_part=by_part)
+                                  on_phase=self.listener.phase, on_advance=self.listener.advance,
+                                  scores_by_part=by_part, on_part_decided=on_part_decided)
         decided = parallel.run(stored, out, progress.stamp, plan=plan)
         progress.patients = decided.patients
         progress.results = decided.results
@@ -247,7 +269,32 @@ class BatchBackfill:
         partial = self.work_dir / "decisions.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
-        self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir)
+        again = GROUPS_WHILE_DECIDING in progress.cursors   # a killed attempt wrote some of its groups
+        if again:
+            stored = [] if progress.create_only else load_stored(self.work_dir / STORED_COPY)
+        else:
+            stored = self._stored_index(progress)
+            if stored:
+                save_stored(self.work_dir / STORED_COPY, stored)
+                if self.keep is not None:
+                    self.keep.keep_file(progress.run_id, self.work_dir / STORED_COPY)
+            progress.cursors[GROUPS_WHILE_DECIDING] = 0
+            self.checkpoints.save(progress)   # before the first write
+        writer = WritesWhileDeciding(self.store, lambda number: DecisionFiles(partial).part_writes("groups", number),
+                                     workers=self.write_workers, check_first=again)
+        try:
+            decided = self._decide_parts(progress, self._files(self.work_dir), partial, self._scores_dir, stored,
+                                         on_part_decided=writer.part_decided)
+        finally:
+            began = time.monotonic()
+            writer.finish()
+            progress.counts.setdefault("decide_seconds", {})["writes_left"] = round(time.monotonic() - began, 2)
+        for outcome, n in writer.outcomes.items():
+            progress.count("writes:groups", outcome, n)
+        progress.count("written_while_deciding", "groups", sum(writer.outcomes.values()))
+        for write in writer.conflicts:
+            self._conflicted(progress, write)
+        progress.cursors[GROUPS_WHILE_DECIDING] = decided.part_files
         shutil.rmtree(self._decisions.directory, ignore_errors=True)
         os.replace(partial, self._decisions.directory)
         if self.keep is not None:   # before the checkpoint moves on: a task dying while copying decides again
@@ -261,13 +308,20 @@ class BatchBackfill:
                          save=self.checkpoints.save, workers=self.write_workers, listener=self.listener,
                          on_conflict=on_conflict)
 
-    def _write_groups(self, progress: BackfillProgress) -> None:
-        def left_to_incremental(write) -> None:
-            group_id = f"{write.collection}/{write.doc_id}"
-            if group_id not in progress.conflicted_groups:
-                progress.conflicted_groups.append(group_id)
+    @staticmethod
+    def _conflicted(progress: BackfillProgress, write: DocWrite) -> None:   # its patients: to step 5
+        group_id = f"{write.collection}/{write.doc_id}"
+        if group_id not in progress.conflicted_groups:
+            progress.conflicted_groups.append(group_id)
 
-        self._write(progress, "groups", "groups", self._decisions.writes("groups"), left_to_incremental)
+    def _write_groups(self, progress: BackfillProgress) -> None:
+        """The groups the decide phase did not write (none, unless it is a run from before it wrote them)."""
+        left = self._decisions.writes("groups", progress.cursors.get(GROUPS_WHILE_DECIDING, 0))
+        total = (progress.counts.get("documents", {}).get("groups", 0)
+                 - progress.counts.get("written_while_deciding", {}).get("groups", 0))
+        write_collection(self.store, "groups", left, total, progress, save=self.checkpoints.save,
+                         workers=self.write_workers, listener=self.listener,
+                         on_conflict=lambda write: self._conflicted(progress, write))
         progress.phase = "write-keys"
 
     def _left_to_incremental(self, progress: BackfillProgress) -> list[str]:
@@ -276,7 +330,7 @@ class BatchBackfill:
         if not conflicted:
             return []
         return sorted({pid for w in self._decisions.writes("groups") if f"{w.collection}/{w.doc_id}" in conflicted
-                       for pid in (w.data.get("members") or {})})
+                       for pid in (decoded(w).get("members") or {})})
 
     def _write_keys(self, progress: BackfillProgress) -> None:
         skipped = set(self._left_to_incremental(progress))

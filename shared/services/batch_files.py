@@ -4,7 +4,11 @@ chunk by the write and publish phases (nothing holds the whole store's decisions
 
 Layout: ``<directory>/<kind>/<part number>.jsonl``; a document line is ``[collection, id, document,
 version read or null]``, an outbox line ``[group id, request]``. Kinds: ``groups`` (both group
-collections), ``patient_keys``, ``review_items``, ``outbox``.
+collections), ``patient_keys``, ``review_items``, ``outbox``. A document is in the index's stored form
+(``index_codec.encode``: a group's members and the evidence as JSON text), encoded once, where it was
+decided: the write phases hand it to the bulk store as it is read, instead of parsing the members
+from the line only to encode them again in the one process that writes (``docs/benchmarks.md``).
+``DecisionFiles.writes`` gives it in that form; ``decoded`` gives its ``to_doc()`` form.
 
 The outbox: a request the decisions opened is written in its group already marked published, and listed
 here; the publish phase sends every listed request of a group that was written (resuming at its
@@ -16,16 +20,20 @@ for ``Settings.stuck_after_seconds``, published or not (``services/sweeper.py``)
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from shared.adapters.index_codec import decode, encode
 from shared.adapters.memory_index import MemoryIndex
 from shared.domain.group import Group, split_group_id
 from shared.domain.merge_request import MergeRequest, RequestStatus
 from shared.ports.index_bulk import DocWrite, StoredDoc
 
 KINDS = ("groups", "patient_keys", "review_items", "outbox")
+_ENCODED = ("groups", "review_items")   # the kinds with text fields (``index_codec.TEXT_FIELDS``)
 _STAMPS = ("updated_at",)
 
 
@@ -46,6 +54,9 @@ class PartWriter:
         if kind not in self._files:
             (self._directory / kind).mkdir(parents=True, exist_ok=True)
             self._files[kind] = (self._directory / kind / self._name).open("w", encoding="utf-8")
+        if kind in _ENCODED:
+            collection, doc_id, doc, *rest = value
+            value = [collection, doc_id, encode(collection, doc), *rest]
         self._files[kind].write(_line(value))
         self.counts[kind] += 1
 
@@ -97,6 +108,11 @@ def changed_documents(index: MemoryIndex, loaded: dict[tuple[str, str], StoredDo
             yield "outbox", [group_id, request]
 
 
+def decoded(write: DocWrite) -> dict:
+    """A decision file's document in its ``to_doc()`` form."""
+    return decode(write.collection, write.data)
+
+
 def merge_shared(directory: Path, bucket: str, number: int) -> int:
     """The copies of the shared blocks of one bucket (``<directory>/shared/<bucket>/``: a block several
     parts hold members of, ``batch_parts``) merged into one document each, written as part ``number`` of
@@ -134,14 +150,24 @@ class DecisionFiles:
     def exists(self) -> bool:
         return self.directory.is_dir()
 
-    def lines(self, kind: str) -> Iterator[str]:
+    def lines(self, kind: str, from_part: int = 0) -> Iterator[str]:
+        """The lines of ``kind``, part by part, from part number ``from_part`` on."""
         for path in sorted((self.directory / kind).glob("*.jsonl")):
-            with path.open(encoding="utf-8") as lines:
-                yield from lines
+            if int(path.stem) >= from_part:
+                with path.open(encoding="utf-8") as lines:
+                    yield from lines
 
-    def writes(self, kind: str) -> Iterator[DocWrite]:
-        for line in self.lines(kind):
+    def writes(self, kind: str, from_part: int = 0) -> Iterator[DocWrite]:
+        for line in self.lines(kind, from_part):
             yield DocWrite(*json.loads(line))
+
+    def part_writes(self, kind: str, number: int) -> Iterator[DocWrite]:
+        """One part's documents of ``kind`` (none when the part changed none)."""
+        path = self.directory / kind / f"{number:06d}.jsonl"
+        if path.exists():
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    yield DocWrite(*json.loads(line))
 
     def outbox(self) -> Iterator[tuple[str, MergeRequest]]:
         for line in self.lines("outbox"):
@@ -149,3 +175,17 @@ class DecisionFiles:
             request = MergeRequest.from_doc(request)
             if request.status == RequestStatus.OPEN:
                 yield group_id, request
+
+
+def save_stored(path: Path, stored: list[StoredDoc]) -> None:
+    """The index as the decide phase read it, kept in the work directory: a decide phase killed after it
+    began writing decides again on this, not on the index its own writes changed."""
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        pickle.dump(stored, out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def load_stored(path: Path) -> list[StoredDoc]:
+    with path.open("rb") as saved:
+        return pickle.load(saved)

@@ -6,8 +6,13 @@ that a retry does not get back; with a keep directory (a Cloud Storage bucket th
 the decisions are copied there once, and a resumed run that lost them copies them back instead of
 refusing (``batch_backfill.WorkDirLost``).
 
+The decide phase also writes groups as parts are decided, on the index as it first read it; that copy
+of the index (``stored-index.pickle``) is kept too, so a decide phase killed after it began writing can
+decide again on a new disk (its Patients read again from a rereadable source or a copied export).
+
 Layout: ``<keep>/<run id>/decisions/...`` (the work directory's own layout) and ``<keep>/<run id>/COMPLETE``,
-written last: a copy without it (the task died while copying) is never used. Cloud Storage FUSE cannot
+written last: a copy without it (the task died while copying) is never used; a kept file is copied under
+a temporary name and renamed (one object: Cloud Storage FUSE renames a file). Cloud Storage FUSE cannot
 rename a folder at once, hence the marker rather than a rename. The bucket's lifecycle rule deletes old
 copies (infra: ``google_storage_bucket.backfill_keep``).
 """
@@ -38,6 +43,23 @@ class DecisionsKeep:
         shutil.rmtree(target / "decisions", ignore_errors=True)
         shutil.copytree(decisions, target / "decisions")
         (target / MARKER).write_text(run_id + "\n", encoding="utf-8")
+
+    def keep_file(self, run_id: str, path: Path) -> None:
+        target = self._run(run_id) / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)
+
+    def restore_file(self, run_id: str, path: Path) -> bool:
+        """Copy the kept file named like ``path`` back to ``path``; False when none was kept."""
+        kept = self._run(run_id) / path.name
+        if not kept.is_file():
+            return False
+        partial = path.with_name(path.name + ".restoring")
+        shutil.copyfile(kept, partial)
+        partial.replace(path)
+        return True
 
     def restore(self, run_id: str, decisions: Path) -> None:
         """Copy the kept decisions back to ``decisions`` (through a partial folder, renamed when whole)."""

@@ -72,6 +72,7 @@ class PartResult:
     review_plan: list[dict] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     scoring: Counter = field(default_factory=Counter)     # score lookups and Splink's clusters (batch_score)
+    part_files: int = 0    # the parts' files (and the merged shared blocks', numbered after them) are below it
 
     def add(self, other: PartResult) -> None:
         self.patients += other.patients
@@ -195,6 +196,9 @@ class ParallelDecide:
     part_patients: int = PART_PATIENTS
     on_phase: Callable[[str, int | None], None] = lambda name, total: None
     on_advance: Callable[[int], None] = lambda done: None
+    # Part ``number``'s files are complete (``<out>/<kind>/<number>.jsonl``): a part decided (its shared
+    # blocks are not in them), or a bucket of shared blocks merged (numbered after the parts).
+    on_part_decided: Callable[[int], None] = lambda number: None
     seconds: dict[str, float] = field(default_factory=dict)
     stats: Counter = field(default_factory=Counter)   # sizes (``split``) and the parent's peak RSS per step
 
@@ -229,19 +233,25 @@ class ParallelDecide:
             del patients
             total = PartResult()
             # The largest first: a part that starts last must not keep one worker busy alone.
-            futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None), facts_dir):
-                       len(part.places)
+            futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None), facts_dir): part
                        for part in sorted(parts, key=lambda part: -len(part.places))}
             for future in as_completed(futures):
                 total.add(future.result())
-                self.on_advance(futures[future])
+                if not plan:
+                    self.on_part_decided(futures[future].number)
+                self.on_advance(len(futures[future].places))
+            total.part_files = len(parts)
             self.seconds["parts_decided"] = time.monotonic() - began
             shutil.rmtree(facts_dir, ignore_errors=True)
             if total.documents.pop("shared", 0):
                 began = time.monotonic()
                 buckets = sorted(path.name for path in (out / "shared").iterdir())
-                numbers = range(len(parts), len(parts) + len(buckets))
-                total.documents["groups"] += sum(pool.map(merge_shared, [out] * len(buckets), buckets, numbers))
+                merged = {pool.submit(merge_shared, out, bucket, number): number
+                          for number, bucket in enumerate(buckets, len(parts))}
+                for future in as_completed(merged):
+                    total.documents["groups"] += future.result()
+                    self.on_part_decided(merged[future])
+                total.part_files += len(buckets)
                 shutil.rmtree(out / "shared")
                 self.seconds["shared_merged"] = time.monotonic() - began
         return total

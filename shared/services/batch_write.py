@@ -10,7 +10,10 @@ predecessor wrote already are recognised as ours (``SAME``) rather than taken fo
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from itertools import islice
@@ -41,48 +44,109 @@ def chunks(items: Iterable, size: int = WRITE_LIMIT) -> Iterator[list]:
         yield chunk
 
 
-def write_collection(store: IndexBulkStore, name: str, writes: Iterable[DocWrite], total: int,
-                     progress: BackfillProgress, *, save: Callable[[BackfillProgress], None], workers: int,
-                     listener: Listener, on_conflict: Callable[[DocWrite], None] | None = None) -> None:
-    """Writes ``writes`` (``total`` of them; resuming at chunk ``progress.cursors[name]``). ``on_conflict``
-    records each conflicting write in ``progress`` at once, so a checkpoint saved later holds it."""
-    start = progress.cursors.get(name, 0)
-    resumed = start > 0 or progress.counts.get(f"writes:{name}") is not None
-    listener.phase(f"write {name}", total)
-    listener.advance(min(total, start * WRITE_LIMIT))
-    pending = enumerate(islice(chunks(writes), start, None), start)
-    conflicts = 0
-    finished: set[int] = set()
-    last_save = time.monotonic()
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix=f"write-{name}") as pool:
+def write_chunks(store: IndexBulkStore, numbered: Iterable[tuple[int, list[DocWrite]]], *, workers: int,
+                 check_first: bool, on_written: Callable[[int, list[DocWrite], list[WriteOutcome]], None]) -> None:
+    """Writes each numbered chunk with ``workers`` threads, at most ``2 * workers`` chunks in flight (the
+    chunks are drawn from ``numbered`` as others finish: memory stays bounded); ``on_written`` gets each
+    chunk's outcomes as it finishes (in any order), in the calling thread."""
+    pending = iter(numbered)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index-write") as pool:
         running = {}
         for index, chunk in pending:
-            running[pool.submit(store.write, chunk, check_first=resumed)] = (index, chunk)
+            running[pool.submit(store.write, chunk, check_first=check_first)] = (index, chunk)
             if len(running) >= 2 * workers:
                 break
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 index, chunk = running.pop(future)
-                for write, outcome in zip(chunk, future.result(), strict=True):
-                    progress.count(f"writes:{name}", str(outcome))
-                    if outcome == WriteOutcome.CONFLICT:
-                        conflicts += 1
-                        if on_conflict:
-                            on_conflict(write)
-                finished.add(index)
-                listener.advance(len(chunk))
+                on_written(index, chunk, future.result())
                 following = next(pending, None)
                 if following is not None:
-                    running[pool.submit(store.write, following[1], check_first=resumed)] = following
-            while start in finished:
-                start += 1
-            progress.cursors[name] = start
-            if time.monotonic() - last_save >= SAVE_EVERY:
-                save(progress)
-                last_save = time.monotonic()
+                    running[pool.submit(store.write, following[1], check_first=check_first)] = following
+
+
+def write_collection(store: IndexBulkStore, name: str, writes: Iterable[DocWrite], total: int,
+                     progress: BackfillProgress, *, save: Callable[[BackfillProgress], None], workers: int,
+                     listener: Listener, on_conflict: Callable[[DocWrite], None] | None = None) -> None:
+    """Writes ``writes`` (``total`` of them; resuming at chunk ``progress.cursors[name]``). ``on_conflict``
+    records each conflicting write in ``progress`` at once, so a checkpoint saved later holds it."""
+    start = progress.cursors.get(name, 0)
+    resumed = name in progress.cursors   # a run killed in this phase may have written chunks past its cursor
+    progress.cursors[name] = start
+    listener.phase(f"write {name}", total)
+    listener.advance(min(total, start * WRITE_LIMIT))
+    conflicts = 0
+    finished: set[int] = set()
+    last_save = time.monotonic()
+
+    def written(index: int, chunk: list[DocWrite], outcomes: list[WriteOutcome]) -> None:
+        nonlocal conflicts, last_save
+        for write, outcome in zip(chunk, outcomes, strict=True):
+            progress.count(f"writes:{name}", str(outcome))
+            if outcome == WriteOutcome.CONFLICT:
+                conflicts += 1
+                if on_conflict:
+                    on_conflict(write)
+        finished.add(index)
+        listener.advance(len(chunk))
+        while progress.cursors[name] in finished:
+            progress.cursors[name] += 1
+        if time.monotonic() - last_save >= SAVE_EVERY:
+            save(progress)
+            last_save = time.monotonic()
+
+    write_chunks(store, enumerate(islice(chunks(writes), start, None), start), workers=workers,
+                 check_first=resumed, on_written=written)
     if conflicts:
         log.warning("backfill_left_to_incremental", collection=name, documents=conflicts)
+
+
+class WritesWhileDeciding:
+    """The group documents of each part, written as soon as the part is decided, while the other parts
+    are still being decided: one thread, fed part numbers through a queue (``part_decided``), streams
+    each part's file in chunks to ``write_chunks``. Deciding is CPU in the worker processes; writing is
+    mostly waiting on Firestore, so the two overlap. Outcomes and conflicting writes are collected here
+    and handed to the caller's thread by ``finish`` (a killed run decides again and writes again, with
+    ``check_first``: nothing of this needs to be in a checkpoint before the phase ends)."""
+
+    def __init__(self, store: IndexBulkStore, writes_of: Callable[[int], Iterable[DocWrite]], *, workers: int,
+                 check_first: bool):
+        self._store, self._writes_of = store, writes_of
+        self._workers, self._check_first = workers, check_first
+        self._parts: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.outcomes: Counter = Counter()
+        self.conflicts: list[DocWrite] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="write-decided-parts", daemon=True)
+        self._thread.start()
+
+    def part_decided(self, number: int) -> None:
+        self._parts.put(number)
+
+    def _chunks(self) -> Iterator[list[DocWrite]]:
+        while (number := self._parts.get()) is not None:
+            yield from chunks(self._writes_of(number))
+
+    def _written(self, index: int, chunk: list[DocWrite], outcomes: list[WriteOutcome]) -> None:
+        for write, outcome in zip(chunk, outcomes, strict=True):
+            self.outcomes[str(outcome)] += 1
+            if outcome == WriteOutcome.CONFLICT:
+                self.conflicts.append(write)
+
+    def _run(self) -> None:
+        try:
+            write_chunks(self._store, enumerate(self._chunks()), workers=self._workers,
+                         check_first=self._check_first, on_written=self._written)
+        except BaseException as error:  # handed to the caller's thread by ``finish``
+            self._error = error
+
+    def finish(self) -> None:
+        """Waits for every part queued to be written; raises what writing raised."""
+        self._parts.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def publish_requests(publisher: MessagePublisher, outbox: Iterable[tuple[str, MergeRequest]], total: int,

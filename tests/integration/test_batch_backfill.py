@@ -82,6 +82,8 @@ def _ops(settings, *args, env: dict | None = None) -> subprocess.Popen:
 
 def test_a_run_killed_while_writing_resumes_to_the_same_end_state(settings, fhir, firestore_db, topics, district,
                                                                   tmp_path):
+    """Killed in the write phases after deciding (the groups were written while deciding: it dies writing
+    the patient keys), resumed from the checkpoint's cursors."""
     work = tmp_path / "work"
     args = ["--work-dir", str(work), "--keep-dir", str(tmp_path / "keep"), "--write-workers", "1",
             "--page-size", "300"]
@@ -90,21 +92,21 @@ def test_a_run_killed_while_writing_resumes_to_the_same_end_state(settings, fhir
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and run.poll() is None:
         doc = runs.document("killed").get()
-        if doc.exists and doc.to_dict().get("phase") == "write-groups":
+        if doc.exists and doc.to_dict().get("phase") in ("write-groups", "write-keys"):
             break
         time.sleep(0.05)
-    groups = firestore_db.collection(settings.collection("nik_index"))
-    while time.monotonic() < deadline and run.poll() is None and not list(groups.limit(1).stream()):
+    keys = firestore_db.collection(settings.collection("patient_keys"))
+    while time.monotonic() < deadline and run.poll() is None and not list(keys.limit(1).stream()):
         time.sleep(0.02)  # until the first batches are in
     assert run.poll() is None, run.stdout.read()
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     partial = _index(firestore_db, settings)
-    written_groups = sum(1 for c, _ in partial if c in ("nik_index", "demographic_index"))
+    written_keys = sum(1 for c, _ in partial if c == "patient_keys")
     expected, request_ids = _expected(settings, fhir)
-    expected_groups = sum(1 for c, _ in expected if c in ("nik_index", "demographic_index"))
-    assert 0 < written_groups < expected_groups, "killed mid-write"
-    assert not any(c == "patient_keys" for c, _ in partial)
+    assert 0 < written_keys < PATIENTS, "killed mid-write"
+    assert {k for k in partial if k[0] != "patient_keys"} == {k for k in expected if k[0] in ("nik_index",
+                                                                                           "demographic_index")}
     assert topics.pull("merge-requests", count=None, timeout=1.0) == []
 
     # The retry: a new task on an empty disk; the run id is the Cloud Run execution's name.
@@ -176,3 +178,38 @@ def test_the_fhir_scan_reads_pages_in_parallel_and_every_patient_once(fhir, dist
     ids = [p["id"] for page in scan.pages() for p in page]
     assert scan.parallel and len(ids) == len(set(ids)) == PATIENTS
     assert ids == sorted(ids)
+
+
+def test_a_run_killed_while_deciding_and_writing_decided_parts_resumes_to_the_same_end_state(
+        settings, fhir, firestore_db, topics, district, tmp_path):
+    """Each part's groups are written while the other parts are decided: a run killed then decides again
+    on the index as it first read it (not on its own writes) and recognises the groups it wrote."""
+    work = tmp_path / "work"
+    args = ["--run-id", "killed-deciding", "--work-dir", str(work), "--write-workers", "1", "--page-size", "300"]
+    run = _ops(settings, *args)
+    runs = firestore_db.collection(settings.collection("backfill_runs"))
+    groups = firestore_db.collection(settings.collection("demographic_index"))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None and not list(groups.limit(1).stream()):
+        time.sleep(0.02)  # until the first decided part's groups are in
+    assert run.poll() is None, run.stdout.read()
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert runs.document("killed-deciding").get().to_dict()["phase"] == "decide", "killed while deciding"
+    partial = _index(firestore_db, settings)
+    assert any(c in ("nik_index", "demographic_index") for c, _ in partial)
+    assert not any(c in ("patient_keys", "review_items") for c, _ in partial)
+    assert topics.pull("merge-requests", count=None, timeout=1.0) == []
+
+    resumed = _ops(settings, *args)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    done = runs.document("killed-deciding").get().to_dict()
+    assert done["status"] == "done" and done["create_only"]
+    assert done["counts"]["writes:groups"].get("same", 0) > 0       # its own writes, recognised
+    assert "conflict" not in done["counts"]["writes:groups"] and done["conflicted_groups"] == []
+    assert "stale" not in done["results"]   # decided as the first attempt was, not as replays of its writes
+    expected, request_ids = _expected(settings, fhir)
+    assert _index(firestore_db, settings) == expected
+    published = topics.pull("merge-requests", count=len(request_ids), timeout=30.0, max_messages=len(request_ids) + 50)
+    assert sorted(m["request_id"] for m in published) == sorted(request_ids)   # each once

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.index_codec import decode
 from shared.adapters.memory_index import MemoryIndex, OutsideScope
 from shared.adapters.ndjson_patients import NdjsonPatients
 from shared.config import Settings
@@ -70,7 +71,16 @@ def _decided_in_parts(source: NdjsonPatients, stored: list[StoredDoc], out: Path
                               scores_by_part=by_part)
     result = parallel.run(stored, out, STAMP)
     files = DecisionFiles(out)
-    return _lines((kind, json.loads(line)) for kind in KINDS for line in files.lines(kind)), result
+    return _lines((kind, _read_back(kind, line)) for kind in KINDS for line in files.lines(kind)), result
+
+
+def _read_back(kind: str, line: str) -> list:
+    """A decision file's line, its document in the ``to_doc()`` form (the files hold the stored form)."""
+    value = json.loads(line)
+    if kind == "outbox":
+        return value
+    collection, doc_id, doc, version = value
+    return [collection, doc_id, decode(collection, doc), version]
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +233,8 @@ def test_shared_block_copies_merge_in_the_source_order(tmp_path):
     _copy(tmp_path, 0, {"p1": {"status": "active"}, "p4": {"status": "master"}}, [[0, 10], [1, 0]], master="p4")
     _copy(tmp_path, 1, {"p2": {"status": "active"}}, [[0, 20]])
     assert merge_shared(tmp_path, "07", 9) == 1
-    [(collection, doc_id, doc, version)] = [json.loads(line) for line in DecisionFiles(tmp_path).lines("groups")]
+    [(collection, doc_id, doc, version)] = [_read_back("groups", line)
+                                             for line in DecisionFiles(tmp_path).lines("groups")]
     assert (collection, doc_id, version, doc["master"]) == ("demographic_index", "b", None, "p4")
     assert list(doc["members"]) == ["p1", "p2", "p4"]
 

@@ -65,6 +65,26 @@ def test_a_run_that_lost_its_scores_scores_again(tmp_path):
     assert progress.phase == "score"
 
 
+def test_a_decide_phase_that_began_writing_refuses_to_resume_without_its_work_files(tmp_path):
+    """It wrote groups already: reading the source or the index again would decide on changed inputs."""
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r4", mode="batch", phase="decide",
+                                      cursors={"groups-while-deciding": 0}))
+    with pytest.raises(WorkDirLost, match="r4 is in phase decide, its groups partly written"):
+        _job(tmp_path, checkpoints, _Server()).run("r4")   # no spool of the source
+
+    (tmp_path / "work/read").mkdir(parents=True)
+    (tmp_path / "work/read/Patient.ndjson").write_text("")
+    job = _job(tmp_path, checkpoints, _Server())
+    with pytest.raises(WorkDirLost, match="r4 is in phase decide"):
+        job._check_work_dir(checkpoints.load("r4"))       # the spool, but not the index as first read
+
+    progress = checkpoints.load("r4")
+    progress.create_only = True                           # the store was empty: there is no copy to keep
+    job._check_work_dir(progress)
+    assert progress.phase == "decide"
+
+
 def _decisions(directory) -> None:
     (directory / "groups").mkdir(parents=True)
     (directory / "groups/000000.jsonl").write_text('["nik_index","t",{},null]\n')
@@ -74,13 +94,13 @@ def test_a_run_that_lost_its_decisions_resumes_from_the_kept_copy(tmp_path):
     from shared.services.batch_keep import DecisionsKeep
 
     checkpoints = InMemoryBackfillRuns()
-    checkpoints.save(BackfillProgress(run_id="r4", mode="batch", phase="write-keys"))
+    checkpoints.save(BackfillProgress(run_id="r7", mode="batch", phase="write-keys"))
     keep = DecisionsKeep(tmp_path / "keep")
     _decisions(tmp_path / "decided")
-    keep.save("r4", tmp_path / "decided")
+    keep.save("r7", tmp_path / "decided")
     job = _job(tmp_path, checkpoints, _Server())
     job.keep = keep
-    job._check_work_dir(progress := checkpoints.load("r4"))
+    job._check_work_dir(progress := checkpoints.load("r7"))
     assert progress.phase == "write-keys"   # nothing to do again: the writes go on at their cursors
     assert (tmp_path / "work/decisions/groups/000000.jsonl").read_text() == '["nik_index","t",{},null]\n'
 
@@ -90,30 +110,30 @@ def test_a_copy_cut_short_is_never_used(tmp_path):
     from shared.services.batch_keep import MARKER, DecisionsKeep
 
     checkpoints = InMemoryBackfillRuns()
-    checkpoints.save(BackfillProgress(run_id="r5", mode="batch", phase="publish"))
+    checkpoints.save(BackfillProgress(run_id="r8", mode="batch", phase="publish"))
     keep = DecisionsKeep(tmp_path / "keep")
     _decisions(tmp_path / "decided")
-    keep.save("r5", tmp_path / "decided")
-    (tmp_path / "keep/r5" / MARKER).unlink()
+    keep.save("r8", tmp_path / "decided")
+    (tmp_path / "keep/r8" / MARKER).unlink()
     job = _job(tmp_path, checkpoints, _Server())
     job.keep = keep
     with pytest.raises(WorkDirLost, match="no kept copy"):
-        job._check_work_dir(checkpoints.load("r5"))
+        job._check_work_dir(checkpoints.load("r8"))
 
 
-def test_deciding_keeps_a_copy_before_the_checkpoint_moves_on(tmp_path):
+def test_a_decide_phase_that_began_writing_resumes_with_the_kept_copy_of_the_index(tmp_path):
     from shared.services.batch_keep import DecisionsKeep
 
-    job = _job(tmp_path, InMemoryBackfillRuns(), _Server())
-    job.keep = DecisionsKeep(tmp_path / "keep")
-    job.work_dir.mkdir()
-
-    def decide(progress, files, out, scored):   # the parts' decisions, as the workers write them
-        _decisions(out)
-
-    job._decide_parts = decide
-    job._files = lambda scratch: None
-    progress = BackfillProgress(run_id="r6", mode="batch", phase="decide")
-    job._decide(progress)
-    assert progress.phase == "write-groups" and job.keep.has("r6")
-    assert (tmp_path / "keep/r6/decisions/groups/000000.jsonl").exists()
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r6", mode="batch", phase="decide",
+                                      cursors={"groups-while-deciding": 0}))
+    keep = DecisionsKeep(tmp_path / "keep")
+    (tmp_path / "stored-index.pickle").write_bytes(b"the index as first read")
+    keep.keep_file("r6", tmp_path / "stored-index.pickle")
+    (tmp_path / "work/read").mkdir(parents=True)
+    (tmp_path / "work/read/Patient.ndjson").write_text("")   # a spool (or a source read again the same)
+    job = _job(tmp_path, checkpoints, _Server())
+    job.keep = keep
+    job._check_work_dir(progress := checkpoints.load("r6"))
+    assert progress.phase == "decide"
+    assert (tmp_path / "work/stored-index.pickle").read_bytes() == b"the index as first read"
