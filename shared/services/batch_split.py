@@ -100,8 +100,9 @@ def _stored_links(doc: StoredDoc) -> list[str]:
 def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings, stats: Counter
              ) -> tuple[dict[str, set[int]], dict[str, list[int]]]:
     """Per block that not all its records join: the positions that do. A block the screen applies to
-    (``pair_screen``: never stored, plain records only, not a NIK prefix block, whose members the NIK
-    group's decision reads) joins its deciding members; a block past its member cap only its first
+    (``pair_screen``: never stored, plain records only, neither a NIK prefix block nor the phone block of a
+    NIK holder, whose members under other NIKs the NIK group's decision reads: ``_nik_neighbours``) joins its
+    deciding members; a block past its member cap only its first
     ``block_member_cap`` records (those the screen applies to when they are plain), when its contents
     depend on nothing but the order (module docstring). And, per such full block, its records' positions.
     A block not listed joins all its records."""
@@ -122,10 +123,10 @@ def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
         stats["blocks"] += 1
         stats["block_pairs"] += min(len(positions), cap) * (min(len(positions), cap) - 1) // 2
         stats["largest_block"] = max(stats["largest_block"], len(positions))
-        if group in stored_groups or group in prefixes:
-            continue
+        if group in stored_groups or group in read:
+            continue    # a NIK group's rules read its members: all of them, whatever the screen says
         if len(positions) > cap:
-            if group in read or any(patients[p][2] in repeated for p in positions):
+            if any(patients[p][2] in repeated for p in positions):
                 continue
             full[group] = positions
             stats["records_past_cap"] += len(positions) - cap
