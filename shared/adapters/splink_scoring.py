@@ -55,8 +55,12 @@ def _name_similarity_or_null(a: str | None, b: str | None) -> float | None:
     return None if a is None or b is None else float(name_similarity(a, b))
 
 
-def connection() -> duckdb.DuckDBPyConnection:
+def connection(memory_limit: str = score_files.MEMORY_LIMIT, temp_directory: Path | None = None
+               ) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with ``name_similarity`` and a memory bound: DuckDB's own default is 80 % of the
+    machine's memory; past ``memory_limit`` it spills to ``temp_directory``."""
     con = duckdb.connect()
+    score_files.bound(con, memory_limit, temp_directory)
     con.create_function("name_similarity", _name_similarity_arrow, ["VARCHAR", "VARCHAR"], "DOUBLE",
                         type="arrow", side_effects=False)
     return con
@@ -112,17 +116,22 @@ class SplinkScoring(PairScoring):
     """``engine`` duckdb (in process) or spark (``spark_master``: ``local[2]``, ``spark://host:7077``,
     ``yarn``; on Dataproc Serverless the batch's own session is used, no master is given)."""
 
-    def __init__(self, engine: str = "duckdb", spark_master: str | None = None):
+    def __init__(self, engine: str = "duckdb", spark_master: str | None = None, *,
+                 memory_limit: str = score_files.MEMORY_LIMIT, temp_directory: str | None = None):
         if engine not in ENGINES:
             raise EngineUnavailable(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
         self.engine = engine
         self.spark_master = spark_master
+        # DuckDB's bound (settings ``duckdb_memory_limit``, ``duckdb_temp_directory``: unset, under the
+        # scores' folder): the score phase and the parent's cut by part.
+        self.memory_limit = memory_limit
+        self.temp_directory = temp_directory
         self._spark = None
 
     # --- the engines -----------------------------------------------------------------------------
     def _db_api(self, out: Path):
         if self.engine == "duckdb":
-            return DuckDBAPI(connection=connection())
+            return DuckDBAPI(connection=connection(self.memory_limit, self._spill(out)))
         from splink import SparkAPI
 
         spark = self.spark_session()
@@ -199,8 +208,12 @@ class SplinkScoring(PairScoring):
         table = pq.read_table(out / "clusters.parquet", columns=["unique_id", "cluster_id"])
         return dict(zip(table.column("unique_id").to_pylist(), map(str, table.column("cluster_id").to_pylist())))
 
+    def _spill(self, out: Path) -> Path:
+        return Path(self.temp_directory) if self.temp_directory else out / "duckdb-spill"
+
     def split_by_part(self, out: Path, part_of: Mapping[str, int], into: Path) -> None:
-        score_files.split_by_part(out, part_of, into)   # the files are local whatever the engine
+        # The files are local whatever the engine.
+        score_files.split_by_part(out, part_of, into, self.memory_limit, self._spill(into))
 
     @property
     def part_reader(self):
