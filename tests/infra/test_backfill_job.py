@@ -97,5 +97,6 @@ def test_the_jobs_duckdb_is_bounded_as_the_code_reads_it(modules):
     variable = district.variables["backfill_duckdb_memory_limit"]
     assert variable["default"] == Settings.model_fields["duckdb_memory_limit"].default
     condition = variable["validation"][0]["condition"]    # HCL source: a backslash is written twice
-    assert f'regex("{DUCKDB_MEMORY_LIMIT.replace(chr(92), chr(92) * 2)}", var.backfill_duckdb_memory_limit)' in condition
+    hcl = DUCKDB_MEMORY_LIMIT.replace(chr(92), chr(92) * 2)
+    assert f'regex("{hcl}", var.backfill_duckdb_memory_limit)' in condition
     assert re.match(DUCKDB_MEMORY_LIMIT, "1.5GiB") and not re.match(DUCKDB_MEMORY_LIMIT, "80%")

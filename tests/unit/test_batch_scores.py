@@ -96,7 +96,8 @@ def test_the_scoring_engines_duckdb_is_bounded_by_the_settings(tmp_path):
     engine = scoring_engine("duckdb", None, Settings(duckdb_memory_limit="300MB",
                                                      duckdb_temp_directory=str(tmp_path / "spill")))
     assert (engine.memory_limit, engine._spill(tmp_path / "scores")) == ("300MB", tmp_path / "spill")
-    assert scoring_engine("duckdb", None, Settings())._spill(tmp_path / "scores") == tmp_path / "scores" / "duckdb-spill"
+    default = scoring_engine("duckdb", None, Settings())
+    assert default._spill(tmp_path / "scores") == tmp_path / "scores" / "duckdb-spill"
     con = connection(engine.memory_limit, engine._spill(tmp_path / "scores"))
     limit, spill = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
     assert limit == "286.1 MiB" and spill == str(tmp_path / "spill")
