@@ -155,10 +155,12 @@ class SplinkScoring(PairScoring):
         return self._spark
 
     # --- scoring ---------------------------------------------------------------------------------
-    def score(self, rows: list[dict], artefact: dict, out: Path, cluster_weight: float) -> Scored:
+    def score(self, pages: Iterable[list[dict]], artefact: dict, out: Path, cluster_weight: float) -> Scored:
         scored, started = Scored(), time.monotonic()
         db = self._db_api(out)
-        arrow = pa.Table.from_pylist(rows, schema=BLOCKED_SCHEMA)
+        # Columnar page by page: a page's Python rows are freed once converted.
+        arrow = pa.Table.from_batches([pa.RecordBatch.from_pylist(rows, schema=BLOCKED_SCHEMA)
+                                       for rows in pages if rows], schema=BLOCKED_SCHEMA)
         out.mkdir(parents=True, exist_ok=True)
         pq.write_table(arrow.drop_columns(["blocks"]), out / "rows.parquet")
         table = db.register(arrow, table_name="patients")
