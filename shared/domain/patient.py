@@ -92,7 +92,7 @@ def nik_prefix_block(facts: PatientFacts, settings: Settings) -> str | None:
 def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
     """The candidate blocks a record joins besides its NIK group, in the order a pair is decided (the
     first block two records share decides them): birth date + sex (NIK-derived when missing), the NIK's
-    first 12 digits (a typo in the serial), name key + birth year (``_name_key``: a wrong birth day or
+    first 12 digits (a typo in the serial), name key + birth year (first name token: a wrong birth day or
     month), the first phone (a NIK-less record of a household's member). Keyed tokens only."""
     return list(dict.fromkeys(block for _, block in labelled_blocks(facts, settings)))
 
@@ -107,20 +107,10 @@ def labelled_blocks(facts: PatientFacts, settings: Settings) -> list[tuple[str, 
     if prefix_block := nik_prefix_block(facts, settings):
         blocks.append(("nik-prefix", prefix_block))
     if facts.name and facts.birth_date and not facts.is_baby:
-        blocks.append(("name-year", _block_token(key, f"name-year|{_name_key(facts.name)}|{facts.birth_date[:4]}")))
+        blocks.append(("name-year", _block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}")))
     if phone := phone_block(facts, settings):
         blocks.append(("phone", phone))
     return blocks
-
-
-def _name_key(name: str) -> str:
-    """The name part of the name + birth year block: the first token and the second token's initial. The
-    first token alone made blocks that grow with the district (a few hundred first names, ~85 birth years:
-    3.4 pairs per patient at 100,000, ten times that a store ten times larger); the initial cuts them by
-    more than half and keeps every true pair the block finds (``tools.bench blocking``: the same 284 of
-    83,689 missed at 100,000), because a record whose birth day or month is wrong keeps its name."""
-    tokens = name.split()
-    return tokens[0] + ("|" + tokens[1][0] if len(tokens) > 1 else "")
 
 
 def phone_block(facts: PatientFacts, settings: Settings) -> str | None:
