@@ -41,8 +41,9 @@ from shared.ports.index_bulk import StoredDoc
 PART_PATIENTS = 2000        # a decide task: whole components, at least this many patients
 
 # A Patient as the keys step finds it: (file, offset, id, groups, screen key, its NIK prefix block or None,
-# the phone block its NIK group reads (``MatchingService._nik_neighbours``) or None).
-Placed = tuple[int, int, str, list[str], ScreenKey, str | None, str | None]
+# the phone block its NIK group reads (``MatchingService._nik_neighbours``) or None, whether it states no
+# birth date of its own: ``identity_evidence.states_birth_date`` false).
+Placed = tuple[int, int, str, list[str], ScreenKey, str | None, str | None, bool]
 
 
 @dataclass
@@ -101,8 +102,8 @@ def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
              ) -> tuple[dict[str, set[int]], dict[str, list[int]]]:
     """Per block that not all its records join: the positions that do. A block the screen applies to
     (``pair_screen``: never stored, plain records only, neither a NIK prefix block nor the phone block of a
-    NIK holder, whose members under other NIKs the NIK group's decision reads: ``_nik_neighbours``) joins its
-    deciding members; a block past its member cap only its first
+    NIK holder whose group holds a record without its own birth date, whose members under other NIKs the NIK
+    group's decision reads: ``_nik_neighbours``) joins its deciding members; a block past its member cap only its first
     ``block_member_cap`` records (those the screen applies to when they are plain), when its contents
     depend on nothing but the order (module docstring). And, per such full block, its records' positions.
     A block not listed joins all its records."""
@@ -113,7 +114,14 @@ def _joining(patients: list[Placed], stored_groups: set[str], settings: Settings
             if group.startswith(DEMOGRAPHIC_GROUPS + "/"):
                 members.setdefault(group, []).append(position)
     prefixes = {patient[5] for patient in patients if patient[5]}
-    read = prefixes | {patient[6] for patient in patients if patient[6]}
+    # A NIK group's rules read its records' households (their phone blocks' members under other NIKs) only
+    # for a pair with a record that states no birth date of its own (``pair_rules._relative_namesake``):
+    # the phone blocks of such a group's records join all their records. A stored NIK group's records are
+    # not known here: its phone blocks join all theirs too.
+    undated = {g for g in stored_groups if g.startswith("nik_index/")}
+    undated |= {patient[3][0] for patient in patients if patient[7] and patient[3][:1]
+                and patient[3][0].startswith("nik_index/")}
+    read = prefixes | {patient[6] for patient in patients if patient[6] and patient[3][0] in undated}
     seen: set[str] = set()
     repeated = {patient[2] for patient in patients if patient[2] in seen or seen.add(patient[2])}
     del seen
