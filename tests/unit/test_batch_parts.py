@@ -158,14 +158,17 @@ def test_parts_keep_components_whole(district):
         assert part.places == sorted(part.places)   # the source's order within a part
     shared = set().union(*(part.shared for part in parts))
     # Blocks held by several parts exist (so the equality tests above go through merging their copies),
-    # and only blocks are: a NIK group, a NIK prefix block and the phone block of a NIK holder whose group
-    # holds a record without its own birth date (read by the NIK group's rules) never are.
+    # and only blocks are: a NIK group and a NIK prefix block (read by the NIK group's rules) never are.
     assert len(shared) > 30
     assert all(g.startswith("demographic_index/") for g in shared)
     assert not shared & {p[5] for p in patients if p[5]}
-    undated = {p[3][0] for p in patients if p[7] and p[3] and p[3][0].startswith("nik_index/")}
-    assert undated, "the test needs NIK groups with a record that states no birth date"
-    assert not shared & {p[6] for p in patients if p[6] and p[3][0] in undated}
+    # A household member a NIK group's rules read (``batch_split._households``) is in the group's part.
+    from shared.services.batch_split import _households
+
+    part_of = {patient[2]: part.number for part in parts for patient in patients
+               if (patient[0], patient[1]) in set(part.places)}
+    for patient_id, nik_group in _households(patients, SETTINGS):
+        assert owner.get(nik_group, part_of[patient_id]) == part_of[patient_id]
     assert all(owner.get(g) is None for g in shared)
 
 
