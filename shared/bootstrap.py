@@ -24,7 +24,7 @@ from shared.adapters.firestore_index import FirestoreGroups, FirestorePatientKey
 from shared.adapters.merge_jobs import MergeJobs
 from shared.adapters.pubsub import Publisher
 from shared.adapters.upkeep_marks import FirestoreUpkeepMarks
-from shared.config import ConfigurationError, Settings
+from shared.config import ConfigurationError, Settings, get_settings
 from shared.fhir.client import FhirClient
 from shared.ports.callers import CallerVerifier
 from shared.ports.model_store import ModelStore
@@ -201,7 +201,7 @@ def report_sources(settings: Settings) -> ReportSources:
         jobs=merge_jobs(settings)))
 
 
-def scoring_engine(engine: str | None, spark_master: str | None = None):
+def scoring_engine(engine: str | None, spark_master: str | None = None, settings: Settings | None = None):
     """The batch backfill's Splink engine: ``duckdb`` (in process), ``spark`` (``spark_master``), or None
     (no bulk scoring: the model scores each pair as it is decided). Splink is an ops-side dependency."""
     if engine is None or engine == "none":
@@ -213,7 +213,9 @@ def scoring_engine(engine: str | None, spark_master: str | None = None):
     except ImportError as error:
         raise EngineUnavailable(f"--engine {engine} needs Splink: pip install -r requirements-dev.txt "
                                 f"({error.name} is missing)") from error
-    return SplinkScoring(engine, spark_master)
+    settings = settings or get_settings()
+    return SplinkScoring(engine, spark_master, memory_limit=settings.duckdb_memory_limit,
+                         temp_directory=settings.duckdb_temp_directory)
 
 
 def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int = 1000, read_workers: int = 4,
@@ -236,5 +238,5 @@ def batch_backfill(settings: Settings, *, work_dir, ndjson=None, page_size: int 
                          incremental=matching_service(settings) if with_fhir else None,
                          write_workers=write_workers, decide_workers=decide_workers or os.cpu_count() or 1,
                          listener=listener or Listener(), model=current_model(settings)(),
-                         engine=scoring_engine(engine, spark_master),
+                         engine=scoring_engine(engine, spark_master, settings),
                          keep=None if keep_dir is None else DecisionsKeep(Path(keep_dir)))

@@ -49,6 +49,10 @@ class ConfigurationError(ValueError):
     """Settings that must not run (pydantic reports it as a validation error naming the variables)."""
 
 
+# A size DuckDB's ``SET memory_limit`` reads (Terraform's variable validation uses the same pattern).
+DUCKDB_MEMORY_LIMIT = r"^[0-9]+(\.[0-9]+)?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEDUP_", frozen=True, extra="ignore")
 
@@ -126,6 +130,12 @@ class Settings(BaseSettings):
     # (~600 bytes each: ~120 KB, far below Firestore's 1 MiB document limit whatever the district). Beyond
     # it, the record's other keys find its candidates (a missed merge at worst, never a wrong one).
     block_member_cap: int = Field(default=200, ge=2)
+    # --- the batch backfill's DuckDB (the score phase and its cut by part: shared/adapters/splink_scoring.py,
+    # score_files.py). DuckDB's own default is 80 % of the machine's memory, which the deciding workers need
+    # too; past this limit it spills to the temp directory (unset: <work dir>/duckdb-spill). The Cloud Run
+    # Job sets both (infra/modules/district/backfill_job.tf).
+    duckdb_memory_limit: str = Field(default="2GB", pattern=DUCKDB_MEMORY_LIMIT)
+    duckdb_temp_directory: str | None = None
     # --- the trained matching model (shared/linkage; docs/matching.md "Matching model") ---------
     # Evidence weights (log2 Bayes factors summed over the comparisons, the prior left out: it depends on
     # the district's size). Auto-merge at or above ``model_merge_weight``, counted without household

@@ -15,11 +15,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # DuckDB spills what does not fit to the work directory: the split stays bounded whatever the store's size.
+# The default of ``SplinkScoring``'s bound (``Settings.duckdb_memory_limit`` is what the backfill passes).
 MEMORY_LIMIT = "1GB"
+
+
+def bound(con, memory_limit: str, temp_directory: Path | None) -> None:
+    """DuckDB's memory limit and spill directory on ``con`` (DuckDB's own default limit is 80 % of RAM)."""
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    if temp_directory is not None:
+        temp_directory.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = '{temp_directory}'")
 _PAIR_COLUMNS = ("unique_id_l", "unique_id_r", "levels", "match_weight", "match_probability", "tf_weight")
 
 
-def split_by_part(out: Path, part_of: Mapping[str, int], into: Path) -> None:
+def split_by_part(out: Path, part_of: Mapping[str, int], into: Path, memory_limit: str = MEMORY_LIMIT,
+                  temp_directory: Path | None = None) -> None:
     """``out``'s scores by the part each patient id is decided in (``part_of``), into
     ``into/<kind>/part=<n>/``: the pairs whose two records are decided in one part (records of one block
     are decided in two parts only when the pair screen found their pair no-match before any score:
@@ -30,8 +40,7 @@ def split_by_part(out: Path, part_of: Mapping[str, int], into: Path) -> None:
     into.mkdir(parents=True)
     con = duckdb.connect()
     try:
-        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        con.execute(f"SET temp_directory = '{into / 'spill'}'")
+        bound(con, memory_limit, temp_directory or into / "spill")
         con.execute("SET preserve_insertion_order = false")
         ids = pa.table({"unique_id": pa.array(list(part_of), pa.string()),
                         "part": pa.array(list(part_of.values()), pa.int64())})

@@ -55,8 +55,12 @@ def _name_similarity_or_null(a: str | None, b: str | None) -> float | None:
     return None if a is None or b is None else float(name_similarity(a, b))
 
 
-def connection() -> duckdb.DuckDBPyConnection:
+def connection(memory_limit: str = score_files.MEMORY_LIMIT, temp_directory: Path | None = None
+               ) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with ``name_similarity`` and a memory bound: DuckDB's own default is 80 % of the
+    machine's memory; past ``memory_limit`` it spills to ``temp_directory``."""
     con = duckdb.connect()
+    score_files.bound(con, memory_limit, temp_directory)
     con.create_function("name_similarity", _name_similarity_arrow, ["VARCHAR", "VARCHAR"], "DOUBLE",
                         type="arrow", side_effects=False)
     return con
@@ -112,17 +116,22 @@ class SplinkScoring(PairScoring):
     """``engine`` duckdb (in process) or spark (``spark_master``: ``local[2]``, ``spark://host:7077``,
     ``yarn``; on Dataproc Serverless the batch's own session is used, no master is given)."""
 
-    def __init__(self, engine: str = "duckdb", spark_master: str | None = None):
+    def __init__(self, engine: str = "duckdb", spark_master: str | None = None, *,
+                 memory_limit: str = score_files.MEMORY_LIMIT, temp_directory: str | None = None):
         if engine not in ENGINES:
             raise EngineUnavailable(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
         self.engine = engine
         self.spark_master = spark_master
+        # DuckDB's bound (settings ``duckdb_memory_limit``, ``duckdb_temp_directory``: unset, under the
+        # scores' folder): the score phase and the parent's cut by part.
+        self.memory_limit = memory_limit
+        self.temp_directory = temp_directory
         self._spark = None
 
     # --- the engines -----------------------------------------------------------------------------
     def _db_api(self, out: Path):
         if self.engine == "duckdb":
-            return DuckDBAPI(connection=connection())
+            return DuckDBAPI(connection=connection(self.memory_limit, self._spill(out)))
         from splink import SparkAPI
 
         spark = self.spark_session()
@@ -146,10 +155,12 @@ class SplinkScoring(PairScoring):
         return self._spark
 
     # --- scoring ---------------------------------------------------------------------------------
-    def score(self, rows: list[dict], artefact: dict, out: Path, cluster_weight: float) -> Scored:
+    def score(self, pages: Iterable[list[dict]], artefact: dict, out: Path, cluster_weight: float) -> Scored:
         scored, started = Scored(), time.monotonic()
         db = self._db_api(out)
-        arrow = pa.Table.from_pylist(rows, schema=BLOCKED_SCHEMA)
+        # Columnar page by page: a page's Python rows are freed once converted.
+        arrow = pa.Table.from_batches([pa.RecordBatch.from_pylist(rows, schema=BLOCKED_SCHEMA)
+                                       for rows in pages if rows], schema=BLOCKED_SCHEMA)
         out.mkdir(parents=True, exist_ok=True)
         pq.write_table(arrow.drop_columns(["blocks"]), out / "rows.parquet")
         table = db.register(arrow, table_name="patients")
@@ -199,8 +210,12 @@ class SplinkScoring(PairScoring):
         table = pq.read_table(out / "clusters.parquet", columns=["unique_id", "cluster_id"])
         return dict(zip(table.column("unique_id").to_pylist(), map(str, table.column("cluster_id").to_pylist())))
 
+    def _spill(self, out: Path) -> Path:
+        return Path(self.temp_directory) if self.temp_directory else out / "duckdb-spill"
+
     def split_by_part(self, out: Path, part_of: Mapping[str, int], into: Path) -> None:
-        score_files.split_by_part(out, part_of, into)   # the files are local whatever the engine
+        # The files are local whatever the engine.
+        score_files.split_by_part(out, part_of, into, self.memory_limit, self._spill(into))
 
     @property
     def part_reader(self):

@@ -15,8 +15,10 @@ masks, the normalised name), built from the same ``PatientFacts`` as its index r
 
 What the screen assumes of a block, and the caller checks: it was never stored (no human confirmed or
 rejected a pair in it), it holds at most ``block_member_cap`` records (the cap never turns one away, so
-who arrives first does not matter), and none of its records is a merge's own write (golden or
-replaced-by) or inactive.
+who arrives first does not matter), none of its records is a merge's own write (golden or
+replaced-by) or inactive, and no NIK group's rules read its members (a NIK prefix block, the phone block
+of a NIK holder whose group holds a record without its own birth date: ``MatchingService._nik_neighbours``,
+``pair_rules._relative_namesake``; there a passive member still counts).
 """
 
 from __future__ import annotations

@@ -94,17 +94,23 @@ def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
     first block two records share decides them): birth date + sex (NIK-derived when missing), the NIK's
     first 12 digits (a typo in the serial), name key + birth year (first name token: a wrong birth day or
     month), the first phone (a NIK-less record of a household's member). Keyed tokens only."""
+    return list(dict.fromkeys(block for _, block in labelled_blocks(facts, settings)))
+
+
+def labelled_blocks(facts: PatientFacts, settings: Settings) -> list[tuple[str, str]]:
+    """``candidate_blocks`` with the kind of each (``birth-date``, ``nik-prefix``, ``name-year``,
+    ``phone``), for measuring what each kind costs and finds (``tools.bench blocking``)."""
     key = settings.nik_hash_key.get_secret_value()
     blocks = []
     if facts.birth_date and facts.gender:
-        blocks.append(blocking_token(facts.birth_date, facts.gender, settings))
+        blocks.append(("birth-date", blocking_token(facts.birth_date, facts.gender, settings)))
     if prefix_block := nik_prefix_block(facts, settings):
-        blocks.append(prefix_block)
+        blocks.append(("nik-prefix", prefix_block))
     if facts.name and facts.birth_date and not facts.is_baby:
-        blocks.append(_block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}"))
+        blocks.append(("name-year", _block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}")))
     if phone := phone_block(facts, settings):
-        blocks.append(phone)
-    return list(dict.fromkeys(blocks))
+        blocks.append(("phone", phone))
+    return blocks
 
 
 def phone_block(facts: PatientFacts, settings: Settings) -> str | None:

@@ -9,7 +9,7 @@ directory (the phase's checkpoint); the decide phase reads the scores back into 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +31,12 @@ class PairScoring(ABC):
     engine: str
 
     @abstractmethod
-    def score(self, rows: list[dict], artefact: dict, out: Path, cluster_weight: float) -> Scored:
-        """``rows``: one linkage row per patient (``comparisons.linkage_row``) plus ``blocks``, the groups
-        it is compared in; ``artefact``: the model's JSON; pairs scored in the same blocks are written to
-        ``out`` with their levels, weight and probability, and the clusters of pairs whose identity weight
-        (evidence without household comparisons) reaches ``cluster_weight``."""
+    def score(self, pages: Iterable[list[dict]], artefact: dict, out: Path, cluster_weight: float) -> Scored:
+        """``pages``: lists of rows, one linkage row per patient (``comparisons.linkage_row``) plus
+        ``blocks``, the groups it is compared in, taken in one page at a time; ``artefact``: the model's
+        JSON; pairs scored in the same blocks are written to ``out`` with their levels, weight and
+        probability, and the clusters of pairs whose identity weight (evidence without household
+        comparisons) reaches ``cluster_weight``."""
 
     @abstractmethod
     def close(self) -> None:

@@ -61,7 +61,7 @@ from shared.services.batch_decide import matching_in_memory
 from shared.services.batch_files import DecisionFiles, decoded, load_stored, save_stored
 from shared.services.batch_keep import DecisionsKeep
 from shared.services.batch_parts import ParallelDecide, PartResult
-from shared.services.batch_score import feature_rows, scores_by_part
+from shared.services.batch_score import feature_pages, scores_by_part
 from shared.services.batch_write import Listener, WritesWhileDeciding, publish_requests, write_collection
 from shared.services.matching import MatchingService
 
@@ -211,9 +211,8 @@ class BatchBackfill:
         engine, model = self.engine, self.model or default_model()
         self.listener.phase("score: features", self.source.total())
         matching = matching_in_memory(self.settings, MemoryIndex(), model=model)
-        rows = feature_rows(files.pages(), matching, self.settings, on_page=self.listener.advance)
-        self.listener.phase(f"score: Splink on {engine.engine}", None)
-        try:
+        rows = feature_pages(files.pages(), matching, self.settings, on_page=self.listener.advance)
+        try:   # the features are computed as the engine takes them in (the Splink phase follows)
             scored = engine.score(rows, model.artefact, out, self.settings.model_merge_weight)
         finally:
             engine.close()

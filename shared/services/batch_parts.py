@@ -118,7 +118,8 @@ def _keys(number: int, start: int, end: int, facts_dir: Path) -> list[Placed]:
             groups = [sys.intern(g) for g in matching.groups_for(facts)]
             found.append((number, offset, patient["id"], groups, screen_key(facts),
                           sys.intern(f"{DEMOGRAPHIC_GROUPS}/{prefix}") if prefix else None,
-                          sys.intern(f"{DEMOGRAPHIC_GROUPS}/{phone}") if phone else None))
+                          sys.intern(f"{DEMOGRAPHIC_GROUPS}/{phone}") if phone else None,
+                          not facts.birth_date or "birth_date" in facts.derived))
     return found
 
 
@@ -127,8 +128,8 @@ def _interned(found: list[Placed]) -> list[Placed]:
     intern = sys.intern
     return [(number, offset, patient_id, [intern(g) for g in groups],
              key._replace(nik_token=key.nik_token and intern(key.nik_token), name=key.name and intern(key.name)),
-             prefix and intern(prefix), phone and intern(phone))
-            for number, offset, patient_id, groups, key, prefix, phone in found]
+             prefix and intern(prefix), phone and intern(phone), undated)
+            for number, offset, patient_id, groups, key, prefix, phone, undated in found]
 
 
 def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | None, facts_dir: Path) -> PartResult:

@@ -19,7 +19,7 @@ a rule that sends the pair to review); a cluster lies in one part too.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +32,14 @@ from shared.ports.pair_scoring import PairScoring, Scored
 from shared.services.matching import MatchingService
 
 
-def feature_rows(pages: Iterable[list[dict]], matching: MatchingService, settings: Settings,
-                 on_page: Callable[[int], None] | None = None) -> list[dict]:
-    rows: list[dict] = []
+def feature_pages(pages: Iterable[list[dict]], matching: MatchingService, settings: Settings,
+                  on_page: Callable[[int], None] | None = None) -> Iterator[list[dict]]:
+    """The feature table, one page of rows at a time: the engine turns each into its columnar form as it
+    comes (``PairScoring.score``), so the store's rows are never all held as Python objects (~4 KB a
+    patient: gigabytes at a million)."""
     block_sizes: Counter = Counter()
     for page in pages:
+        rows = []
         for resource in page:
             facts = patient_facts(resource, settings)
             row = linkage_row(resource["id"], member_record(facts))
@@ -49,16 +52,21 @@ def feature_rows(pages: Iterable[list[dict]], matching: MatchingService, setting
                 blocks.append(group)
             row["blocks"] = blocks
             rows.append(row)
+        yield rows
         if on_page:
             on_page(len(page))
-    return rows
+
+
+def feature_rows(pages: Iterable[list[dict]], matching: MatchingService, settings: Settings) -> list[dict]:
+    """Every row of ``feature_pages`` in one list (a small store's, to look at)."""
+    return [row for rows in feature_pages(pages, matching, settings) for row in rows]
 
 
 def score_store(pages: Iterable[list[dict]], matching: MatchingService, settings: Settings, engine: PairScoring,
                 out: Path, on_page: Callable[[int], None] | None = None) -> Scored:
     """Scores with ``matching``'s model (the district's current one)."""
-    rows = feature_rows(pages, matching, settings, on_page)
-    return engine.score(rows, matching.model.artefact, out, settings.model_merge_weight)
+    return engine.score(feature_pages(pages, matching, settings, on_page), matching.model.artefact, out,
+                        settings.model_merge_weight)
 
 
 def scores_table(engine: PairScoring, out: Path) -> ScoreTable:

@@ -100,3 +100,24 @@ def test_the_jobs_account_holds_only_what_the_backfill_touches(modules):
     assert "local.reader" in str(grants["backfill_reads_fhir"])
     firestore = str(grants["backfill_firestore"])
     assert "roles/datastore.user" in firestore and "condition" in firestore
+
+
+def test_the_jobs_duckdb_is_bounded_as_the_code_reads_it(modules):
+    """DuckDB's memory limit and spill directory reach the job as the settings the code reads, the limit
+    in the form both DuckDB and the settings' validation take, the spill inside the job's work directory."""
+    from shared.config import DUCKDB_MEMORY_LIMIT, Settings
+
+    district = modules["district"]
+    assert "merge(local.settings, local.backfill_settings)" in _job(modules)
+    env = district.locals["backfill_settings"]
+    assert set(env) == {"DEDUP_DUCKDB_MEMORY_LIMIT", "DEDUP_DUCKDB_TEMP_DIRECTORY"}
+    assert {f"DEDUP_{name.upper()}" for name in ("duckdb_memory_limit", "duckdb_temp_directory")} <= set(env)
+    assert set(Settings.model_fields) >= {"duckdb_memory_limit", "duckdb_temp_directory"}
+    assert env["DEDUP_DUCKDB_MEMORY_LIMIT"] == "${var.backfill_duckdb_memory_limit}"
+    assert env["DEDUP_DUCKDB_TEMP_DIRECTORY"].startswith("/tmp/backfill/")     # the command's --work-dir
+    variable = district.variables["backfill_duckdb_memory_limit"]
+    assert variable["default"] == Settings.model_fields["duckdb_memory_limit"].default
+    condition = variable["validation"][0]["condition"]    # HCL source: a backslash is written twice
+    hcl = DUCKDB_MEMORY_LIMIT.replace(chr(92), chr(92) * 2)
+    assert f'regex("{hcl}", var.backfill_duckdb_memory_limit)' in condition
+    assert re.match(DUCKDB_MEMORY_LIMIT, "1.5GiB") and not re.match(DUCKDB_MEMORY_LIMIT, "80%")

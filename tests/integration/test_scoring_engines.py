@@ -35,10 +35,10 @@ def test_spark_and_duckdb_give_the_same_pairs_and_clusters(tmp_path):
     artefact = matching.model.artefact
 
     duckdb, spark = SplinkScoring("duckdb"), SplinkScoring("spark", "local[2]")
-    by_duckdb = duckdb.score(rows, artefact, tmp_path / "duckdb", SETTINGS.model_merge_weight)
+    by_duckdb = duckdb.score([rows], artefact, tmp_path / "duckdb", SETTINGS.model_merge_weight)
     started = time.monotonic()
     try:
-        by_spark = spark.score(rows, artefact, tmp_path / "spark", SETTINGS.model_merge_weight)
+        by_spark = spark.score([rows], artefact, tmp_path / "spark", SETTINGS.model_merge_weight)
     finally:
         spark.close()
     spark_seconds = time.monotonic() - started

@@ -152,7 +152,8 @@ def _placed(district: Path, settings: Settings = SETTINGS) -> list:
         phone = phone_block(facts, settings) if facts.kind == "nik" else None
         patients.append((0, n, p["id"], matching.groups_for(facts), screen_key(facts),
                          f"demographic_index/{prefix}" if prefix else None,
-                         f"demographic_index/{phone}" if phone else None))
+                         f"demographic_index/{phone}" if phone else None,
+                         not facts.birth_date or "birth_date" in facts.derived))
     return patients
 
 
@@ -168,9 +169,16 @@ def test_parts_keep_components_whole(district):
     shared = set().union(*(part.shared for part in parts))
     # Blocks held by several parts exist (so the equality tests above go through merging their copies),
     # and only blocks are: a NIK group and a NIK prefix block (read by the NIK group's rules) never are.
-    assert len(shared) > 50
+    assert len(shared) > 30
     assert all(g.startswith("demographic_index/") for g in shared)
     assert not shared & {p[5] for p in patients if p[5]}
+    # A household member a NIK group's rules read (``batch_split._households``) is in the group's part.
+    from shared.services.batch_split import _households
+
+    part_of = {patient[2]: part.number for part in parts for patient in patients
+               if (patient[0], patient[1]) in set(part.places)}
+    for patient_id, nik_group in _households(patients, SETTINGS):
+        assert owner.get(nik_group, part_of[patient_id]) == part_of[patient_id]
     assert all(owner.get(g) is None for g in shared)
 
 
@@ -244,3 +252,31 @@ def test_shared_block_copies_that_both_decided_are_a_wrong_split(tmp_path):
     _copy(tmp_path, 1, {"p2": {"status": "master"}}, [[0, 20]], master="p2")
     with pytest.raises(RuntimeError, match="more than one deciding part"):
         merge_shared(tmp_path, "07", 9)
+
+
+def test_a_nik_holders_household_is_decided_in_its_part(tmp_path):
+    """A NIK group's rules read its household's members under other NIKs (the first phone's block,
+    ``pair_rules._relative_namesake``). Those members are passive in the phone block (another NIK: every
+    pair there is no-match before any score), so the screen left them out of its component, and a part
+    decided the NIK holder without them: the son's record under his father's NIK was merged where one
+    pass sends it to review."""
+    from tests.unit.test_matching import NIK_MAN, patient
+    from tests.unit.test_matching_precision import FATHER_PHONE, HOME
+
+    home = {"phone": FATHER_PHONE, "address": HOME}
+    son_own = patient("o", name="Arsyad Rahim", birth="2012-03-04", nik="3201010403120001", **home)
+    father = patient("f", name="ARSYAD RAHIM", birth="1990-05-15", nik=NIK_MAN, **home)
+    son_under_fathers_nik = patient("s", name="Arsyad Rahim", birth=None, nik=NIK_MAN, **home)
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "Patient.ndjson").write_text(
+        "".join(json.dumps(p) + "\n" for p in (son_own, father, son_under_fathers_nik)))
+    source = NdjsonPatients(tmp_path / "store")
+    expected = _one_pass(source, [])
+    assert any(item[2]["reason"] == "nik-relative-namesake" for item in expected["review_items"])
+    assert not expected["outbox"]
+    parts = split(_placed(tmp_path / "store"), [], SETTINGS, part_patients=1)
+    assert len(parts) == 1, "the household's member is in its NIK holder's part"
+    parallel = ParallelDecide(SETTINGS, source, workers=1, part_patients=1)
+    parallel.run([], tmp_path / "parts", STAMP)
+    files = DecisionFiles(tmp_path / "parts")
+    assert _lines((kind, _read_back(kind, line)) for kind in KINDS for line in files.lines(kind)) == expected

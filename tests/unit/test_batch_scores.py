@@ -85,3 +85,19 @@ def test_blocks_are_the_incremental_paths_groups_and_capped_like_the_index(score
 def test_levels_pack_and_unpack():
     levels = [len(c.levels) - 1 for c in COMPARISONS]
     assert unpack_levels(pack_levels(levels)) == levels
+
+
+def test_the_scoring_engines_duckdb_is_bounded_by_the_settings(tmp_path):
+    """DuckDB's own memory limit is 80 % of the machine's; the backfill's is the setting, with its spill."""
+    from shared.adapters.splink_scoring import connection
+    from shared.bootstrap import scoring_engine
+    from shared.config import Settings
+
+    engine = scoring_engine("duckdb", None, Settings(duckdb_memory_limit="300MB",
+                                                     duckdb_temp_directory=str(tmp_path / "spill")))
+    assert (engine.memory_limit, engine._spill(tmp_path / "scores")) == ("300MB", tmp_path / "spill")
+    default = scoring_engine("duckdb", None, Settings())
+    assert default._spill(tmp_path / "scores") == tmp_path / "scores" / "duckdb-spill"
+    con = connection(engine.memory_limit, engine._spill(tmp_path / "scores"))
+    limit, spill = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert limit == "286.1 MiB" and spill == str(tmp_path / "spill")

@@ -1,4 +1,4 @@
-"""``python -m tools.bench compare|scale|backfill|partition|scoring`` — see README "Performance"."""
+"""``python -m tools.bench compare|scale|backfill|partition|blocking|scoring`` — see README "Performance"."""
 
 from __future__ import annotations
 
@@ -296,6 +296,21 @@ def partition_command(
 
     results = [run_size(int(size), work_dir, workers, console, engine)
                for size in patients.split(",") if size.strip()]
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+@app.command("blocking")
+def blocking_command(
+    patients: str = typer.Option("10000,100000", help="store sizes (patients), comma-separated"),
+    work_dir: Path = typer.Option(..., help="the datasets are generated here once and reused"),
+    json_out: Path | None = typer.Option(None),
+):
+    """Pairs within candidate blocks per patient and blocking recall (true pairs sharing a group), per
+    block kind: nothing decided (tools/bench/blocking.py)."""
+    from tools.bench.blocking import run_size
+
+    results = [run_size(int(size), work_dir, console) for size in patients.split(",") if size.strip()]
     if json_out:
         json_out.write_text(json.dumps(results, indent=1) + "\n")
 

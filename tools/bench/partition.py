@@ -49,7 +49,8 @@ def _score(source: NdjsonPatients, settings: Settings, engine_name: str, scored:
     from shared.services.batch_decide import matching_in_memory
     from shared.services.batch_score import score_store
 
-    engine = SplinkScoring(engine_name)
+    engine = SplinkScoring(engine_name, memory_limit=settings.duckdb_memory_limit,
+                           temp_directory=settings.duckdb_temp_directory)
     began = time.monotonic()
     try:
         done = score_store(source.pages(), matching_in_memory(settings, MemoryIndex()), settings, engine, scored)

@@ -58,7 +58,7 @@ def run_size(patients: int, engines: list[str], work: Path, spark_master: str, w
             session = time.monotonic() - began
         began = time.monotonic()
         try:
-            scored = engine.score(rows, artefact, out, settings.model_merge_weight)
+            scored = engine.score([rows], artefact, out, settings.model_merge_weight)
         finally:
             engine.close()
         scoring = time.monotonic() - began

@@ -25,6 +25,13 @@ locals {
     "--decide-workers", tostring(var.backfill_cpu), "--engine", var.backfill_engine],
     var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount, "--copy-first"],
   )
+  # DuckDB's bound with --engine duckdb (shared/config.py duckdb_memory_limit, duckdb_temp_directory):
+  # without it DuckDB takes up to 80 % of the task's memory, which the deciding workers need. Its spill
+  # directory is in the work directory, on the task's in-memory disk: var.backfill_memory covers both.
+  backfill_settings = {
+    DEDUP_DUCKDB_MEMORY_LIMIT   = var.backfill_duckdb_memory_limit
+    DEDUP_DUCKDB_TEMP_DIRECTORY = "/tmp/backfill/duckdb-spill"
+  }
 }
 
 resource "google_service_account" "backfill" {
@@ -157,7 +164,7 @@ resource "google_cloud_run_v2_job" "backfill" {
           limits = { cpu = tostring(var.backfill_cpu), memory = var.backfill_memory }
         }
         dynamic "env" {
-          for_each = local.settings
+          for_each = merge(local.settings, local.backfill_settings)
           content {
             name  = env.key
             value = env.value

@@ -329,6 +329,16 @@ variable "backfill_engine" {
   }
 }
 
+variable "backfill_duckdb_memory_limit" {
+  description = "DuckDB's memory limit in the backfill job with --engine duckdb (DEDUP_DUCKDB_MEMORY_LIMIT; DuckDB's own default is 80 % of the task's memory): past it, the score phase spills to the work directory. Keep it well under backfill_memory."
+  type        = string
+  default     = "2GB"
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", var.backfill_duckdb_memory_limit))
+    error_message = "backfill_duckdb_memory_limit: a size DuckDB reads, such as 2GB or 1500MiB."
+  }
+}
+
 variable "backfill_memory" {
   description = "Memory of the backfill job's task: the decided index of the whole store is held in memory (README \"Batch backfill\": peak 0.9 GiB at 100,000 patients measured locally; 8 GiB leaves room for about 800,000)."
   type        = string
