@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from shared.config import Settings
 from shared.domain.group import Group, is_live
 from shared.domain.household_rival import rivals_at_home
+from shared.domain.households import shares_phone_address_or_home
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
 from shared.domain.pair_rules import (
@@ -21,7 +22,6 @@ from shared.domain.pair_rules import (
     Decision,
     compare_demographic_pair,
     compare_nik_pair,
-    lives_with,
 )
 from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.linkage.model import MatchModel
@@ -100,7 +100,7 @@ def _match_via_duplicate(group: Group, member_id: str, target: str, decision: De
     for via in _merged_into(group, target, plan):
         if via == member_id:
             continue
-        if decision.reason in _COLLISIONS and not lives_with(members[member_id], members[via]):
+        if decision.reason in _COLLISIONS and not shares_phone_address_or_home(members[member_id], members[via]):
             continue
         bridge = compare_nik_pair(members[member_id], members[via], settings, model=model,
                                   **_nik_flags(group, plan, member_id, via))
