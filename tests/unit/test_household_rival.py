@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from shared.config import Settings
+from shared.domain.demographic_plan import plan_demographic_group
 from shared.domain.group import Group
 from shared.domain.household_rival import rivals_at_home
-from shared.domain.matching import plan_demographic_group
 from shared.domain.pair_rules import compare_demographic_pair
 from shared.domain.patient import member_record, patient_facts
 
