@@ -6,6 +6,11 @@ than dismissed (a near name: twins, siblings registered together), the record ma
 well: nothing but the name's spelling chose between the two. The pair rules see one pair at a time; this
 sees the block. The candidates then go to a human together (``ambiguous-match``), as several strong
 candidates under different NIKs already do (docs/matching.md, "Red-team set").
+
+Checked before ``rival_identity.rivals`` (``demographic_plan``), and not a special case of it: it alone
+catches a rival at home beside a strong candidate that has no NIK either (``rivals`` then asks for two rival
+NIKs) and beside a strong pair a human confirmed (``rivals`` trusts the confirmation). Where both see the
+rival, this one decides (``ambiguous-match``, not ``rival-identity``).
 """
 
 from __future__ import annotations
