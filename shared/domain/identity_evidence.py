@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shared.domain.places import one_address
-
 
 def nik_issues(member: Mapping) -> set[str]:
     """The record's NIK disagrees with its own birth date or sex (an invalid NIK is no NIK, not an issue)."""
@@ -23,16 +21,6 @@ def is_placeholder_date(birth_date: object) -> bool:
 
 def states_birth_date(record: Mapping) -> bool:
     return bool(record.get("birth_date")) and "birth_date" not in (record.get("derived") or ())
-
-
-def lives_together(a: Mapping, b: Mapping, evidence: dict) -> bool:
-    """Under one NIK: a shared phone, address line or identifier, or one address written in two forms
-    (``places.one_address``: hamlet and village both named by the other, "Dsn. Tegalrejo RT 1/RW 10, Ds.
-    Margoagung" / "TEGALREJO 01/10 MARGOAGUNG"). The hamlet alone (``same_home``) is not enough: hamlet names
-    repeat from village to village within one kecamatan, and a serial typo lands on a person of that
-    kecamatan, birth date and sex (held-out default seed 35: a collision record of one given name, living in
-    another village's hamlet of the same name, merged when the hamlet counted)."""
-    return bool(evidence["corroborating"]) or one_address(a, b)
 
 
 def digits_apart(date_a: str, date_b: str) -> int:

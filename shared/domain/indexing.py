@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.config import Settings
+from shared.domain.demographic_plan import plan_demographic_group
 from shared.domain.group import Group, MemberStatus, is_live
 from shared.domain.master import select_master
-from shared.domain.matching import ReviewProposal, plan_demographic_group, plan_nik_group
+from shared.domain.matching import ReviewProposal, plan_nik_group
 from shared.domain.merge_request import MergeRequest, RequestPlan
 from shared.domain.pair_rules import MERGE, compare_nik_pair, is_twin_pair
 from shared.domain.patient import is_newer

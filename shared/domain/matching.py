@@ -1,8 +1,9 @@
 """What one incoming member means for its group. Pure.
 
-``plan_nik_group`` / ``plan_demographic_group`` decide, from the pair rules (``shared.domain.pair_rules``)
-over the group's live members: which members to merge into which master, which pairs go to review, and
-each member's new status. A wrong merge is worse than a missed one: what is not sure goes to review.
+``plan_nik_group`` (here) / ``plan_demographic_group`` (``shared.domain.demographic_plan``) decide, from the
+pair rules (``shared.domain.pair_rules``) over the group's live members: which members to merge into which
+master, which pairs go to review, and each member's new status. ``GroupPlan`` is what both answer. A wrong
+merge is worse than a missed one: what is not sure goes to review.
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.group import Group, is_live
-from shared.domain.household_rival import rivals_at_home
+from shared.domain.households import shares_phone_address_or_home
 from shared.domain.master import select_master
 from shared.domain.merge_request import RequestStatus
 from shared.domain.pair_rules import (
     MERGE,
     REVIEW,
     Decision,
-    compare_demographic_pair,
     compare_nik_pair,
-    lives_with,
 )
-from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.linkage.model import MatchModel
 
 
@@ -48,12 +46,13 @@ class GroupPlan:
     neighbours: tuple[dict, ...] = ()
 
 
-def _flags(group: Group, a: str, b: str) -> dict:
+def human_flags(group: Group, a: str, b: str) -> dict:
+    """What humans decided about the pair (``compare_*_pair``'s ``confirmed`` / ``rejected``)."""
     return {"confirmed": group.is_confirmed(a, b), "rejected": group.is_rejected(a, b)}
 
 
 def _nik_flags(group: Group, plan: GroupPlan, a: str, b: str) -> dict:
-    return _flags(group, a, b) | {"neighbours": plan.neighbours}
+    return human_flags(group, a, b) | {"neighbours": plan.neighbours}
 
 
 def _reference(group: Group, live: dict[str, Mapping], settings: Settings) -> str | None:
@@ -100,7 +99,7 @@ def _match_via_duplicate(group: Group, member_id: str, target: str, decision: De
     for via in _merged_into(group, target, plan):
         if via == member_id:
             continue
-        if decision.reason in _COLLISIONS and not lives_with(members[member_id], members[via]):
+        if decision.reason in _COLLISIONS and not shares_phone_address_or_home(members[member_id], members[via]):
             continue
         bridge = compare_nik_pair(members[member_id], members[via], settings, model=model,
                                   **_nik_flags(group, plan, member_id, via))
@@ -264,110 +263,3 @@ def plan_nik_group(group: Group, incoming: str, settings: Settings, model: Match
         plan.reason = "human-confirmed" if all(
             p.get("rule") == "human-confirmed" for p in plan.evidence["pairs"]) else "nik-match"
     return plan
-
-
-def _joins_another_persons_request(group: Group, target: str, incoming: str) -> bool:
-    """Whether merging ``incoming`` into ``target`` inside a demographic block would add them to an
-    open or running request of other patients (a NIK holder goes to its NIK group instead)."""
-    members = group.members
-    if (members.get(target) or {}).get("nik_token") or (members.get(incoming) or {}).get("nik_token"):
-        return False
-    request = group.request
-    if not request or not request.in_progress:
-        return False
-    in_request = request.participants
-    in_request |= {pid for pid, m in members.items() if m.get("status") == "pending"}
-    return target not in in_request and incoming not in in_request
-
-
-def plan_demographic_group(group: Group, incoming: str, settings: Settings, model: MatchModel | None = None,
-                           skip: frozenset[str] = frozenset(), merged_into: frozenset[str] = frozenset(),
-                           expected: Mapping[str, Mapping] | None = None) -> GroupPlan:
-    """What the incoming member means for its candidate block: pairs not sharing one NIK (those are the
-    NIK group's), except the ``skip`` candidates an earlier block of this event decided. A single strong
-    candidate merges unless a rival identity exists (``rival_identity``) among the block's members and the
-    ``expected`` records (a batch's records of the newcomer's blocks, arrived or not); several different
-    strong candidates go to review, as one item."""
-    members = group.members
-    live = {pid: m for pid, m in members.items() if is_live(m)}
-    plan = GroupPlan()
-    newcomer = members.get(incoming)
-    if not is_live(newcomer):
-        return plan
-    strong: list[tuple[str, Decision]] = []
-    for pid, other in sorted(live.items()):
-        if pid == incoming or pid in skip or (newcomer.get("nik_token") and
-                                              newcomer.get("nik_token") == other.get("nik_token")):
-            continue
-        decision = compare_demographic_pair(newcomer, other, settings, model=model, **_flags(group, incoming, pid))
-        plan.decisions[pid] = decision
-        if decision.outcome == MERGE:
-            strong.append((pid, decision))
-        elif decision.outcome == REVIEW:
-            plan.reviews.append(ReviewProposal(tuple(sorted((incoming, pid))), decision.reason,
-                                               decision.evidence))
-    if merged_into:
-        # An earlier block of this event merged the newcomer: a strong candidate of another person here
-        # makes the merge ambiguous (a human decides); one of the same NIK is that person already.
-        others = [(pid, d) for pid, d in strong if live[pid].get("nik_token") not in merged_into]
-        if others:
-            ids = tuple(sorted({incoming, *(pid for pid, _ in others)}))
-            plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
-                                               {"rule": "ambiguous-match", "candidates": len(others) + 1}))
-        strong = []
-    strong += [(pid, plan.decisions[pid]) for pid in rivals_at_home(newcomer, live, strong, plan.decisions)]
-    # Several strong candidates are one person only when they all carry the same NIK.
-    strong_niks = {live[pid].get("nik_token") for pid, _ in strong}
-    if len(strong) == 1 or (len(strong_niks) == 1 and None not in strong_niks):
-        target, decision = strong[0]
-        if _joins_another_persons_request(group, target, incoming):
-            # A block holds many people but one request: joining it would merge two persons
-            # (same name and birth date, each with a corroborated pair). A human decides.
-            plan.reviews.append(ReviewProposal(tuple(sorted((incoming, target))), "block-request-busy",
-                                               decision.evidence | {"rule": "block-request-busy"}))
-            plan.statuses[incoming] = ("review", "block-request-busy")
-            return plan
-        candidates = {**(expected or {}), **live}
-        rival_ids = [] if decision.reason == "human-confirmed" else rivals(
-            incoming, newcomer, target, live[target], candidates.items(), settings, model)
-        if rival_ids:
-            # Another identity fits the newcomer as well (twins, namesakes): which one it is, a human says.
-            ids = tuple(sorted({incoming, target, *rival_ids}))
-            plan.reviews.append(ReviewProposal(ids, "rival-identity", decision.evidence | {
-                "rule": "rival-identity", "rivals": len(rival_ids)}))
-            plan.statuses[incoming] = ("review", "rival-identity")
-            return plan
-        plan.master, plan.duplicates = target, [incoming]
-        plan.reason = "human-confirmed" if decision.reason == "human-confirmed" else "demographic-match"
-        plan.evidence = {"pairs": [{"patients": sorted((incoming, target)), **decision.evidence}]}
-    elif strong:
-        ids = tuple(sorted({incoming, *(pid for pid, _ in strong)}))
-        plan.reviews.append(ReviewProposal(ids, "ambiguous-match",
-                                           {"rule": "ambiguous-match", "candidates": len(strong)}))
-    for ids in rival_after_merge(incoming, newcomer, members, settings, model):
-        plan.reviews.append(ReviewProposal(ids, "rival-after-merge", {"rule": "rival-after-merge"}))
-    plan.reviews = one_item_per_cluster(incoming, plan.reviews)
-    status = "review" if plan.reviews and not plan.master else "active"
-    plan.statuses[incoming] = (status, plan.reviews[0].reason if plan.reviews and not plan.master else None)
-    return plan
-
-
-def one_item_per_cluster(incoming: str, reviews: list[ReviewProposal]) -> list[ReviewProposal]:
-    """The newcomer's review candidates in one block are one question for a human ("which of these, if any,
-    is this record?"): one item naming the newcomer and every candidate, under the reason and evidence of
-    the strongest pair (highest model evidence weight), with each candidate's reason and weight. A
-    reviewer approves the records that are one person (``ReviewService.approve(patient_ids=...)``) and
-    rejects the rest."""
-    pairs = [r for r in reviews if len(r.patient_ids) == 2 and incoming in r.patient_ids]
-    if len(pairs) < 2:
-        return reviews
-    others = [r for r in reviews if r not in pairs]
-
-    def weight(proposal: ReviewProposal) -> float:
-        return float(((proposal.evidence or {}).get("model") or {}).get("evidence_weight") or 0.0)
-
-    strongest = max(pairs, key=weight)
-    candidates = [{"patient": next(p for p in r.patient_ids if p != incoming), "reason": r.reason,
-                   "evidence_weight": round(weight(r), 3)} for r in pairs]
-    ids = tuple(sorted({pid for r in pairs for pid in r.patient_ids}))
-    return [ReviewProposal(ids, strongest.reason, strongest.evidence | {"candidates": candidates}), *others]

@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 
 from shared.config import Settings
 from shared.domain.foreign_nik import nik_of_neither
+from shared.domain.households import (
+    shares_contact_or_one_address,
+    shares_phone_address_or_home,
+    shares_phone_or_address,
+)
 from shared.domain.identity_evidence import (
     date_typo_under_nik,
     is_placeholder_date,
-    lives_together,
     nik_issues,
     states_birth_date,
 )
@@ -77,12 +81,6 @@ def is_twin_pair(a: Mapping, b: Mapping) -> bool:
     """Two different ``multipleBirth`` orders are two people, at any age."""
     ma, mb = a.get("multiple_birth"), b.get("multiple_birth")
     return ma is not None and mb is not None and ma != mb
-
-
-def _household(a: Mapping, b: Mapping) -> bool:
-    """A shared phone or address: the same household, which says nothing about being the same person."""
-    return bool(set(a.get("corroborators") or []) & set(b.get("corroborators") or []) - {
-        c for c in (a.get("corroborators") or []) if c.startswith("id:")})
 
 
 def _model_decision(a: Mapping, b: Mapping, settings: Settings, model: MatchModel | None, evidence: dict,
@@ -146,7 +144,8 @@ def compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: b
     # A single given name ("Dewi", "Nurul") held in the other record's name is shared by many people of
     # one birth date and district: the very people whose NIKs a serial typo turns into this one. It
     # merges when the records also share a phone, address or identifier (the NIK's owner lives there).
-    if outcome == MERGE and _single_token_subset(a["name"], b["name"]) and not lives_together(a, b, evidence):
+    if (outcome == MERGE and _single_token_subset(a["name"], b["name"])
+            and not shares_contact_or_one_address(a, b, evidence)):
         outcome = REVIEW
     if outcome == MERGE and _collision_prone(a, b, neighbours, evidence, settings):
         outcome = REVIEW
@@ -185,17 +184,11 @@ def nik_neighbours(block: Mapping[str, Mapping], nik_token: str | None, *,
                  and other.get("status") not in ("merged", "deleted"))
 
 
-def lives_with(record: Mapping, other: Mapping) -> bool:
-    """A phone or address line in common, or one home (``same_home``)."""
-    shared = set(record.get("corroborators") or ()) & set(other.get("corroborators") or ())
-    return any(not c.startswith("id:") for c in shared) or same_home(record, other)
-
-
 def _namesake_at_home(record: Mapping, neighbours: Sequence[Mapping], settings: Settings) -> bool:
     """A neighbour under another NIK, with a name within review distance, living with the record: the
     record may be that person's, its NIK a serial typo of theirs."""
     return bool(record.get("name")) and any(
-        not other.get("household") and lives_with(record, other)
+        not other.get("household") and shares_phone_address_or_home(record, other)
         and _score(record, other) >= settings.name_review_threshold for other in neighbours)
 
 
@@ -230,7 +223,7 @@ def _relative_namesake(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], se
     for record in (a, b):
         if states_birth_date(record) or not record.get("name"):
             continue
-        if any(other.get("household") and lives_with(record, other)
+        if any(other.get("household") and shares_phone_address_or_home(record, other)
                and _score(record, other) >= settings.nik_name_match_threshold for other in neighbours):
             return True
     return False
@@ -275,7 +268,7 @@ def _compare_nik_pair(a: Mapping, b: Mapping, settings: Settings, *, confirmed: 
         return decide(REVIEW, "name-mismatch")
     if collision := _collision_prone(a, b, neighbours, evidence, settings):
         return decide(REVIEW, collision)
-    if is_placeholder_date(a.get("birth_date")) and not lives_together(a, b, evidence):
+    if is_placeholder_date(a.get("birth_date")) and not shares_contact_or_one_address(a, b, evidence):
         # A NIK of a placeholder date shares its first 12 digits with every namesake of the district given
         # that date: a serial typo lands on one of them. Without a shared phone, address or identifier the
         # NIK does not tell the two apart.
@@ -295,13 +288,13 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
     in_date_part = any(all(6 <= digit <= 11 for digit in typo_digits(mask)) for mask in shared)
     typo_shows = bool(nik_issues(a)) != bool(nik_issues(b))
     agree = score >= settings.name_match_threshold and fields["birth_date"] == "agree" and fields["gender"] == "agree"
-    if in_date_part and typo_shows and agree and not (_household(a, b) and another_generation(shared)):
+    if in_date_part and typo_shows and agree and not (shares_phone_or_address(a, b) and another_generation(shared)):
         return True
     # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
     # placeholder namesakes share) and one household (namesakes of adjacent serials live apart).
     same_person_fields = (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
                           and not nik_issues(a) and not nik_issues(b))
-    if same_person_fields and _household(a, b):
+    if same_person_fields and shares_phone_or_address(a, b):
         return True
     # Or a typo in the serial's first three digits (``serial_typo``).
     return first_serial_digits_typo(a, b, score, fields, settings)
@@ -344,7 +337,7 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
     # which the data cannot tell from it). A human decides.
     # Siblings born on other days too: a birth date written with day and month swapped, or one digit off,
     # is what the model forgives in a duplicate, and it is the sibling's own date.
-    household = _household(a, b)
+    household = shares_phone_or_address(a, b)
     siblings = evidence["fields"]["name"] != "agree" and household
     # A record that says it is one of a multiple birth has a twin of the same birth date, household and a
     # similar name; a record of theirs that does not say which one cannot be told apart without one NIK.

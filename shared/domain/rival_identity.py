@@ -12,6 +12,9 @@ batch backfill passes the whole batch's records (``MatchingService.expect``), so
 the batch is seen as well. The incremental path sees only what has arrived; when the rival comes after the
 merge, ``rival_after_merge`` opens a review item on the merged record (a merge is never undone silently;
 a human decides, docs/matching.md "Rival identities").
+
+``household_rival`` runs first and is not a narrower form of this check (``demographic_plan`` says where each
+one alone fires).
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class ReviewService:
         """Same person: merge (the newborn and twin rules still apply). ``master``: the reviewer's
         choice of master among the item's patients (a golden master already there stays).
         ``patient_ids``: the records of the item that are one person, when the item names candidates of
-        which only some are (one item per candidate cluster, ``shared.domain.matching``); default all."""
+        which only some are (one item per candidate cluster, ``shared.domain.demographic_plan``); default all."""
         item = self._pending_item(item_id)
         chosen = sorted(set(patient_ids)) if patient_ids is not None else list(item.patient_ids)
         if len(chosen) < 2 or not set(chosen) <= set(item.patient_ids):

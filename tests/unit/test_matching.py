@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared.config import Settings
+from shared.domain.demographic_plan import plan_demographic_group
 from shared.domain.group import Group
 from shared.domain.master import select_master
-from shared.domain.matching import plan_demographic_group, plan_nik_group
+from shared.domain.matching import plan_nik_group
 from shared.domain.merge_request import RequestPlan
 from shared.domain.pair_rules import (
     MERGE,

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from shared.config import Settings
+from shared.domain.demographic_plan import plan_demographic_group
 from shared.domain.group import Group
-from shared.domain.matching import plan_demographic_group
 from shared.domain.patient import member_record, patient_facts
 from shared.domain.rival_identity import rival_after_merge, rivals
 from shared.messages import PatientChange
