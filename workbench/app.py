@@ -18,7 +18,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from shared.config import Settings
 from shared.domain.audit import AuditAction, AuditEntry
-from shared.domain.review import QueueFilter, ReviewStatus
+from shared.domain.review import REVIEW_REASONS, QueueFilter, ReviewStatus
 from shared.logging import get_logger
 from shared.ports.audit import AuditLog
 from shared.ports.merge_jobs import MergeJobsRepository
@@ -35,9 +35,6 @@ log = get_logger(__name__)
 HERE = Path(__file__).resolve().parent
 
 # Reasons the queue counts one by one (others are counted as "other"): the matching rules' review reasons.
-REVIEW_REASONS = ["name-mismatch", "nik-conflict", "nik-birthdate-mismatch", "birthdate-conflict",
-                  "gender-conflict", "possible-baby-duplicate", "weak-evidence", "ambiguous-match",
-                  "block-request-busy"]
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'")
 
@@ -153,9 +150,9 @@ def create_app(settings: Settings, services: WorkbenchServices | None = None,
     def queue():
         chosen = queue_filter()
         page = review.queue(chosen, after=request.args.get("after") or None, size=config.page_size)
-        counts = review.queue_counts(REVIEW_REASONS, list(settings.source_priority))
+        counts = review.queue_counts(list(REVIEW_REASONS), list(settings.source_priority))
         return render_template("queue.html", page=page, counts=counts, chosen=chosen,
-                               reasons=REVIEW_REASONS, sources=list(settings.source_priority))
+                               reasons=list(REVIEW_REASONS), sources=list(settings.source_priority))
 
     def next_item(after_id: str | None = None) -> str | None:
         items = review.queue(QueueFilter(), size=2).items
