@@ -20,6 +20,16 @@ from shared.domain.identity_evidence import is_placeholder_date, nik_issues
 from shared.domain.nik_features import typo_digits
 
 FIRST_SERIAL_DIGITS = range(12, 15)
+SERIAL_DIGITS = range(12, 16)
+
+
+def in_serial(shared_masks) -> bool:
+    """NIKs one typo apart (``shared_masks``: the masks the two NIKs share) within the serial (digits 12-15).
+    Not in the region digits: two NIKs that differ there and share date and serial are the people
+    registered first (serial 0001) on one date and sex in two neighbouring kecamatans, as elderly mononyms
+    of one village with the KTP's placeholder dates often are (red-team seed 22, two "Wagiman" of one
+    address)."""
+    return any(all(digit in SERIAL_DIGITS for digit in typo_digits(mask)) for mask in shared_masks)
 
 
 def first_serial_digits_typo(a: Mapping, b: Mapping, score: float, fields: Mapping[str, str],
