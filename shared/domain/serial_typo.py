@@ -24,12 +24,19 @@ SERIAL_DIGITS = range(12, 16)
 
 
 def in_serial(shared_masks) -> bool:
-    """NIKs one typo apart (``shared_masks``: the masks the two NIKs share) within the serial (digits 12-15).
-    Not in the region digits: two NIKs that differ there and share date and serial are the people
-    registered first (serial 0001) on one date and sex in two neighbouring kecamatans, as elderly mononyms
-    of one village with the KTP's placeholder dates often are (red-team seed 22, two "Wagiman" of one
-    address)."""
+    """NIKs one typo apart (``shared_masks``: the masks the two NIKs share) within the serial (digits 12-15)."""
     return any(all(digit in SERIAL_DIGITS for digit in typo_digits(mask)) for mask in shared_masks)
+
+
+def mononym_namesakes(a: Mapping, b: Mapping, shared_masks) -> bool:
+    """Two NIKs one digit apart outside the serial (the region digits: they share date and serial) on two
+    records of one single-word name. Such NIKs belong to the people registered first (serial 0001) on one
+    date and sex in two neighbouring kecamatans, and a single given name ("Wagiman") is borne by many
+    elderly of one village, who share the KTP's placeholder dates and an address line (red-team seed 22).
+    A person re-registered in the next kecamatan (two NIKs) looks the same with a full name, which the
+    household then vouches for; with one word it does not."""
+    one_word = any(len(str(r.get("name") or "").split()) == 1 for r in (a, b))
+    return one_word and not in_serial(shared_masks)
 
 
 def first_serial_digits_typo(a: Mapping, b: Mapping, score: float, fields: Mapping[str, str],

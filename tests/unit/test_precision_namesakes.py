@@ -55,3 +55,13 @@ def test_a_serial_typo_at_one_address_still_merges():
     # The same two records with the NIKs one digit apart within the serial (0001 / 0071): one man's typo.
     first, second = _wagiman("a", "3310060107610001"), _wagiman("b", "3310060107610071")
     assert compare_demographic_pair(first, second, SETTINGS).outcome == MERGE
+
+
+def test_a_full_name_one_region_digit_apart_at_one_address_still_merges():
+    # A person re-registered in the next kecamatan (two NIKs), at one household: the full name and the
+    # household vouch for one person, as before.
+    first = record(patient("a", name="Budi Santoso", birth="1961-07-01", nik="3310060107610001",
+                           address=MONONYM_HOME))
+    second = record(patient("b", name="Budi Santoso", birth="1961-07-01", nik="3310030107610001",
+                            address=MONONYM_HOME))
+    assert compare_demographic_pair(first, second, SETTINGS).outcome == MERGE
