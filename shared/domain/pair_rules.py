@@ -23,10 +23,10 @@ from shared.domain.identity_evidence import (
 )
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
 from shared.domain.placeholder_birth_date import placeholder_as_unknown
-from shared.domain.places import homes_conflict, same_home, two_addresses
+from shared.domain.places import homes_conflict, same_home
 from shared.domain.registered_together import another_generation, registered_together
 from shared.domain.review_band import weak_evidence
-from shared.domain.serial_typo import first_serial_digits_typo, mononym_namesakes
+from shared.domain.serial_typo import first_serial_digits_typo, namesakes_of_two_kecamatans
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
@@ -205,9 +205,8 @@ def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evid
     otherwise: the NIK's first 12 digits encode the kecamatan, birth date and sex, so a typo lands on a
     person who agrees on all three, and a common name agrees too. Two stated homes (``homes_conflict``)
     then tell two people apart (a person who moved goes to review, not lost); so does a namesake under a
-    NIK one typo away living with one of the records, when the pair shows no home in common (a hamlet's name
-    shared by two addresses of two villages is none, ``places.two_addresses``). A shared phone, address
-    or identifier settles it."""
+    NIK one typo away living with one of the records, when the pair shows no home in common. A shared
+    phone, address or identifier settles it."""
     if _relative_namesake(a, b, neighbours, settings):
         return "nik-relative-namesake"
     if evidence["corroborating"]:
@@ -216,8 +215,8 @@ def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evid
         return "nik-serial-lost"
     if homes_conflict(a, b):
         return "nik-home-conflict"
-    if neighbours and (not same_home(a, b) or two_addresses(a, b)) and (
-            _namesake_at_home(a, neighbours, settings) or _namesake_at_home(b, neighbours, settings)):
+    if neighbours and not same_home(a, b) and (_namesake_at_home(a, neighbours, settings)
+                                               or _namesake_at_home(b, neighbours, settings)):
         return "nik-namesake-nearby"
     return None
 
@@ -300,10 +299,10 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
         return True
     # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
     # placeholder namesakes share) and one household (namesakes of adjacent serials live apart); not two
-    # mononyms of neighbouring kecamatans (``serial_typo.mononym_namesakes``).
+    # namesakes of neighbouring kecamatans (``serial_typo.namesakes_of_two_kecamatans``).
     same_person_fields = (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
                           and not nik_issues(a) and not nik_issues(b))
-    if same_person_fields and _household(a, b) and not mononym_namesakes(a, b, shared):
+    if same_person_fields and _household(a, b) and not namesakes_of_two_kecamatans(a, b, shared):
         return True
     # Or a typo in the serial's first three digits (``serial_typo``).
     return first_serial_digits_typo(a, b, score, fields, settings)

@@ -99,12 +99,3 @@ def one_address(a: Mapping, b: Mapping) -> bool:
     places_a, places_b = _places(a), _places(b)
     return (len(places_a) >= ONE_ADDRESS_MIN_PLACES and len(places_b) >= ONE_ADDRESS_MIN_PLACES
             and (places_a <= places_b or places_b <= places_a))
-
-
-def two_addresses(a: Mapping, b: Mapping) -> bool:
-    """Each record names at least ``ONE_ADDRESS_MIN_PLACES`` places and neither's are all named by the other's:
-    two addresses, even when their hamlets share a name ("Dsn. Sorogenen RT 7/RW 7, Ds. Sumberrahayu" /
-    "SOROGENEN 03/11 SUMBERAGUNG": a hamlet's name repeats from village to village)."""
-    places_a, places_b = _places(a), _places(b)
-    return (len(places_a) >= ONE_ADDRESS_MIN_PLACES and len(places_b) >= ONE_ADDRESS_MIN_PLACES
-            and not (places_a <= places_b or places_b <= places_a))

@@ -28,15 +28,17 @@ def in_serial(shared_masks) -> bool:
     return any(all(digit in SERIAL_DIGITS for digit in typo_digits(mask)) for mask in shared_masks)
 
 
-def mononym_namesakes(a: Mapping, b: Mapping, shared_masks) -> bool:
-    """Two NIKs one digit apart outside the serial (the region digits: they share date and serial) on two
-    records of one single-word name. Such NIKs belong to the people registered first (serial 0001) on one
-    date and sex in two neighbouring kecamatans, and a single given name ("Wagiman") is borne by many
-    elderly of one village, who share the KTP's placeholder dates and an address line (red-team seed 22).
-    A person re-registered in the next kecamatan (two NIKs) looks the same with a full name, which the
-    household then vouches for; with one word it does not."""
-    one_word = any(len(str(r.get("name") or "").split()) == 1 for r in (a, b))
-    return one_word and not in_serial(shared_masks)
+# Month-day of the dates a KTP carries when the day is unknown (besides 1 January, ``is_placeholder_date``).
+KTP_PLACEHOLDER_DAYS = frozenset({"07-01", "12-31"})
+
+
+def namesakes_of_two_kecamatans(a: Mapping, b: Mapping, shared_masks) -> bool:
+    """Two NIKs one digit apart outside the serial (the region digits: they share date and serial) on a
+    KTP placeholder date (1 July, 31 December). Such NIKs belong to the people registered first (serial
+    0001) on one date and sex in two neighbouring kecamatans, and a placeholder date is shared by many of
+    one village's elderly, of one given name too ("Wagiman"), at one address line (red-team seed 22). A
+    person re-registered in the next kecamatan (two NIKs) at one household with a real date still merges."""
+    return not in_serial(shared_masks) and str(a.get("birth_date") or "")[5:] in KTP_PLACEHOLDER_DAYS
 
 
 def first_serial_digits_typo(a: Mapping, b: Mapping, score: float, fields: Mapping[str, str],

@@ -1,40 +1,10 @@
-"""Namesakes the NIK rules merged (docs/matching.md, "Precision round 2"): a serial typo landing on a
-namesake who shares only a hamlet's name, and two NIKs one region digit apart at one address."""
+"""Namesakes the one-digit NIK rule merged (docs/matching.md, "Precision round 2"): two NIKs one region
+digit apart at one address, on a KTP placeholder date."""
 
 from __future__ import annotations
 
-from shared.domain.pair_rules import MERGE, REVIEW, compare_demographic_pair, compare_nik_pair
-from tests.unit.test_matching import NIK_WOMAN, SETTINGS, patient, record
-
-# NIK_WOMAN = 3201015505900002: a woman born 1990-05-15 in kecamatan 320101, serial 0002.
-NEXT_SERIAL = NIK_WOMAN[:-1] + "3"
-OWNER_HOME = "Dsn. Sorogenen RT 7/RW 7, Ds. Sumberrahayu"
-NAMESAKE_HOME = "SOROGENEN 03/11 SUMBERAGUNG"          # a hamlet of the same name, in another village
-
-
-def _lestari(pid: str, name: str, address: str, nik: str = NIK_WOMAN):
-    return record(patient(pid, name=name, gender="female", nik=nik, address=address))
-
-
-def test_a_serial_typo_landing_on_a_namesake_who_shares_only_a_hamlet_name_goes_to_review():
-    # Legacy seed 42: "HJ. LESTARI" typed her neighbour's serial (0002 for her 0003); her own record under
-    # 0003 lives where she does. The NIK's owner lives in a hamlet of the same name in another village.
-    owner = _lestari("o", "Hj. Lestari", OWNER_HOME)
-    typo = _lestari("t", "HJ. LESTARI", NAMESAKE_HOME)
-    her_own = _lestari("x", "Lestari", NAMESAKE_HOME, nik=NEXT_SERIAL)
-    assert compare_nik_pair(owner, typo, SETTINGS).outcome == MERGE      # the pair alone shows nothing
-    for a, b in ((owner, typo), (typo, owner)):
-        decision = compare_nik_pair(a, b, SETTINGS, neighbours=(her_own,))
-        assert (decision.outcome, decision.reason) == (REVIEW, "nik-namesake-nearby")
-
-
-def test_one_address_in_two_forms_still_merges_beside_a_namesake():
-    # Hamlet and village both named by the other's line: one home, the NIK's owner's (``one_address``).
-    owner = _lestari("o", "Hj. Lestari", "Dsn. Sorogenen RT 7/RW 7, Ds. Sumberrahayu")
-    copy = _lestari("t", "HJ. LESTARI", "SOROGENEN 07/07 SUMBERRAHAYU")
-    elsewhere = _lestari("x", "Lestari", NAMESAKE_HOME, nik=NEXT_SERIAL)
-    assert compare_nik_pair(owner, copy, SETTINGS, neighbours=(elsewhere,)).outcome == MERGE
-
+from shared.domain.pair_rules import MERGE, REVIEW, compare_demographic_pair
+from tests.unit.test_matching import SETTINGS, patient, record
 
 MONONYM_HOME = "Dk. Tegalsari Rt 2 Rw 3, Ds. Nanggulan"
 
@@ -57,11 +27,8 @@ def test_a_serial_typo_at_one_address_still_merges():
     assert compare_demographic_pair(first, second, SETTINGS).outcome == MERGE
 
 
-def test_a_full_name_one_region_digit_apart_at_one_address_still_merges():
-    # A person re-registered in the next kecamatan (two NIKs), at one household: the full name and the
-    # household vouch for one person, as before.
-    first = record(patient("a", name="Budi Santoso", birth="1961-07-01", nik="3310060107610001",
-                           address=MONONYM_HOME))
-    second = record(patient("b", name="Budi Santoso", birth="1961-07-01", nik="3310030107610001",
-                            address=MONONYM_HOME))
+def test_one_person_re_registered_in_the_next_kecamatan_at_one_home_still_merges():
+    # Two NIKs one region digit apart at one household with a real birth date: one person with two NIKs.
+    first = record(patient("a", name="Wagiman", birth="1961-07-09", nik="3310060907610001", address=MONONYM_HOME))
+    second = record(patient("b", name="Wagiman", birth="1961-07-09", nik="3310030907610001", address=MONONYM_HOME))
     assert compare_demographic_pair(first, second, SETTINGS).outcome == MERGE
