@@ -30,7 +30,7 @@ from shared.domain.placeholder_birth_date import placeholder_as_unknown
 from shared.domain.places import homes_conflict, same_home
 from shared.domain.registered_together import another_generation, registered_together
 from shared.domain.review_band import weak_evidence
-from shared.domain.serial_typo import first_serial_digits_typo
+from shared.domain.serial_typo import first_serial_digits_typo, namesakes_of_two_kecamatans
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
@@ -291,10 +291,11 @@ def _one_digit_merge_allowed(a: Mapping, b: Mapping, score: float, settings: Set
     if in_date_part and typo_shows and agree and not (shares_phone_or_address(a, b) and another_generation(shared)):
         return True
     # A serial typo: the same name (not a near one: twins), the same real birth date (not the 1 January
-    # placeholder namesakes share) and one household (namesakes of adjacent serials live apart).
+    # placeholder namesakes share) and one household (namesakes of adjacent serials live apart); not two
+    # namesakes of neighbouring kecamatans (``serial_typo.namesakes_of_two_kecamatans``).
     same_person_fields = (fields["name"] == "agree" and agree and not is_placeholder_date(a.get("birth_date"))
                           and not nik_issues(a) and not nik_issues(b))
-    if same_person_fields and shares_phone_or_address(a, b):
+    if same_person_fields and shares_phone_or_address(a, b) and not namesakes_of_two_kecamatans(a, b, shared):
         return True
     # Or a typo in the serial's first three digits (``serial_typo``).
     return first_serial_digits_typo(a, b, score, fields, settings)

@@ -20,6 +20,25 @@ from shared.domain.identity_evidence import is_placeholder_date, nik_issues
 from shared.domain.nik_features import typo_digits
 
 FIRST_SERIAL_DIGITS = range(12, 15)
+SERIAL_DIGITS = range(12, 16)
+
+
+def in_serial(shared_masks) -> bool:
+    """NIKs one typo apart (``shared_masks``: the masks the two NIKs share) within the serial (digits 12-15)."""
+    return any(all(digit in SERIAL_DIGITS for digit in typo_digits(mask)) for mask in shared_masks)
+
+
+# Month-day of the dates a KTP carries when the day is unknown (besides 1 January, ``is_placeholder_date``).
+KTP_PLACEHOLDER_DAYS = frozenset({"07-01", "12-31"})
+
+
+def namesakes_of_two_kecamatans(a: Mapping, b: Mapping, shared_masks) -> bool:
+    """Two NIKs one digit apart outside the serial (the region digits: they share date and serial) on a
+    KTP placeholder date (1 July, 31 December). Such NIKs belong to the people registered first (serial
+    0001) on one date and sex in two neighbouring kecamatans, and a placeholder date is shared by many of
+    one village's elderly, of one given name too ("Wagiman"), at one address line (red-team seed 22). A
+    person re-registered in the next kecamatan (two NIKs) at one household with a real date still merges."""
+    return not in_serial(shared_masks) and str(a.get("birth_date") or "")[5:] in KTP_PLACEHOLDER_DAYS
 
 
 def first_serial_digits_typo(a: Mapping, b: Mapping, score: float, fields: Mapping[str, str],
