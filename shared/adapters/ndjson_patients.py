@@ -65,6 +65,7 @@ class NdjsonPatients(PatientSource):
             raise FileNotFoundError(f"no Patient NDJSON in {self.folder}")
         self._page_size = page_size
         self.rereadable = not copy_first and not any(path.suffix == ".gz" for path in self.files)
+        self.repeatable = True
 
     def describe(self) -> str:
         return f"ndjson:{self.folder} ({len(self.files)} file(s), {sum(f.stat().st_size for f in self.files)} bytes)"

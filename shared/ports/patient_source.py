@@ -10,6 +10,9 @@ class PatientSource(ABC):
     # Whether reading it again is cheap and gives the same records (files): a resumed run reads it
     # again instead of keeping its own copy.
     rereadable: bool = False
+    # Whether reading it again, even at a cost (a copy, a decompression), gives the same records: files
+    # do, a live server does not. A decide phase that began writing may re-spool only such a source.
+    repeatable: bool = False
 
     @abstractmethod
     def describe(self) -> str:

@@ -133,7 +133,7 @@ class BatchBackfill:
                 and not stored_copy.exists() and self.keep is not None):
             self.keep.restore_file(progress.run_id, stored_copy)
         if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and (
-                (not self.source.rereadable and not self._spool.exists())
+                (not self.source.repeatable and not self._spool.exists())
                 or (not progress.create_only and not (self.work_dir / STORED_COPY).exists())):
             raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
                               f"but its work files are gone from {self.work_dir}: resume it with its work "

@@ -57,6 +57,7 @@ class DecisionsKeep:
         if not kept.is_file():
             return False
         partial = path.with_name(path.name + ".restoring")
+        path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(kept, partial)
         partial.replace(path)
         return True

@@ -137,3 +137,28 @@ def test_a_decide_phase_that_began_writing_resumes_with_the_kept_copy_of_the_ind
     job._check_work_dir(progress := checkpoints.load("r6"))
     assert progress.phase == "decide"
     assert (tmp_path / "work/stored-index.pickle").read_bytes() == b"the index as first read"
+
+
+def test_a_copied_export_is_copied_again_when_a_decide_phase_that_began_writing_lost_its_disk(tmp_path):
+    """The Cloud Run Job reads a mounted export with --copy-first: its files give the same Patients
+    again, so with the index copy kept the run reads again and decides again on that copy."""
+    from shared.adapters.ndjson_patients import NdjsonPatients
+    from shared.services.batch_keep import DecisionsKeep
+
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export/Patient.ndjson").write_text('{"resourceType": "Patient", "id": "p1"}\n')
+    checkpoints = InMemoryBackfillRuns()
+    checkpoints.save(BackfillProgress(run_id="r9", mode="batch", phase="decide",
+                                      cursors={"groups-while-deciding": 0}))
+    keep = DecisionsKeep(tmp_path / "keep")
+    (tmp_path / "stored-index.pickle").write_bytes(b"the index as first read")
+    keep.keep_file("r9", tmp_path / "stored-index.pickle")
+    job = _job(tmp_path, checkpoints, NdjsonPatients(tmp_path / "export", copy_first=True))
+    job.keep = keep
+    job._check_work_dir(progress := checkpoints.load("r9"))
+    assert progress.phase == "read" and "groups-while-deciding" in progress.cursors
+    assert (tmp_path / "work/stored-index.pickle").exists()
+    job.keep = None   # without the kept index copy, the same run refuses
+    (tmp_path / "work/stored-index.pickle").unlink()
+    with pytest.raises(WorkDirLost):
+        job._check_work_dir(checkpoints.load("r9"))
