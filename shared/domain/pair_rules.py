@@ -27,7 +27,7 @@ from shared.domain.identity_evidence import (
 )
 from shared.domain.nik_features import nik_one_digit_apart, typo_digits
 from shared.domain.placeholder_birth_date import placeholder_as_unknown
-from shared.domain.places import homes_conflict, same_home
+from shared.domain.places import homes_conflict, one_address
 from shared.domain.registered_together import another_generation, registered_together
 from shared.domain.review_band import weak_evidence
 from shared.domain.serial_typo import first_serial_digits_typo, namesakes_of_two_kecamatans
@@ -208,7 +208,7 @@ def _collision_prone(a: Mapping, b: Mapping, neighbours: Sequence[Mapping], evid
         return "nik-serial-lost"
     if homes_conflict(a, b):
         return "nik-home-conflict"
-    if neighbours and not same_home(a, b) and (_namesake_at_home(a, neighbours, settings)
+    if neighbours and not one_address(a, b) and (_namesake_at_home(a, neighbours, settings)
                                                or _namesake_at_home(b, neighbours, settings)):
         return "nik-namesake-nearby"
     return None

@@ -80,19 +80,28 @@ class MatchingService:
         self._keys = keys
         self._fhir = fhir
         self._requests = requests
-        # A batch's records by birth date + sex block, known before it decides (``expect``).
+        # A batch's records by birth date + sex block, and its NIK holders by NIK prefix block, known
+        # before it decides (``expect``).
         self._expected: dict[str, dict[str, dict]] = {}
+        self._expected_nik_prefix: dict[str, dict[str, dict]] = {}
 
     def expect(self, facts: Iterable[PatientFacts]) -> None:
         """A batch's records, known before it decides them (the backfill): a demographic match then meets
         a rival identity (``shared.domain.rival_identity``) that comes later in the batch as surely as one
-        that came before, so the batch's decisions do not depend on its order."""
+        that came before, so the batch's decisions do not depend on its order. Its NIK holders are known
+        the same way as the NIK's neighbours (``_nik_neighbours``): a serial typo that lands on a person's
+        NIK meets that person's own record even when it comes later in the batch."""
         cap = self._settings.block_member_cap
         for known in facts:
-            if block := self._day_block(known):
-                records = self._expected.setdefault(block, {})
+            blocks = ((self._expected, self._day_block(known)),
+                      (self._expected_nik_prefix,
+                       nik_prefix_block(known, self._settings) if known.kind == "nik" else None))
+            for expected, block in blocks:
+                if not block:
+                    continue
+                records = expected.setdefault(block, {})
                 # A block takes its first ``block_member_cap`` records and no more (``apply_member``): those
-                # are the batch's members of it; the cap also bounds the check's work on placeholder dates.
+                # are the batch's members of it; the cap also bounds the checks' work on placeholder dates.
                 if len(records) < cap or known.patient_id in records:
                     records[known.patient_id] = member_record(known)
 
@@ -118,7 +127,10 @@ class MatchingService:
         before the NIK group decides (the block's own transaction comes later in the event)."""
         block = nik_prefix_block(facts, self._settings) if facts.kind == "nik" else None
         stored = self._groups.get(f"demographic_index/{block}") if block else None
-        neighbours = nik_neighbours(stored.members, facts.nik_token) if stored else ()
+        members = {pid: r for pid, r in self._expected_nik_prefix.get(block, {}).items()
+                   if pid != facts.patient_id} if block else {}
+        members |= stored.members if stored else {}
+        neighbours = nik_neighbours(members, facts.nik_token)
         # The household (the first phone's block): its members under other NIKs, for a record of the pair
         # that states no birth date of its own (``pair_rules._relative_namesake``).
         phone = phone_block(facts, self._settings) if facts.kind == "nik" else None
