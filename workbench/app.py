@@ -34,7 +34,6 @@ from workbench.i18n import LANGUAGES, MESSAGES, translate
 log = get_logger(__name__)
 HERE = Path(__file__).resolve().parent
 
-# Reasons the queue counts one by one (others are counted as "other"): the matching rules' review reasons.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'")
 
@@ -150,9 +149,10 @@ def create_app(settings: Settings, services: WorkbenchServices | None = None,
     def queue():
         chosen = queue_filter()
         page = review.queue(chosen, after=request.args.get("after") or None, size=config.page_size)
-        counts = review.queue_counts(list(REVIEW_REASONS), list(settings.source_priority))
-        return render_template("queue.html", page=page, counts=counts, chosen=chosen,
-                               reasons=list(REVIEW_REASONS), sources=list(settings.source_priority))
+        reasons, sources = list(REVIEW_REASONS), list(settings.source_priority)
+        counts = review.queue_counts(reasons, sources)
+        return render_template("queue.html", page=page, counts=counts, chosen=chosen, reasons=reasons,
+                               sources=sources)
 
     def next_item(after_id: str | None = None) -> str | None:
         items = review.queue(QueueFilter(), size=2).items

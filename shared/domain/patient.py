@@ -81,6 +81,13 @@ def _block_token(key: str, value: str) -> str:
     return hmac.new(key.encode(), f"block|{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def birth_date_block(facts: PatientFacts, settings: Settings) -> str | None:
+    """The block of the birth date and sex (NIK-derived when missing), or None without both."""
+    if not (facts.birth_date and facts.gender):
+        return None
+    return blocking_token(facts.birth_date, facts.gender, settings)
+
+
 def nik_prefix_block(facts: PatientFacts, settings: Settings) -> str | None:
     """The block of the NIK's first 12 digits (kecamatan, birth date, sex): every NIK a serial typo of
     this one can be, and the namesakes born the same day in the same kecamatan."""
@@ -102,8 +109,8 @@ def labelled_blocks(facts: PatientFacts, settings: Settings) -> list[tuple[str, 
     ``phone``), for measuring what each kind costs and finds (``tools.bench blocking``)."""
     key = settings.nik_hash_key.get_secret_value()
     blocks = []
-    if facts.birth_date and facts.gender:
-        blocks.append(("birth-date", blocking_token(facts.birth_date, facts.gender, settings)))
+    if day_block := birth_date_block(facts, settings):
+        blocks.append(("birth-date", day_block))
     if prefix_block := nik_prefix_block(facts, settings):
         blocks.append(("nik-prefix", prefix_block))
     if facts.name and facts.birth_date and not facts.is_baby:

@@ -128,16 +128,16 @@ class BatchBackfill:
         """A run resumed without its work files: reading again is safe before anything was written;
         after deciding began writing it is not (the index holds part of the run's writes), so the run refuses
         unless a keep directory holds what it lost."""
-        stored_copy = self.work_dir / STORED_COPY
-        if (progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and not progress.create_only
-                and not stored_copy.exists() and self.keep is not None):
-            self.keep.restore_file(progress.run_id, stored_copy)
-        if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors and (
-                (not self.source.repeatable and not self._spool.exists())
-                or (not progress.create_only and not (self.work_dir / STORED_COPY).exists())):
-            raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
-                              f"but its work files are gone from {self.work_dir}: resume it with its work "
-                              f"directory, or start a new run (it reads the index as it is now)")
+        if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors:
+            stored_copy = self.work_dir / STORED_COPY
+            index_copy_lost = not progress.create_only and not stored_copy.exists()
+            if index_copy_lost and self.keep is not None:
+                self.keep.restore_file(progress.run_id, stored_copy)
+                index_copy_lost = not stored_copy.exists()
+            if index_copy_lost or (not self.source.repeatable and not self._spool.exists()):
+                raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
+                                  f"but its work files are gone from {self.work_dir}: resume it with its work "
+                                  f"directory, or start a new run (it reads the index as it is now)")
         if progress.phase in ("score", "decide") and not self.source.rereadable and not self._spool.exists():
             progress.phase = "read"
         elif progress.phase == "decide" and self.engine and not self._scores_dir.joinpath("pairs.parquet").exists():

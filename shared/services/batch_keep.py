@@ -45,22 +45,13 @@ class DecisionsKeep:
         (target / MARKER).write_text(run_id + "\n", encoding="utf-8")
 
     def keep_file(self, run_id: str, path: Path) -> None:
-        target = self._run(run_id) / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+        _copy_whole(path, self._run(run_id) / path.name)
 
-    def restore_file(self, run_id: str, path: Path) -> bool:
-        """Copy the kept file named like ``path`` back to ``path``; False when none was kept."""
+    def restore_file(self, run_id: str, path: Path) -> None:
+        """Copy the kept file named like ``path`` back to ``path`` (nothing when none was kept)."""
         kept = self._run(run_id) / path.name
-        if not kept.is_file():
-            return False
-        partial = path.with_name(path.name + ".restoring")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kept, partial)
-        partial.replace(path)
-        return True
+        if kept.is_file():
+            _copy_whole(kept, path)
 
     def restore(self, run_id: str, decisions: Path) -> None:
         """Copy the kept decisions back to ``decisions`` (through a partial folder, renamed when whole)."""
@@ -69,3 +60,11 @@ class DecisionsKeep:
         shutil.copytree(self._run(run_id) / "decisions", partial)
         shutil.rmtree(decisions, ignore_errors=True)
         partial.replace(decisions)
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """Copies under a temporary name, renamed when whole: ``target`` is the whole file or absent."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)

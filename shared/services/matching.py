@@ -28,7 +28,7 @@ from shared.domain.indexing import already_recorded, apply_member, confirm_membe
 from shared.domain.pair_rules import nik_neighbours
 from shared.domain.patient import (
     PatientFacts,
-    blocking_token,
+    birth_date_block,
     candidate_blocks,
     is_newer,
     member_record,
@@ -93,7 +93,7 @@ class MatchingService:
         NIK meets that person's own record even when it comes later in the batch."""
         cap = self._settings.block_member_cap
         for known in facts:
-            blocks = ((self._expected, self._day_block(known)),
+            blocks = ((self._expected, birth_date_block(known, self._settings)),
                       (self._expected_nik_prefix,
                        nik_prefix_block(known, self._settings) if known.kind == "nik" else None))
             for expected, block in blocks:
@@ -104,11 +104,6 @@ class MatchingService:
                 # are the batch's members of it; the cap also bounds the checks' work on placeholder dates.
                 if len(records) < cap or known.patient_id in records:
                     records[known.patient_id] = member_record(known)
-
-    def _day_block(self, facts: PatientFacts) -> str | None:
-        if not (facts.birth_date and facts.gender):
-            return None
-        return blocking_token(facts.birth_date, facts.gender, self._settings)
 
     def publish_pending(self, group_ids) -> list[str]:
         """Publishes every group's open request not published yet (after batch indexing)."""
@@ -127,9 +122,9 @@ class MatchingService:
         before the NIK group decides (the block's own transaction comes later in the event)."""
         block = nik_prefix_block(facts, self._settings) if facts.kind == "nik" else None
         stored = self._groups.get(f"demographic_index/{block}") if block else None
-        members = {pid: r for pid, r in self._expected_nik_prefix.get(block, {}).items()
-                   if pid != facts.patient_id} if block else {}
-        members |= stored.members if stored else {}
+        # The batch's own records of the block too (``expect``); the record itself is under its own NIK,
+        # which ``nik_neighbours`` leaves out.
+        members = {**self._expected_nik_prefix.get(block, {}), **(stored.members if stored else {})}
         neighbours = nik_neighbours(members, facts.nik_token)
         # The household (the first phone's block): its members under other NIKs, for a record of the pair
         # that states no birth date of its own (``pair_rules._relative_namesake``).
@@ -225,7 +220,7 @@ class MatchingService:
         decided: frozenset[str] = frozenset()   # candidates an earlier group of this event decided
         merged_into: set[str] = set()            # whom an earlier block merged the record into
         neighbours = () if own_write else self._nik_neighbours(facts)
-        day_block = self._day_block(facts)
+        day_block = birth_date_block(facts, self._settings)
         expected = {pid: r for pid, r in self._expected.get(day_block, {}).items()
                     if pid != patient_id} if day_block else None
         for group_id in groups:

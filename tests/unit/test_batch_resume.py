@@ -85,56 +85,51 @@ def test_a_decide_phase_that_began_writing_refuses_to_resume_without_its_work_fi
     assert progress.phase == "decide"
 
 
-def _decisions(directory) -> None:
-    (directory / "groups").mkdir(parents=True)
-    (directory / "groups/000000.jsonl").write_text('["nik_index","t",{},null]\n')
-
-
-def test_a_run_that_lost_its_decisions_resumes_from_the_kept_copy(tmp_path):
+def _resuming_with_a_keep(tmp_path, progress: BackfillProgress, source: PatientSource | None = None,
+                          *, decisions: bool = False, index_copy: bool = False) -> BatchBackfill:
+    """A job resuming ``progress`` on an empty work directory, with a keep directory that holds the run's
+    decisions and/or its copy of the index as first read."""
     from shared.services.batch_keep import DecisionsKeep
 
     checkpoints = InMemoryBackfillRuns()
-    checkpoints.save(BackfillProgress(run_id="r7", mode="batch", phase="write-keys"))
-    keep = DecisionsKeep(tmp_path / "keep")
-    _decisions(tmp_path / "decided")
-    keep.save("r7", tmp_path / "decided")
-    job = _job(tmp_path, checkpoints, _Server())
-    job.keep = keep
-    job._check_work_dir(progress := checkpoints.load("r7"))
+    checkpoints.save(progress)
+    job = _job(tmp_path, checkpoints, source or _Server())
+    job.keep = DecisionsKeep(tmp_path / "keep")
+    if decisions:
+        (tmp_path / "decided/groups").mkdir(parents=True)
+        (tmp_path / "decided/groups/000000.jsonl").write_text('["nik_index","t",{},null]\n')
+        job.keep.save(progress.run_id, tmp_path / "decided")
+    if index_copy:
+        (tmp_path / "stored-index.pickle").write_bytes(b"the index as first read")
+        job.keep.keep_file(progress.run_id, tmp_path / "stored-index.pickle")
+    return job
+
+
+def test_a_run_that_lost_its_decisions_resumes_from_the_kept_copy(tmp_path):
+    job = _resuming_with_a_keep(tmp_path, BackfillProgress(run_id="r7", mode="batch", phase="write-keys"),
+                                decisions=True)
+    job._check_work_dir(progress := job.checkpoints.load("r7"))
     assert progress.phase == "write-keys"   # nothing to do again: the writes go on at their cursors
     assert (tmp_path / "work/decisions/groups/000000.jsonl").read_text() == '["nik_index","t",{},null]\n'
 
 
 def test_a_copy_cut_short_is_never_used(tmp_path):
     """The task died while copying: no marker, so the run refuses as it would without a keep."""
-    from shared.services.batch_keep import MARKER, DecisionsKeep
+    from shared.services.batch_keep import MARKER
 
-    checkpoints = InMemoryBackfillRuns()
-    checkpoints.save(BackfillProgress(run_id="r8", mode="batch", phase="publish"))
-    keep = DecisionsKeep(tmp_path / "keep")
-    _decisions(tmp_path / "decided")
-    keep.save("r8", tmp_path / "decided")
+    job = _resuming_with_a_keep(tmp_path, BackfillProgress(run_id="r8", mode="batch", phase="publish"),
+                                decisions=True)
     (tmp_path / "keep/r8" / MARKER).unlink()
-    job = _job(tmp_path, checkpoints, _Server())
-    job.keep = keep
     with pytest.raises(WorkDirLost, match="no kept copy"):
-        job._check_work_dir(checkpoints.load("r8"))
+        job._check_work_dir(job.checkpoints.load("r8"))
 
 
 def test_a_decide_phase_that_began_writing_resumes_with_the_kept_copy_of_the_index(tmp_path):
-    from shared.services.batch_keep import DecisionsKeep
-
-    checkpoints = InMemoryBackfillRuns()
-    checkpoints.save(BackfillProgress(run_id="r6", mode="batch", phase="decide",
-                                      cursors={"groups-while-deciding": 0}))
-    keep = DecisionsKeep(tmp_path / "keep")
-    (tmp_path / "stored-index.pickle").write_bytes(b"the index as first read")
-    keep.keep_file("r6", tmp_path / "stored-index.pickle")
+    job = _resuming_with_a_keep(tmp_path, BackfillProgress(run_id="r6", mode="batch", phase="decide",
+                                                           cursors={"groups-while-deciding": 0}), index_copy=True)
     (tmp_path / "work/read").mkdir(parents=True)
     (tmp_path / "work/read/Patient.ndjson").write_text("")   # a spool (or a source read again the same)
-    job = _job(tmp_path, checkpoints, _Server())
-    job.keep = keep
-    job._check_work_dir(progress := checkpoints.load("r6"))
+    job._check_work_dir(progress := job.checkpoints.load("r6"))
     assert progress.phase == "decide"
     assert (tmp_path / "work/stored-index.pickle").read_bytes() == b"the index as first read"
 
@@ -143,22 +138,16 @@ def test_a_copied_export_is_copied_again_when_a_decide_phase_that_began_writing_
     """The Cloud Run Job reads a mounted export with --copy-first: its files give the same Patients
     again, so with the index copy kept the run reads again and decides again on that copy."""
     from shared.adapters.ndjson_patients import NdjsonPatients
-    from shared.services.batch_keep import DecisionsKeep
 
     (tmp_path / "export").mkdir()
     (tmp_path / "export/Patient.ndjson").write_text('{"resourceType": "Patient", "id": "p1"}\n')
-    checkpoints = InMemoryBackfillRuns()
-    checkpoints.save(BackfillProgress(run_id="r9", mode="batch", phase="decide",
-                                      cursors={"groups-while-deciding": 0}))
-    keep = DecisionsKeep(tmp_path / "keep")
-    (tmp_path / "stored-index.pickle").write_bytes(b"the index as first read")
-    keep.keep_file("r9", tmp_path / "stored-index.pickle")
-    job = _job(tmp_path, checkpoints, NdjsonPatients(tmp_path / "export", copy_first=True))
-    job.keep = keep
-    job._check_work_dir(progress := checkpoints.load("r9"))
+    job = _resuming_with_a_keep(tmp_path, BackfillProgress(run_id="r9", mode="batch", phase="decide",
+                                                           cursors={"groups-while-deciding": 0}),
+                                NdjsonPatients(tmp_path / "export", copy_first=True), index_copy=True)
+    job._check_work_dir(progress := job.checkpoints.load("r9"))
     assert progress.phase == "read" and "groups-while-deciding" in progress.cursors
     assert (tmp_path / "work/stored-index.pickle").exists()
     job.keep = None   # without the kept index copy, the same run refuses
     (tmp_path / "work/stored-index.pickle").unlink()
     with pytest.raises(WorkDirLost):
-        job._check_work_dir(checkpoints.load("r9"))
+        job._check_work_dir(job.checkpoints.load("r9"))
