@@ -241,7 +241,7 @@ class BatchBackfill:
     def _decide_parts(self, progress: BackfillProgress, files: NdjsonPatients, out: Path, scored: Path,
                       stored: list[StoredDoc], *, plan: bool = False,
                       on_part_decided: Callable[[int], None] = lambda number: None) -> PartResult:
-        progress.stamp = now_iso()
+        progress.stamp = progress.stamp or now_iso()   # kept by a resumed decide phase (``_decide``)
         by_part = None if self.engine is None else lambda part_of: scores_by_part(self.engine, scored, part_of)
         parallel = ParallelDecide(self.settings, files, self.decide_workers, model=self.model,
                                   on_phase=self.listener.phase, on_advance=self.listener.advance,
@@ -272,6 +272,7 @@ class BatchBackfill:
         if again:
             stored = [] if progress.create_only else load_stored(self.work_dir / STORED_COPY)
         else:
+            progress.stamp = now_iso()   # saved before the first write: a resumed attempt decides at this time
             stored = self._stored_index(progress)
             if stored:
                 save_stored(self.work_dir / STORED_COPY, stored)

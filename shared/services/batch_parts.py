@@ -41,6 +41,7 @@ from pathlib import Path
 
 from shared.adapters.memory_index import MemoryIndex
 from shared.adapters.ndjson_patients import NdjsonPatients
+from shared.clock import fixed_at
 from shared.config import Settings
 from shared.domain.group import DEMOGRAPHIC_GROUPS, Group
 from shared.domain.pair_screen import screen_key
@@ -149,7 +150,8 @@ def _decide(part: Part, out: Path, stamp: str, plan: bool, scores: PartScores | 
         model = (model or default_model()).with_scores(table)
     with FactsReader(facts_dir) as reader:   # the keys step's (``batch_facts``): not computed a second time
         facts = [list(reader.facts_at(part.places))]
-    decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=model), facts=facts)
+    with fixed_at(stamp):   # the run's time: a resumed run decides the same documents (``shared.clock``)
+        decisions = decide([patients], matching_in_memory(_worker["settings"], index, model=model), facts=facts)
     result = PartResult(decisions.patients, decisions.results, decisions.reviews,
                         rule_counts(index.groups.groups[g] for g in index.groups.touched))
     if table is not None:

@@ -195,7 +195,8 @@ def test_a_run_killed_while_deciding_and_writing_decided_parts_resumes_to_the_sa
     assert run.poll() is None, run.stdout.read()
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
-    assert runs.document("killed-deciding").get().to_dict()["phase"] == "decide", "killed while deciding"
+    killed = runs.document("killed-deciding").get().to_dict()
+    assert killed["phase"] == "decide", "killed while deciding"
     partial = _index(firestore_db, settings)
     assert any(c in ("nik_index", "demographic_index") for c, _ in partial)
     assert not any(c in ("patient_keys", "review_items") for c, _ in partial)
@@ -206,6 +207,7 @@ def test_a_run_killed_while_deciding_and_writing_decided_parts_resumes_to_the_sa
     assert resumed.returncode == 0, output
     done = runs.document("killed-deciding").get().to_dict()
     assert done["status"] == "done" and done["create_only"]
+    assert done["stamp"] == killed["stamp"]   # decided at the first attempt's time: the same documents
     assert done["counts"]["writes:groups"].get("same", 0) > 0       # its own writes, recognised
     assert "conflict" not in done["counts"]["writes:groups"] and done["conflicted_groups"] == []
     assert "stale" not in done["results"]   # decided as the first attempt was, not as replays of its writes

@@ -111,6 +111,22 @@ def test_parts_decide_as_one_pass_over_a_stored_index(district, tmp_path):
     assert _in_parts(source, stored, tmp_path / "parts") == expected
 
 
+def test_two_runs_at_one_stamp_decide_the_very_same_documents(district, tmp_path):
+    """A resumed decide phase recognises the documents its killed attempt wrote only if it decides them
+    byte for byte again: every time a decision stores (a merge request's ``created_at``, a review item's)
+    is the run's stamp, not the clock's."""
+    source = NdjsonPatients(district)
+    runs = []
+    for name in ("first", "again"):
+        ParallelDecide(SETTINGS, source, workers=2, range_bytes=50_000, part_patients=40).run([], tmp_path / name,
+                                                                                               STAMP)
+        files = DecisionFiles(tmp_path / name)
+        runs.append({kind: sorted(files.lines(kind)) for kind in KINDS})
+    first, again = runs
+    assert sum(STAMP in line for line in first["outbox"]) == len(first["outbox"]) > 50   # created at the stamp
+    assert first == again
+
+
 def test_parts_with_splink_scores_decide_as_one_pass(district, tmp_path):
     # The DuckDB engine scores the store once; each part's worker asks its own share of the pairs first.
     from shared.adapters.splink_scoring import SplinkScoring
