@@ -6,5 +6,5 @@
 # -platform=darwin_amd64` in this folder where it is, and commit the hashes it adds (README).
 provider "registry.terraform.io/hashicorp/google" {
   version     = "7.40.0"
-  constraints = ">= 6.0, < 8.0"
+  constraints = ">= 6.0.0, < 8.0.0"
 }
