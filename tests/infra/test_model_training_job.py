@@ -44,8 +44,8 @@ def test_the_job_runs_dedup_model_train_with_options_it_has(modules):
     assert 'var.model_retrain_promote ? ["--promote"] : []' in command
     assert modules["district"].variables["model_retrain_promote"]["default"] is False
     assert 'var.patient_export_bucket == null ? [] : ["--ndjson", local.export_mount]' in command
-    job = str(modules["district"].resources_of("google_cloud_run_v2_job")["model_training"])
-    assert "'command': '${local.model_train_command}'" in job and "'mount_path': '${local.export_mount}'" in job
+    job = str(modules["district"].modules["model_training_job"])   # the ops_job module's inputs
+    assert "'command': '${local.model_train_command}'" in job and "local.export_volumes" in job
     assert "local.settings" in job and "merge(local.nik_key_env, local.fhir_token_env)" in job
 
 
@@ -137,6 +137,6 @@ def test_the_schedule_starts_the_job_as_an_account_that_may_only_run_it(modules)
     assert schedule["schedule"] == "${var.model_retrain_schedule}" and district.variables[
         "model_retrain_schedule"]["default"]
     target = schedule["http_target"][0]
-    assert target["uri"].endswith("/jobs/${google_cloud_run_v2_job.model_training[0].name}:run")
+    assert target["uri"].endswith("/jobs/${module.model_training_job[0].name}:run")
     assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.model_scheduler.email}"
     assert set(_grants_to(district, "google_service_account.model_scheduler.member")) == {"scheduler_runs_training"}

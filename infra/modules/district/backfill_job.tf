@@ -15,9 +15,11 @@ locals {
   backfill_keep_bucket = "${var.project_id}-dedup-backfill-keep"
   # Where the jobs mount var.patient_export_bucket (Cloud Storage FUSE, read-only).
   export_mount = "/mnt/export"
-  # The export volume of the backfill and training jobs (none without a bucket): one definition, each
-  # job's volume and mount blocks iterate over it (Terraform cannot share a nested block itself).
-  export_volumes = var.patient_export_bucket == null ? [] : [{ name = "export", bucket = var.patient_export_bucket }]
+  # The export volume of the backfill and training jobs (none without a bucket): one definition, in
+  # both jobs' list of mounted buckets (../ops_job), read-only.
+  export_volumes = var.patient_export_bucket == null ? [] : [
+    { name = "export", bucket = var.patient_export_bucket, mount_path = local.export_mount, read_only = true },
+  ]
   # The backfill copies a mounted export into its work directory first (--copy-first): FUSE reads in
   # sequence fast, but pays a request for each patient read back by its place while deciding.
   backfill_command = concat(
@@ -141,86 +143,35 @@ resource "google_secret_manager_secret_iam_member" "backfill_secret" {
   member    = google_service_account.backfill.member
 }
 
-resource "google_cloud_run_v2_job" "backfill" {
-  count               = var.backfill_image == null ? 0 : 1
-  project             = var.project_id
-  name                = "dedup-backfill"
-  location            = var.region
-  labels              = local.labels
-  deletion_protection = false
+module "backfill_job" {
+  source = "../ops_job"
+  count  = var.backfill_image == null ? 0 : 1
 
-  template {
-    task_count  = 1
-    parallelism = 1
-    template {
-      service_account = google_service_account.backfill.email
-      timeout         = "${var.backfill_timeout_seconds}s"
-      max_retries     = 1 # a retry resumes the execution's run (CLOUD_RUN_EXECUTION, the kept decisions)
-      containers {
-        image = var.backfill_image
-        # One deciding process per vCPU: inside the container the CPU count Python sees is the host's.
-        command = local.backfill_command
-        resources {
-          limits = { cpu = tostring(var.backfill_cpu), memory = var.backfill_memory }
-        }
-        dynamic "env" {
-          for_each = merge(local.settings, local.backfill_settings)
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-        dynamic "env" {
-          for_each = merge(local.nik_key_env, local.fhir_token_env)
-          content {
-            name = env.key
-            value_source {
-              secret_key_ref {
-                secret  = env.value.secret
-                version = env.value.version
-              }
-            }
-          }
-        }
-        dynamic "volume_mounts" {
-          for_each = local.export_volumes
-          content {
-            name       = volume_mounts.value.name
-            mount_path = local.export_mount
-          }
-        }
-        volume_mounts {
-          name       = "keep"
-          mount_path = local.backfill_keep_mount
-        }
-      }
-      dynamic "volumes" {
-        for_each = local.export_volumes
-        content {
-          name = volumes.value.name
-          gcs {
-            bucket    = volumes.value.bucket
-            read_only = true
-          }
-        }
-      }
-      volumes {
-        name = "keep"
-        gcs {
-          bucket    = google_storage_bucket.backfill_keep.name
-          read_only = false
-        }
-      }
-      dynamic "vpc_access" {
-        for_each = var.vpc_connector == null ? [] : [var.vpc_connector]
-        content {
-          connector = vpc_access.value
-          egress    = "PRIVATE_RANGES_ONLY"
-        }
-      }
-    }
-  }
+  project_id            = var.project_id
+  region                = var.region
+  name                  = "dedup-backfill"
+  labels                = local.labels
+  service_account_email = google_service_account.backfill.email
+  image                 = var.backfill_image
+  # One deciding process per vCPU: inside the container the CPU count Python sees is the host's.
+  command            = local.backfill_command
+  timeout_seconds    = var.backfill_timeout_seconds
+  max_retries        = 1 # a retry resumes the execution's run (CLOUD_RUN_EXECUTION, the kept decisions)
+  cpu                = var.backfill_cpu
+  memory             = var.backfill_memory
+  environment        = merge(local.settings, local.backfill_settings)
+  secret_environment = merge(local.nik_key_env, local.fhir_token_env)
+  buckets = concat(local.export_volumes, [
+    { name = "keep", bucket = google_storage_bucket.backfill_keep.name, mount_path = local.backfill_keep_mount, read_only = false },
+  ])
+  vpc_connector = var.vpc_connector
 
   depends_on = [google_project_service.enabled, google_secret_manager_secret_iam_member.backfill_secret,
   google_firestore_database.dedup, google_storage_bucket_iam_member.backfill_keeps_decisions]
+}
+
+# The job was a resource of this module before the jobs shared ../ops_job.
+moved {
+  from = google_cloud_run_v2_job.backfill[0]
+  to   = module.backfill_job[0].google_cloud_run_v2_job.job
 }

@@ -166,76 +166,33 @@ resource "google_secret_manager_secret_iam_member" "training_secret" {
   member    = google_service_account.model_training.member
 }
 
-resource "google_cloud_run_v2_job" "model_training" {
-  count               = var.backfill_image == null ? 0 : 1
-  project             = var.project_id
-  name                = "dedup-model-training"
-  location            = var.region
-  labels              = local.labels
-  deletion_protection = false
+module "model_training_job" {
+  source = "../ops_job"
+  count  = var.backfill_image == null ? 0 : 1
 
-  template {
-    task_count  = 1
-    parallelism = 1
-    template {
-      service_account = google_service_account.model_training.email
-      timeout         = "${var.model_train_timeout_seconds}s"
-      max_retries     = 1 # a new run only adds another version: safe to retry
-      containers {
-        image   = var.backfill_image
-        command = local.model_train_command
-        resources {
-          limits = { cpu = tostring(var.model_train_cpu), memory = var.model_train_memory }
-        }
-        dynamic "env" {
-          for_each = local.settings
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-        dynamic "env" {
-          for_each = merge(local.nik_key_env, local.fhir_token_env)
-          content {
-            name = env.key
-            value_source {
-              secret_key_ref {
-                secret  = env.value.secret
-                version = env.value.version
-              }
-            }
-          }
-        }
-        dynamic "volume_mounts" {
-          for_each = local.export_volumes
-          content {
-            name       = volume_mounts.value.name
-            mount_path = local.export_mount
-          }
-        }
-      }
-      dynamic "volumes" {
-        for_each = local.export_volumes
-        content {
-          name = volumes.value.name
-          gcs {
-            bucket    = volumes.value.bucket
-            read_only = true
-          }
-        }
-      }
-      dynamic "vpc_access" {
-        for_each = var.vpc_connector == null ? [] : [var.vpc_connector]
-        content {
-          connector = vpc_access.value
-          egress    = "PRIVATE_RANGES_ONLY"
-        }
-      }
-    }
-  }
+  project_id            = var.project_id
+  region                = var.region
+  name                  = "dedup-model-training"
+  labels                = local.labels
+  service_account_email = google_service_account.model_training.email
+  image                 = var.backfill_image
+  command               = local.model_train_command
+  timeout_seconds       = var.model_train_timeout_seconds
+  max_retries           = 1 # a new run only adds another version: safe to retry
+  cpu                   = var.model_train_cpu
+  memory                = var.model_train_memory
+  environment           = local.settings
+  secret_environment    = merge(local.nik_key_env, local.fhir_token_env)
+  buckets               = local.export_volumes
+  vpc_connector         = var.vpc_connector
 
   depends_on = [google_project_service.enabled, google_secret_manager_secret_iam_member.training_secret,
   google_storage_bucket_iam_member.training_adds_models]
+}
+
+moved {
+  from = google_cloud_run_v2_job.model_training[0]
+  to   = module.model_training_job[0].google_cloud_run_v2_job.job
 }
 
 # Cloud Scheduler starts the job (the Cloud Run Admin API's jobs.run) as its own account, which may run
@@ -251,7 +208,7 @@ resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_training" {
   count    = var.backfill_image == null ? 0 : 1
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_job.model_training[0].name
+  name     = module.model_training_job[0].name
   role     = "roles/run.invoker"
   member   = google_service_account.model_scheduler.member
 }
@@ -265,7 +222,7 @@ resource "google_cloud_scheduler_job" "model_retraining" {
   time_zone = var.time_zone
   http_target {
     http_method = "POST"
-    uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.model_training[0].name}:run"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${module.model_training_job[0].name}:run"
     oauth_token {
       service_account_email = google_service_account.model_scheduler.email
       scope                 = "https://www.googleapis.com/auth/cloud-platform"
