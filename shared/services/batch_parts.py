@@ -238,11 +238,17 @@ class ParallelDecide:
             # The largest first: a part that starts last must not keep one worker busy alone.
             futures = {pool.submit(_decide, part, out, stamp, plan, scores.pop(part.number, None), facts_dir): part
                        for part in sorted(parts, key=lambda part: -len(part.places))}
-            for future in as_completed(futures):
-                total.add(future.result())
-                if not plan:
-                    self.on_part_decided(futures[future].number)
-                self.on_advance(len(futures[future].places))
+            try:
+                for future in as_completed(futures):
+                    total.add(future.result())
+                    if not plan:
+                        self.on_part_decided(futures[future].number)
+                    self.on_advance(len(futures[future].places))
+            except BaseException:
+                # A part that failed, writing that failed, Ctrl-C: the parts not started are dropped
+                # (leaving the pool would otherwise decide every one of them first).
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             total.part_files = len(parts)
             self.seconds["parts_decided"] = time.monotonic() - began
             shutil.rmtree(facts_dir, ignore_errors=True)

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from functools import partial
 from itertools import islice
 
 from shared.domain.backfill import BackfillProgress
@@ -44,16 +45,17 @@ def chunks(items: Iterable, size: int = WRITE_LIMIT) -> Iterator[list]:
         yield chunk
 
 
-def write_chunks(store: IndexBulkStore, numbered: Iterable[tuple[int, list[DocWrite]]], *, workers: int,
-                 check_first: bool, on_written: Callable[[int, list[DocWrite], list[WriteOutcome]], None]) -> None:
-    """Writes each numbered chunk with ``workers`` threads, at most ``2 * workers`` chunks in flight (the
-    chunks are drawn from ``numbered`` as others finish: memory stays bounded); ``on_written`` gets each
-    chunk's outcomes as it finishes (in any order), in the calling thread."""
+def write_chunks(write: Callable[[list[DocWrite]], list[WriteOutcome]], numbered: Iterable[tuple[int, list[DocWrite]]],
+                 *, workers: int, on_written: Callable[[int, list[DocWrite], list[WriteOutcome]], None]) -> None:
+    """Writes each numbered chunk with ``write`` (the bulk store's, under its options) in ``workers``
+    threads, at most ``2 * workers`` chunks in flight (the chunks are drawn from ``numbered`` as others
+    finish: memory stays bounded); ``on_written`` gets each chunk's outcomes as it finishes (in any
+    order), in the calling thread."""
     pending = iter(numbered)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index-write") as pool:
         running = {}
         for index, chunk in pending:
-            running[pool.submit(store.write, chunk, check_first=check_first)] = (index, chunk)
+            running[pool.submit(write, chunk)] = (index, chunk)
             if len(running) >= 2 * workers:
                 break
         while running:
@@ -63,7 +65,7 @@ def write_chunks(store: IndexBulkStore, numbered: Iterable[tuple[int, list[DocWr
                 on_written(index, chunk, future.result())
                 following = next(pending, None)
                 if following is not None:
-                    running[pool.submit(store.write, following[1], check_first=check_first)] = following
+                    running[pool.submit(write, following[1])] = following
 
 
 def write_collection(store: IndexBulkStore, name: str, writes: Iterable[DocWrite], total: int,
@@ -96,8 +98,8 @@ def write_collection(store: IndexBulkStore, name: str, writes: Iterable[DocWrite
             save(progress)
             last_save = time.monotonic()
 
-    write_chunks(store, enumerate(islice(chunks(writes), start, None), start), workers=workers,
-                 check_first=resumed, on_written=written)
+    write_chunks(partial(store.write, check_first=resumed), enumerate(islice(chunks(writes), start, None), start),
+                 workers=workers, on_written=written)
     if conflicts:
         log.warning("backfill_left_to_incremental", collection=name, documents=conflicts)
 
@@ -122,6 +124,10 @@ class WritesWhileDeciding:
         self._thread.start()
 
     def part_decided(self, number: int) -> None:
+        """Queues part ``number``'s groups; raises at once what writing raised (a store refusing every
+        write stops the run at the next decided part, not when the last of a long phase is decided)."""
+        if self._error is not None:
+            raise self._error
         self._parts.put(number)
 
     def _chunks(self) -> Iterator[list[DocWrite]]:
@@ -134,12 +140,21 @@ class WritesWhileDeciding:
             if outcome == WriteOutcome.CONFLICT:
                 self.conflicts.append(write)
 
+    def _write(self, chunk: list[DocWrite]) -> list[WriteOutcome]:
+        try:
+            return self._store.write(chunk, check_first=self._check_first)
+        except BaseException as error:
+            # Seen by the next ``part_decided`` at once, and stops the chunks: without it, the failure
+            # would wait in its future while drawing the next chunk waits for the next decided part.
+            self._error = self._error or error
+            self._parts.put(None)
+            raise
+
     def _run(self) -> None:
         try:
-            write_chunks(self._store, enumerate(self._chunks()), workers=self._workers,
-                         check_first=self._check_first, on_written=self._written)
-        except BaseException as error:  # handed to the caller's thread by ``finish``
-            self._error = error
+            write_chunks(self._write, enumerate(self._chunks()), workers=self._workers, on_written=self._written)
+        except BaseException as error:  # handed to the caller's thread by ``part_decided`` or ``finish``
+            self._error = self._error or error
 
     def finish(self) -> None:
         """Waits for every part queued to be written; raises what writing raised."""

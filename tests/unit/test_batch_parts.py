@@ -127,6 +127,22 @@ def test_two_runs_at_one_stamp_decide_the_very_same_documents(district, tmp_path
     assert first == again
 
 
+def test_a_failure_after_a_decided_part_drops_the_parts_not_started(district, tmp_path):
+    """Writing that failed (``on_part_decided`` raising) stops the phase at once: the run does not go on
+    deciding every queued part before it reports the error."""
+    def writing_failed(number: int) -> None:
+        raise ConnectionError("the store went away")
+
+    parallel = ParallelDecide(SETTINGS, NdjsonPatients(district), workers=2, range_bytes=50_000, part_patients=40,
+                              on_part_decided=writing_failed)
+    with pytest.raises(ConnectionError):
+        parallel.run([], tmp_path / "parts", STAMP)
+    parts = sum(len(page) for page in NdjsonPatients(district).pages()) // 40   # at least this many parts
+    decided = len(list((tmp_path / "parts" / "groups").glob("*.jsonl")))
+    # The failed part, the one running beside it, and the few the pool had handed its workers already.
+    assert 1 <= decided <= 6 and parts > 30, (decided, parts)
+
+
 def test_parts_with_splink_scores_decide_as_one_pass(district, tmp_path):
     # The DuckDB engine scores the store once; each part's worker asks its own share of the pairs first.
     from shared.adapters.splink_scoring import SplinkScoring

@@ -5,6 +5,7 @@ thread, and so does a failure to write."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -81,7 +82,19 @@ def test_a_failed_write_is_raised_in_the_callers_thread():
     store = _Store(fail_after=1)
     writer = WritesWhileDeciding(store, {0: _part(0, 600), 1: _part(1, 600)}.__getitem__, workers=1,
                                  check_first=False)
-    writer.part_decided(0)
-    writer.part_decided(1)
-    with pytest.raises(ConnectionError, match="went away"):
+    with pytest.raises(ConnectionError, match="went away"):   # by part_decided(1) if writing failed already
+        writer.part_decided(0)
+        writer.part_decided(1)
         writer.finish()
+
+
+def test_a_failed_write_stops_the_next_decided_part():
+    store = _Store(fail_after=1)
+    writer = WritesWhileDeciding(store, {0: _part(0, 600), 1: _part(1, 600)}.__getitem__, workers=1,
+                                 check_first=False)
+    writer.part_decided(0)
+    deadline = time.monotonic() + 10
+    while writer._thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)   # until writing has failed
+    with pytest.raises(ConnectionError, match="went away"):
+        writer.part_decided(1)
