@@ -57,6 +57,7 @@ STACK_HINT = ("start the local stack with `dedup up --detach`, "
 def describe(error: BaseException) -> tuple[int, str, str | None]:
     """(exit code, one-line message, hint) for any exception a command can raise."""
     from shared.fhir.errors import FhirError, NotFound, RetriesExhausted
+    from shared.services.batch_backfill import WorkDirLost
     from shared.services.review import ReviewAlreadyDecided, ReviewItemNotFound, ReviewRefused
 
     if isinstance(error, OpsError):
@@ -69,6 +70,8 @@ def describe(error: BaseException) -> tuple[int, str, str | None]:
     if isinstance(error, KeyError):  # the use cases' "no such job" (their own messages: ids only)
         return NOT_FOUND, str(error).strip("'\""), None
     if isinstance(error, (ReviewAlreadyDecided, ReviewRefused)):
+        return OTHER, str(error), None
+    if isinstance(error, WorkDirLost):   # its message names the run, the phase and the folder
         return OTHER, str(error), None
     if isinstance(error, RetriesExhausted):
         return UNREACHABLE, str(error), "check the FHIR server (`dedup status`) and try again"

@@ -131,9 +131,12 @@ class BatchBackfill:
         if progress.phase == "decide" and GROUPS_WHILE_DECIDING in progress.cursors:
             stored_copy = self.work_dir / STORED_COPY
             index_copy_lost = not progress.create_only and not stored_copy.exists()
-            if index_copy_lost and self.keep is not None:
-                self.keep.restore_file(progress.run_id, stored_copy)
-                index_copy_lost = not stored_copy.exists()
+            if self.keep is not None:
+                if index_copy_lost:
+                    self.keep.restore_file(progress.run_id, stored_copy)
+                    index_copy_lost = not stored_copy.exists()
+                if not self.source.repeatable and not self._spool.exists():
+                    self.keep.restore_file(progress.run_id, self._spool)
             if index_copy_lost or (not self.source.repeatable and not self._spool.exists()):
                 raise WorkDirLost(f"backfill run {progress.run_id} is in phase decide, its groups partly written, "
                                   f"but its work files are gone from {self.work_dir}: resume it with its work "
@@ -278,6 +281,9 @@ class BatchBackfill:
                 save_stored(self.work_dir / STORED_COPY, stored)
                 if self.keep is not None:
                     self.keep.keep_file(progress.run_id, self.work_dir / STORED_COPY)
+            if self.keep is not None and not self.source.repeatable:
+                # The Patients as read (a FHIR server's change since): a resumed attempt decides on them.
+                self.keep.keep_file(progress.run_id, self._spool)
             progress.cursors[GROUPS_WHILE_DECIDING] = 0
             self.checkpoints.save(progress)   # before the first write
         writer = WritesWhileDeciding(self.store, lambda number: DecisionFiles(partial).part_writes("groups", number),

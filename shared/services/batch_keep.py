@@ -8,7 +8,8 @@ refusing (``batch_backfill.WorkDirLost``).
 
 The decide phase also writes groups as parts are decided, on the index as it first read it; that copy
 of the index (``stored-index.pickle``) is kept too, so a decide phase killed after it began writing can
-decide again on a new disk (its Patients read again from a rereadable source or a copied export).
+decide again on a new disk: its Patients read again from an export, or, read from a FHIR server (which
+may have changed since), the spool of them kept beside the index copy (``Patient.ndjson``).
 
 Layout: ``<keep>/<run id>/decisions/...`` (the work directory's own layout) and ``<keep>/<run id>/COMPLETE``,
 written last: a copy without it (the task died while copying) is never used; a kept file is copied under

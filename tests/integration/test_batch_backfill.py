@@ -183,9 +183,12 @@ def test_the_fhir_scan_reads_pages_in_parallel_and_every_patient_once(fhir, dist
 def test_a_run_killed_while_deciding_and_writing_decided_parts_resumes_to_the_same_end_state(
         settings, fhir, firestore_db, topics, district, tmp_path):
     """Each part's groups are written while the other parts are decided: a run killed then decides again
-    on the index as it first read it (not on its own writes) and recognises the groups it wrote."""
+    on the index as it first read it (not on its own writes) and recognises the groups it wrote. The retry
+    runs on an empty disk (a Cloud Run task's): the Patients it read from the FHIR server come back from
+    the keep directory, not from the server as it is now."""
     work = tmp_path / "work"
-    args = ["--run-id", "killed-deciding", "--work-dir", str(work), "--write-workers", "1", "--page-size", "300"]
+    args = ["--run-id", "killed-deciding", "--work-dir", str(work), "--keep-dir", str(tmp_path / "keep"),
+            "--write-workers", "1", "--page-size", "300"]
     run = _ops(settings, *args)
     runs = firestore_db.collection(settings.collection("backfill_runs"))
     groups = firestore_db.collection(settings.collection("demographic_index"))
@@ -202,6 +205,7 @@ def test_a_run_killed_while_deciding_and_writing_decided_parts_resumes_to_the_sa
     assert not any(c in ("patient_keys", "review_items") for c, _ in partial)
     assert topics.pull("merge-requests", count=None, timeout=1.0) == []
 
+    shutil.rmtree(work)
     resumed = _ops(settings, *args)
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output

@@ -151,3 +151,16 @@ def test_a_copied_export_is_copied_again_when_a_decide_phase_that_began_writing_
     (tmp_path / "work/stored-index.pickle").unlink()
     with pytest.raises(WorkDirLost):
         job._check_work_dir(job.checkpoints.load("r9"))
+
+
+def test_a_decide_phase_that_began_writing_gets_the_patients_it_read_from_the_keep(tmp_path):
+    """A FHIR server is not read again (its Patients may have changed since): the spool kept when the
+    decide phase began comes back, and with it the run decides again as its first attempt did."""
+    job = _resuming_with_a_keep(tmp_path, BackfillProgress(run_id="r10", mode="batch", phase="decide",
+                                                           cursors={"groups-while-deciding": 0}), index_copy=True)
+    (tmp_path / "read").mkdir()
+    (tmp_path / "read/Patient.ndjson").write_text('{"resourceType": "Patient", "id": "p1"}\n')
+    job.keep.keep_file("r10", tmp_path / "read/Patient.ndjson")
+    job._check_work_dir(progress := job.checkpoints.load("r10"))
+    assert progress.phase == "decide"
+    assert (tmp_path / "work/read/Patient.ndjson").read_text() == '{"resourceType": "Patient", "id": "p1"}\n'

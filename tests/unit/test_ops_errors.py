@@ -203,3 +203,16 @@ def test_backfill_engine_errors_are_one_line_before_any_work(capsys, monkeypatch
     code, _, err, seconds = dedup(capsys, "backfill", "--engine", "spark", "--spark-master", "local[2]")
     line = one_error_line(err)
     assert code == 2 and "--engine spark needs Java 17" in line and "--engine duckdb" in line and seconds < 5
+
+
+def test_a_backfill_that_lost_its_work_files_says_so_in_one_line(capsys, monkeypatch):
+    from shared.services.batch_backfill import WorkDirLost
+
+    def lost(*_args, **_kwargs):
+        raise WorkDirLost("backfill run r1 is in phase write-keys but /tmp/w/decisions is gone and no kept copy "
+                          "exists: resume it with its work directory, or start a new run")
+
+    monkeypatch.setattr("ops.load.discover", lost)
+    code, _, err, _ = dedup(capsys, "load", ".")
+    line = one_error_line(err)
+    assert code == 1 and "run r1 is in phase write-keys" in line and "unexpected" not in line
