@@ -31,6 +31,7 @@ from shared.domain.places import homes_conflict, one_address
 from shared.domain.registered_together import another_generation, registered_together
 from shared.domain.review_band import weak_evidence
 from shared.domain.serial_typo import first_serial_digits_typo, namesakes_of_two_kecamatans
+from shared.domain.two_niks import one_person_two_niks
 from shared.linkage.model import MatchModel, default_model
 from shared.names import name_similarity
 
@@ -320,7 +321,9 @@ def compare_demographic_pair(a: Mapping, b: Mapping, settings: Settings, *, conf
         one_digit = a.get("kind") == b.get("kind") == "nik" and nik_one_digit_apart(a.get("nik_masks"),
                                                                                     b.get("nik_masks"))
         if not one_digit:
-            return decide(NO_MATCH, "different-nik")
+            if not one_person_two_niks(a, b, evidence):
+                return decide(NO_MATCH, "different-nik")
+            return decide(MERGE, "human-confirmed") if confirmed else decide(REVIEW, "two-niks-review")
     baby = _baby_rules(a, b, score, settings, confirmed, evidence)
     if baby:
         return decide(baby.outcome, baby.reason)

@@ -1,7 +1,8 @@
 """Which members of a candidate block can ever be decided with one another. Pure.
 
 ``compare_demographic_pair`` answers *no-match* for most pairs of a block before any score: two
-different NIKs that are not one digit apart (``different-nik``), or two adults whose names are below
+different NIKs that are not one digit apart (``different-nik``, unless the names are the same:
+``two_niks``), or two adults whose names are below
 the review threshold (``different-name``); a pair under one NIK is skipped (its NIK group decides it).
 Such a pair changes nothing in the block's plan: neither record is a candidate of the other, neither
 opens a request or a review item there. A member all of whose pairs in a block are of that kind is
@@ -61,7 +62,9 @@ def never_decided(a: ScreenKey, b: ScreenKey, settings: Settings, masks: tuple[s
     if a.nik_token and a.nik_token == b.nik_token:
         return True
     if a.nik_token and b.nik_token and not (masks[0] & masks[1] if masks else _mask_set(a.masks) & _mask_set(b.masks)):
-        return True     # "different-nik": checked before any other rule but the twins' (no-match too)
+        # "different-nik": checked before any other rule but the twins' (no-match too), unless the two
+        # records share their name (``two_niks``: everything else may agree too, a person looks).
+        return not a.name or a.name != b.name
     if a.is_baby or b.is_baby:
         return False    # the newborn rules come before the name threshold
     return not a.name or not b.name or _similarity(a.name, b.name) < settings.name_review_threshold
@@ -75,9 +78,10 @@ def _similarity(a: str, b: str) -> float:
 
 def deciding_members(keys: Sequence[ScreenKey], settings: Settings) -> set[int]:
     """The positions of the block's members that have at least one pair ``never_decided`` does not rule
-    out. Pairs of two NIK holders meet only through a shared mask (every other such pair is ruled out),
-    so only those, and the pairs of a record without a NIK, are looked at. Which members decide does not
-    depend on the order the pairs are looked at in (a pair is skipped only when both already decide)."""
+    out. Pairs of two NIK holders meet only through a shared mask or one name (every other such pair is
+    ruled out), so only those, and the pairs of a record without a NIK, are looked at. Which members
+    decide does not depend on the order the pairs are looked at in (a pair is skipped only when both
+    already decide)."""
     deciding: set[int] = set()
     masks = [_mask_set(key.masks) for key in keys]
     without_nik = [i for i, key in enumerate(keys) if not key.nik_token]
@@ -85,7 +89,12 @@ def deciding_members(keys: Sequence[ScreenKey], settings: Settings) -> set[int]:
     for i, found in enumerate(masks):
         for mask in found:
             by_mask.setdefault(mask, []).append(i)
-    pairs = {(i, j) for sharing in by_mask.values() if len(sharing) > 1 for i, j in combinations(sharing, 2)}
+    by_name: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key.nik_token and key.name:
+            by_name.setdefault(key.name, []).append(i)
+    pairs = {(i, j) for sharing in (*by_mask.values(), *by_name.values()) if len(sharing) > 1
+             for i, j in combinations(sharing, 2)}
     pairs |= {(min(i, j), max(i, j)) for i in without_nik for j in range(len(keys)) if j != i}
     for i, j in pairs:
         if (i not in deciding or j not in deciding) and not never_decided(keys[i], keys[j], settings,

@@ -129,7 +129,7 @@ REVIEW_REASONS = (
     "model-review", "nik-one-digit-review", "nik-conflict", "name-mismatch", "nik-birthdate-mismatch",
     "birthdate-conflict", "gender-conflict", "possible-baby-duplicate", "ambiguous-match", "rival-identity",
     "rival-after-merge", "nik-namesake-nearby", "nik-home-conflict", "nik-serial-lost", "nik-relative-namesake",
-    "nik-of-neither", "nik-placeholder-date", "block-request-busy", "weak-evidence",
+    "nik-of-neither", "nik-placeholder-date", "block-request-busy", "weak-evidence", "two-niks-review",
 )
 
 

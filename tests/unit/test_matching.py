@@ -228,7 +228,11 @@ def test_demographic_auto_merge_can_be_switched_off():
 def test_demographic_never_merges_two_different_niks():
     a = record(patient("a", phone="081234567890"))
     b = record(patient("b", nik="3201011505900099", phone="081234567890"))
-    assert compare_demographic_pair(a, b, SETTINGS).reason == "different-nik"
+    # Nothing but the NIK differs: a person decides (``two_niks``), no rule merges.
+    assert (compare_demographic_pair(a, b, SETTINGS).outcome, compare_demographic_pair(a, b, SETTINGS).reason) == (
+        REVIEW, "two-niks-review")
+    c = record(patient("c", name="Budi Santosa", nik="3201011505900099", phone="081234567890"))
+    assert compare_demographic_pair(a, c, SETTINGS).reason == "different-nik"
 
 
 def test_niks_one_serial_digit_apart_go_to_review_never_merge():
