@@ -145,9 +145,7 @@ def test_delete_removes_the_patient_from_every_group_and_its_keys(world):
     patient = add(world, "Dewi Lestari", gender="female", nik="3201015505900002")
     world.matching.handle_change(event(patient))
     groups = world.keys.get(patient["id"]).groups
-    # Its NIK group and two candidate blocks (birth date + sex, NIK prefix); its NIK agrees with its birth date
-    # and sex, so no name + year block (``block_variants.needs_name_year``).
-    assert len(groups) == 3
+    assert len(groups) == 4   # its NIK group and three candidate blocks (birth date + sex, NIK prefix, name + year)
     world.fhir.delete("Patient", patient["id"])
     outcome = world.matching.handle_change(event(patient))       # the read answers 410: a delete
     assert outcome.result == "deleted" and sorted(outcome.groups) == sorted(groups)
