@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.config import Settings
-from shared.domain.block_variants import birth_date_variants, needs_name_year
 from shared.domain.nik_features import nik_features
 from shared.domain.places import home_forms, place_words, typo_variants
 from shared.names import normalise_name, patient_name
@@ -101,29 +100,24 @@ def candidate_blocks(facts: PatientFacts, settings: Settings) -> list[str]:
     """The candidate blocks a record joins besides its NIK group, in the order a pair is decided (the
     first block two records share decides them): birth date + sex (NIK-derived when missing), the NIK's
     first 12 digits (a typo in the serial), name key + birth year (first name token: a wrong birth day or
-    month; only for a record whose birth date or sex its NIK does not vouch for, ``block_variants``), the
-    first phone (a NIK-less record of a household's member), the birth date + sex blocks of a record
-    without a NIK of its own for its other possible sex or its day and month swapped. Keyed tokens only."""
+    month), the first phone (a NIK-less record of a household's member). Keyed tokens only."""
     return list(dict.fromkeys(block for _, block in labelled_blocks(facts, settings)))
 
 
 def labelled_blocks(facts: PatientFacts, settings: Settings) -> list[tuple[str, str]]:
     """``candidate_blocks`` with the kind of each (``birth-date``, ``nik-prefix``, ``name-year``,
-    ``phone``, ``birth-date-variant``), for measuring what each kind costs and finds
-    (``tools.bench blocking``)."""
+    ``phone``), for measuring what each kind costs and finds (``tools.bench blocking``)."""
     key = settings.nik_hash_key.get_secret_value()
     blocks = []
     if day_block := birth_date_block(facts, settings):
         blocks.append(("birth-date", day_block))
     if prefix_block := nik_prefix_block(facts, settings):
         blocks.append(("nik-prefix", prefix_block))
-    if (facts.name and facts.birth_date and not facts.is_baby
-            and needs_name_year(facts.kind, facts.nik_issues, facts.derived)):
+    if facts.name and facts.birth_date and not facts.is_baby:
         blocks.append(("name-year", _block_token(key, f"name-year|{facts.name.split()[0]}|{facts.birth_date[:4]}")))
     if phone := phone_block(facts, settings):
         blocks.append(("phone", phone))
-    return blocks + [("birth-date-variant", blocking_token(day, sex, settings))
-                     for day, sex in birth_date_variants(facts.kind, facts.is_baby, facts.birth_date, facts.gender)]
+    return blocks
 
 
 def phone_block(facts: PatientFacts, settings: Settings) -> str | None:
